@@ -1,0 +1,7 @@
+//! metastudio-operator: keeps Huawei Cloud MetaStudio activation codes as an
+//! `ActivationCode` resource declares.
+
+pub mod metastudio;
+pub mod secret;
+pub mod simulator;
+pub mod tls;

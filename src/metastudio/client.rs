@@ -1,0 +1,622 @@
+//! The async MetaStudio client: signing, timeouts, retries, rate limit.
+//!
+//! A [`Transport`] holds what every call shares: one connection pool, the
+//! retry policy, one rate limiter per endpoint and the call metrics. A
+//! [`MetaStudioClient`] is a cheap handle that pairs it with one
+//! [`Connection`] (endpoint, project, credentials).
+
+use super::connection::{Connection, Credentials};
+use super::error::{ApiError, ApiErrorKind, Operation};
+use super::metrics::ApiMetrics;
+use super::models::{
+    ActiveCode, ActiveCodePage, CreateActiveCodeBody, ErrorBody, OnceCode, ResetActiveCodeBody,
+    UpdateActiveCodeBody,
+};
+use super::rate_limit::{RateLimit, RateLimiter};
+use super::retry::RetryPolicy;
+use super::signer::{self, SignableRequest};
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
+use tracing::{Instrument, debug, debug_span, warn};
+
+/// The API caps `limit` at 100.
+pub const MAX_PAGE_SIZE: u32 = 100;
+
+/// Settings shared by every call of one [`Transport`].
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Per attempt, from connecting to the end of the response body.
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    pub retry: RetryPolicy,
+    pub rate_limit: RateLimit,
+    /// Larger response bodies are refused (hostile or broken servers).
+    pub max_response_bytes: usize,
+    pub user_agent: String,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+            retry: RetryPolicy::default(),
+            rate_limit: RateLimit::default(),
+            max_response_bytes: 8 * 1024 * 1024,
+            user_agent: concat!("metastudio-operator/", env!("CARGO_PKG_VERSION")).to_owned(),
+        }
+    }
+}
+
+/// The HTTP client could not be built (TLS set-up).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the HTTP client: {0}")]
+pub struct TransportError(#[from] reqwest::Error);
+
+#[derive(Debug)]
+pub struct Transport {
+    http: reqwest::Client,
+    options: ClientOptions,
+    limiters: Mutex<HashMap<String, Arc<RateLimiter>>>,
+    metrics: ApiMetrics,
+}
+
+impl Transport {
+    pub fn new(options: ClientOptions) -> Result<Arc<Self>, TransportError> {
+        Self::with_metrics(options, ApiMetrics::default())
+    }
+
+    pub fn with_metrics(
+        options: ClientOptions,
+        metrics: ApiMetrics,
+    ) -> Result<Arc<Self>, TransportError> {
+        crate::tls::install_crypto_provider();
+        let http = reqwest::Client::builder()
+            .connect_timeout(options.connect_timeout)
+            .user_agent(options.user_agent.clone())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build()?;
+        Ok(Arc::new(Self {
+            http,
+            options,
+            limiters: Mutex::new(HashMap::new()),
+            metrics,
+        }))
+    }
+
+    pub fn options(&self) -> &ClientOptions {
+        &self.options
+    }
+
+    pub fn metrics(&self) -> &ApiMetrics {
+        &self.metrics
+    }
+
+    /// A client for one connection; the rate limit of its endpoint is shared
+    /// with every other client of this transport to the same endpoint.
+    pub fn client(self: &Arc<Self>, connection: Connection) -> MetaStudioClient {
+        let limiter = self
+            .limiters
+            .lock()
+            .expect("limiter map lock")
+            .entry(connection.endpoint.as_str().to_owned())
+            .or_insert_with(|| Arc::new(RateLimiter::new(self.options.rate_limit)))
+            .clone();
+        MetaStudioClient {
+            transport: self.clone(),
+            connection: Arc::new(connection),
+            limiter,
+        }
+    }
+}
+
+/// A successful reply with the request id the server gave it.
+#[derive(Debug, Clone)]
+pub struct Reply<T> {
+    pub value: T,
+    pub request_id: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct MetaStudioClient {
+    transport: Arc<Transport>,
+    connection: Arc<Connection>,
+    limiter: Arc<RateLimiter>,
+}
+
+/// One call before it is sent: what the signer and the wire need.
+struct Call {
+    operation: Operation,
+    method: Method,
+    /// Path below `/v1/{project_id}/digital-human-chat/`, already encoded.
+    path: String,
+    query: Vec<(String, String)>,
+    body: Option<Vec<u8>>,
+}
+
+/// What one attempt produced, before the retry decision.
+enum Attempt {
+    Done(Answer),
+    /// The call failed without an answer; the label names the failure in
+    /// metrics (`connect_error`, `timeout`, ...).
+    Failed(ApiErrorKind, &'static str),
+}
+
+/// An HTTP answer, success or not.
+struct Answer {
+    status: StatusCode,
+    request_id: Option<String>,
+    retry_after: Option<Duration>,
+    body: Vec<u8>,
+}
+
+impl MetaStudioClient {
+    pub fn connection(&self) -> &Connection {
+        &self.connection
+    }
+
+    /// One page of a robot's codes (`limit` 1..=100).
+    pub async fn list_page(
+        &self,
+        robot_id: &str,
+        offset: u32,
+        limit: u32,
+    ) -> Result<Reply<ActiveCodePage>, ApiError> {
+        let operation = Operation::ListActiveCode;
+        if robot_id.is_empty() || !(1..=MAX_PAGE_SIZE).contains(&limit) {
+            return Err(invalid(
+                operation,
+                "robot_id must not be empty and limit must be 1..=100",
+            ));
+        }
+        self.send(Call {
+            operation,
+            method: Method::GET,
+            path: "active-code".into(),
+            query: vec![
+                ("offset".into(), offset.to_string()),
+                ("limit".into(), limit.to_string()),
+                ("robot_id".into(), robot_id.to_owned()),
+            ],
+            body: None,
+        })
+        .await
+    }
+
+    /// Every code of a robot, all pages, optionally only those of one room
+    /// (the API has no room filter; it is applied here).
+    pub async fn list_all(
+        &self,
+        robot_id: &str,
+        room_id: Option<&str>,
+    ) -> Result<Vec<ActiveCode>, ApiError> {
+        let mut codes = Vec::new();
+        let mut seen = HashSet::new();
+        let mut offset = 0u32;
+        loop {
+            let page = self.list_page(robot_id, offset, MAX_PAGE_SIZE).await?.value;
+            let received = page.data.len() as u32;
+            for code in page.data {
+                // Codes created or deleted between pages shift the offsets;
+                // never report one twice.
+                if seen.insert(code.active_code_id.clone()) {
+                    codes.push(code);
+                }
+            }
+            offset = offset.saturating_add(received);
+            if received == 0 || received < MAX_PAGE_SIZE || offset >= page.count {
+                break;
+            }
+        }
+        if let Some(room) = room_id {
+            codes.retain(|c| c.room_id.as_deref() == Some(room));
+        }
+        Ok(codes)
+    }
+
+    pub async fn show(&self, active_code_id: &str) -> Result<Reply<ActiveCode>, ApiError> {
+        self.send(Call {
+            operation: Operation::ShowActiveCode,
+            method: Method::GET,
+            path: code_path(Operation::ShowActiveCode, active_code_id, "")?,
+            query: vec![],
+            body: None,
+        })
+        .await
+    }
+
+    pub async fn create(&self, body: &CreateActiveCodeBody) -> Result<Reply<ActiveCode>, ApiError> {
+        self.send(Call {
+            operation: Operation::CreateActiveCode,
+            method: Method::POST,
+            path: "active-code".into(),
+            query: vec![],
+            body: Some(json(body)),
+        })
+        .await
+    }
+
+    /// Sets `valid_period` (days, 0 = permanent); the validity window
+    /// restarts at the moment of the call.
+    pub async fn update(
+        &self,
+        active_code_id: &str,
+        valid_period: u16,
+    ) -> Result<Reply<ActiveCode>, ApiError> {
+        self.send(Call {
+            operation: Operation::UpdateActiveCode,
+            method: Method::PUT,
+            path: code_path(Operation::UpdateActiveCode, active_code_id, "")?,
+            query: vec![],
+            body: Some(json(&UpdateActiveCodeBody { valid_period })),
+        })
+        .await
+    }
+
+    /// Mints a new code value for the id. Not idempotent: it is retried only
+    /// when the request surely never reached the server or was refused (429).
+    pub async fn reset(
+        &self,
+        active_code_id: &str,
+        clean_auth_credential: bool,
+    ) -> Result<Reply<ActiveCode>, ApiError> {
+        self.send(Call {
+            operation: Operation::ResetActiveCode,
+            method: Method::PUT,
+            path: code_path(Operation::ResetActiveCode, active_code_id, "/reset")?,
+            query: vec![],
+            body: Some(json(&ResetActiveCodeBody {
+                clean_auth_credential,
+            })),
+        })
+        .await
+    }
+
+    pub async fn delete(&self, active_code_ids: &[String]) -> Result<Reply<()>, ApiError> {
+        if active_code_ids.is_empty() {
+            return Err(invalid(
+                Operation::DeleteActiveCode,
+                "give at least one activation code id",
+            ));
+        }
+        self.send(Call {
+            operation: Operation::DeleteActiveCode,
+            method: Method::POST,
+            path: "active-code/delete".into(),
+            query: vec![],
+            body: Some(json(active_code_ids)),
+        })
+        .await
+    }
+
+    /// A single-use code, valid for five minutes.
+    pub async fn once_code(&self) -> Result<Reply<OnceCode>, ApiError> {
+        self.send(Call {
+            operation: Operation::CreateOnceCode,
+            method: Method::POST,
+            path: "once-code".into(),
+            query: vec![],
+            body: None,
+        })
+        .await
+    }
+
+    async fn send<T: ResponseBody>(&self, call: Call) -> Result<Reply<T>, ApiError> {
+        let span = debug_span!("metastudio_call", operation = %call.operation);
+        self.send_with_retries(call).instrument(span).await
+    }
+
+    async fn send_with_retries<T: ResponseBody>(
+        &self,
+        call: Call,
+    ) -> Result<Reply<T>, ApiError> {
+        let policy = &self.transport.options.retry;
+        let metrics = &self.transport.metrics;
+        let started = Instant::now();
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let waited = self.limiter.acquire().await;
+            metrics.record_rate_limit_wait(waited);
+
+            let attempt_started = Instant::now();
+            let attempt = self.attempt(&call).await;
+            let (kind, retryable) = match attempt {
+                Attempt::Done(answer) => {
+                    let status = answer.status;
+                    metrics.record_call(
+                        call.operation,
+                        status.as_u16().to_string(),
+                        attempt_started.elapsed(),
+                    );
+                    debug!(attempt = attempts, status = status.as_u16(), request_id = ?answer.request_id, "response");
+                    if status.is_success() {
+                        let request_id = answer.request_id.clone();
+                        return T::decode(status, answer.request_id, &answer.body)
+                            .map(|value| Reply { value, request_id })
+                            .map_err(|kind| ApiError {
+                                operation: call.operation,
+                                attempts,
+                                kind,
+                            });
+                    }
+                    let kind = service_error(answer);
+                    let retryable = status == StatusCode::TOO_MANY_REQUESTS
+                        || (status.is_server_error() && call.operation.is_idempotent());
+                    (kind, retryable)
+                }
+                Attempt::Failed(kind, label) => {
+                    metrics.record_call(call.operation, label.to_owned(), attempt_started.elapsed());
+                    // A failed connection never delivered the request; any
+                    // other failure may have, so only idempotent calls repeat.
+                    let retryable = matches!(kind, ApiErrorKind::Connect { .. })
+                        || call.operation.is_idempotent();
+                    (kind, retryable)
+                }
+            };
+            let retry_after = match &kind {
+                ApiErrorKind::Service { retry_after, .. } => *retry_after,
+                _ => None,
+            };
+            let delay = policy.delay(attempts, retry_after);
+            if !retryable || !policy.allows(attempts, started.elapsed(), delay) {
+                let error = ApiError {
+                    operation: call.operation,
+                    attempts,
+                    kind,
+                };
+                debug!(error = %error, "giving up");
+                return Err(error);
+            }
+            warn!(attempt = attempts, delay_ms = delay.as_millis() as u64, error = %kind, "retrying");
+            metrics.record_retry(call.operation);
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    async fn attempt(&self, call: &Call) -> Attempt {
+        let conn = &*self.connection;
+        let path = format!(
+            "{}/v1/{}/digital-human-chat/{}",
+            conn.endpoint.path().trim_end_matches('/'),
+            signer::encode(&conn.project_id),
+            call.path
+        );
+        // The query goes out in canonical order and encoding, as the
+        // official SDK sends it.
+        let query = signer::canonical_query(&call.query);
+        let mut url = conn.endpoint.clone();
+        url.set_path(&path);
+        url.set_query((!query.is_empty()).then_some(query.as_str()));
+        let body = call.body.clone().unwrap_or_default();
+
+        let mut headers: Vec<(String, String)> = vec![
+            ("Content-Type".into(), "application/json".into()),
+            ("User-Agent".into(), self.transport.options.user_agent.clone()),
+            ("X-Project-Id".into(), conn.project_id.clone()),
+        ];
+        if let Some(user) = &conn.app_user_id {
+            headers.push(("X-App-UserId".into(), user.clone()));
+        }
+        match &conn.credentials {
+            Credentials::AkSk {
+                access_key,
+                secret_key,
+                security_token,
+            } => {
+                if let Some(token) = security_token {
+                    headers.push(("X-Security-Token".into(), token.expose().to_owned()));
+                }
+                let date = jiff::Timestamp::now().strftime(signer::DATE_FORMAT).to_string();
+                headers.push((signer::HEADER_DATE.into(), date));
+                headers.push(("Host".into(), conn.host_header()));
+                let signable = SignableRequest {
+                    method: call.method.as_str(),
+                    path: &path,
+                    query: &call.query,
+                    headers: &headers,
+                    body: &body,
+                };
+                let authorization = signer::sign(access_key.expose(), secret_key.expose(), &signable)
+                    .expect("Host and X-Sdk-Date are set above");
+                // The HTTP client writes Host itself, from the same URL.
+                headers.retain(|(name, _)| name != "Host");
+                headers.push(("Authorization".into(), authorization));
+            }
+            Credentials::Token(token) => {
+                headers.push(("X-Auth-Token".into(), token.expose().to_owned()));
+            }
+        }
+
+        let mut request = self
+            .transport
+            .http
+            .request(call.method.clone(), url)
+            .timeout(self.transport.options.timeout);
+        for (name, value) in &headers {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        if call.body.is_some() {
+            request = request.body(body);
+        }
+
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(err) => return self.transport_failure(&err),
+        };
+        let status = response.status();
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let request_id = header("X-Request-Id");
+        let retry_after = header("Retry-After").and_then(|v| parse_retry_after(&v));
+        match read_limited(response, self.transport.options.max_response_bytes).await {
+            Ok(body) => Attempt::Done(Answer {
+                status,
+                request_id,
+                retry_after,
+                body,
+            }),
+            Err(ReadError::TooLarge(limit)) => Attempt::Failed(
+                ApiErrorKind::Decode {
+                    status: status.as_u16(),
+                    request_id,
+                    detail: format!("the response body exceeds {limit} bytes"),
+                },
+                "body_too_large",
+            ),
+            Err(ReadError::Transport(err)) => self.transport_failure(&err),
+        }
+    }
+
+    fn transport_failure(&self, err: &reqwest::Error) -> Attempt {
+        let detail = error_chain(err);
+        if err.is_connect() {
+            Attempt::Failed(
+                ApiErrorKind::Connect {
+                    endpoint: self.connection.endpoint.to_string(),
+                    detail,
+                },
+                "connect_error",
+            )
+        } else if err.is_timeout() {
+            Attempt::Failed(
+                ApiErrorKind::Timeout {
+                    timeout: self.transport.options.timeout,
+                },
+                "timeout",
+            )
+        } else {
+            Attempt::Failed(ApiErrorKind::ResponseLost { detail }, "response_lost")
+        }
+    }
+}
+
+/// How a success body becomes a value.
+trait ResponseBody: Sized {
+    fn decode(
+        status: StatusCode,
+        request_id: Option<String>,
+        body: &[u8],
+    ) -> Result<Self, ApiErrorKind>;
+}
+
+macro_rules! json_response {
+    ($($t:ty),*) => {$(
+        impl ResponseBody for $t {
+            fn decode(status: StatusCode, request_id: Option<String>, body: &[u8]) -> Result<Self, ApiErrorKind> {
+                decode_json(status, request_id, body)
+            }
+        }
+    )*};
+}
+json_response!(ActiveCode, ActiveCodePage, OnceCode);
+
+impl ResponseBody for () {
+    fn decode(_: StatusCode, _: Option<String>, _: &[u8]) -> Result<Self, ApiErrorKind> {
+        Ok(())
+    }
+}
+
+fn decode_json<T: DeserializeOwned>(
+    status: StatusCode,
+    request_id: Option<String>,
+    body: &[u8],
+) -> Result<T, ApiErrorKind> {
+    serde_json::from_slice(body).map_err(|err| ApiErrorKind::Decode {
+        status: status.as_u16(),
+        request_id,
+        // serde_json's messages name the field and position, never the data.
+        detail: err.to_string(),
+    })
+}
+
+fn service_error(answer: Answer) -> ApiErrorKind {
+    let status = answer.status;
+    let (code, message) = match serde_json::from_slice::<ErrorBody>(&answer.body) {
+        Ok(ErrorBody {
+            error_code,
+            error_msg,
+        }) => (error_code, error_msg),
+        Err(_) => (
+            String::new(),
+            status
+                .canonical_reason()
+                .unwrap_or("unexpected status")
+                .to_owned(),
+        ),
+    };
+    ApiErrorKind::Service {
+        status: status.as_u16(),
+        code,
+        message,
+        request_id: answer.request_id,
+        retry_after: answer.retry_after,
+    }
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is not used by Huawei
+/// Cloud's gateway and falls back to backoff). Capped at ten minutes.
+fn parse_retry_after(value: &str) -> Option<Duration> {
+    let seconds: u64 = value.trim().parse().ok()?;
+    Some(Duration::from_secs(seconds.min(600)))
+}
+
+enum ReadError {
+    TooLarge(usize),
+    Transport(reqwest::Error),
+}
+
+async fn read_limited(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, ReadError> {
+    if response.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(ReadError::TooLarge(limit));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(ReadError::Transport)? {
+        if body.len() + chunk.len() > limit {
+            return Err(ReadError::TooLarge(limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![err.to_string()];
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = cause.source();
+    }
+    parts.join(": ")
+}
+
+fn json<T: serde::Serialize + ?Sized>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("request bodies always serialise")
+}
+
+fn invalid(operation: Operation, message: &str) -> ApiError {
+    ApiError {
+        operation,
+        attempts: 0,
+        kind: ApiErrorKind::InvalidRequest(message.to_owned()),
+    }
+}
+
+fn code_path(operation: Operation, id: &str, suffix: &str) -> Result<String, ApiError> {
+    if id.is_empty() {
+        return Err(invalid(operation, "the activation code id must not be empty"));
+    }
+    Ok(format!("active-code/{}{suffix}", signer::encode(id)))
+}

@@ -1,0 +1,195 @@
+//! Where and as whom to call MetaStudio: endpoint, project and credentials.
+
+use crate::secret::Secret;
+use reqwest::Url;
+
+/// How requests are authenticated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credentials {
+    /// AK/SK signing (`SDK-HMAC-SHA256`); with a security token for
+    /// temporary credentials (`X-Security-Token`).
+    AkSk {
+        access_key: Secret,
+        secret_key: Secret,
+        security_token: Option<Secret>,
+    },
+    /// A static IAM token (`X-Auth-Token`).
+    Token(Secret),
+}
+
+impl Credentials {
+    pub fn ak_sk(access_key: impl Into<Secret>, secret_key: impl Into<Secret>) -> Self {
+        Credentials::AkSk {
+            access_key: access_key.into(),
+            secret_key: secret_key.into(),
+            security_token: None,
+        }
+    }
+
+    /// Short, secret-free description for logs and status: `AK/SK`,
+    /// `AK/SK with security token` or `token`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Credentials::AkSk {
+                security_token: None,
+                ..
+            } => "AK/SK",
+            Credentials::AkSk { .. } => "AK/SK with security token",
+            Credentials::Token(_) => "token",
+        }
+    }
+}
+
+/// A resolved, validated connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connection {
+    /// Base URL, e.g. `https://metastudio.cn-north-4.myhuaweicloud.com`.
+    pub endpoint: Url,
+    pub project_id: String,
+    pub credentials: Credentials,
+    /// Optional `X-App-UserId` (third-party user id), ASCII only.
+    pub app_user_id: Option<String>,
+}
+
+/// Why a connection could not be built; each message names the setting and
+/// how to fix it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectionError {
+    #[error("endpoint `{value}` is not a valid URL ({reason}): give one like https://metastudio.cn-north-4.myhuaweicloud.com")]
+    InvalidEndpoint { value: String, reason: String },
+    #[error("no endpoint and no region: set --region / METASTUDIO_REGION (e.g. cn-north-4) or --endpoint / METASTUDIO_ENDPOINT")]
+    MissingEndpoint,
+    #[error("region `{0}` is not a region name: use lower-case letters, digits and dashes, e.g. cn-north-4")]
+    InvalidRegion(String),
+    #[error("no project id: set --project-id / METASTUDIO_PROJECT_ID (IAM console, My Credentials, API Credentials)")]
+    MissingProjectId,
+    #[error("project id `{0}` may hold only letters, digits, `-` and `_`")]
+    InvalidProjectId(String),
+    #[error("no credentials: set CLOUD_SDK_AK and CLOUD_SDK_SK (optionally CLOUD_SDK_SECURITY_TOKEN), or --auth-token / METASTUDIO_AUTH_TOKEN")]
+    MissingCredentials,
+    #[error("only one of CLOUD_SDK_AK and CLOUD_SDK_SK is set: set both")]
+    IncompleteAkSk,
+    #[error("X-App-UserId must be printable ASCII (the API forbids Chinese characters): use an ASCII user id")]
+    NonAsciiAppUserId,
+}
+
+/// The default endpoint of a region: `https://metastudio.{region}.myhuaweicloud.com`.
+pub fn regional_endpoint(region: &str) -> Result<String, ConnectionError> {
+    let valid = !region.is_empty()
+        && region
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if !valid {
+        return Err(ConnectionError::InvalidRegion(region.to_owned()));
+    }
+    Ok(format!("https://metastudio.{region}.myhuaweicloud.com"))
+}
+
+/// Parses and checks an endpoint URL: http or https, a host, no query.
+pub fn parse_endpoint(value: &str) -> Result<Url, ConnectionError> {
+    let invalid = |reason: &str| ConnectionError::InvalidEndpoint {
+        value: value.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let url = Url::parse(value.trim_end_matches('/')).map_err(|e| invalid(&e.to_string()))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(invalid("the scheme must be http or https"));
+    }
+    if url.host_str().is_none() {
+        return Err(invalid("it has no host"));
+    }
+    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+        return Err(invalid("it must not carry a query, fragment or user"));
+    }
+    Ok(url)
+}
+
+impl Connection {
+    pub fn new(
+        endpoint: Url,
+        project_id: impl Into<String>,
+        credentials: Credentials,
+        app_user_id: Option<String>,
+    ) -> Result<Self, ConnectionError> {
+        let project_id = project_id.into();
+        if project_id.is_empty() {
+            return Err(ConnectionError::MissingProjectId);
+        }
+        if !project_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(ConnectionError::InvalidProjectId(project_id));
+        }
+        if let Some(user) = &app_user_id
+            && !user.bytes().all(|b| (0x20..0x7f).contains(&b))
+        {
+            return Err(ConnectionError::NonAsciiAppUserId);
+        }
+        Ok(Self {
+            endpoint,
+            project_id,
+            credentials,
+            app_user_id,
+        })
+    }
+
+    /// The `Host` header value for this endpoint, as an HTTP client sends
+    /// it: the host, plus the port when it is not the scheme's default.
+    pub fn host_header(&self) -> String {
+        let host = self.endpoint.host_str().unwrap_or_default();
+        match self.endpoint.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_owned(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn(endpoint: &str, user: Option<&str>) -> Result<Connection, ConnectionError> {
+        Connection::new(
+            parse_endpoint(endpoint)?,
+            "p1",
+            Credentials::ak_sk("ak", "sk"),
+            user.map(str::to_owned),
+        )
+    }
+
+    #[test]
+    fn regional_endpoint_follows_the_official_pattern() {
+        assert_eq!(
+            regional_endpoint("cn-north-4").unwrap(),
+            "https://metastudio.cn-north-4.myhuaweicloud.com"
+        );
+        assert!(regional_endpoint("cn north").is_err());
+        assert!(regional_endpoint("").is_err());
+    }
+
+    #[test]
+    fn host_header_has_the_port_only_when_not_default() {
+        assert_eq!(conn("https://h.example:443", None).unwrap().host_header(), "h.example");
+        assert_eq!(conn("http://127.0.0.1:8080/", None).unwrap().host_header(), "127.0.0.1:8080");
+        assert_eq!(conn("http://[::1]:9/", None).unwrap().host_header(), "[::1]:9");
+    }
+
+    #[test]
+    fn rejects_non_ascii_app_user_id_with_a_fix() {
+        let err = conn("https://h.example", Some("用户")).unwrap_err();
+        assert_eq!(err, ConnectionError::NonAsciiAppUserId);
+        assert!(err.to_string().contains("X-App-UserId"));
+        assert!(conn("https://h.example", Some("kiosk-1")).is_ok());
+    }
+
+    #[test]
+    fn rejects_bad_endpoints() {
+        for bad in ["ftp://h", "not a url", "https://h/?q=1", "https://user@h"] {
+            assert!(
+                matches!(parse_endpoint(bad), Err(ConnectionError::InvalidEndpoint { .. })),
+                "{bad}"
+            );
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! The one error type of the MetaStudio client.
+//!
+//! It carries what a user needs to act or to open a ticket (operation, HTTP
+//! status, `error_code`, `error_msg`, `X-Request-Id`) and nothing secret:
+//! no credential, token, activation code or once-code is ever put in it.
+
+use std::fmt;
+use std::time::Duration;
+
+/// The seven activation-code operations, named as in the official API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Operation {
+    ListActiveCode,
+    ShowActiveCode,
+    CreateActiveCode,
+    UpdateActiveCode,
+    ResetActiveCode,
+    DeleteActiveCode,
+    CreateOnceCode,
+}
+
+impl Operation {
+    pub const ALL: [Operation; 7] = [
+        Operation::ListActiveCode,
+        Operation::ShowActiveCode,
+        Operation::CreateActiveCode,
+        Operation::UpdateActiveCode,
+        Operation::ResetActiveCode,
+        Operation::DeleteActiveCode,
+        Operation::CreateOnceCode,
+    ];
+
+    /// The official operation name, e.g. `ResetActiveCode`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Operation::ListActiveCode => "ListActiveCode",
+            Operation::ShowActiveCode => "ShowActiveCode",
+            Operation::CreateActiveCode => "CreateActiveCode",
+            Operation::UpdateActiveCode => "UpdateActiveCode",
+            Operation::ResetActiveCode => "ResetActiveCode",
+            Operation::DeleteActiveCode => "DeleteActiveCode",
+            Operation::CreateOnceCode => "CreateOnceCode",
+        }
+    }
+
+    /// Whether repeating the call leaves the same state as calling it once.
+    /// Reset and once-code mint new codes, create adds one, delete may hit
+    /// an id that a retry no longer finds: those are not.
+    pub fn is_idempotent(self) -> bool {
+        matches!(
+            self,
+            Operation::ListActiveCode | Operation::ShowActiveCode | Operation::UpdateActiveCode
+        )
+    }
+}
+
+impl fmt::Display for Operation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A failed MetaStudio call.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{operation} failed after {attempts} attempt(s): {kind}")]
+pub struct ApiError {
+    pub operation: Operation,
+    pub attempts: u32,
+    pub kind: ApiErrorKind,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ApiErrorKind {
+    /// The service (or its API gateway) answered with an error.
+    #[error("HTTP {status} {code}: {message} (X-Request-Id: {})", request_id.as_deref().unwrap_or("none"))]
+    Service {
+        status: u16,
+        /// `error_code`, e.g. `MSS.00000003` or `APIGW.0301`; empty when the
+        /// body was not a Huawei error body.
+        code: String,
+        message: String,
+        request_id: Option<String>,
+        /// The server's `Retry-After`, when it sent one.
+        retry_after: Option<Duration>,
+    },
+    /// No connection could be made: the request surely never arrived.
+    #[error("cannot connect to {endpoint}: {detail}")]
+    Connect { endpoint: String, detail: String },
+    /// The request was sent but no answer came in time; whether the server
+    /// applied it is unknown.
+    #[error("no response within {timeout:?}; whether the server applied the call is unknown")]
+    Timeout { timeout: Duration },
+    /// The connection broke after the request was sent; whether the server
+    /// applied it is unknown.
+    #[error("the connection closed before a response arrived ({detail}); whether the server applied the call is unknown")]
+    ResponseLost { detail: String },
+    /// A success status with a body this client cannot read.
+    #[error("HTTP {status} with an unreadable body: {detail} (X-Request-Id: {})", request_id.as_deref().unwrap_or("none"))]
+    Decode {
+        status: u16,
+        request_id: Option<String>,
+        detail: String,
+    },
+    /// The call was refused before sending: a parameter is out of range.
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+}
+
+impl ApiError {
+    pub fn status(&self) -> Option<u16> {
+        match &self.kind {
+            ApiErrorKind::Service { status, .. } | ApiErrorKind::Decode { status, .. } => {
+                Some(*status)
+            }
+            _ => None,
+        }
+    }
+
+    pub fn error_code(&self) -> Option<&str> {
+        match &self.kind {
+            ApiErrorKind::Service { code, .. } if !code.is_empty() => Some(code),
+            _ => None,
+        }
+    }
+
+    pub fn request_id(&self) -> Option<&str> {
+        match &self.kind {
+            ApiErrorKind::Service { request_id, .. } | ApiErrorKind::Decode { request_id, .. } => {
+                request_id.as_deref()
+            }
+            _ => None,
+        }
+    }
+
+    /// 401 or 403: the credentials were rejected or lack permission.
+    pub fn is_auth_failure(&self) -> bool {
+        matches!(self.status(), Some(401 | 403))
+    }
+
+    /// 429: the service or gateway applied flow control.
+    pub fn is_rate_limited(&self) -> bool {
+        self.status() == Some(429)
+    }
+
+    pub fn retry_after(&self) -> Option<Duration> {
+        match &self.kind {
+            ApiErrorKind::Service { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// The request may or may not have been applied: a timeout or a lost
+    /// response. The caller has to look at the remote state to know.
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(
+            self.kind,
+            ApiErrorKind::Timeout { .. } | ApiErrorKind::ResponseLost { .. }
+        )
+    }
+
+    /// Worth trying again later (by the caller, after this call's own
+    /// retries are spent): server faults, flow control, network trouble.
+    pub fn is_transient(&self) -> bool {
+        match &self.kind {
+            ApiErrorKind::Service { status, .. } => *status == 429 || *status >= 500,
+            ApiErrorKind::Connect { .. }
+            | ApiErrorKind::Timeout { .. }
+            | ApiErrorKind::ResponseLost { .. } => true,
+            ApiErrorKind::Decode { .. } | ApiErrorKind::InvalidRequest(_) => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_error_names_operation_status_code_message_and_request_id() {
+        let err = ApiError {
+            operation: Operation::ResetActiveCode,
+            attempts: 1,
+            kind: ApiErrorKind::Service {
+                status: 400,
+                code: "MSS.00000003".into(),
+                message: "Invalid parameter".into(),
+                request_id: Some("req-1".into()),
+                retry_after: None,
+            },
+        };
+        assert_eq!(
+            err.to_string(),
+            "ResetActiveCode failed after 1 attempt(s): HTTP 400 MSS.00000003: Invalid parameter (X-Request-Id: req-1)"
+        );
+        assert_eq!(err.error_code(), Some("MSS.00000003"));
+        assert_eq!(err.request_id(), Some("req-1"));
+        assert!(!err.is_transient());
+    }
+
+    #[test]
+    fn only_list_show_and_update_are_idempotent() {
+        let idempotent: Vec<_> = Operation::ALL
+            .iter()
+            .filter(|op| op.is_idempotent())
+            .collect();
+        assert_eq!(
+            idempotent,
+            [
+                &Operation::ListActiveCode,
+                &Operation::ShowActiveCode,
+                &Operation::UpdateActiveCode
+            ]
+        );
+    }
+}

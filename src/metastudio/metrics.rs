@@ -1,0 +1,116 @@
+//! Counters of the remote API calls, exported on `/metrics` by `run`.
+
+use super::error::Operation;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CallLabels {
+    pub operation: &'static str,
+    /// HTTP status, or `connect_error`, `timeout`, `response_lost`.
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OperationLabels {
+    pub operation: &'static str,
+}
+
+fn duration_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.005, 2.0, 14))
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiMetrics {
+    pub calls: Family<CallLabels, Counter>,
+    pub retries: Family<OperationLabels, Counter>,
+    pub call_duration: Family<OperationLabels, Histogram, fn() -> Histogram>,
+    pub rate_limit_waits: Counter,
+    pub rate_limit_wait_seconds: Counter<f64, AtomicU64>,
+}
+
+impl Default for ApiMetrics {
+    fn default() -> Self {
+        Self {
+            calls: Family::default(),
+            retries: Family::default(),
+            call_duration: Family::new_with_constructor(duration_histogram),
+            rate_limit_waits: Counter::default(),
+            rate_limit_wait_seconds: Counter::default(),
+        }
+    }
+}
+
+impl ApiMetrics {
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "metastudio_api_calls",
+            "MetaStudio API calls (each attempt) by operation and HTTP status or failure",
+            self.calls.clone(),
+        );
+        registry.register(
+            "metastudio_api_retries",
+            "MetaStudio API calls retried, by operation",
+            self.retries.clone(),
+        );
+        registry.register(
+            "metastudio_api_call_duration_seconds",
+            "Duration of MetaStudio API call attempts",
+            self.call_duration.clone(),
+        );
+        registry.register(
+            "metastudio_rate_limit_waits",
+            "Calls that waited for the client-side rate limit",
+            self.rate_limit_waits.clone(),
+        );
+        registry.register(
+            "metastudio_rate_limit_wait_seconds",
+            "Time spent waiting for the client-side rate limit",
+            self.rate_limit_wait_seconds.clone(),
+        );
+    }
+
+    pub(crate) fn record_call(&self, op: Operation, status: String, took: Duration) {
+        self.calls
+            .get_or_create(&CallLabels {
+                operation: op.name(),
+                status,
+            })
+            .inc();
+        self.call_duration
+            .get_or_create(&OperationLabels {
+                operation: op.name(),
+            })
+            .observe(took.as_secs_f64());
+    }
+
+    pub(crate) fn record_retry(&self, op: Operation) {
+        self.retries
+            .get_or_create(&OperationLabels {
+                operation: op.name(),
+            })
+            .inc();
+    }
+
+    pub(crate) fn record_rate_limit_wait(&self, waited: Duration) {
+        if !waited.is_zero() {
+            self.rate_limit_waits.inc();
+            self.rate_limit_wait_seconds.inc_by(waited.as_secs_f64());
+        }
+    }
+
+    /// Calls recorded for `op` with `status` (for tests and benchmarks).
+    pub fn call_count(&self, op: Operation, status: &str) -> u64 {
+        self.calls
+            .get(&CallLabels {
+                operation: op.name(),
+                status: status.to_owned(),
+            })
+            .map_or(0, |c| c.get())
+    }
+}

@@ -1,0 +1,15 @@
+//! The remote half: the MetaStudio activation-code API.
+
+pub mod client;
+pub mod connection;
+pub mod error;
+pub mod metrics;
+pub mod models;
+pub mod rate_limit;
+pub mod retry;
+pub mod signer;
+
+pub use client::{ClientOptions, MetaStudioClient, Reply, Transport};
+pub use connection::{Connection, ConnectionError, Credentials};
+pub use error::{ApiError, ApiErrorKind, Operation};
+pub use models::ActiveCode;

@@ -1,0 +1,158 @@
+//! Wire models of the MetaStudio activation-code API (`shared/api/`).
+
+use crate::secret::Secret;
+use jiff::Timestamp;
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// `ActiveCodeInfo`: one activation code of an application (robot).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActiveCode {
+    pub active_code_id: String,
+    /// The code value itself; it only ever leaves through the export Secret
+    /// or a command's explicit output.
+    pub active_code: Secret,
+    pub robot_id: String,
+    /// Interactive dialog this code belongs to, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "empty_as_none")]
+    pub room_id: Option<String>,
+    /// Validity in days, `0` = permanent (`0~65535`).
+    pub valid_period: u16,
+    /// Absent for permanent codes.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "empty_as_none")]
+    pub expire_time: Option<Timestamp>,
+    pub create_time: Timestamp,
+    pub update_time: Timestamp,
+}
+
+impl ActiveCode {
+    /// Whether the code has expired at `now` (permanent codes never do).
+    pub fn is_expired(&self, now: Timestamp) -> bool {
+        self.expire_time.is_some_and(|t| t <= now)
+    }
+}
+
+/// The body of `ListActiveCode`'s response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActiveCodePage {
+    pub offset: u32,
+    pub limit: u32,
+    /// Total number of codes the query matches, over all pages.
+    pub count: u32,
+    #[serde(default)]
+    pub data: Vec<ActiveCode>,
+}
+
+/// `UpdateActiveCodeReq`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateActiveCodeBody {
+    pub valid_period: u16,
+}
+
+/// `ResetActiveCodeReq`; `clean_auth_credential` defaults to true.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResetActiveCodeBody {
+    #[serde(default = "default_true")]
+    pub clean_auth_credential: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// `CreateActiveCodeReq`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateActiveCodeBody {
+    pub robot_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_period: Option<u16>,
+}
+
+/// `CreateOnceCodeResponse`: a single-use code, valid for five minutes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OnceCode {
+    pub once_code: Secret,
+}
+
+/// The error body of every MetaStudio and API gateway error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error_code: String,
+    pub error_msg: String,
+}
+
+/// Treats `null`, a missing field and `""` alike as absent.
+fn empty_as_none<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    match Option::<String>::deserialize(deserializer)? {
+        None => Ok(None),
+        Some(s) if s.is_empty() => Ok(None),
+        Some(s) => s.parse().map(Some).map_err(serde::de::Error::custom),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DOC_EXAMPLE: &str = r#"{
+      "offset" : 0, "limit" : 10, "count" : 1,
+      "data" : [ {
+        "active_code_id" : "39b9cedccec1f19b33d8f7ce1a6d35b9",
+        "active_code" : "H7GW3T2E7",
+        "robot_id" : "4d54xxxxxxc446249xxxxxxxxxx6526",
+        "room_id" : "41c86xxxxxx34253850af102cdxxxxxx",
+        "valid_period" : 3,
+        "expire_time" : "2023-09-04T06:34:21Z",
+        "create_time" : "2023-09-01T06:34:21Z",
+        "update_time" : "2023-09-01T06:34:21Z"
+      } ]
+    }"#;
+
+    #[test]
+    fn decodes_the_documented_list_example() {
+        let page: ActiveCodePage = serde_json::from_str(DOC_EXAMPLE).unwrap();
+        assert_eq!(page.count, 1);
+        let code = &page.data[0];
+        assert_eq!(code.valid_period, 3);
+        assert_eq!(code.active_code.expose(), "H7GW3T2E7");
+        assert_eq!(
+            code.expire_time.unwrap(),
+            "2023-09-04T06:34:21Z".parse::<Timestamp>().unwrap()
+        );
+        assert!(!format!("{code:?}").contains("H7GW3T2E7"));
+    }
+
+    #[test]
+    fn permanent_code_has_no_expiry_whether_missing_null_or_empty() {
+        for expire in ["", r#","expire_time":null"#, r#","expire_time":"""#] {
+            let json = format!(
+                r#"{{"active_code_id":"a","active_code":"c","robot_id":"r","valid_period":0,
+                "create_time":"2023-09-01T06:34:21Z","update_time":"2023-09-01T06:34:21Z"{expire}}}"#
+            );
+            let code: ActiveCode = serde_json::from_str(&json).unwrap();
+            assert_eq!(code.expire_time, None);
+            assert_eq!(code.room_id, None);
+        }
+    }
+
+    #[test]
+    fn reset_body_defaults_to_cleaning_credentials() {
+        let body: ResetActiveCodeBody = serde_json::from_str("{}").unwrap();
+        assert!(body.clean_auth_credential);
+    }
+
+    #[test]
+    fn out_of_range_valid_period_is_rejected() {
+        assert!(serde_json::from_str::<UpdateActiveCodeBody>(r#"{"valid_period":65536}"#).is_err());
+        assert!(serde_json::from_str::<UpdateActiveCodeBody>(r#"{"valid_period":-1}"#).is_err());
+    }
+}
