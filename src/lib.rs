@@ -1,6 +1,7 @@
 //! metastudio-operator: keeps Huawei Cloud MetaStudio activation codes as an
 //! `ActivationCode` resource declares.
 
+pub mod duration;
 pub mod metastudio;
 pub mod secret;
 pub mod simulator;
