@@ -44,7 +44,9 @@ impl FromStr for HumanDuration {
             if digits == 0 {
                 return Err(fail("a number must come before each unit"));
             }
-            let value: u64 = rest[..digits].parse().map_err(|_| fail("a number is too large"))?;
+            let value: u64 = rest[..digits]
+                .parse()
+                .map_err(|_| fail("a number is too large"))?;
             rest = &rest[digits..];
             let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
             let unit = match &rest[..unit_len] {
@@ -61,7 +63,9 @@ impl FromStr for HumanDuration {
                 .ok()
                 .and_then(|v| unit.checked_mul(v))
                 .ok_or_else(|| fail("it is too large"))?;
-            total = total.checked_add(part).ok_or_else(|| fail("it is too large"))?;
+            total = total
+                .checked_add(part)
+                .ok_or_else(|| fail("it is too large"))?;
         }
         Ok(HumanDuration(total))
     }
@@ -121,10 +125,23 @@ mod tests {
 
     #[test]
     fn parses_units_and_compounds() {
-        for (text, secs) in [("90s", 90), ("10m", 600), ("24h", 86_400), ("1h30m", 5400), ("7d", 604_800)] {
-            assert_eq!(text.parse::<HumanDuration>().unwrap().0, Duration::from_secs(secs), "{text}");
+        for (text, secs) in [
+            ("90s", 90),
+            ("10m", 600),
+            ("24h", 86_400),
+            ("1h30m", 5400),
+            ("7d", 604_800),
+        ] {
+            assert_eq!(
+                text.parse::<HumanDuration>().unwrap().0,
+                Duration::from_secs(secs),
+                "{text}"
+            );
         }
-        assert_eq!("250ms".parse::<HumanDuration>().unwrap().0, Duration::from_millis(250));
+        assert_eq!(
+            "250ms".parse::<HumanDuration>().unwrap().0,
+            Duration::from_millis(250)
+        );
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! metastudio-operator: keeps Huawei Cloud MetaStudio activation codes as an
 //! `ActivationCode` resource declares.
 
+pub mod cli;
 pub mod duration;
 pub mod metastudio;
 pub mod secret;
 pub mod simulator;
+pub mod telemetry;
 pub mod tls;

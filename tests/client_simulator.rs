@@ -16,12 +16,18 @@ use std::time::Duration;
 #[tokio::test]
 async fn lists_every_page_of_250_codes() {
     let sim = simulator(robot_seed(250, 3), FaultConfig::default()).await;
-    let codes = client(&sim, fast_options()).list_all(ROBOT, None).await.unwrap();
+    let codes = client(&sim, fast_options())
+        .list_all(ROBOT, None)
+        .await
+        .unwrap();
     assert_eq!(codes.len(), 250);
     let ids: HashSet<_> = codes.iter().map(|c| c.active_code_id.clone()).collect();
     assert_eq!(ids.len(), 250, "no code twice");
     // 100 + 100 + 50: three pages, the lower bound.
-    assert_eq!(sim.counters().calls_with(Operation::ListActiveCode, "200"), 3);
+    assert_eq!(
+        sim.counters().calls_with(Operation::ListActiveCode, "200"),
+        3
+    );
 }
 
 #[tokio::test]
@@ -33,7 +39,10 @@ async fn room_filter_keeps_only_that_rooms_codes() {
         FaultConfig::default(),
     )
     .await;
-    let codes = client(&sim, fast_options()).list_all(ROBOT, Some("lobby")).await.unwrap();
+    let codes = client(&sim, fast_options())
+        .list_all(ROBOT, Some("lobby"))
+        .await
+        .unwrap();
     assert_eq!(codes.len(), 1);
     assert_eq!(codes[0].room_id.as_deref(), Some("lobby"));
 }
@@ -47,25 +56,36 @@ async fn update_reset_show_create_delete_and_once_code_round_trip() {
 
     let updated = client.update(&id, 10).await.unwrap();
     assert_eq!(updated.value.valid_period, 10);
-    assert!(updated.request_id.is_some(), "every answer carries X-Request-Id");
+    assert!(
+        updated.request_id.is_some(),
+        "every answer carries X-Request-Id"
+    );
     let expected_expiry = updated.value.update_time + jiff::SignedDuration::from_hours(240);
     assert_eq!(updated.value.expire_time, Some(expected_expiry));
 
     let reset = client.reset(&id, true).await.unwrap().value;
-    assert_ne!(reset.active_code, code.active_code, "a reset mints a new code");
+    assert_ne!(
+        reset.active_code, code.active_code,
+        "a reset mints a new code"
+    );
     assert_eq!(client.show(&id).await.unwrap().value, reset);
 
     let created = client
-        .create(&metastudio_operator::metastudio::models::CreateActiveCodeBody {
-            robot_id: ROBOT.into(),
-            room_id: Some("hall".into()),
-            valid_period: Some(0),
-        })
+        .create(
+            &metastudio_operator::metastudio::models::CreateActiveCodeBody {
+                robot_id: ROBOT.into(),
+                room_id: Some("hall".into()),
+                valid_period: Some(0),
+            },
+        )
         .await
         .unwrap()
         .value;
     assert_eq!(created.expire_time, None, "0 days = permanent, no expiry");
-    client.delete(std::slice::from_ref(&created.active_code_id)).await.unwrap();
+    client
+        .delete(std::slice::from_ref(&created.active_code_id))
+        .await
+        .unwrap();
     assert_eq!(client.list_all(ROBOT, None).await.unwrap().len(), 1);
 
     let once = client.once_code().await.unwrap().value;
@@ -75,21 +95,30 @@ async fn update_reset_show_create_delete_and_once_code_round_trip() {
 #[tokio::test]
 async fn unknown_code_is_a_400_with_an_mss_code_and_request_id() {
     let sim = simulator(robot_seed(1, 3), FaultConfig::default()).await;
-    let err = client(&sim, fast_options()).show("no-such-code").await.unwrap_err();
+    let err = client(&sim, fast_options())
+        .show("no-such-code")
+        .await
+        .unwrap_err();
     assert_eq!(err.status(), Some(400));
     assert_eq!(err.error_code(), Some("MSS.47010041"));
     assert!(err.request_id().is_some());
     assert_eq!(err.attempts, 1, "a 400 is not retried");
     let text = err.to_string();
-    assert!(text.contains("ShowActiveCode") && text.contains("MSS.47010041") && text.contains("X-Request-Id"), "{text}");
+    assert!(
+        text.contains("ShowActiveCode")
+            && text.contains("MSS.47010041")
+            && text.contains("X-Request-Id"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
 async fn wrong_secret_key_is_401_apigw_0301_and_not_retried() {
     let sim = simulator(robot_seed(1, 3), FaultConfig::default()).await;
-    let client = Transport::new(fast_options())
-        .unwrap()
-        .client(connection(&sim.endpoint(), Credentials::ak_sk(metastudio_operator::simulator::DEFAULT_ACCESS_KEY, "wrong")));
+    let client = Transport::new(fast_options()).unwrap().client(connection(
+        &sim.endpoint(),
+        Credentials::ak_sk(metastudio_operator::simulator::DEFAULT_ACCESS_KEY, "wrong"),
+    ));
     let err = client.list_all(ROBOT, None).await.unwrap_err();
     assert_eq!(err.status(), Some(401));
     assert_eq!(err.error_code(), Some("APIGW.0301"));
@@ -102,11 +131,15 @@ async fn token_and_temporary_credentials_are_accepted() {
     let mut config = metastudio_operator::simulator::SimulatorConfig::default();
     config.accepted.tokens.push("static-iam-token".into());
     config.seed = Some(robot_seed(2, 1));
-    let sim = metastudio_operator::simulator::Simulator::start(config, "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let sim =
+        metastudio_operator::simulator::Simulator::start(config, "127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
     let transport = Transport::new(fast_options()).unwrap();
-    let token = transport.client(connection(&sim.endpoint(), Credentials::Token("static-iam-token".into())));
+    let token = transport.client(connection(
+        &sim.endpoint(),
+        Credentials::Token("static-iam-token".into()),
+    ));
     assert_eq!(token.list_all(ROBOT, None).await.unwrap().len(), 2);
     let temporary = transport.client(connection(
         &sim.endpoint(),
@@ -117,8 +150,14 @@ async fn token_and_temporary_credentials_are_accepted() {
         },
     ));
     assert_eq!(temporary.list_all(ROBOT, None).await.unwrap().len(), 2);
-    let bad_token = transport.client(connection(&sim.endpoint(), Credentials::Token("nope".into())));
-    assert_eq!(bad_token.list_all(ROBOT, None).await.unwrap_err().status(), Some(401));
+    let bad_token = transport.client(connection(
+        &sim.endpoint(),
+        Credentials::Token("nope".into()),
+    ));
+    assert_eq!(
+        bad_token.list_all(ROBOT, None).await.unwrap_err().status(),
+        Some(401)
+    );
 }
 
 #[tokio::test]
@@ -140,22 +179,35 @@ async fn wrong_project_is_refused() {
         None,
     )
     .unwrap();
-    let err = Transport::new(fast_options()).unwrap().client(conn).list_all(ROBOT, None).await.unwrap_err();
+    let err = Transport::new(fast_options())
+        .unwrap()
+        .client(conn)
+        .list_all(ROBOT, None)
+        .await
+        .unwrap_err();
     assert_eq!(err.error_code(), Some("MSS.00010009"));
 }
 
 #[tokio::test]
 async fn refused_connection_is_retried_even_for_a_reset_then_reported() {
     // Bind and drop a listener to get a port nobody listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut options = fast_options();
     options.retry.max_attempts = 3;
-    let client = Transport::new(options)
-        .unwrap()
-        .client(connection(&format!("http://127.0.0.1:{port}"), good_credentials()));
+    let client = Transport::new(options).unwrap().client(connection(
+        &format!("http://127.0.0.1:{port}"),
+        good_credentials(),
+    ));
     let err = client.reset("any", true).await.unwrap_err();
     assert!(matches!(err.kind, ApiErrorKind::Connect { .. }), "{err}");
-    assert_eq!(err.attempts, 3, "the request never arrived, so retrying is safe");
+    assert_eq!(
+        err.attempts, 3,
+        "the request never arrived, so retrying is safe"
+    );
     assert!(!err.outcome_unknown());
 }
 
@@ -179,8 +231,14 @@ async fn recovers_from_injected_429_and_5xx() {
         client.update(&code.active_code_id, 9).await.unwrap();
     }
     let counters = sim.counters();
-    assert!(counters.calls_with(Operation::UpdateActiveCode, "500") > 0, "{counters:?}");
-    assert!(counters.calls_with(Operation::UpdateActiveCode, "429") > 0, "{counters:?}");
+    assert!(
+        counters.calls_with(Operation::UpdateActiveCode, "500") > 0,
+        "{counters:?}"
+    );
+    assert!(
+        counters.calls_with(Operation::UpdateActiveCode, "429") > 0,
+        "{counters:?}"
+    );
     assert_eq!(counters.total_updates(), 20, "each update applied once");
 }
 
@@ -188,7 +246,9 @@ async fn recovers_from_injected_429_and_5xx() {
 async fn reset_is_retried_after_429_but_not_after_5xx() {
     let sim = simulator(robot_seed(1, 3), FaultConfig::default()).await;
     let client = client(&sim, fast_options());
-    let id = client.list_all(ROBOT, None).await.unwrap()[0].active_code_id.clone();
+    let id = client.list_all(ROBOT, None).await.unwrap()[0]
+        .active_code_id
+        .clone();
 
     sim.set_faults(FaultConfig {
         throttle_rate: 0.6,
@@ -200,7 +260,11 @@ async fn reset_is_retried_after_429_but_not_after_5xx() {
     client.reset(&id, true).await.unwrap();
     let counters = sim.counters();
     assert!(counters.calls_with(Operation::ResetActiveCode, "429") > 0);
-    assert_eq!(counters.resets_of(&id), 1, "a refused reset changes nothing");
+    assert_eq!(
+        counters.resets_of(&id),
+        1,
+        "a refused reset changes nothing"
+    );
 
     sim.set_faults(FaultConfig {
         server_error_rate: 1.0,
@@ -209,7 +273,10 @@ async fn reset_is_retried_after_429_but_not_after_5xx() {
     });
     let err = client.reset(&id, true).await.unwrap_err();
     assert_eq!(err.status(), Some(500));
-    assert_eq!(err.attempts, 1, "a 5xx may hide a partial change: no blind retry");
+    assert_eq!(
+        err.attempts, 1,
+        "a 5xx may hide a partial change: no blind retry"
+    );
 
     sim.set_faults(FaultConfig {
         server_error_rate: 1.0,
@@ -217,14 +284,19 @@ async fn reset_is_retried_after_429_but_not_after_5xx() {
         ..Default::default()
     });
     let err = client.update(&id, 1).await.unwrap_err();
-    assert_eq!(err.attempts, 8, "an idempotent update is retried to the limit");
+    assert_eq!(
+        err.attempts, 8,
+        "an idempotent update is retried to the limit"
+    );
 }
 
 #[tokio::test]
 async fn a_reset_whose_response_was_lost_is_not_retried() {
     let sim = simulator(robot_seed(1, 3), FaultConfig::default()).await;
     let client = client(&sim, fast_options());
-    let id = client.list_all(ROBOT, None).await.unwrap()[0].active_code_id.clone();
+    let id = client.list_all(ROBOT, None).await.unwrap()[0]
+        .active_code_id
+        .clone();
     sim.set_faults(FaultConfig {
         lost_response_rate: 1.0,
         operations: [Operation::ResetActiveCode].into(),
@@ -242,7 +314,9 @@ async fn a_reset_whose_response_was_lost_is_not_retried() {
 async fn a_dropped_reset_is_reported_as_unknown_and_not_retried() {
     let sim = simulator(robot_seed(1, 3), FaultConfig::default()).await;
     let client = client(&sim, fast_options());
-    let id = client.list_all(ROBOT, None).await.unwrap()[0].active_code_id.clone();
+    let id = client.list_all(ROBOT, None).await.unwrap()[0]
+        .active_code_id
+        .clone();
     sim.set_faults(FaultConfig {
         drop_rate: 1.0,
         operations: [Operation::ResetActiveCode].into(),
@@ -251,7 +325,11 @@ async fn a_dropped_reset_is_reported_as_unknown_and_not_retried() {
     let err = client.reset(&id, true).await.unwrap_err();
     assert!(err.outcome_unknown());
     assert_eq!(err.attempts, 1);
-    assert_eq!(sim.counters().calls_with(Operation::ResetActiveCode, DROPPED), 1);
+    assert_eq!(
+        sim.counters()
+            .calls_with(Operation::ResetActiveCode, DROPPED),
+        1
+    );
     assert_eq!(sim.counters().resets_of(&id), 0);
 }
 
@@ -267,7 +345,9 @@ async fn a_timed_out_reset_is_not_retried_and_an_update_is() {
         ..fast_options()
     };
     let client = client(&sim, options);
-    let id = client.list_all(ROBOT, None).await.unwrap()[0].active_code_id.clone();
+    let id = client.list_all(ROBOT, None).await.unwrap()[0]
+        .active_code_id
+        .clone();
     sim.set_faults(FaultConfig {
         latency: Duration::from_millis(400),
         operations: [Operation::ResetActiveCode, Operation::UpdateActiveCode].into(),
@@ -302,7 +382,9 @@ async fn raw_server(response: Vec<u8>) -> String {
 async fn malformed_and_oversized_bodies_are_clear_decode_errors() {
     let bad_json = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Request-Id: r-1\r\nContent-Length: 21\r\nConnection: close\r\n\r\n{\"offset\": \"zero\"...}".to_vec();
     let endpoint = raw_server(bad_json).await;
-    let client = Transport::new(fast_options()).unwrap().client(connection(&endpoint, good_credentials()));
+    let client = Transport::new(fast_options())
+        .unwrap()
+        .client(connection(&endpoint, good_credentials()));
     let err = client.list_page(ROBOT, 0, 100).await.unwrap_err();
     assert!(matches!(err.kind, ApiErrorKind::Decode { .. }), "{err}");
     assert_eq!(err.request_id(), Some("r-1"));
@@ -315,7 +397,9 @@ async fn malformed_and_oversized_bodies_are_clear_decode_errors() {
         "x".repeat(4096)
     );
     let endpoint = raw_server(huge.into_bytes()).await;
-    let client = Transport::new(options).unwrap().client(connection(&endpoint, good_credentials()));
+    let client = Transport::new(options)
+        .unwrap()
+        .client(connection(&endpoint, good_credentials()));
     let err = client.show("id").await.unwrap_err();
     assert!(err.to_string().contains("exceeds 1024 bytes"), "{err}");
 }
@@ -326,7 +410,9 @@ async fn a_gateway_error_page_that_is_not_json_keeps_the_status() {
     let endpoint = raw_server(html).await;
     let mut options = fast_options();
     options.retry.max_attempts = 2;
-    let client = Transport::new(options).unwrap().client(connection(&endpoint, good_credentials()));
+    let client = Transport::new(options)
+        .unwrap()
+        .client(connection(&endpoint, good_credentials()));
     let err = client.show("id").await.unwrap_err();
     assert_eq!(err.status(), Some(502));
     assert_eq!(err.attempts, 2);

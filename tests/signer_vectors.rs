@@ -39,10 +39,25 @@ fn vectors() -> Vectors {
 #[test]
 fn vectors_come_from_the_official_sdk_and_cover_the_cases() {
     let v = vectors();
-    assert!(v.generator.starts_with("huaweicloudsdkcore "), "{}", v.generator);
+    assert!(
+        v.generator.starts_with("huaweicloudsdkcore "),
+        "{}",
+        v.generator
+    );
     let names: Vec<&str> = v.vectors.iter().map(|x| x.name.as_str()).collect();
-    for needle in ["space plus slash tilde", "non-ascii", "json body", "PUT with no body", "POST", "X-App-UserId", "security token"] {
-        assert!(names.iter().any(|n| n.contains(needle)), "no vector covers {needle}");
+    for needle in [
+        "space plus slash tilde",
+        "non-ascii",
+        "json body",
+        "PUT with no body",
+        "POST",
+        "X-App-UserId",
+        "security token",
+    ] {
+        assert!(
+            names.iter().any(|n| n.contains(needle)),
+            "no vector covers {needle}"
+        );
     }
 }
 
@@ -59,7 +74,11 @@ fn canonical_request_string_to_sign_and_authorization_match_byte_for_byte() {
         };
         let signed = signer::signed_header_names(&vector.headers);
         let canonical = signer::canonical_request(&request, &signed).unwrap();
-        assert_eq!(canonical, vector.expected.canonical_request, "canonical request of {:?}", vector.name);
+        assert_eq!(
+            canonical, vector.expected.canonical_request,
+            "canonical request of {:?}",
+            vector.name
+        );
 
         let date = vector
             .headers

@@ -310,10 +310,7 @@ impl MetaStudioClient {
         self.send_with_retries(call).instrument(span).await
     }
 
-    async fn send_with_retries<T: ResponseBody>(
-        &self,
-        call: Call,
-    ) -> Result<Reply<T>, ApiError> {
+    async fn send_with_retries<T: ResponseBody>(&self, call: Call) -> Result<Reply<T>, ApiError> {
         let policy = &self.transport.options.retry;
         let metrics = &self.transport.metrics;
         let started = Instant::now();
@@ -350,7 +347,11 @@ impl MetaStudioClient {
                     (kind, retryable)
                 }
                 Attempt::Failed(kind, label) => {
-                    metrics.record_call(call.operation, label.to_owned(), attempt_started.elapsed());
+                    metrics.record_call(
+                        call.operation,
+                        label.to_owned(),
+                        attempt_started.elapsed(),
+                    );
                     // A failed connection never delivered the request; any
                     // other failure may have, so only idempotent calls repeat.
                     let retryable = matches!(kind, ApiErrorKind::Connect { .. })
@@ -396,7 +397,10 @@ impl MetaStudioClient {
 
         let mut headers: Vec<(String, String)> = vec![
             ("Content-Type".into(), "application/json".into()),
-            ("User-Agent".into(), self.transport.options.user_agent.clone()),
+            (
+                "User-Agent".into(),
+                self.transport.options.user_agent.clone(),
+            ),
             ("X-Project-Id".into(), conn.project_id.clone()),
         ];
         if let Some(user) = &conn.app_user_id {
@@ -411,7 +415,9 @@ impl MetaStudioClient {
                 if let Some(token) = security_token {
                     headers.push(("X-Security-Token".into(), token.expose().to_owned()));
                 }
-                let date = jiff::Timestamp::now().strftime(signer::DATE_FORMAT).to_string();
+                let date = jiff::Timestamp::now()
+                    .strftime(signer::DATE_FORMAT)
+                    .to_string();
                 headers.push((signer::HEADER_DATE.into(), date));
                 headers.push(("Host".into(), conn.host_header()));
                 let signable = SignableRequest {
@@ -421,8 +427,9 @@ impl MetaStudioClient {
                     headers: &headers,
                     body: &body,
                 };
-                let authorization = signer::sign(access_key.expose(), secret_key.expose(), &signable)
-                    .expect("Host and X-Sdk-Date are set above");
+                let authorization =
+                    signer::sign(access_key.expose(), secret_key.expose(), &signable)
+                        .expect("Host and X-Sdk-Date are set above");
                 // The HTTP client writes Host itself, from the same URL.
                 headers.retain(|(name, _)| name != "Host");
                 headers.push(("Authorization".into(), authorization));
@@ -616,7 +623,10 @@ fn invalid(operation: Operation, message: &str) -> ApiError {
 
 fn code_path(operation: Operation, id: &str, suffix: &str) -> Result<String, ApiError> {
     if id.is_empty() {
-        return Err(invalid(operation, "the activation code id must not be empty"));
+        return Err(invalid(
+            operation,
+            "the activation code id must not be empty",
+        ));
     }
     Ok(format!("active-code/{}{suffix}", signer::encode(id)))
 }

@@ -55,21 +55,33 @@ pub struct Connection {
 /// how to fix it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConnectionError {
-    #[error("endpoint `{value}` is not a valid URL ({reason}): give one like https://metastudio.cn-north-4.myhuaweicloud.com")]
+    #[error(
+        "endpoint `{value}` is not a valid URL ({reason}): give one like https://metastudio.cn-north-4.myhuaweicloud.com"
+    )]
     InvalidEndpoint { value: String, reason: String },
-    #[error("no endpoint and no region: set --region / METASTUDIO_REGION (e.g. cn-north-4) or --endpoint / METASTUDIO_ENDPOINT")]
+    #[error(
+        "no endpoint and no region: set --region / METASTUDIO_REGION (e.g. cn-north-4) or --endpoint / METASTUDIO_ENDPOINT"
+    )]
     MissingEndpoint,
-    #[error("region `{0}` is not a region name: use lower-case letters, digits and dashes, e.g. cn-north-4")]
+    #[error(
+        "region `{0}` is not a region name: use lower-case letters, digits and dashes, e.g. cn-north-4"
+    )]
     InvalidRegion(String),
-    #[error("no project id: set --project-id / METASTUDIO_PROJECT_ID (IAM console, My Credentials, API Credentials)")]
+    #[error(
+        "no project id: set --project-id / METASTUDIO_PROJECT_ID (IAM console, My Credentials, API Credentials)"
+    )]
     MissingProjectId,
     #[error("project id `{0}` may hold only letters, digits, `-` and `_`")]
     InvalidProjectId(String),
-    #[error("no credentials: set CLOUD_SDK_AK and CLOUD_SDK_SK (optionally CLOUD_SDK_SECURITY_TOKEN), or --auth-token / METASTUDIO_AUTH_TOKEN")]
+    #[error(
+        "no credentials: set CLOUD_SDK_AK and CLOUD_SDK_SK (optionally CLOUD_SDK_SECURITY_TOKEN), or --auth-token / METASTUDIO_AUTH_TOKEN"
+    )]
     MissingCredentials,
     #[error("only one of CLOUD_SDK_AK and CLOUD_SDK_SK is set: set both")]
     IncompleteAkSk,
-    #[error("X-App-UserId must be printable ASCII (the API forbids Chinese characters): use an ASCII user id")]
+    #[error(
+        "X-App-UserId must be printable ASCII (the API forbids Chinese characters): use an ASCII user id"
+    )]
     NonAsciiAppUserId,
 }
 
@@ -170,9 +182,18 @@ mod tests {
 
     #[test]
     fn host_header_has_the_port_only_when_not_default() {
-        assert_eq!(conn("https://h.example:443", None).unwrap().host_header(), "h.example");
-        assert_eq!(conn("http://127.0.0.1:8080/", None).unwrap().host_header(), "127.0.0.1:8080");
-        assert_eq!(conn("http://[::1]:9/", None).unwrap().host_header(), "[::1]:9");
+        assert_eq!(
+            conn("https://h.example:443", None).unwrap().host_header(),
+            "h.example"
+        );
+        assert_eq!(
+            conn("http://127.0.0.1:8080/", None).unwrap().host_header(),
+            "127.0.0.1:8080"
+        );
+        assert_eq!(
+            conn("http://[::1]:9/", None).unwrap().host_header(),
+            "[::1]:9"
+        );
     }
 
     #[test]
@@ -187,7 +208,10 @@ mod tests {
     fn rejects_bad_endpoints() {
         for bad in ["ftp://h", "not a url", "https://h/?q=1", "https://user@h"] {
             assert!(
-                matches!(parse_endpoint(bad), Err(ConnectionError::InvalidEndpoint { .. })),
+                matches!(
+                    parse_endpoint(bad),
+                    Err(ConnectionError::InvalidEndpoint { .. })
+                ),
                 "{bad}"
             );
         }

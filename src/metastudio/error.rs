@@ -92,7 +92,9 @@ pub enum ApiErrorKind {
     Timeout { timeout: Duration },
     /// The connection broke after the request was sent; whether the server
     /// applied it is unknown.
-    #[error("the connection closed before a response arrived ({detail}); whether the server applied the call is unknown")]
+    #[error(
+        "the connection closed before a response arrived ({detail}); whether the server applied the call is unknown"
+    )]
     ResponseLost { detail: String },
     /// A success status with a body this client cannot read.
     #[error("HTTP {status} with an unreadable body: {detail} (X-Request-Id: {})", request_id.as_deref().unwrap_or("none"))]

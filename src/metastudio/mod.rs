@@ -7,6 +7,7 @@ pub mod metrics;
 pub mod models;
 pub mod rate_limit;
 pub mod retry;
+pub mod settings;
 pub mod signer;
 
 pub use client::{ClientOptions, MetaStudioClient, Reply, Transport};

@@ -13,12 +13,20 @@ pub struct ActiveCode {
     pub active_code: Secret,
     pub robot_id: String,
     /// Interactive dialog this code belongs to, if any.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "empty_as_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "empty_as_none"
+    )]
     pub room_id: Option<String>,
     /// Validity in days, `0` = permanent (`0~65535`).
     pub valid_period: u16,
     /// Absent for permanent codes.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "empty_as_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "empty_as_none"
+    )]
     pub expire_time: Option<Timestamp>,
     pub create_time: Timestamp,
     pub update_time: Timestamp,

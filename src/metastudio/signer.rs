@@ -172,7 +172,11 @@ pub fn signature(secret_key: &str, string_to_sign: &str) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
-pub fn authorization_header(access_key: &str, signed_headers: &[String], signature: &str) -> String {
+pub fn authorization_header(
+    access_key: &str,
+    signed_headers: &[String],
+    signature: &str,
+) -> String {
     format!(
         "{ALGORITHM} Access={access_key}, SignedHeaders={}, Signature={signature}",
         signed_headers.join(";")

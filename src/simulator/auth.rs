@@ -54,14 +54,21 @@ impl Accepted {
             return if self.tokens.iter().any(|t| t == token) {
                 Ok(())
             } else {
-                Err(Refusal("Incorrect IAM authentication information: token is invalid".into()))
+                Err(Refusal(
+                    "Incorrect IAM authentication information: token is invalid".into(),
+                ))
             };
         }
         let authorization = header(request.headers, "Authorization").ok_or_else(|| {
-            Refusal("Incorrect IAM authentication information: Authorization not found in header".into())
+            Refusal(
+                "Incorrect IAM authentication information: Authorization not found in header"
+                    .into(),
+            )
         })?;
         let parts = signer::parse_authorization(authorization).ok_or_else(|| {
-            Refusal("Incorrect IAM authentication information: unsupported Authorization format".into())
+            Refusal(
+                "Incorrect IAM authentication information: unsupported Authorization format".into(),
+            )
         })?;
         let secret = self.keys.get(parts.access_key).ok_or_else(|| {
             Refusal("Incorrect IAM authentication information: AK is not found".into())
@@ -159,7 +166,10 @@ mod tests {
     #[test]
     fn accepts_a_good_signature_and_refuses_a_wrong_key_or_stale_date() {
         let now: Timestamp = "2026-11-22T13:30:00Z".parse().unwrap();
-        assert_eq!(check(&signed_headers("SK", "20261122T133000Z"), now), Ok(()));
+        assert_eq!(
+            check(&signed_headers("SK", "20261122T133000Z"), now),
+            Ok(())
+        );
         assert!(check(&signed_headers("wrong", "20261122T133000Z"), now).is_err());
         assert!(check(&signed_headers("SK", "20261122T120000Z"), now).is_err());
         assert!(check(&[], now).is_err());

@@ -41,7 +41,8 @@ pub(super) fn handle(
         (&Method::POST, "/_simulator/clock") => {
             match body["advance"].as_str().map(str::parse::<HumanDuration>) {
                 Some(Ok(by)) => {
-                    let by = jiff::SignedDuration::try_from(by.0).unwrap_or(jiff::SignedDuration::ZERO);
+                    let by =
+                        jiff::SignedDuration::try_from(by.0).unwrap_or(jiff::SignedDuration::ZERO);
                     let mut store = shared.store();
                     store.advance_clock(by);
                     (StatusCode::OK, json!({"now": store.now().to_string()}))

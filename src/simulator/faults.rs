@@ -129,7 +129,13 @@ mod tests {
         };
         let first = run();
         assert_eq!(first, run());
-        for kind in [Fault::None, Fault::ServerError, Fault::Throttle, Fault::Drop, Fault::LoseResponse] {
+        for kind in [
+            Fault::None,
+            Fault::ServerError,
+            Fault::Throttle,
+            Fault::Drop,
+            Fault::LoseResponse,
+        ] {
             assert!(first.contains(&kind), "{kind:?} never drawn");
         }
     }

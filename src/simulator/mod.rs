@@ -92,7 +92,11 @@ impl Shared {
     }
 
     fn retry_after_secs(&self) -> u64 {
-        self.faults.lock().expect("fault lock").config().retry_after_secs
+        self.faults
+            .lock()
+            .expect("fault lock")
+            .config()
+            .retry_after_secs
     }
 
     fn record_call(&self, operation: Operation, status: &str) {

@@ -111,7 +111,10 @@ impl Seed {
             return Err(format!("apiVersion is `{version}`; use {API_VERSION}"));
         }
         if let Some(robot) = seed.spec.robots.iter().find(|r| r.robot_id.is_empty()) {
-            return Err(format!("a robot has an empty robotId ({} codes)", robot.codes.len()));
+            return Err(format!(
+                "a robot has an empty robotId ({} codes)",
+                robot.codes.len()
+            ));
         }
         Ok(seed)
     }
@@ -173,14 +176,18 @@ spec:
         seed.apply(&mut store);
         assert_eq!(store.list("r1", 0, 100).count, 4);
         let c1 = store.show("c1").unwrap();
-        assert!(c1.is_expired(store.now()), "1 day validity, changed 36h ago");
+        assert!(
+            c1.is_expired(store.now()),
+            "1 day validity, changed 36h ago"
+        );
     }
 
     #[test]
     fn errors_name_the_problem() {
         let err = Seed::from_yaml("kind: Secret\nspec: {}\n").unwrap_err();
         assert!(err.contains("kind: SimulatorSeed"), "{err}");
-        let err = Seed::from_yaml("spec: {robots: [{robotId: r, codes: [{validPeriod: 70000}]}]}").unwrap_err();
+        let err = Seed::from_yaml("spec: {robots: [{robotId: r, codes: [{validPeriod: 70000}]}]}")
+            .unwrap_err();
         assert!(err.contains("70000") || err.contains("valid"), "{err}");
         let err = Seed::from_yaml("spec: {robots: [{robotId: r, colour: red}]}").unwrap_err();
         assert!(err.contains("colour"), "{err}");

@@ -122,7 +122,10 @@ fn answer(status: StatusCode, body: Vec<u8>, request_id: &str) -> Answer {
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
     let headers = response.headers_mut();
-    headers.insert("Content-Type", "application/json".parse().expect("static header"));
+    headers.insert(
+        "Content-Type",
+        "application/json".parse().expect("static header"),
+    );
     headers.insert("X-Request-Id", request_id.parse().expect("hex request id"));
     response
 }
@@ -160,7 +163,13 @@ pub(super) async fn handle(
     };
     let path = parts.uri.path();
     if path.starts_with(super::control::PREFIX) {
-        return Ok(super::control::handle(&shared, &parts.method, path, &body, &request_id));
+        return Ok(super::control::handle(
+            &shared,
+            &parts.method,
+            path,
+            &body,
+            &request_id,
+        ));
     }
     let Some((project, route)) = route(&parts.method, path) else {
         return Ok(failure_answer(
@@ -397,11 +406,13 @@ impl Shared {
     /// What the API gateway checks before the service sees the call.
     fn gateway_check(&self, request: &ReceivedRequest<'_>, project: &str) -> Result<(), Failure> {
         let now = self.store().now();
-        self.accepted.check(request, now).map_err(|refusal| Failure {
-            status: StatusCode::UNAUTHORIZED,
-            code: "APIGW.0301",
-            message: refusal.0,
-        })?;
+        self.accepted
+            .check(request, now)
+            .map_err(|refusal| Failure {
+                status: StatusCode::UNAUTHORIZED,
+                code: "APIGW.0301",
+                message: refusal.0,
+            })?;
         let header_project = request
             .headers
             .iter()

@@ -113,7 +113,10 @@ impl Store {
             update_time: updated_at,
         };
         if self.codes.insert(id.clone(), code.clone()).is_none() {
-            self.by_robot.entry(robot_id.to_owned()).or_default().push(id);
+            self.by_robot
+                .entry(robot_id.to_owned())
+                .or_default()
+                .push(id);
         }
         code
     }
@@ -132,7 +135,11 @@ impl Store {
     }
 
     pub fn list(&self, robot_id: &str, offset: u32, limit: u32) -> ActiveCodePage {
-        let ids = self.by_robot.get(robot_id).map(Vec::as_slice).unwrap_or_default();
+        let ids = self
+            .by_robot
+            .get(robot_id)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
         let data = ids
             .iter()
             .skip(offset as usize)
@@ -154,7 +161,11 @@ impl Store {
             .ok_or_else(|| StoreError::UnknownCode(id.to_owned()))
     }
 
-    pub fn update(&mut self, id: &str, valid_period: Option<u16>) -> Result<ActiveCode, StoreError> {
+    pub fn update(
+        &mut self,
+        id: &str,
+        valid_period: Option<u16>,
+    ) -> Result<ActiveCode, StoreError> {
         let now = self.now();
         let code = self
             .codes
@@ -297,7 +308,7 @@ mod tests {
             Err(StoreError::UnknownCode("nope".into()))
         );
         assert!(store.show(&id).is_ok());
-        store.delete(&[id.clone()]).unwrap();
+        store.delete(std::slice::from_ref(&id)).unwrap();
         assert!(store.show(&id).is_err());
         assert_eq!(store.list("robot", 0, 10).count, 0);
     }
@@ -308,7 +319,10 @@ mod tests {
         let first = store.once_code();
         assert_eq!(first.expose().len(), 64);
         assert_eq!(store.use_once_code(first.expose()), OnceCodeUse::Accepted);
-        assert_eq!(store.use_once_code(first.expose()), OnceCodeUse::AlreadyUsed);
+        assert_eq!(
+            store.use_once_code(first.expose()),
+            OnceCodeUse::AlreadyUsed
+        );
         let second = store.once_code();
         store.advance_clock(SignedDuration::from_secs(301));
         assert_eq!(store.use_once_code(second.expose()), OnceCodeUse::Expired);

@@ -1,0 +1,81 @@
+//! Connection flags, shared by every command that calls MetaStudio.
+//! AK/SK come only from the environment (`CLOUD_SDK_AK`, `CLOUD_SDK_SK`,
+//! `CLOUD_SDK_SECURITY_TOKEN`): flags would show them in `ps`.
+
+use crate::duration::HumanDuration;
+use crate::metastudio::rate_limit::RateLimit;
+use crate::metastudio::settings::{ConnectionSettings, credentials_from_env};
+use crate::metastudio::{ClientOptions, ConnectionError, Credentials};
+use clap::Args;
+
+#[derive(Debug, Clone, Args)]
+pub struct ConnectionArgs {
+    /// API endpoint; default https://metastudio.{region}.myhuaweicloud.com.
+    #[arg(long, env = "METASTUDIO_ENDPOINT")]
+    pub endpoint: Option<String>,
+    /// Region, e.g. cn-north-4 or ap-southeast-1.
+    #[arg(long, env = "METASTUDIO_REGION")]
+    pub region: Option<String>,
+    /// Project id of the region.
+    #[arg(long, env = "METASTUDIO_PROJECT_ID")]
+    pub project_id: Option<String>,
+    /// Static IAM token (X-Auth-Token), used when CLOUD_SDK_AK/SK are unset.
+    #[arg(long, env = "METASTUDIO_AUTH_TOKEN", hide_env_values = true)]
+    pub auth_token: Option<String>,
+    /// Third-party user id sent as X-App-UserId (ASCII only).
+    #[arg(long, env = "METASTUDIO_APP_USER_ID")]
+    pub app_user_id: Option<String>,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// Timeouts, retries and the client-side rate limit.
+#[derive(Debug, Clone, Args)]
+pub struct ClientArgs {
+    /// Per-request timeout.
+    #[arg(long, env = "METASTUDIO_TIMEOUT", default_value = "30s")]
+    pub timeout: HumanDuration,
+    /// Attempts per call, the first included (retries apply to 429, 5xx and network faults).
+    #[arg(long, env = "METASTUDIO_MAX_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub max_attempts: u32,
+    /// Client-side rate limit, requests per second per endpoint (0 = none).
+    #[arg(long, env = "METASTUDIO_RATE_LIMIT", default_value_t = RateLimit::default().per_second)]
+    pub rate_limit: f64,
+    /// Requests that may go out at once before the rate limit spaces them.
+    #[arg(long, env = "METASTUDIO_RATE_BURST", default_value_t = RateLimit::default().burst)]
+    pub rate_burst: u32,
+}
+
+impl ClientArgs {
+    pub fn options(&self) -> ClientOptions {
+        let defaults = ClientOptions::default();
+        ClientOptions {
+            timeout: self.timeout.0,
+            retry: crate::metastudio::retry::RetryPolicy {
+                max_attempts: self.max_attempts,
+                ..defaults.retry
+            },
+            rate_limit: RateLimit {
+                per_second: self.rate_limit,
+                burst: self.rate_burst.max(1),
+            },
+            ..defaults
+        }
+    }
+}
+
+impl ConnectionArgs {
+    pub fn settings(&self) -> ConnectionSettings {
+        ConnectionSettings {
+            endpoint: self.endpoint.clone(),
+            region: self.region.clone(),
+            project_id: self.project_id.clone(),
+            app_user_id: self.app_user_id.clone(),
+        }
+    }
+
+    /// Credentials from the environment or `--auth-token`, if any.
+    pub fn credentials(&self) -> Result<Option<Credentials>, ConnectionError> {
+        credentials_from_env(self.auth_token.clone())
+    }
+}

@@ -1,0 +1,167 @@
+//! Connection settings before they are resolved: operator-wide defaults
+//! (flags and environment) overlaid by a resource's own `spec.connection`.
+
+use super::connection::{
+    Connection, ConnectionError, Credentials, parse_endpoint, regional_endpoint,
+};
+use crate::secret::Secret;
+
+/// The environment variables of the official SDK examples.
+pub const ENV_ACCESS_KEY: &str = "CLOUD_SDK_AK";
+pub const ENV_SECRET_KEY: &str = "CLOUD_SDK_SK";
+pub const ENV_SECURITY_TOKEN: &str = "CLOUD_SDK_SECURITY_TOKEN";
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConnectionSettings {
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub project_id: Option<String>,
+    pub app_user_id: Option<String>,
+}
+
+impl ConnectionSettings {
+    /// `other`'s values where it has them, ours elsewhere. An endpoint or a
+    /// region in `other` replaces both of ours: a resource that names its
+    /// region must not inherit the operator's endpoint.
+    pub fn overlay(&self, other: &ConnectionSettings) -> ConnectionSettings {
+        let (endpoint, region) = if other.endpoint.is_some() || other.region.is_some() {
+            (other.endpoint.clone(), other.region.clone())
+        } else {
+            (self.endpoint.clone(), self.region.clone())
+        };
+        ConnectionSettings {
+            endpoint,
+            region,
+            project_id: other.project_id.clone().or_else(|| self.project_id.clone()),
+            app_user_id: other
+                .app_user_id
+                .clone()
+                .or_else(|| self.app_user_id.clone()),
+        }
+    }
+
+    pub fn resolve(&self, credentials: Credentials) -> Result<Connection, ConnectionError> {
+        let endpoint = match (&self.endpoint, &self.region) {
+            (Some(endpoint), _) => endpoint.clone(),
+            (None, Some(region)) => regional_endpoint(region)?,
+            (None, None) => return Err(ConnectionError::MissingEndpoint),
+        };
+        let project_id = self
+            .project_id
+            .clone()
+            .filter(|p| !p.is_empty())
+            .ok_or(ConnectionError::MissingProjectId)?;
+        Connection::new(
+            parse_endpoint(&endpoint)?,
+            project_id,
+            credentials,
+            self.app_user_id.clone(),
+        )
+    }
+}
+
+/// Credentials from `CLOUD_SDK_AK` / `CLOUD_SDK_SK` (and
+/// `CLOUD_SDK_SECURITY_TOKEN`), or from a static token; `Ok(None)` when
+/// none are given.
+pub fn credentials_from(
+    lookup: impl Fn(&str) -> Option<String>,
+    auth_token: Option<String>,
+) -> Result<Option<Credentials>, ConnectionError> {
+    let non_empty = |name: &str| lookup(name).filter(|v| !v.is_empty());
+    match (non_empty(ENV_ACCESS_KEY), non_empty(ENV_SECRET_KEY)) {
+        (Some(ak), Some(sk)) => Ok(Some(Credentials::AkSk {
+            access_key: Secret::new(ak),
+            secret_key: Secret::new(sk),
+            security_token: non_empty(ENV_SECURITY_TOKEN).map(Secret::new),
+        })),
+        (Some(_), None) | (None, Some(_)) => Err(ConnectionError::IncompleteAkSk),
+        (None, None) => Ok(auth_token
+            .filter(|t| !t.is_empty())
+            .map(|t| Credentials::Token(Secret::new(t)))),
+    }
+}
+
+/// [`credentials_from`] over the process environment.
+pub fn credentials_from_env(
+    auth_token: Option<String>,
+) -> Result<Option<Credentials>, ConnectionError> {
+    credentials_from(|name| std::env::var(name).ok(), auth_token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(
+        endpoint: Option<&str>,
+        region: Option<&str>,
+        project: Option<&str>,
+    ) -> ConnectionSettings {
+        ConnectionSettings {
+            endpoint: endpoint.map(Into::into),
+            region: region.map(Into::into),
+            project_id: project.map(Into::into),
+            app_user_id: None,
+        }
+    }
+
+    #[test]
+    fn a_resource_region_replaces_the_operator_endpoint() {
+        let operator = settings(Some("http://127.0.0.1:1"), None, Some("p"));
+        let merged = operator.overlay(&settings(None, Some("ap-southeast-1"), None));
+        let conn = merged.resolve(Credentials::ak_sk("a", "s")).unwrap();
+        assert_eq!(
+            conn.endpoint.as_str(),
+            "https://metastudio.ap-southeast-1.myhuaweicloud.com/"
+        );
+        assert_eq!(conn.project_id, "p");
+    }
+
+    #[test]
+    fn missing_pieces_are_named() {
+        let creds = || Credentials::ak_sk("a", "s");
+        assert_eq!(
+            settings(None, None, Some("p")).resolve(creds()),
+            Err(ConnectionError::MissingEndpoint)
+        );
+        assert_eq!(
+            settings(None, Some("cn-north-4"), None).resolve(creds()),
+            Err(ConnectionError::MissingProjectId)
+        );
+    }
+
+    #[test]
+    fn credentials_come_from_the_sdk_variables() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let got = credentials_from(
+            env(&[
+                ("CLOUD_SDK_AK", "a"),
+                ("CLOUD_SDK_SK", "s"),
+                ("CLOUD_SDK_SECURITY_TOKEN", "t"),
+            ]),
+            None,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(got.kind(), "AK/SK with security token");
+        assert_eq!(
+            credentials_from(env(&[("CLOUD_SDK_AK", "a")]), None),
+            Err(ConnectionError::IncompleteAkSk)
+        );
+        assert_eq!(
+            credentials_from(env(&[]), Some("tok".into()))
+                .unwrap()
+                .unwrap()
+                .kind(),
+            "token"
+        );
+        assert_eq!(credentials_from(env(&[]), None).unwrap(), None);
+    }
+}
