@@ -13,6 +13,7 @@ async fn main() -> ExitCode {
     metastudio_operator::tls::install_crypto_provider();
 
     let result: Result<String, Box<dyn std::error::Error>> = match cli.command {
+        Command::Crd => Ok(metastudio_operator::crd::crd_yaml()),
         Command::Codes(command) => codes::run_codes(command).await.map_err(Into::into),
         Command::OnceCode(args) => codes::run_once_code(args).await.map_err(Into::into),
         Command::Simulator(args) => match simulator::start(args).await {

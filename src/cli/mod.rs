@@ -28,6 +28,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Print the ActivationCode CustomResourceDefinition (YAML).
+    Crd,
     /// Call the activation-code API directly.
     #[command(subcommand)]
     Codes(codes::CodesCommand),

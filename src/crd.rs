@@ -1,0 +1,352 @@
+//! The `ActivationCode` custom resource. Every doc comment here becomes the
+//! field's description in the CRD, which is what `kubectl explain` prints.
+
+use crate::duration::HumanDuration;
+use jiff::Timestamp;
+use kube::CustomResource;
+use kube::KubeSchema;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+pub const GROUP: &str = "metastudio.huaweicloud.com";
+pub const VERSION: &str = "v1alpha1";
+pub const KIND: &str = "ActivationCode";
+pub const API_VERSION: &str = "metastudio.huaweicloud.com/v1alpha1";
+
+/// The default drift-check period.
+pub const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_secs(600);
+
+/// Desired state of one MetaStudio application's (robot's) activation codes:
+/// their validity and how they rotate.
+#[derive(CustomResource, KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "metastudio.huaweicloud.com",
+    version = "v1alpha1",
+    kind = "ActivationCode",
+    doc = "Keeps the activation codes of one Huawei Cloud MetaStudio application (robot) as declared: their validity in days and how they rotate.",
+    namespaced,
+    shortname = "ac",
+    category = "metastudio",
+    status = "ActivationCodeStatus",
+    derive = "PartialEq",
+    printcolumn(name = "Robot", type_ = "string", json_path = ".spec.robotId", description = "MetaStudio application (robot) id"),
+    printcolumn(name = "Valid", type_ = "integer", json_path = ".spec.validPeriod", description = "Desired validity in days (0 = permanent)"),
+    printcolumn(name = "Codes", type_ = "integer", json_path = ".status.managedCodes", description = "Activation codes managed"),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(name = "Synced", type_ = "string", json_path = ".status.conditions[?(@.type==\"Synced\")].status"),
+    printcolumn(name = "Last Sync", type_ = "date", json_path = ".status.lastSyncTime"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ActivationCodeSpec {
+    /// The MetaStudio application (robot) whose activation codes this resource
+    /// manages. Immutable: create a new resource to manage another robot.
+    #[x_kube(validation = Rule::new("self == oldSelf").message("robotId is immutable: create a new ActivationCode for another robot"))]
+    #[schemars(length(min = 1, max = 128))]
+    pub robot_id: String,
+
+    /// Desired validity of every managed code, in days; 0 means permanent.
+    /// Changing it restarts each code's validity window at the moment of the
+    /// change (that is how MetaStudio applies it).
+    #[schemars(schema_with = "days_schema")]
+    pub valid_period: u16,
+
+    /// Only manage the codes of this interactive dialog (room). Default: codes
+    /// of every room.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub room_id: Option<String>,
+
+    /// Only manage the codes with these ids. Default: every code of the robot
+    /// (within `roomId`, when set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1000), inner(length(min = 1, max = 128)))]
+    pub active_code_ids: Option<Vec<String>>,
+
+    /// Rotation policy: when to reset (mint new values for) the managed codes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reset: Option<ResetPolicy>,
+
+    /// Where and as whom to call MetaStudio. Unset fields fall back to the
+    /// operator's defaults (its flags and environment).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection: Option<ConnectionSpec>,
+
+    /// A Secret, in this namespace, that receives the code values (one key
+    /// per code id). It is owned by this resource and deleted with it. Code
+    /// values never appear in status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export_secret_ref: Option<LocalSecretReference>,
+
+    /// How often to check the remote codes for drift, e.g. 10m or 1h.
+    /// Default 10m. Each period gets a little random jitter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_interval: Option<HumanDuration>,
+
+    /// Enforce (default) changes remote codes to match this spec; Observe
+    /// only reports the drift in status and changes nothing.
+    #[serde(default)]
+    pub management_policy: ManagementPolicy,
+
+    /// Stop all remote calls for this resource while true.
+    #[serde(default)]
+    pub suspend: bool,
+}
+
+/// When the managed codes are reset. A reset mints a new code value for the
+/// same code id and restarts its validity window.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, KubeSchema, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ResetPolicy {
+    /// Any string; every managed code is reset exactly once for each new
+    /// value (a date works well, e.g. "2026-11-22"). Setting it on creation
+    /// resets the codes once too; leave it unset to adopt codes as they are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub token: Option<String>,
+
+    /// Reset codes that expire within this window, or have expired, e.g. 24h.
+    /// Must be shorter than validPeriod. Permanent codes never expire.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before_expiry: Option<HumanDuration>,
+
+    /// Whether a reset also clears the authentication credentials of devices
+    /// that used the old code (they must activate again). Default true.
+    #[serde(default = "default_true")]
+    pub clean_auth_credential: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// Connection overrides for this resource.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConnectionSpec {
+    /// Huawei Cloud project id of the region, e.g. 70b76xxxxxx34253880af501cdxxxxxx.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1), regex(pattern = r"^[A-Za-z0-9_-]+$"))]
+    pub project_id: Option<String>,
+
+    /// Region, e.g. cn-north-4 or ap-southeast-1; the endpoint becomes
+    /// https://metastudio.{region}.myhuaweicloud.com.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[a-z0-9-]+$"))]
+    pub region: Option<String>,
+
+    /// Full endpoint URL; overrides region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^https?://"))]
+    pub endpoint: Option<String>,
+
+    /// A Secret in this namespace with keys `accessKey` and `secretKey`
+    /// (optionally `securityToken` for temporary credentials), or `authToken`
+    /// for a static IAM token. Default: the operator's own credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret_ref: Option<LocalSecretReference>,
+
+    /// Third-party user id sent as X-App-UserId (printable ASCII only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[ -~]+$"))]
+    pub app_user_id: Option<String>,
+}
+
+/// A Secret in the resource's own namespace.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LocalSecretReference {
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// Whether the operator changes remote codes or only reports drift.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default)]
+pub enum ManagementPolicy {
+    /// Change remote codes to match the spec.
+    #[default]
+    Enforce,
+    /// Report drift in status; change nothing.
+    Observe,
+}
+
+/// Observed state, written by the operator.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ActivationCodeStatus {
+    /// The metadata.generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// Ready: the last sync completed and the codes match the spec (or, in
+    /// Observe, were observed). Synced: the remote codes match the spec.
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+
+    /// How many codes this resource manages.
+    #[serde(default)]
+    #[schemars(schema_with = "count_schema")]
+    pub managed_codes: u32,
+
+    /// One entry per managed code (never the code value).
+    #[serde(default)]
+    pub codes: Vec<CodeStatus>,
+
+    /// Differences between the remote codes and the spec that are not (yet)
+    /// fixed: in Observe every difference, in Enforce those that failed.
+    #[serde(default)]
+    pub drift: Vec<Drift>,
+
+    /// Resets started but not yet confirmed. A reset mints a new code, so the
+    /// intent is recorded before the call; after a crash or a lost answer the
+    /// operator checks the remote code to learn whether it happened, so each
+    /// code is reset exactly once per token.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending_resets: Vec<ResetIntent>,
+
+    /// When the remote codes were last listed and compared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "date_time_schema")]
+    pub last_sync_time: Option<Timestamp>,
+}
+
+/// A kstatus-style condition.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    /// Ready or Synced.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// "True", "False" or "Unknown".
+    pub status: String,
+    /// One word, CamelCase, that names the cause (e.g. CredentialsNotFound).
+    pub reason: String,
+    /// What happened and what to do about it.
+    pub message: String,
+    /// When status last changed.
+    #[schemars(schema_with = "date_time_schema")]
+    pub last_transition_time: Timestamp,
+    /// The metadata.generation this condition describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+/// One managed code as last observed.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CodeStatus {
+    /// Activation code id.
+    pub id: String,
+    /// Interactive dialog (room) of the code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room_id: Option<String>,
+    /// Validity in days (0 = permanent).
+    #[schemars(schema_with = "days_schema")]
+    pub valid_period: u16,
+    /// When the code expires; absent for permanent codes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "date_time_schema")]
+    pub expire_time: Option<Timestamp>,
+    /// When MetaStudio last changed the code.
+    #[schemars(schema_with = "date_time_schema")]
+    pub update_time: Timestamp,
+    /// The last reset this operator made, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_reset: Option<LastReset>,
+}
+
+/// A reset made by the operator.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LastReset {
+    /// The latest reset.token this code was reset for (a reset before expiry
+    /// keeps it); absent when it was never reset for a token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// When the last reset happened (the code's update time after it).
+    #[schemars(schema_with = "date_time_schema")]
+    pub time: Timestamp,
+}
+
+/// A reset about to be made, recorded before the call.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResetIntent {
+    /// Activation code id.
+    pub code_id: String,
+    /// The token the reset applies; absent for a reset before expiry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// The code's update time before the reset.
+    #[schemars(schema_with = "date_time_schema")]
+    pub previous_update_time: Timestamp,
+    /// A keyed fingerprint of the code value before the reset (not the value;
+    /// it cannot be reversed without the credentials). A reset is the only
+    /// change that alters the value, so this settles whether it happened.
+    pub previous_fingerprint: String,
+    /// When the intent was recorded.
+    #[schemars(schema_with = "date_time_schema")]
+    pub recorded_at: Timestamp,
+}
+
+/// A difference between a remote code and the spec.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Drift {
+    /// Activation code id.
+    pub code_id: String,
+    /// What differs: validPeriod, or reset (a reset is due).
+    pub field: String,
+    /// The remote value.
+    pub observed: String,
+    /// The value the spec asks for.
+    pub desired: String,
+}
+
+/// Days, 0..=65535, without the `format: uint16` Kubernetes does not know.
+fn days_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({"type": "integer", "minimum": 0, "maximum": 65535})
+}
+
+fn count_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({"type": "integer", "minimum": 0})
+}
+
+/// An RFC 3339 time, as Kubernetes writes its own timestamps.
+fn date_time_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({"type": "string", "format": "date-time"})
+}
+
+impl ActivationCodeSpec {
+    pub fn sync_interval(&self) -> Duration {
+        self.sync_interval.map_or(DEFAULT_SYNC_INTERVAL, |d| d.0)
+    }
+
+    /// Whether `code` (of this robot) is one this resource manages.
+    pub fn selects(&self, room_id: Option<&str>, code_id: &str) -> bool {
+        let room_ok = self
+            .room_id
+            .as_deref()
+            .is_none_or(|wanted| room_id == Some(wanted));
+        let id_ok = self
+            .active_code_ids
+            .as_ref()
+            .is_none_or(|ids| ids.iter().any(|id| id == code_id));
+        room_ok && id_ok
+    }
+}
+
+impl ActivationCodeStatus {
+    pub fn condition(&self, type_: &str) -> Option<&Condition> {
+        self.conditions.iter().find(|c| c.type_ == type_)
+    }
+}
+
+/// The CRD as YAML, exactly what `metastudio-operator crd` prints and
+/// `crds/activationcode.yaml` holds.
+pub fn crd_yaml() -> String {
+    use kube::CustomResourceExt;
+    serde_saphyr::to_string(&ActivationCode::crd()).expect("the CRD serialises")
+}

@@ -1,0 +1,205 @@
+//! The planner: spec x status x remote codes x now -> actions. Pure: no I/O,
+//! no clock, no randomness, so it is tested as a table and as properties.
+
+use crate::crd::{ActivationCodeSpec, ActivationCodeStatus, Drift, LastReset, ResetIntent};
+use crate::metastudio::ActiveCode;
+use jiff::{SignedDuration, Timestamp};
+use std::collections::HashMap;
+
+/// One remote change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Set `valid_period` (restarts the validity window).
+    Update { code_id: String, from: u16, to: u16 },
+    /// Mint a new value for the code (restarts the validity window).
+    Reset { code_id: String, reason: ResetReason },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResetReason {
+    /// `spec.reset.token` has a value this code was not reset for yet.
+    Token(String),
+    /// The code expires within `spec.reset.beforeExpiry`, or has expired.
+    Expiry { expire_time: Timestamp },
+}
+
+impl Action {
+    pub fn code_id(&self) -> &str {
+        match self {
+            Action::Update { code_id, .. } | Action::Reset { code_id, .. } => code_id,
+        }
+    }
+
+    /// The token a reset applies, if any.
+    pub fn token(&self) -> Option<&str> {
+        match self {
+            Action::Reset {
+                reason: ResetReason::Token(token),
+                ..
+            } => Some(token),
+            _ => None,
+        }
+    }
+
+    /// The action as drift: what differs and what the spec wants.
+    pub fn as_drift(&self) -> Drift {
+        match self {
+            Action::Update { code_id, from, to } => Drift {
+                code_id: code_id.clone(),
+                field: "validPeriod".into(),
+                observed: from.to_string(),
+                desired: to.to_string(),
+            },
+            Action::Reset { code_id, reason } => Drift {
+                code_id: code_id.clone(),
+                field: "reset".into(),
+                observed: match reason {
+                    ResetReason::Token(_) => "not reset for this token".into(),
+                    ResetReason::Expiry { expire_time } => format!("expires {expire_time}"),
+                },
+                desired: match reason {
+                    ResetReason::Token(token) => format!("reset for token {token:?}"),
+                    ResetReason::Expiry { .. } => "reset before expiry".into(),
+                },
+            },
+        }
+    }
+}
+
+/// The codes a spec manages, in remote order.
+pub fn select<'a>(spec: &ActivationCodeSpec, remote: &'a [ActiveCode]) -> Vec<&'a ActiveCode> {
+    remote
+        .iter()
+        .filter(|c| c.robot_id == spec.robot_id)
+        .filter(|c| spec.selects(c.room_id.as_deref(), &c.active_code_id))
+        .collect()
+}
+
+/// The actions that bring the selected codes to the spec. Per code, a reset
+/// comes before an update, so a crash between them never hides a reset
+/// behind a newer change.
+pub fn plan(
+    spec: &ActivationCodeSpec,
+    status: &ActivationCodeStatus,
+    remote: &[ActiveCode],
+    now: Timestamp,
+) -> Vec<Action> {
+    let last_tokens: HashMap<&str, Option<&str>> = status
+        .codes
+        .iter()
+        .map(|c| {
+            (
+                c.id.as_str(),
+                c.last_reset.as_ref().and_then(|r| r.token.as_deref()),
+            )
+        })
+        .collect();
+    let token = spec.reset.as_ref().and_then(|r| r.token.as_deref());
+    let window = spec
+        .reset
+        .as_ref()
+        .and_then(|r| r.before_expiry)
+        .and_then(|w| SignedDuration::try_from(w.0).ok());
+
+    let mut actions = Vec::new();
+    for code in select(spec, remote) {
+        let id = &code.active_code_id;
+        let token_due = token.filter(|t| last_tokens.get(id.as_str()).copied().flatten() != Some(*t));
+        let expiry_due = window.and_then(|w| {
+            code.expire_time
+                .filter(|&expires| expires.duration_since(now) <= w)
+        });
+        if let Some(token) = token_due {
+            actions.push(Action::Reset {
+                code_id: id.clone(),
+                reason: ResetReason::Token(token.to_owned()),
+            });
+        } else if let Some(expire_time) = expiry_due {
+            actions.push(Action::Reset {
+                code_id: id.clone(),
+                reason: ResetReason::Expiry { expire_time },
+            });
+        }
+        if code.valid_period != spec.valid_period {
+            actions.push(Action::Update {
+                code_id: id.clone(),
+                from: code.valid_period,
+                to: spec.valid_period,
+            });
+        }
+    }
+    actions
+}
+
+/// A code's last reset after one more: a reset before expiry applies no
+/// token, so the code keeps the token it was last reset for.
+pub fn next_last_reset(previous: Option<&LastReset>, token: Option<&str>, time: Timestamp) -> LastReset {
+    LastReset {
+        token: token
+            .map(str::to_owned)
+            .or_else(|| previous.and_then(|p| p.token.clone())),
+        time,
+    }
+}
+
+/// A reset that is known to have happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompletedReset {
+    pub code_id: String,
+    /// The token it applied; `None` for a reset before expiry.
+    pub token: Option<String>,
+    /// The code's update time after the reset.
+    pub time: Timestamp,
+}
+
+/// What became of the resets recorded before a crash or a lost answer.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct IntentOutcome {
+    /// Resets that did happen.
+    pub completed: Vec<CompletedReset>,
+    /// Intents whose reset did not happen (the planner will plan it again)
+    /// or whose code is gone.
+    pub abandoned: Vec<ResetIntent>,
+}
+
+/// Settles pending intents against the remote codes. A reset is the only
+/// change that alters a code's value, so a changed value fingerprint proves
+/// it happened and an unchanged one proves it did not. When the fingerprint
+/// cannot be compared (empty, e.g. the credentials changed), a newer update
+/// time counts as done: never twice beats never zero times.
+pub fn settle_intents(
+    intents: &[ResetIntent],
+    remote: &[ActiveCode],
+    fingerprint: impl Fn(&ActiveCode) -> Option<String>,
+) -> IntentOutcome {
+    let by_id: HashMap<&str, &ActiveCode> = remote
+        .iter()
+        .map(|c| (c.active_code_id.as_str(), c))
+        .collect();
+    let mut outcome = IntentOutcome::default();
+    for intent in intents {
+        let Some(code) = by_id.get(intent.code_id.as_str()) else {
+            outcome.abandoned.push(intent.clone());
+            continue;
+        };
+        let happened = match fingerprint(code) {
+            Some(now) if !intent.previous_fingerprint.is_empty() => {
+                now != intent.previous_fingerprint
+            }
+            _ => code.update_time > intent.previous_update_time,
+        };
+        if happened {
+            outcome.completed.push(CompletedReset {
+                code_id: intent.code_id.clone(),
+                token: intent.token.clone(),
+                time: code.update_time,
+            });
+        } else {
+            outcome.abandoned.push(intent.clone());
+        }
+    }
+    outcome
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,188 @@
+//! Checks of an `ActivationCode` spec beyond its schema: the cross-field
+//! rules the API server cannot express, and the schema's own rules again
+//! for manifests that never met an API server (`reconcile -f`).
+
+use crate::crd::ActivationCodeSpec;
+use crate::metastudio::connection::parse_endpoint;
+use std::time::Duration;
+
+/// The shortest accepted `syncInterval`.
+pub const MIN_SYNC_INTERVAL: Duration = Duration::from_secs(10);
+
+/// One problem, naming the field and the fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {problem}")]
+pub struct SpecProblem {
+    pub field: &'static str,
+    pub problem: String,
+}
+
+fn problem(field: &'static str, problem: impl Into<String>) -> SpecProblem {
+    SpecProblem {
+        field,
+        problem: problem.into(),
+    }
+}
+
+/// Every problem of a spec; empty when it is valid.
+pub fn validate(spec: &ActivationCodeSpec) -> Vec<SpecProblem> {
+    let mut problems = Vec::new();
+    if spec.robot_id.trim().is_empty() {
+        problems.push(problem(
+            "spec.robotId",
+            "is empty: set the MetaStudio application (robot) id",
+        ));
+    }
+    if spec.room_id.as_deref().is_some_and(str::is_empty) {
+        problems.push(problem(
+            "spec.roomId",
+            "is empty: remove it to manage every room, or set a room id",
+        ));
+    }
+    if let Some(ids) = &spec.active_code_ids {
+        if ids.iter().any(|id| id.trim().is_empty()) {
+            problems.push(problem(
+                "spec.activeCodeIds",
+                "holds an empty id: remove it",
+            ));
+        }
+        if ids.is_empty() {
+            problems.push(problem(
+                "spec.activeCodeIds",
+                "is an empty list, which selects no code: remove it to manage every code",
+            ));
+        }
+    }
+    let interval = spec.sync_interval();
+    if interval < MIN_SYNC_INTERVAL {
+        problems.push(problem(
+            "spec.syncInterval",
+            format!(
+                "{} is too short: use at least {}s (the default is 10m)",
+                crate::duration::HumanDuration(interval),
+                MIN_SYNC_INTERVAL.as_secs()
+            ),
+        ));
+    }
+    if let Some(reset) = &spec.reset {
+        if reset.token.as_deref().is_some_and(|t| t.trim().is_empty()) {
+            problems.push(problem(
+                "spec.reset.token",
+                "is empty: remove it, or set any non-empty string (a date works well)",
+            ));
+        }
+        if let Some(window) = reset.before_expiry {
+            let validity = Duration::from_secs(86_400 * u64::from(spec.valid_period));
+            if spec.valid_period > 0 && window.0 >= validity {
+                problems.push(problem(
+                    "spec.reset.beforeExpiry",
+                    format!(
+                        "{window} is not shorter than spec.validPeriod ({} day(s)), so every reset would land inside the window again: shorten beforeExpiry or raise validPeriod",
+                        spec.valid_period
+                    ),
+                ));
+            }
+            if window.0.is_zero() {
+                problems.push(problem(
+                    "spec.reset.beforeExpiry",
+                    "is 0: remove it to reset only expired codes, or set a window such as 24h",
+                ));
+            }
+        }
+    }
+    if let Some(conn) = &spec.connection {
+        if let Some(endpoint) = &conn.endpoint
+            && let Err(err) = parse_endpoint(endpoint)
+        {
+            problems.push(problem("spec.connection.endpoint", err.to_string()));
+        }
+        if let Some(region) = &conn.region
+            && let Err(err) = crate::metastudio::connection::regional_endpoint(region)
+        {
+            problems.push(problem("spec.connection.region", err.to_string()));
+        }
+        if conn
+            .app_user_id
+            .as_deref()
+            .is_some_and(|u| u.is_empty() || !u.bytes().all(|b| (0x20..0x7f).contains(&b)))
+        {
+            problems.push(problem(
+                "spec.connection.appUserId",
+                "must be printable ASCII (MetaStudio forbids Chinese characters): use an ASCII user id",
+            ));
+        }
+        if conn
+            .credentials_secret_ref
+            .as_ref()
+            .is_some_and(|r| r.name.is_empty())
+        {
+            problems.push(problem(
+                "spec.connection.credentialsSecretRef.name",
+                "is empty: name a Secret in this namespace",
+            ));
+        }
+    }
+    if spec
+        .export_secret_ref
+        .as_ref()
+        .is_some_and(|r| r.name.is_empty())
+    {
+        problems.push(problem(
+            "spec.exportSecretRef.name",
+            "is empty: name the Secret that should receive the code values",
+        ));
+    }
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::ResetPolicy;
+
+    fn spec() -> ActivationCodeSpec {
+        serde_json::from_value(serde_json::json!({"robotId": "r", "validPeriod": 2})).unwrap()
+    }
+
+    #[test]
+    fn a_minimal_spec_is_valid() {
+        assert!(validate(&spec()).is_empty());
+    }
+
+    #[test]
+    fn before_expiry_must_be_shorter_than_validity() {
+        let mut s = spec();
+        s.reset = Some(ResetPolicy {
+            before_expiry: Some("48h".parse().unwrap()),
+            ..Default::default()
+        });
+        let problems = validate(&s);
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].field, "spec.reset.beforeExpiry");
+        assert!(problems[0].to_string().contains("shorten beforeExpiry"));
+        s.reset.as_mut().unwrap().before_expiry = Some("47h".parse().unwrap());
+        assert!(validate(&s).is_empty());
+    }
+
+    #[test]
+    fn each_problem_names_its_field() {
+        let s: ActivationCodeSpec = serde_json::from_value(serde_json::json!({
+            "robotId": " ", "validPeriod": 1, "syncInterval": "1s", "activeCodeIds": [""],
+            "reset": {"token": ""},
+            "connection": {"endpoint": "ftp://x", "appUserId": "用户"}
+        }))
+        .unwrap();
+        let fields: Vec<_> = validate(&s).iter().map(|p| p.field).collect();
+        assert_eq!(
+            fields,
+            [
+                "spec.robotId",
+                "spec.activeCodeIds",
+                "spec.syncInterval",
+                "spec.reset.token",
+                "spec.connection.endpoint",
+                "spec.connection.appUserId"
+            ]
+        );
+    }
+}
