@@ -30,13 +30,14 @@ pub const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_secs(600);
     category = "metastudio",
     status = "ActivationCodeStatus",
     derive = "PartialEq",
-    printcolumn(name = "Robot", type_ = "string", json_path = ".spec.robotId", description = "MetaStudio application (robot) id"),
-    printcolumn(name = "Valid", type_ = "integer", json_path = ".spec.validPeriod", description = "Desired validity in days (0 = permanent)"),
-    printcolumn(name = "Codes", type_ = "integer", json_path = ".status.managedCodes", description = "Activation codes managed"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
-    printcolumn(name = "Synced", type_ = "string", json_path = ".status.conditions[?(@.type==\"Synced\")].status"),
-    printcolumn(name = "Last Sync", type_ = "date", json_path = ".status.lastSyncTime"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    // Raw JSON columns: the attribute form trips clippy's duplicated_attributes.
+    printcolumn = r#"{"name":"Robot","type":"string","jsonPath":".spec.robotId","description":"MetaStudio application (robot) id"}"#,
+    printcolumn = r#"{"name":"Valid","type":"integer","jsonPath":".spec.validPeriod","description":"Desired validity in days (0 = permanent)"}"#,
+    printcolumn = r#"{"name":"Codes","type":"integer","jsonPath":".status.managedCodes","description":"Activation codes managed"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Synced","type":"string","jsonPath":".status.conditions[?(@.type==\"Synced\")].status"}"#,
+    printcolumn = r#"{"name":"Last Sync","type":"date","jsonPath":".status.lastSyncTime"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ActivationCodeSpec {

@@ -3,8 +3,12 @@
 
 pub mod cli;
 pub mod crd;
+pub mod credentials;
 pub mod duration;
+pub mod engine;
+pub mod fingerprint;
 pub mod metastudio;
+pub mod offline;
 pub mod plan;
 pub mod secret;
 pub mod simulator;

@@ -1,10 +1,17 @@
 //! The `metastudio-operator` binary: parse, wire, exit codes.
+//!
+//! Exit codes: 0 success (for `reconcile`: every resource converged);
+//! 1 a failure, or resources that did not converge; 2 bad input (flags or
+//! manifests) before anything was changed.
 
 use clap::Parser;
-use metastudio_operator::cli::{Cli, Command, codes, simulator};
+use metastudio_operator::cli::{Cli, Command, codes, reconcile, simulator};
 use metastudio_operator::telemetry;
 use std::io::Write;
 use std::process::ExitCode;
+
+const FAILED: u8 = 1;
+const BAD_INPUT: u8 = 2;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -12,29 +19,42 @@ async fn main() -> ExitCode {
     telemetry::init_logging(&cli.log_level, cli.log_format);
     metastudio_operator::tls::install_crypto_provider();
 
-    let result: Result<String, Box<dyn std::error::Error>> = match cli.command {
-        Command::Crd => Ok(metastudio_operator::crd::crd_yaml()),
-        Command::Codes(command) => codes::run_codes(command).await.map_err(Into::into),
-        Command::OnceCode(args) => codes::run_once_code(args).await.map_err(Into::into),
+    let result: Result<(String, u8), (Box<dyn std::error::Error>, u8)> = match cli.command {
+        Command::Crd => Ok((metastudio_operator::crd::crd_yaml(), 0)),
+        Command::Codes(command) => codes::run_codes(command)
+            .await
+            .map(|out| (out, 0))
+            .map_err(|e| (e.into(), FAILED)),
+        Command::OnceCode(args) => codes::run_once_code(args)
+            .await
+            .map(|out| (out, 0))
+            .map_err(|e| (e.into(), FAILED)),
+        Command::Reconcile(args) => match reconcile::run(args).await {
+            Ok(out) => Ok((out.report, if out.converged { 0 } else { FAILED })),
+            Err(err @ reconcile::ReconcileCommandError::Manifests(_)) => {
+                Err((err.into(), BAD_INPUT))
+            }
+            Err(err) => Err((err.into(), FAILED)),
+        },
         Command::Simulator(args) => match simulator::start(args).await {
             Ok((sim, banner)) => {
                 print!("{banner}");
                 let _ = std::io::stdout().flush();
                 wait_for_shutdown().await;
                 drop(sim);
-                Ok(String::new())
+                Ok((String::new(), 0))
             }
-            Err(err) => Err(err.into()),
+            Err(err) => Err((err.into(), BAD_INPUT)),
         },
     };
     match result {
-        Ok(output) => {
+        Ok((output, code)) => {
             print!("{output}");
-            ExitCode::SUCCESS
+            ExitCode::from(code)
         }
-        Err(err) => {
+        Err((err, code)) => {
             eprintln!("error: {err}");
-            ExitCode::FAILURE
+            ExitCode::from(code)
         }
     }
 }

@@ -12,7 +12,10 @@ pub enum Action {
     /// Set `valid_period` (restarts the validity window).
     Update { code_id: String, from: u16, to: u16 },
     /// Mint a new value for the code (restarts the validity window).
-    Reset { code_id: String, reason: ResetReason },
+    Reset {
+        code_id: String,
+        reason: ResetReason,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,7 +107,8 @@ pub fn plan(
     let mut actions = Vec::new();
     for code in select(spec, remote) {
         let id = &code.active_code_id;
-        let token_due = token.filter(|t| last_tokens.get(id.as_str()).copied().flatten() != Some(*t));
+        let token_due =
+            token.filter(|t| last_tokens.get(id.as_str()).copied().flatten() != Some(*t));
         let expiry_due = window.and_then(|w| {
             code.expire_time
                 .filter(|&expires| expires.duration_since(now) <= w)
@@ -133,7 +137,11 @@ pub fn plan(
 
 /// A code's last reset after one more: a reset before expiry applies no
 /// token, so the code keeps the token it was last reset for.
-pub fn next_last_reset(previous: Option<&LastReset>, token: Option<&str>, time: Timestamp) -> LastReset {
+pub fn next_last_reset(
+    previous: Option<&LastReset>,
+    token: Option<&str>,
+    time: Timestamp,
+) -> LastReset {
     LastReset {
         token: token
             .map(str::to_owned)

@@ -3,6 +3,7 @@
 pub mod codes;
 pub mod connection_args;
 pub mod output;
+pub mod reconcile;
 pub mod simulator;
 
 use crate::telemetry::LogFormat;
@@ -30,6 +31,8 @@ pub struct Cli {
 pub enum Command {
     /// Print the ActivationCode CustomResourceDefinition (YAML).
     Crd,
+    /// Reconcile ActivationCode manifests on disk, without a cluster.
+    Reconcile(reconcile::ReconcileArgs),
     /// Call the activation-code API directly.
     #[command(subcommand)]
     Codes(codes::CodesCommand),

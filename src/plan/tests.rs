@@ -11,7 +11,12 @@ fn hours(h: i64) -> SignedDuration {
     SignedDuration::from_hours(h)
 }
 
-fn code(id: &str, room: Option<&str>, valid_period: u16, expires_in_hours: Option<i64>) -> ActiveCode {
+fn code(
+    id: &str,
+    room: Option<&str>,
+    valid_period: u16,
+    expires_in_hours: Option<i64>,
+) -> ActiveCode {
     ActiveCode {
         active_code_id: id.into(),
         active_code: Secret::new(format!("V-{id}")),
@@ -25,10 +30,15 @@ fn code(id: &str, room: Option<&str>, valid_period: u16, expires_in_hours: Optio
 }
 
 fn spec(valid_period: u16) -> ActivationCodeSpec {
-    serde_json::from_value(serde_json::json!({"robotId": "robot", "validPeriod": valid_period})).unwrap()
+    serde_json::from_value(serde_json::json!({"robotId": "robot", "validPeriod": valid_period}))
+        .unwrap()
 }
 
-fn with_reset(mut s: ActivationCodeSpec, token: Option<&str>, window: Option<&str>) -> ActivationCodeSpec {
+fn with_reset(
+    mut s: ActivationCodeSpec,
+    token: Option<&str>,
+    window: Option<&str>,
+) -> ActivationCodeSpec {
     s.reset = Some(ResetPolicy {
         token: token.map(Into::into),
         before_expiry: window.map(|w| w.parse().unwrap()),
@@ -58,18 +68,40 @@ fn status_with_token(pairs: &[(&str, &str)]) -> ActivationCodeStatus {
 }
 
 fn update(id: &str, from: u16, to: u16) -> Action {
-    Action::Update { code_id: id.into(), from, to }
+    Action::Update {
+        code_id: id.into(),
+        from,
+        to,
+    }
 }
 
 fn token_reset(id: &str, token: &str) -> Action {
-    Action::Reset { code_id: id.into(), reason: ResetReason::Token(token.into()) }
+    Action::Reset {
+        code_id: id.into(),
+        reason: ResetReason::Token(token.into()),
+    }
 }
+
+/// Name, spec, status, remote codes, expected plan.
+type Case = (
+    &'static str,
+    ActivationCodeSpec,
+    ActivationCodeStatus,
+    Vec<ActiveCode>,
+    Vec<Action>,
+);
 
 #[test]
 fn table() {
     let none = ActivationCodeStatus::default();
-    let cases: Vec<(&str, ActivationCodeSpec, ActivationCodeStatus, Vec<ActiveCode>, Vec<Action>)> = vec![
-        ("in sync: nothing", spec(3), none.clone(), vec![code("a", None, 3, Some(40))], vec![]),
+    let cases: Vec<Case> = vec![
+        (
+            "in sync: nothing",
+            spec(3),
+            none.clone(),
+            vec![code("a", None, 3, Some(40))],
+            vec![],
+        ),
         (
             "valid period differs: update",
             spec(10),
@@ -77,7 +109,13 @@ fn table() {
             vec![code("a", None, 3, Some(40)), code("b", None, 10, Some(200))],
             vec![update("a", 3, 10)],
         ),
-        ("to permanent", spec(0), none.clone(), vec![code("a", None, 3, Some(40))], vec![update("a", 3, 0)]),
+        (
+            "to permanent",
+            spec(0),
+            none.clone(),
+            vec![code("a", None, 3, Some(40))],
+            vec![update("a", 3, 0)],
+        ),
         (
             "new token resets every code once",
             with_reset(spec(3), Some("t1"), None),
@@ -117,8 +155,18 @@ fn table() {
                 code("forever", None, 3, None),
             ],
             vec![
-                Action::Reset { code_id: "soon".into(), reason: ResetReason::Expiry { expire_time: now() + hours(23) } },
-                Action::Reset { code_id: "gone".into(), reason: ResetReason::Expiry { expire_time: now() - hours(5) } },
+                Action::Reset {
+                    code_id: "soon".into(),
+                    reason: ResetReason::Expiry {
+                        expire_time: now() + hours(23),
+                    },
+                },
+                Action::Reset {
+                    code_id: "gone".into(),
+                    reason: ResetReason::Expiry {
+                        expire_time: now() - hours(5),
+                    },
+                },
             ],
         ),
         (
@@ -159,21 +207,49 @@ fn codes_outside_the_selection_are_left_alone() {
 
     let mut other_robot = code("x", None, 3, Some(40));
     other_robot.robot_id = "another".into();
-    assert!(plan(&spec(9), &ActivationCodeStatus::default(), &[other_robot], now()).is_empty());
+    assert!(
+        plan(
+            &spec(9),
+            &ActivationCodeStatus::default(),
+            &[other_robot],
+            now()
+        )
+        .is_empty()
+    );
 }
 
 #[test]
 fn an_expiry_reset_keeps_the_token_the_code_was_reset_for() {
-    let previous = LastReset { token: Some("t1".into()), time: now() };
-    assert_eq!(next_last_reset(Some(&previous), None, now()).token.as_deref(), Some("t1"));
-    assert_eq!(next_last_reset(Some(&previous), Some("t2"), now()).token.as_deref(), Some("t2"));
+    let previous = LastReset {
+        token: Some("t1".into()),
+        time: now(),
+    };
+    assert_eq!(
+        next_last_reset(Some(&previous), None, now())
+            .token
+            .as_deref(),
+        Some("t1")
+    );
+    assert_eq!(
+        next_last_reset(Some(&previous), Some("t2"), now())
+            .token
+            .as_deref(),
+        Some("t2")
+    );
     assert_eq!(next_last_reset(None, None, now()).token, None);
 }
 
 #[test]
 fn drift_describes_the_action() {
     let drift = update("a", 3, 10).as_drift();
-    assert_eq!((drift.field.as_str(), drift.observed.as_str(), drift.desired.as_str()), ("validPeriod", "3", "10"));
+    assert_eq!(
+        (
+            drift.field.as_str(),
+            drift.observed.as_str(),
+            drift.desired.as_str()
+        ),
+        ("validPeriod", "3", "10")
+    );
     assert_eq!(token_reset("a", "t").as_drift().field, "reset");
 }
 
@@ -204,13 +280,21 @@ fn settles_intents_by_fingerprint_then_by_update_time() {
     assert_eq!(outcome.completed.len(), 1);
     assert_eq!(outcome.completed[0].code_id, "reset");
     assert_eq!(outcome.completed[0].token.as_deref(), Some("t"));
-    let abandoned: Vec<_> = outcome.abandoned.iter().map(|i| i.code_id.as_str()).collect();
+    let abandoned: Vec<_> = outcome
+        .abandoned
+        .iter()
+        .map(|i| i.code_id.as_str())
+        .collect();
     assert_eq!(abandoned, ["same", "deleted"]);
 
     // Without fingerprints, a newer update time counts as done.
     let mut later = unchanged.clone();
     later.update_time = unchanged.update_time + hours(1);
-    let outcome = settle_intents(&[intent("same", "", unchanged.update_time)], &[later], |_| None);
+    let outcome = settle_intents(
+        &[intent("same", "", unchanged.update_time)],
+        &[later],
+        |_| None,
+    );
     assert_eq!(outcome.completed.len(), 1);
 }
 
@@ -222,12 +306,19 @@ fn apply(
     now: Timestamp,
 ) {
     for action in actions {
-        let code = remote.iter_mut().find(|c| c.active_code_id == action.code_id()).unwrap();
+        let code = remote
+            .iter_mut()
+            .find(|c| c.active_code_id == action.code_id())
+            .unwrap();
         match action {
             Action::Update { to, .. } => code.valid_period = *to,
             Action::Reset { reason, .. } => {
                 code.active_code = Secret::new(format!("{}'", code.active_code.expose()));
-                let entry = match status.codes.iter_mut().find(|c| c.id == code.active_code_id) {
+                let entry = match status
+                    .codes
+                    .iter_mut()
+                    .find(|c| c.id == code.active_code_id)
+                {
                     Some(entry) => entry,
                     None => {
                         status.codes.push(CodeStatus {
@@ -249,12 +340,17 @@ fn apply(
             }
         }
         code.update_time = now;
-        code.expire_time = (code.valid_period > 0).then(|| now + hours(24 * i64::from(code.valid_period)));
+        code.expire_time =
+            (code.valid_period > 0).then(|| now + hours(24 * i64::from(code.valid_period)));
     }
 }
 
 fn arb_code(index: usize) -> impl Strategy<Value = ActiveCode> {
-    (0u16..30, proptest::option::of(-100i64..1000), proptest::option::of(prop_oneof![Just("lobby"), Just("hall")]))
+    (
+        0u16..30,
+        proptest::option::of(-100i64..1000),
+        proptest::option::of(prop_oneof![Just("lobby"), Just("hall")]),
+    )
         .prop_map(move |(vp, expires, room)| {
             let expires = if vp == 0 { None } else { expires };
             code(&format!("c{index}"), room, vp, expires)
@@ -284,16 +380,21 @@ fn arb_spec() -> impl Strategy<Value = ActivationCodeSpec> {
 }
 
 fn arb_status() -> impl Strategy<Value = ActivationCodeStatus> {
-    proptest::collection::vec((0usize..12, prop_oneof![Just("t1"), Just("t2")]), 0..6).prop_map(|pairs| {
-        let owned: Vec<(String, &str)> = pairs.into_iter().map(|(i, t)| (format!("c{i}"), t)).collect();
-        let mut seen = std::collections::HashSet::new();
-        let unique: Vec<(&str, &str)> = owned
-            .iter()
-            .filter(|(id, _)| seen.insert(id.clone()))
-            .map(|(id, t)| (id.as_str(), *t))
-            .collect();
-        status_with_token(&unique)
-    })
+    proptest::collection::vec((0usize..12, prop_oneof![Just("t1"), Just("t2")]), 0..6).prop_map(
+        |pairs| {
+            let owned: Vec<(String, &str)> = pairs
+                .into_iter()
+                .map(|(i, t)| (format!("c{i}"), t))
+                .collect();
+            let mut seen = std::collections::HashSet::new();
+            let unique: Vec<(&str, &str)> = owned
+                .iter()
+                .filter(|(id, _)| seen.insert(id.clone()))
+                .map(|(id, t)| (id.as_str(), *t))
+                .collect();
+            status_with_token(&unique)
+        },
+    )
 }
 
 proptest! {

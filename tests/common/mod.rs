@@ -1,6 +1,8 @@
 //! Shared test fixtures: a simulator on port 0 and clients for it.
 #![allow(dead_code)]
 
+pub mod offline;
+
 use metastudio_operator::metastudio::connection::parse_endpoint;
 use metastudio_operator::metastudio::rate_limit::RateLimit;
 use metastudio_operator::metastudio::retry::RetryPolicy;

@@ -1,0 +1,268 @@
+//! `reconcile -f PATH...`: the engine over manifests on disk.
+
+use super::connection_args::ConnectionArgs;
+use crate::crd::ActivationCode;
+use crate::engine::{Engine, Mode, OperatorDefaults};
+use crate::metastudio::client::TransportError;
+use crate::metastudio::{ConnectionError, Credentials, Transport};
+use crate::offline::host::OfflineHost;
+use crate::offline::manifests::{self, ManifestError, Manifests};
+use crate::offline::status_file::StatusFileError;
+use crate::offline::{reconcile_all, report};
+use crate::simulator::seed::{Seed, SeedSpec};
+use crate::simulator::{
+    Accepted, DEFAULT_ACCESS_KEY, DEFAULT_PROJECT_ID, DEFAULT_SECRET_KEY, Simulator,
+    SimulatorConfig,
+};
+use clap::Args;
+use std::path::PathBuf;
+
+/// Where statuses are kept when `--status-file` is not given.
+pub const DEFAULT_STATUS_FILE: &str = ".metastudio-operator-status.json";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
+pub enum ReportFormat {
+    #[default]
+    Table,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ReconcileArgs {
+    /// Manifest files or directories (YAML, multi-document; directories are
+    /// read recursively). Kinds other than ActivationCode are skipped;
+    /// Secrets serve as credentials (spec.connection.credentialsSecretRef).
+    #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
+    pub paths: Vec<PathBuf>,
+    /// Plan only: make no remote change and write no status.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Where statuses are kept between runs [default: .metastudio-operator-status.json,
+    /// or only in memory with --simulate].
+    #[arg(long)]
+    pub status_file: Option<PathBuf>,
+    /// Report format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = ReportFormat::Table)]
+    pub output: ReportFormat,
+    /// Namespace of manifests that name none.
+    #[arg(short = 'n', long, default_value = "default")]
+    pub namespace: String,
+    /// Run against an embedded simulator seeded from the SimulatorSeed
+    /// documents among the manifests (no cloud account needed).
+    #[arg(long)]
+    pub simulate: bool,
+    /// Write each exportSecretRef as a Secret manifest file into this
+    /// directory (mode 0600). Without it, code values are not exported.
+    #[arg(long)]
+    pub export_dir: Option<PathBuf>,
+    /// Resources reconciled at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub concurrency: u16,
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileCommandError {
+    #[error("{} problem(s) in the manifests; nothing was changed:\n{}", .0.len(), .0.iter().map(|e| format!("  {e}")).collect::<Vec<_>>().join("\n"))]
+    Manifests(Vec<ManifestError>),
+    #[error(transparent)]
+    Connection(#[from] ConnectionError),
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    #[error(transparent)]
+    StatusFile(#[from] StatusFileError),
+    #[error(
+        "--simulate found no SimulatorSeed document among the manifests: add one (see examples/simulator-seed.yaml)"
+    )]
+    NoSeed,
+    #[error("cannot start the embedded simulator: {0}")]
+    Simulator(std::io::Error),
+}
+
+/// The report to print and whether every resource converged.
+pub struct ReconcileOutput {
+    pub report: String,
+    pub converged: bool,
+}
+
+pub async fn run(args: ReconcileArgs) -> Result<ReconcileOutput, ReconcileCommandError> {
+    let mut manifests =
+        manifests::load(&args.paths, &args.namespace).map_err(ReconcileCommandError::Manifests)?;
+    let mut defaults = OperatorDefaults {
+        settings: args.connection.settings(),
+        credentials: args.connection.credentials()?,
+    };
+    let mut notes = Vec::new();
+    let simulator = if args.simulate {
+        let (simulator, note) = start_simulator(&mut manifests, &mut defaults).await?;
+        notes.push(note);
+        Some(simulator)
+    } else {
+        None
+    };
+    let status_path = match (&args.status_file, args.simulate) {
+        (Some(path), _) => Some(path.clone()),
+        (None, true) => None,
+        (None, false) => Some(PathBuf::from(DEFAULT_STATUS_FILE)),
+    };
+    if manifests.resources.is_empty() {
+        notes.push(format!(
+            "no ActivationCode found in {}",
+            args.paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    let transport = Transport::new(args.connection.client.options())?;
+    let engine =
+        Engine::new(transport.clone(), defaults).with_concurrency(usize::from(args.concurrency));
+    let host = OfflineHost::new(
+        manifests.secrets.clone(),
+        status_path.clone(),
+        args.export_dir.clone(),
+    )?;
+    let mode = if args.dry_run {
+        Mode::DryRun
+    } else {
+        Mode::Normal
+    };
+    let outcomes = reconcile_all(
+        &engine,
+        &host,
+        &manifests.resources,
+        mode,
+        usize::from(args.concurrency),
+    )
+    .await;
+
+    let mut report = match args.output {
+        ReportFormat::Table => report::render_table(&outcomes),
+        ReportFormat::Json => report::render_json(&outcomes),
+    };
+    if args.output == ReportFormat::Table {
+        if let Some(sim) = &simulator {
+            let counters = sim.counters();
+            let calls: Vec<String> = counters
+                .calls
+                .iter()
+                .map(|(op, by_status)| format!("{op} {}", by_status.values().sum::<u64>()))
+                .collect();
+            notes.push(format!(
+                "simulator saw {} call(s): {}; {} update(s) and {} reset(s) applied",
+                counters.total_calls(),
+                calls.join(", "),
+                counters.total_updates(),
+                counters.total_resets()
+            ));
+        }
+        if let Some(path) = &status_path
+            && mode == Mode::Normal
+        {
+            notes.push(format!("statuses kept in {}", path.display()));
+        }
+        if !host.exports_enabled()
+            && manifests
+                .resources
+                .iter()
+                .any(|l| l.resource.spec.export_secret_ref.is_some())
+        {
+            notes.push("exportSecretRef is only written in a cluster, or with --export-dir".into());
+        }
+        if !manifests.skipped.is_empty() {
+            let kinds: Vec<String> = manifests
+                .skipped
+                .iter()
+                .map(|(k, n)| format!("{k} x{n}"))
+                .collect();
+            notes.push(format!("skipped other kinds: {}", kinds.join(", ")));
+        }
+        for note in notes {
+            report.push_str(&format!("note: {note}\n"));
+        }
+    }
+    Ok(ReconcileOutput {
+        converged: outcomes.iter().all(|o| o.report.converged),
+        report,
+    })
+}
+
+/// Starts the embedded simulator and points every resource at it.
+async fn start_simulator(
+    manifests: &mut Manifests,
+    defaults: &mut OperatorDefaults,
+) -> Result<(Simulator, String), ReconcileCommandError> {
+    if manifests.seeds.is_empty() {
+        return Err(ReconcileCommandError::NoSeed);
+    }
+    let mut robots = Vec::new();
+    let mut sources = Vec::new();
+    for (path, seed) in &manifests.seeds {
+        robots.extend(seed.spec.robots.iter().cloned());
+        sources.push(path.display().to_string());
+    }
+    let mut accepted = Accepted::default();
+    let credentials = defaults
+        .credentials
+        .get_or_insert_with(|| Credentials::ak_sk(DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY))
+        .clone();
+    let mut trust = |credentials: &Credentials| match credentials {
+        Credentials::AkSk {
+            access_key,
+            secret_key,
+            ..
+        } => {
+            accepted.keys.insert(
+                access_key.expose().to_owned(),
+                secret_key.expose().to_owned(),
+            );
+        }
+        Credentials::Token(token) => accepted.tokens.push(token.expose().to_owned()),
+    };
+    trust(&credentials);
+    for (name, data) in &manifests.secrets {
+        if let Ok(found) = crate::credentials::from_secret_data(name, data) {
+            trust(&found);
+        }
+    }
+    let project_id = defaults
+        .settings
+        .project_id
+        .clone()
+        .unwrap_or_else(|| DEFAULT_PROJECT_ID.to_owned());
+    let config = SimulatorConfig {
+        project_id: project_id.clone(),
+        accepted,
+        seed: Some(Seed {
+            spec: SeedSpec { robots },
+            ..Seed::default()
+        }),
+        ..SimulatorConfig::default()
+    };
+    let simulator = Simulator::start(config, "127.0.0.1:0".parse().expect("static address"))
+        .await
+        .map_err(ReconcileCommandError::Simulator)?;
+    defaults.settings.endpoint = Some(simulator.endpoint());
+    defaults.settings.region = None;
+    defaults.settings.project_id = Some(project_id);
+    for loaded in &mut manifests.resources {
+        point_at_simulator(&mut loaded.resource);
+    }
+    let note = format!(
+        "embedded simulator at {} seeded with {} code(s) from {}",
+        simulator.endpoint(),
+        simulator.with_store(|s| s.code_count()),
+        sources.join(", ")
+    );
+    Ok((simulator, note))
+}
+
+fn point_at_simulator(resource: &mut ActivationCode) {
+    if let Some(connection) = &mut resource.spec.connection {
+        connection.endpoint = None;
+        connection.region = None;
+        connection.project_id = None;
+    }
+}

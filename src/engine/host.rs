@@ -1,0 +1,75 @@
+//! What the engine needs from the side that keeps resources and statuses:
+//! the cluster (`controller`) or files on disk (`offline`).
+
+use crate::crd::{ActivationCode, ActivationCodeStatus};
+use crate::metastudio::ActiveCode;
+use crate::secret::Secret;
+use std::collections::BTreeMap;
+use std::future::Future;
+
+/// A failure of the host's own storage (API server, file system).
+#[derive(Debug, thiserror::Error)]
+#[error("{action}: {source}")]
+pub struct HostError {
+    /// What the host was doing, e.g. "patch status of retail/lobby".
+    pub action: String,
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl HostError {
+    pub fn new(
+        action: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Self {
+            action: action.into(),
+            source: source.into(),
+        }
+    }
+}
+
+/// A Kubernetes-style event about one resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineEvent {
+    pub warning: bool,
+    /// CamelCase cause, e.g. `CodeReset`.
+    pub reason: &'static str,
+    /// What the operator did, e.g. `Reset`.
+    pub action: &'static str,
+    /// Human text; never a secret.
+    pub note: String,
+}
+
+pub trait Host: Sync {
+    /// The decoded data of a Secret in `namespace`; `Ok(None)` when it does
+    /// not exist.
+    fn secret_data(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<BTreeMap<String, Secret>>, HostError>> + Send;
+
+    /// Stores the resource's status. Called before resets (recording their
+    /// intents) and at the end of every reconcile.
+    fn save_status(
+        &self,
+        resource: &ActivationCode,
+        status: &ActivationCodeStatus,
+    ) -> impl Future<Output = Result<(), HostError>> + Send;
+
+    /// Writes the managed codes' values to the export Secret.
+    fn export(
+        &self,
+        resource: &ActivationCode,
+        secret_name: &str,
+        codes: &[ActiveCode],
+    ) -> impl Future<Output = Result<(), HostError>> + Send;
+
+    /// Publishes an event, best effort.
+    fn event(
+        &self,
+        resource: &ActivationCode,
+        event: &EngineEvent,
+    ) -> impl Future<Output = ()> + Send;
+}

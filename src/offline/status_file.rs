@@ -1,0 +1,129 @@
+//! The status file: what the status subresource holds in a cluster, kept
+//! on disk between `reconcile` runs. Written atomically (temporary file,
+//! fsync, rename), so a kill at any moment leaves the old or the new file.
+
+use crate::crd::ActivationCodeStatus;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+pub const KIND: &str = "ActivationCodeStatusFile";
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StatusFile {
+    pub api_version: String,
+    pub kind: String,
+    /// `namespace/name` to status.
+    pub statuses: BTreeMap<String, ActivationCodeStatus>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StatusFileError {
+    #[error("cannot read status file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "status file {path} is not a valid status file ({message}): restore it from a backup, or delete it to start over (tokens would then apply again)"
+    )]
+    Parse { path: PathBuf, message: String },
+    #[error("cannot write status file {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl StatusFile {
+    pub fn empty() -> Self {
+        Self {
+            api_version: crate::crd::API_VERSION.into(),
+            kind: KIND.into(),
+            statuses: BTreeMap::new(),
+        }
+    }
+
+    /// Reads `path`; a missing file is an empty one.
+    pub fn load(path: &Path) -> Result<Self, StatusFileError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Self::empty()),
+            Err(source) => {
+                return Err(StatusFileError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                });
+            }
+        };
+        let file: StatusFile = serde_json::from_str(&text).map_err(|e| StatusFileError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        if file.kind != KIND {
+            return Err(StatusFileError::Parse {
+                path: path.to_path_buf(),
+                message: format!("kind is `{}`, not {KIND}", file.kind),
+            });
+        }
+        Ok(file)
+    }
+
+    /// Replaces `path` atomically.
+    pub fn save(&self, path: &Path) -> Result<(), StatusFileError> {
+        let fail = |source| StatusFileError::Write {
+            path: path.to_path_buf(),
+            source,
+        };
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("status");
+        let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+        let body = serde_json::to_vec_pretty(self).expect("statuses serialise");
+        let mut file = std::fs::File::create(&tmp).map_err(fail)?;
+        file.write_all(&body).map_err(fail)?;
+        file.write_all(b"\n").map_err(fail)?;
+        file.sync_all().map_err(fail)?;
+        drop(file);
+        std::fs::rename(&tmp, path).map_err(fail)?;
+        if let Ok(dir) = std::fs::File::open(dir) {
+            let _ = dir.sync_all();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_a_missing_file_is_empty() {
+        let dir = std::env::temp_dir().join(format!("msop-status-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("status.json");
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(StatusFile::load(&path).unwrap(), StatusFile::empty());
+        let mut file = StatusFile::empty();
+        file.statuses.insert(
+            "ns/a".into(),
+            ActivationCodeStatus {
+                managed_codes: 3,
+                ..Default::default()
+            },
+        );
+        file.save(&path).unwrap();
+        assert_eq!(StatusFile::load(&path).unwrap(), file);
+        std::fs::write(&path, "{not json").unwrap();
+        let err = StatusFile::load(&path).unwrap_err().to_string();
+        assert!(err.contains("delete it to start over"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,211 @@
+//! `reconcile -f` against the simulator: a drifted fleet converges, a second
+//! run writes nothing, tokens reset each code once across runs, and a kill
+//! -9 in the middle of a reset storm loses no reset and repeats none.
+
+mod common;
+
+use common::offline::*;
+use common::simulator;
+use metastudio_operator::metastudio::Operation;
+use metastudio_operator::offline::status_file::StatusFile;
+use metastudio_operator::simulator::FaultConfig;
+use std::time::{Duration, Instant};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn a_drifted_fleet_converges_and_a_second_run_writes_nothing() {
+    let rt = runtime();
+    // 5 robots x 30 codes at 3 days; the manifests want 10.
+    let sim = rt.block_on(simulator(fleet_seed(5, 30, 3), FaultConfig::default()));
+    let dir = tempfile::tempdir().unwrap();
+    fleet_manifests(dir.path(), 5, 10, None);
+    let status = path_str(&status_file(dir.path()));
+    let manifests = path_str(dir.path());
+
+    let first = run_reconcile(&sim, &["-f", &manifests, "--status-file", &status]);
+    assert!(first.status.success(), "{}", text(&first));
+    assert!(String::from_utf8_lossy(&first.stdout).contains("5 resource(s): 5 converged"));
+    let counters = sim.counters();
+    assert_eq!(counters.total_updates(), 150, "one update per drifted code");
+    assert_eq!(counters.total_resets(), 0);
+    assert_eq!(
+        counters.calls_of(Operation::ListActiveCode),
+        5,
+        "one page per robot"
+    );
+    assert!(sim.with_store(|s| s.all_codes().iter().all(|c| c.valid_period == 10)));
+
+    let second = run_reconcile(&sim, &["-f", &manifests, "--status-file", &status]);
+    assert!(second.status.success(), "{}", text(&second));
+    let after = sim.counters();
+    assert_eq!(
+        after.total_updates(),
+        150,
+        "no remote write on the second run"
+    );
+    assert_eq!(after.calls_of(Operation::ListActiveCode), 10);
+    assert!(String::from_utf8_lossy(&second.stdout).contains("no changes needed"));
+
+    let file = StatusFile::load(&status_file(dir.path())).unwrap();
+    let entry = &file.statuses["test/fleet-0"];
+    assert_eq!(entry.managed_codes, 30);
+    assert_eq!(entry.condition("Ready").unwrap().status, "True");
+}
+
+#[test]
+fn a_reset_token_resets_each_code_once_across_runs() {
+    let rt = runtime();
+    let sim = rt.block_on(simulator(fleet_seed(3, 4, 7), FaultConfig::default()));
+    let dir = tempfile::tempdir().unwrap();
+    let status = path_str(&status_file(dir.path()));
+    let manifests = path_str(dir.path());
+
+    fleet_manifests(dir.path(), 3, 7, Some("2026-11-22"));
+    for _ in 0..2 {
+        let out = run_reconcile(&sim, &["-f", &manifests, "--status-file", &status]);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let counters = sim.counters();
+    assert_eq!(counters.total_resets(), 12);
+    assert!(
+        counters.resets.values().all(|&n| n == 1),
+        "{:?}",
+        counters.resets
+    );
+
+    fleet_manifests(dir.path(), 3, 7, Some("2026-12-01"));
+    for _ in 0..2 {
+        let out = run_reconcile(&sim, &["-f", &manifests, "--status-file", &status]);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let counters = sim.counters();
+    assert!(
+        counters.resets.values().all(|&n| n == 2),
+        "once more per new token: {:?}",
+        counters.resets
+    );
+}
+
+#[test]
+fn dry_run_writes_nothing_and_reports_the_plan() {
+    let rt = runtime();
+    let sim = rt.block_on(simulator(fleet_seed(2, 3, 1), FaultConfig::default()));
+    let dir = tempfile::tempdir().unwrap();
+    fleet_manifests(dir.path(), 2, 5, Some("t"));
+    let status = status_file(dir.path());
+    let out = run_reconcile(
+        &sim,
+        &[
+            "-f",
+            &path_str(dir.path()),
+            "--status-file",
+            &path_str(&status),
+            "--dry-run",
+            "-o",
+            "json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "drift remains: {}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report.as_array().unwrap().len(), 2);
+    assert_eq!(
+        report[0]["actions"].as_array().unwrap().len(),
+        6,
+        "3 resets and 3 updates planned"
+    );
+    assert_eq!(report[0]["actions"][0]["result"], "not applied (dry run)");
+    let counters = sim.counters();
+    assert_eq!(counters.total_resets() + counters.total_updates(), 0);
+    assert!(!status.exists(), "a dry run writes no status");
+}
+
+#[test]
+fn kill_9_in_a_reset_storm_then_rerun_resets_each_code_exactly_once() {
+    let rt = runtime();
+    let faults = FaultConfig {
+        latency: Duration::from_millis(15),
+        lost_response_rate: 0.3,
+        operations: [Operation::ResetActiveCode].into(),
+        seed: 9,
+        ..Default::default()
+    };
+    let sim = rt.block_on(simulator(fleet_seed(4, 40, 7), faults));
+    let dir = tempfile::tempdir().unwrap();
+    fleet_manifests(dir.path(), 4, 7, Some("storm"));
+    let status = path_str(&status_file(dir.path()));
+    let manifests = path_str(dir.path());
+
+    let mut child = reconcile_command(
+        &sim,
+        &[
+            "-f",
+            &manifests,
+            "--status-file",
+            &status,
+            "--concurrency",
+            "2",
+        ],
+    )
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while sim.counters().total_resets() < 30 {
+        assert!(
+            Instant::now() < deadline,
+            "the storm never reached 30 resets"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "finished before the kill"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let at_kill = sim.counters().total_resets();
+    assert!(at_kill < 160, "killed mid-storm ({at_kill} of 160 resets)");
+
+    StatusFile::load(&status_file(dir.path())).expect("the status file parses after kill -9");
+    let out = run_reconcile(&sim, &["-f", &manifests, "--status-file", &status]);
+    assert!(out.status.success(), "{}", text(&out));
+    let counters = sim.counters();
+    assert!(
+        counters.calls_with(Operation::ResetActiveCode, "lost") > 0,
+        "responses were lost"
+    );
+    assert_eq!(counters.resets.len(), 160, "every code reset");
+    assert!(
+        counters.resets.values().all(|&n| n == 1),
+        "no code twice: {:?}",
+        counters.resets.values().filter(|&&n| n != 1).count()
+    );
+}
+
+#[test]
+fn bad_manifests_are_refused_before_any_remote_call() {
+    let rt = runtime();
+    let sim = rt.block_on(simulator(fleet_seed(1, 1, 1), FaultConfig::default()));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("bad.yaml"),
+        "apiVersion: metastudio.huaweicloud.com/v1alpha1\nkind: ActivationCode\nmetadata: {name: a}\nspec: {robotId: r, validPeriod: 70000}\n",
+    )
+    .unwrap();
+    let out = run_reconcile(&sim, &["-f", &path_str(dir.path())]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("spec.validPeriod") && stderr.contains("0 to 65535"),
+        "{stderr}"
+    );
+    assert_eq!(sim.counters().total_calls(), 0);
+}
