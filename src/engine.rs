@@ -482,23 +482,19 @@ impl Engine {
         planned: &[Action],
         codes: &BTreeMap<String, ActiveCode>,
     ) -> Vec<(ActionResult, Option<ActiveCode>)> {
-        let mut by_code: Vec<(&str, Vec<&Action>)> = Vec::new();
+        let mut by_code: Vec<(String, Vec<Action>)> = Vec::new();
         for action in planned {
-            match by_code.iter_mut().find(|(id, _)| *id == action.code_id()) {
-                Some((_, list)) => list.push(action),
-                None => by_code.push((action.code_id(), vec![action])),
+            match by_code.iter_mut().find(|(id, _)| id == action.code_id()) {
+                Some((_, list)) => list.push(action.clone()),
+                None => by_code.push((action.code_id().to_owned(), vec![action.clone()])),
             }
         }
         let clean = spec.reset.as_ref().is_none_or(|r| r.clean_auth_credential);
-        futures::stream::iter(by_code)
-            .map(|(id, actions)| async move {
-                let mut out = Vec::new();
-                for action in actions {
-                    let before = &codes[id];
-                    out.push(apply_one(client, action, before, clean).await);
-                }
-                out
-            })
+        let batches: Vec<_> = by_code
+            .into_iter()
+            .map(|(id, actions)| apply_code(client, &codes[&id], actions, clean))
+            .collect();
+        futures::stream::iter(batches)
             .buffer_unordered(self.concurrency)
             .flat_map(futures::stream::iter)
             .collect()
@@ -546,6 +542,20 @@ impl Engine {
         };
         run.event(warning, why, action, note).await;
     }
+}
+
+/// One code's actions, in order.
+async fn apply_code(
+    client: &MetaStudioClient,
+    before: &ActiveCode,
+    actions: Vec<Action>,
+    clean_auth_credential: bool,
+) -> Vec<(ActionResult, Option<ActiveCode>)> {
+    let mut out = Vec::with_capacity(actions.len());
+    for action in &actions {
+        out.push(apply_one(client, action, before, clean_auth_credential).await);
+    }
+    out
 }
 
 /// One action against the API, with the code's state after it.

@@ -2,6 +2,7 @@
 //! `ActivationCode` resource declares.
 
 pub mod cli;
+pub mod controller;
 pub mod crd;
 pub mod credentials;
 pub mod duration;

@@ -5,7 +5,7 @@
 //! manifests) before anything was changed.
 
 use clap::Parser;
-use metastudio_operator::cli::{Cli, Command, codes, reconcile, simulator};
+use metastudio_operator::cli::{Cli, Command, codes, reconcile, run, simulator};
 use metastudio_operator::telemetry;
 use std::io::Write;
 use std::process::ExitCode;
@@ -29,6 +29,10 @@ async fn main() -> ExitCode {
             .await
             .map(|out| (out, 0))
             .map_err(|e| (e.into(), FAILED)),
+        Command::Run(args) => run_operator(args)
+            .await
+            .map(|()| (String::new(), 0))
+            .map_err(|e| (e, FAILED)),
         Command::Reconcile(args) => match reconcile::run(args).await {
             Ok(out) => Ok((out.report, if out.converged { 0 } else { FAILED })),
             Err(err @ reconcile::ReconcileCommandError::Manifests(_)) => {
@@ -57,6 +61,20 @@ async fn main() -> ExitCode {
             ExitCode::from(code)
         }
     }
+}
+
+async fn run_operator(args: run::RunArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let client = kube::Client::try_default()
+        .await
+        .map_err(run::RunError::from)?;
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_shutdown().await;
+        tracing::info!("shutdown requested: finishing in-flight reconciles");
+        let _ = stop.send(true);
+    });
+    run::run(args, client, shutdown).await?;
+    Ok(())
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

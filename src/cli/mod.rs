@@ -4,6 +4,7 @@ pub mod codes;
 pub mod connection_args;
 pub mod output;
 pub mod reconcile;
+pub mod run;
 pub mod simulator;
 
 use crate::telemetry::LogFormat;
@@ -31,6 +32,8 @@ pub struct Cli {
 pub enum Command {
     /// Print the ActivationCode CustomResourceDefinition (YAML).
     Crd,
+    /// Run the controller in a cluster (uses KUBECONFIG or the pod's service account).
+    Run(run::RunArgs),
     /// Reconcile ActivationCode manifests on disk, without a cluster.
     Reconcile(reconcile::ReconcileArgs),
     /// Call the activation-code API directly.

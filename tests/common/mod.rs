@@ -1,6 +1,7 @@
 //! Shared test fixtures: a simulator on port 0 and clients for it.
 #![allow(dead_code)]
 
+pub mod kube_mock;
 pub mod offline;
 
 use metastudio_operator::metastudio::connection::parse_endpoint;

@@ -1,5 +1,4 @@
-//! Logs (text or JSON, to stderr). Metrics and health endpoints of `run`
-//! live in `telemetry::http`.
+//! Logs (text or JSON, to stderr); metrics and the health endpoints of `run`.
 
 use tracing_subscriber::EnvFilter;
 
@@ -24,3 +23,6 @@ pub fn init_logging(level: &str, format: LogFormat) {
         LogFormat::Json => builder.json().flatten_event(true).init(),
     }
 }
+
+pub mod http;
+pub mod metrics;

@@ -1,0 +1,177 @@
+//! `run`: the controller, for production: leader election, metrics and
+//! health endpoints, graceful shutdown.
+
+use super::connection_args::ConnectionArgs;
+use crate::controller::leader::{LeaderError, LeaseSettings, run_while_leading};
+use crate::controller::{self, Context, WatchScope};
+use crate::duration::HumanDuration;
+use crate::engine::{Engine, OperatorDefaults};
+use crate::metastudio::client::TransportError;
+use crate::metastudio::{ConnectionError, Transport};
+use crate::telemetry::http::{self, Health};
+use crate::telemetry::metrics::OperatorMetrics;
+use clap::Args;
+use kube::Client;
+use kube::runtime::events::Reporter;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::sync::watch;
+use tracing::info;
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    pub metrics_addr: SocketAddr,
+    /// Reconcile only while holding a Lease, so several replicas can run.
+    #[arg(long, env = "LEADER_ELECTION", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub leader_election: bool,
+    /// Name of the leader Lease.
+    #[arg(long, env = "LEASE_NAME", default_value = "metastudio-operator")]
+    pub lease_name: String,
+    /// Namespace of the leader Lease (the operator's own).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub lease_namespace: String,
+    /// How long the lease holds without renewal; a standby takes over after it.
+    #[arg(long, env = "LEASE_DURATION", default_value = "15s")]
+    pub lease_duration: HumanDuration,
+    /// This replica's identity in the Lease.
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// Only watch these namespaces (comma-separated); default every namespace.
+    #[arg(long, env = "WATCH_NAMESPACES", value_delimiter = ',')]
+    pub watch_namespaces: Vec<String>,
+    /// Only reconcile ActivationCodes matching this label selector (to shard
+    /// resources across releases), e.g. shard=a.
+    #[arg(long, env = "LABEL_SELECTOR")]
+    pub label_selector: Option<String>,
+    /// ActivationCodes reconciled at once.
+    #[arg(long, env = "CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub concurrency: u16,
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot reach the Kubernetes API (set KUBECONFIG, or run in a pod): {0}")]
+    Kube(#[from] kube::Error),
+    #[error(transparent)]
+    Connection(#[from] ConnectionError),
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    #[error("cannot serve metrics on {addr}: {source}")]
+    Metrics {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Leader(#[from] LeaderError),
+}
+
+/// Runs until `shutdown` turns true.
+pub async fn run(
+    args: RunArgs,
+    client: Client,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), RunError> {
+    let metrics = Arc::new(OperatorMetrics::default());
+    let defaults = OperatorDefaults {
+        settings: args.connection.settings(),
+        credentials: args.connection.credentials()?,
+    };
+    let transport = Transport::with_metrics(args.connection.client.options(), metrics.api.clone())?;
+    let health = Arc::new(Health::default());
+    let (addr, _server) = http::serve(
+        args.metrics_addr,
+        Arc::new(metrics.registry()),
+        health.clone(),
+    )
+    .await
+    .map_err(|source| RunError::Metrics {
+        addr: args.metrics_addr,
+        source,
+    })?;
+    info!(%addr, "serving /metrics, /healthz and /readyz");
+
+    let identity = args
+        .identity
+        .clone()
+        .unwrap_or_else(|| format!("metastudio-operator-{}", std::process::id()));
+    let scope = WatchScope {
+        namespaces: args
+            .watch_namespaces
+            .iter()
+            .filter(|n| !n.is_empty())
+            .cloned()
+            .collect(),
+        label_selector: args.label_selector.clone(),
+    };
+    let reporter = Reporter {
+        controller: "metastudio-operator".into(),
+        instance: Some(identity.clone()),
+    };
+    let work = {
+        let (client, health, metrics, shutdown) = (
+            client.clone(),
+            health.clone(),
+            metrics.clone(),
+            shutdown.clone(),
+        );
+        let concurrency = args.concurrency;
+        move || {
+            let built = controller::controllers(&client, &scope);
+            let stores = built.iter().map(|(c, _)| c.store()).collect();
+            let engine = Engine::new(transport.clone(), defaults.clone());
+            let ctx = Arc::new(Context::new(
+                client.clone(),
+                engine,
+                reporter.clone(),
+                stores,
+                metrics.clone(),
+            ));
+            let mut stop = shutdown.clone();
+            let health = health.clone();
+            health.set_ready(false);
+            controller::run(
+                built,
+                ctx,
+                concurrency,
+                async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                },
+                move || {
+                    info!("caches synced: ready");
+                    health.set_ready(true);
+                },
+            )
+        }
+    };
+    if args.leader_election {
+        let settings = LeaseSettings {
+            name: args.lease_name.clone(),
+            namespace: args.lease_namespace.clone(),
+            identity,
+            duration: args.lease_duration.0,
+        };
+        let (health, metrics) = (health.clone(), metrics.clone());
+        run_while_leading(
+            client,
+            settings,
+            shutdown,
+            move |leading| {
+                metrics.leader.set(i64::from(leading));
+                // A standby is healthy and ready; a new leader is ready once its
+                // caches are synced (the work sets it).
+                health.set_ready(!leading);
+            },
+            work,
+        )
+        .await?;
+    } else {
+        metrics.leader.set(1);
+        work().await;
+    }
+    info!("stopped");
+    Ok(())
+}

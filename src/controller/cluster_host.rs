@@ -1,0 +1,174 @@
+//! The engine's host in a cluster: credentials Secrets read from the API,
+//! status through the status subresource with server-side apply, export
+//! Secrets owned by their resource, Kubernetes Events.
+
+use super::Context;
+use crate::crd::{API_VERSION, ActivationCode, ActivationCodeStatus, KIND};
+use crate::engine::host::{EngineEvent, Host, HostError};
+use crate::metastudio::ActiveCode;
+use crate::secret::Secret;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret as KubeSecret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::{Api, ObjectMeta, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType};
+use kube::{Resource, ResourceExt};
+use std::collections::BTreeMap;
+use tracing::warn;
+
+/// The field manager of everything the operator applies.
+pub const FIELD_MANAGER: &str = "metastudio-operator";
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+
+pub struct ClusterHost<'a> {
+    pub ctx: &'a Context,
+}
+
+fn owner_reference(resource: &ActivationCode) -> OwnerReference {
+    OwnerReference {
+        api_version: API_VERSION.into(),
+        kind: KIND.into(),
+        name: resource.name_any(),
+        uid: resource.uid().unwrap_or_default(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }
+}
+
+/// Whether `secret` is controlled by `resource`.
+fn controlled_by(secret: &KubeSecret, resource: &ActivationCode) -> bool {
+    let uid = resource.uid();
+    secret
+        .owner_references()
+        .iter()
+        .any(|o| o.controller == Some(true) && Some(&o.uid) == uid.as_ref())
+}
+
+impl Host for ClusterHost<'_> {
+    async fn secret_data(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<BTreeMap<String, Secret>>, HostError> {
+        let api: Api<KubeSecret> = Api::namespaced(self.ctx.client.clone(), namespace);
+        let secret = api
+            .get_opt(name)
+            .await
+            .map_err(|e| HostError::new(format!("get Secret {namespace}/{name}"), e))?;
+        Ok(secret.map(|s| {
+            s.data
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k, Secret::new(String::from_utf8_lossy(&v.0).into_owned())))
+                .collect()
+        }))
+    }
+
+    async fn save_status(
+        &self,
+        resource: &ActivationCode,
+        status: &ActivationCodeStatus,
+    ) -> Result<(), HostError> {
+        let namespace = resource.namespace().unwrap_or_default();
+        let name = resource.name_any();
+        let api: Api<ActivationCode> = Api::namespaced(self.ctx.client.clone(), &namespace);
+        let patch = serde_json::json!({
+            "apiVersion": API_VERSION,
+            "kind": KIND,
+            "status": status,
+        });
+        api.patch_status(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+        .map_err(|e| HostError::new(format!("apply status of {namespace}/{name}"), e))?;
+        if let Some(uid) = resource.uid() {
+            self.ctx.remember_status(uid, status.clone());
+        }
+        Ok(())
+    }
+
+    async fn export(
+        &self,
+        resource: &ActivationCode,
+        secret_name: &str,
+        codes: &[ActiveCode],
+    ) -> Result<(), HostError> {
+        let namespace = resource.namespace().unwrap_or_default();
+        let api: Api<KubeSecret> = Api::namespaced(self.ctx.client.clone(), &namespace);
+        let action = || format!("apply export Secret {namespace}/{secret_name}");
+        let data: BTreeMap<String, ByteString> = codes
+            .iter()
+            .map(|c| {
+                (
+                    c.active_code_id.clone(),
+                    ByteString(c.active_code.expose().as_bytes().to_vec()),
+                )
+            })
+            .collect();
+        if let Some(existing) = api
+            .get_opt(secret_name)
+            .await
+            .map_err(|e| HostError::new(action(), e))?
+        {
+            if !controlled_by(&existing, resource) {
+                return Err(HostError::new(
+                    action(),
+                    format!(
+                        "Secret {namespace}/{secret_name} exists and is not owned by this ActivationCode: choose another spec.exportSecretRef.name or delete that Secret"
+                    ),
+                ));
+            }
+            if existing.data.as_ref() == Some(&data) {
+                return Ok(());
+            }
+        }
+        let secret = KubeSecret {
+            metadata: ObjectMeta {
+                name: Some(secret_name.to_owned()),
+                namespace: Some(namespace.clone()),
+                labels: Some([(MANAGED_BY_LABEL.to_owned(), FIELD_MANAGER.to_owned())].into()),
+                owner_references: Some(vec![owner_reference(resource)]),
+                ..ObjectMeta::default()
+            },
+            type_: Some("Opaque".into()),
+            data: Some(data),
+            ..KubeSecret::default()
+        };
+        let mut patch = serde_json::to_value(&secret).expect("a Secret serialises");
+        patch["apiVersion"] = "v1".into();
+        patch["kind"] = "Secret".into();
+        api.patch(
+            secret_name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| HostError::new(action(), e))
+    }
+
+    async fn event(&self, resource: &ActivationCode, event: &EngineEvent) {
+        let kube_event = Event {
+            type_: if event.warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: event.reason.into(),
+            note: Some(event.note.chars().take(1000).collect()),
+            action: event.action.into(),
+            secondary: None,
+        };
+        if let Err(err) = self
+            .ctx
+            .recorder
+            .publish(&kube_event, &resource.object_ref(&()))
+            .await
+        {
+            warn!(error = %err, reason = event.reason, "cannot publish event");
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! kube's mocked API service (tower-test), scripted: each expected request
+//! is checked (method, path) and answered in order, as kube-rs's
+//! controller-rs fixtures do.
+
+use http::{Request, Response};
+use kube::client::Body;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+pub type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+
+pub fn mock_client() -> (kube::Client, ApiServer) {
+    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    (kube::Client::new(service, "default"), ApiServer { handle })
+}
+
+pub struct ApiServer {
+    handle: Handle,
+}
+
+/// A request the code under test made.
+#[derive(Debug)]
+pub struct Received {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub body: Value,
+    pub raw: String,
+}
+
+impl ApiServer {
+    /// Waits (up to 10 s) for the next request, checks its method and path,
+    /// answers `status` with `answer`.
+    pub async fn expect(
+        &mut self,
+        method: &str,
+        path: &str,
+        status: u16,
+        answer: Value,
+    ) -> Received {
+        let next = tokio::time::timeout(Duration::from_secs(10), self.handle.next_request())
+            .await
+            .unwrap_or_else(|_| panic!("no request came; expected {method} {path}"));
+        let (request, send) = next.expect("the client is alive");
+        let received = Received {
+            method: request.method().to_string(),
+            path: request.uri().path().to_owned(),
+            query: request.uri().query().unwrap_or_default().to_owned(),
+            raw: String::new(),
+            body: Value::Null,
+        };
+        let bytes = request.into_body().collect_bytes().await.unwrap();
+        let raw = String::from_utf8_lossy(&bytes).into_owned();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        assert_eq!(
+            (received.method.as_str(), received.path.as_str()),
+            (method, path),
+            "unexpected request; body: {raw}"
+        );
+        let response = Response::builder()
+            .status(status)
+            .header("Content-Type", "application/json")
+            .body(Body::from(serde_json::to_vec(&answer).unwrap()))
+            .unwrap();
+        send.send_response(response);
+        Received {
+            body,
+            raw,
+            ..received
+        }
+    }
+
+    /// An Event with this reason: a POST, or a PATCH when the recorder folds
+    /// a repeat of the same reason into a series. Answered with the event.
+    pub async fn expect_event(&mut self, namespace: &str, reason: &str) -> Received {
+        let path = format!("/apis/events.k8s.io/v1/namespaces/{namespace}/events");
+        let next = tokio::time::timeout(Duration::from_secs(10), self.handle.next_request())
+            .await
+            .unwrap_or_else(|_| panic!("no request came; expected event {reason}"));
+        let (request, send) = next.expect("the client is alive");
+        let (method, got_path) = (
+            request.method().to_string(),
+            request.uri().path().to_owned(),
+        );
+        let bytes = request.into_body().collect_bytes().await.unwrap();
+        let raw = String::from_utf8_lossy(&bytes).into_owned();
+        let is_event = (method == "POST" && got_path == path)
+            || (method == "PATCH" && got_path.starts_with(&format!("{path}/")));
+        assert!(
+            is_event,
+            "expected event {reason}, got {method} {got_path}; body: {raw}"
+        );
+        let body: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(body["reason"], reason, "event: {raw}");
+        let response = Response::builder()
+            .status(if method == "POST" { 201 } else { 200 })
+            .header("Content-Type", "application/json")
+            .body(Body::from(bytes.to_vec()))
+            .unwrap();
+        send.send_response(response);
+        Received {
+            method,
+            path: got_path,
+            query: String::new(),
+            body,
+            raw,
+        }
+    }
+}
+
+pub fn not_found(kind: &str, name: &str) -> Value {
+    json!({
+        "kind": "Status", "apiVersion": "v1", "status": "Failure",
+        "message": format!("{kind} \"{name}\" not found"), "reason": "NotFound", "code": 404
+    })
+}
+
+/// A Secret as the API server returns it (data base64-encoded).
+pub fn secret(namespace: &str, name: &str, data: &[(&str, &str)]) -> Value {
+    use base64::Engine as _;
+    let data: serde_json::Map<String, Value> = data
+        .iter()
+        .map(|(k, v)| {
+            (
+                (*k).to_owned(),
+                Value::String(base64::engine::general_purpose::STANDARD.encode(v)),
+            )
+        })
+        .collect();
+    json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": namespace}, "data": data})
+}

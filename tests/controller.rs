@@ -1,0 +1,567 @@
+//! The controller against kube's mocked API service: each test scripts the
+//! exact Kubernetes requests, in order, while MetaStudio is the simulator.
+
+mod common;
+
+use common::kube_mock::{ApiServer, mock_client, not_found, secret};
+use common::{ROBOT, fast_options, robot_seed, simulator};
+use kube::runtime::controller::Action;
+use kube::runtime::events::Reporter;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::watcher;
+use metastudio_operator::controller::{Context, reconcile};
+use metastudio_operator::crd::{ActivationCode, ActivationCodeStatus, ResetIntent};
+use metastudio_operator::engine::{Engine, OperatorDefaults};
+use metastudio_operator::fingerprint::FingerprintKey;
+use metastudio_operator::metastudio::settings::ConnectionSettings;
+use metastudio_operator::metastudio::{Credentials, Operation, Transport};
+use metastudio_operator::simulator::{
+    DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY, FaultConfig, Simulator,
+};
+use metastudio_operator::telemetry::metrics::OperatorMetrics;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+const NS: &str = "retail";
+const CREDS: &str = "metastudio-credentials";
+
+fn resource(name: &str, spec: Value) -> ActivationCode {
+    serde_json::from_value(json!({
+        "apiVersion": "metastudio.huaweicloud.com/v1alpha1",
+        "kind": "ActivationCode",
+        "metadata": {
+            "name": name, "namespace": NS, "uid": format!("uid-{name}"), "generation": 2,
+            "creationTimestamp": "2026-11-01T00:00:00Z"
+        },
+        "spec": spec,
+    }))
+    .unwrap()
+}
+
+fn with_creds(mut spec: Value) -> Value {
+    spec["connection"] = json!({"credentialsSecretRef": {"name": CREDS}});
+    spec
+}
+
+fn context(client: kube::Client, sim: &Simulator, known: &[&ActivationCode]) -> Arc<Context> {
+    let (store, mut writer): (Store<ActivationCode>, _) = reflector::store();
+    for r in known {
+        writer.apply_watcher_event(&watcher::Event::Apply((*r).clone()));
+    }
+    let metrics = Arc::new(OperatorMetrics::default());
+    let transport = Transport::with_metrics(fast_options(), metrics.api.clone()).unwrap();
+    let defaults = OperatorDefaults {
+        settings: ConnectionSettings {
+            endpoint: Some(sim.endpoint()),
+            project_id: Some(sim.project_id().to_owned()),
+            ..Default::default()
+        },
+        credentials: None,
+    };
+    let reporter = Reporter {
+        controller: "metastudio-operator".into(),
+        instance: Some("test".into()),
+    };
+    Arc::new(Context::new(
+        client,
+        Engine::new(transport, defaults),
+        reporter,
+        vec![store],
+        metrics,
+    ))
+}
+
+fn creds_secret() -> Value {
+    secret(
+        NS,
+        CREDS,
+        &[
+            ("accessKey", DEFAULT_ACCESS_KEY),
+            ("secretKey", DEFAULT_SECRET_KEY),
+        ],
+    )
+}
+
+fn status_path(name: &str) -> String {
+    format!(
+        "/apis/metastudio.huaweicloud.com/v1alpha1/namespaces/{NS}/activationcodes/{name}/status"
+    )
+}
+
+fn code_values(sim: &Simulator) -> Vec<String> {
+    sim.with_store(|s| s.all_codes())
+        .iter()
+        .map(|c| c.active_code.expose().to_owned())
+        .collect()
+}
+
+/// Neither status, events nor Secrets-as-logged hold a code value or a key.
+fn assert_no_secret(sim: &Simulator, text: &str) {
+    for value in code_values(sim)
+        .iter()
+        .chain([DEFAULT_SECRET_KEY.to_owned(), DEFAULT_ACCESS_KEY.to_owned()].iter())
+    {
+        assert!(
+            !text.contains(value.as_str()),
+            "a secret leaked into: {text}"
+        );
+    }
+}
+
+fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
+    status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == type_)
+        .unwrap_or_else(|| panic!("no {type_} condition in {status}"))
+}
+
+/// Answers a status apply with the object, and returns the applied status.
+async fn expect_status(api: &mut ApiServer, r: &ActivationCode) -> Value {
+    let mut answer = serde_json::to_value(r).unwrap();
+    let received = api
+        .expect(
+            "PATCH",
+            &status_path(&r.metadata.name.clone().unwrap()),
+            200,
+            answer.clone(),
+        )
+        .await;
+    assert!(
+        received.query.contains("fieldManager=metastudio-operator"),
+        "server-side apply: {}",
+        received.query
+    );
+    assert!(received.query.contains("force=true"), "{}", received.query);
+    assert_eq!(
+        received.body["apiVersion"],
+        "metastudio.huaweicloud.com/v1alpha1"
+    );
+    answer["status"] = received.body["status"].clone();
+    received.body["status"].clone()
+}
+
+/// The requeue delay of an action, in seconds (Action keeps it private).
+fn requeue_secs(action: &Action) -> Option<f64> {
+    let text = format!("{action:?}");
+    let inner = text.split("Some(").nth(1)?.split(')').next()?;
+    if let Some(ms) = inner.strip_suffix("ms") {
+        return ms.parse::<f64>().ok().map(|v| v / 1000.0);
+    }
+    inner.strip_suffix('s')?.parse().ok()
+}
+
+async fn run_reconcile(r: &ActivationCode, ctx: &Arc<Context>) -> tokio::task::JoinHandle<Action> {
+    let (r, ctx) = (Arc::new(r.clone()), ctx.clone());
+    tokio::spawn(async move { reconcile(r, ctx).await.unwrap() })
+}
+
+#[tokio::test]
+async fn first_sync_with_drift_updates_exports_records_status_and_events() {
+    let sim = simulator(robot_seed(3, 3), FaultConfig::default()).await;
+    let (client, mut api) = mock_client();
+    let mut spec = with_creds(json!({"robotId": ROBOT, "validPeriod": 10}));
+    spec["exportSecretRef"] = json!({"name": "lobby-codes"});
+    let r = resource("lobby", spec);
+    let ctx = context(client, &sim, &[&r]);
+    let task = run_reconcile(&r, &ctx).await;
+
+    api.expect(
+        "GET",
+        &format!("/api/v1/namespaces/{NS}/secrets/{CREDS}"),
+        200,
+        creds_secret(),
+    )
+    .await;
+    let mut notes = String::new();
+    for _ in 0..3 {
+        notes += &api.expect_event(NS, "CodeUpdated").await.raw;
+    }
+    api.expect(
+        "GET",
+        &format!("/api/v1/namespaces/{NS}/secrets/lobby-codes"),
+        404,
+        not_found("secrets", "lobby-codes"),
+    )
+    .await;
+    let export = api
+        .expect(
+            "PATCH",
+            &format!("/api/v1/namespaces/{NS}/secrets/lobby-codes"),
+            200,
+            json!({}),
+        )
+        .await;
+    let owner = &export.body["metadata"]["ownerReferences"][0];
+    assert_eq!(
+        (
+            owner["kind"].as_str(),
+            owner["uid"].as_str(),
+            owner["controller"].as_bool()
+        ),
+        (Some("ActivationCode"), Some("uid-lobby"), Some(true))
+    );
+    assert_eq!(
+        export.body["data"].as_object().unwrap().len(),
+        3,
+        "one key per code"
+    );
+    let status = expect_status(&mut api, &r).await;
+
+    let after = requeue_secs(&task.await.unwrap()).expect("a drift check is scheduled");
+    assert!(
+        (600.0..=660.0).contains(&after),
+        "syncInterval 10m plus jitter: {after}"
+    );
+    assert_eq!(status["observedGeneration"], 2);
+    assert_eq!(condition(&status, "Ready")["status"], "True");
+    assert_eq!(condition(&status, "Ready")["reason"], "Synced");
+    assert_eq!(condition(&status, "Ready")["observedGeneration"], 2);
+    assert_eq!(condition(&status, "Synced")["status"], "True");
+    assert_eq!(status["managedCodes"], 3);
+    assert!(
+        status["codes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["validPeriod"] == 10)
+    );
+    assert_eq!(sim.counters().total_updates(), 3);
+    assert_no_secret(&sim, &format!("{status} {notes}"));
+}
+
+#[tokio::test]
+async fn in_sync_makes_no_remote_write() {
+    let sim = simulator(robot_seed(2, 5), FaultConfig::default()).await;
+    let (client, mut api) = mock_client();
+    let r = resource(
+        "steady",
+        with_creds(json!({"robotId": ROBOT, "validPeriod": 5})),
+    );
+    let ctx = context(client, &sim, &[&r]);
+    let task = run_reconcile(&r, &ctx).await;
+    api.expect(
+        "GET",
+        &format!("/api/v1/namespaces/{NS}/secrets/{CREDS}"),
+        200,
+        creds_secret(),
+    )
+    .await;
+    let status = expect_status(&mut api, &r).await;
+    task.await.unwrap();
+    assert_eq!(condition(&status, "Synced")["reason"], "InSync");
+    let counters = sim.counters();
+    assert_eq!(counters.total_updates() + counters.total_resets(), 0);
+    assert_eq!(counters.calls_of(Operation::ListActiveCode), 1);
+}
+
+#[tokio::test]
+async fn observe_reports_drift_and_changes_nothing() {
+    let sim = simulator(robot_seed(2, 3), FaultConfig::default()).await;
+    let (client, mut api) = mock_client();
+    let r = resource(
+        "watcher",
+        with_creds(
+            json!({"robotId": ROBOT, "validPeriod": 9, "managementPolicy": "Observe", "reset": {"token": "t"}}),
+        ),
+    );
+    let ctx = context(client, &sim, &[&r]);
+    let task = run_reconcile(&r, &ctx).await;
+    api.expect(
+        "GET",
+        &format!("/api/v1/namespaces/{NS}/secrets/{CREDS}"),
+        200,
+        creds_secret(),
+    )
+    .await;
+    api.expect_event(NS, "DriftDetected").await;
+    let status = expect_status(&mut api, &r).await;
+    task.await.unwrap();
+    assert_eq!(condition(&status, "Ready")["reason"], "Observing");
+    assert_eq!(condition(&status, "Synced")["status"], "False");
+    let drift = status["drift"].as_array().unwrap();
+    assert_eq!(drift.len(), 4, "2 resets and 2 updates due: {drift:?}");
+    assert!(status.get("pendingResets").is_none());
+    assert_eq!(
+        sim.counters().total_updates() + sim.counters().total_resets(),
+        0
+    );
+}
+
+#[tokio::test]
+async fn invalid_spec_is_reported_without_any_remote_call() {
+    let sim = simulator(robot_seed(1, 1), FaultConfig::default()).await;
+    let (client, mut api) = mock_client();
+    let r = resource(
+        "bad",
+        with_creds(json!({"robotId": ROBOT, "validPeriod": 1, "reset": {"beforeExpiry": "48h"}})),
+    );
+    let ctx = context(client, &sim, &[&r]);
+    let task = run_reconcile(&r, &ctx).await;
+    let event = api.expect_event(NS, "InvalidSpec").await;
+    assert!(
+        event.body["note"]
+            .as_str()
+            .unwrap()
+            .contains("spec.reset.beforeExpiry")
+    );
+    let status = expect_status(&mut api, &r).await;
+    let action = task.await.unwrap();
+    assert_eq!(
+        action,
+        Action::await_change(),
+        "wait for the spec to change"
+    );
+    assert_eq!(condition(&status, "Ready")["reason"], "InvalidSpec");
+    assert_eq!(condition(&status, "Synced")["status"], "Unknown");
+    assert_eq!(sim.counters().total_calls(), 0);
+}
+
+#[tokio::test]
+async fn missing_credentials_secret_is_credentials_not_found_with_backoff() {
+    let sim = simulator(robot_seed(1, 1), FaultConfig::default()).await;
+    let (client, mut api) = mock_client();
+    let r = resource(
+        "nocreds",
+        with_creds(json!({"robotId": ROBOT, "validPeriod": 1})),
+    );
+    let ctx = context(client, &sim, &[&r]);
+    for round in 1..=2u64 {
+        let task = run_reconcile(&r, &ctx).await;
+        api.expect(
+            "GET",
+            &format!("/api/v1/namespaces/{NS}/secrets/{CREDS}"),
+            404,
+            not_found("secrets", CREDS),
+        )
+        .await;
+        let event = api.expect_event(NS, "CredentialsNotFound").await;
+        assert!(
+            event.body["note"]
+                .as_str()
+                .unwrap()
+                .contains("does not exist: create it")
+        );
+        let status = expect_status(&mut api, &r).await;
+        assert_eq!(condition(&status, "Ready")["reason"], "CredentialsNotFound");
+        let after = requeue_secs(&task.await.unwrap()).expect("a retry is scheduled");
+        let floor = 5.0 * f64::from(1u32 << (round - 1));
+        assert!(
+            after >= floor && after <= floor * 1.1,
+            "backoff grows: round {round}, {after}s"
+        );
+    }
+    assert_eq!(sim.counters().total_calls(), 0);
+}
+
+#[tokio::test]
+async fn the_younger_of_two_resources_on_the_same_codes_is_a_conflict() {
+    let sim = simulator(robot_seed(2, 3), FaultConfig::default()).await;
+    let (client, mut api) = mock_client();
+    let older = resource(
+        "first",
+        with_creds(json!({"robotId": ROBOT, "validPeriod": 3})),
+    );
+    let mut younger = resource(
+        "second",
+        with_creds(json!({"robotId": ROBOT, "validPeriod": 8})),
+    );
+    younger.metadata.creation_timestamp =
+        Some(serde_json::from_value(json!("2026-11-20T00:00:00Z")).unwrap());
+    let ctx = context(client, &sim, &[&older, &younger]);
+    let task = run_reconcile(&younger, &ctx).await;
+    api.expect(
+        "GET",
+        &format!("/api/v1/namespaces/{NS}/secrets/{CREDS}"),
+        200,
+        creds_secret(),
+    )
+    .await;
+    let event = api.expect_event(NS, "Conflict").await;
+    assert!(
+        event.body["note"]
+            .as_str()
+            .unwrap()
+            .contains("retail/first")
+    );
+    let status = expect_status(&mut api, &younger).await;
+    task.await.unwrap();
+    assert_eq!(condition(&status, "Ready")["reason"], "Conflict");
+    assert_eq!(
+        sim.counters().total_updates() + sim.counters().total_resets(),
+        0,
+        "the younger writes nothing"
+    );
+}
+
+/// The reset test's resource, its intents' fingerprint key and code ids.
+fn reset_fixture(sim: &Simulator) -> (ActivationCode, FingerprintKey, Vec<String>) {
+    let r = resource(
+        "rotate",
+        with_creds(json!({"robotId": ROBOT, "validPeriod": 3, "reset": {"token": "t1"}})),
+    );
+    let key = FingerprintKey::from_credentials(&Credentials::ak_sk(
+        DEFAULT_ACCESS_KEY,
+        DEFAULT_SECRET_KEY,
+    ));
+    let ids = sim
+        .with_store(|s| s.all_codes())
+        .into_iter()
+        .map(|c| c.active_code_id)
+        .collect();
+    (r, key, ids)
+}
+
+async fn reset_round(
+    api: &mut ApiServer,
+    r: &ActivationCode,
+    resets: usize,
+) -> (Option<Value>, Value) {
+    api.expect(
+        "GET",
+        &format!("/api/v1/namespaces/{NS}/secrets/{CREDS}"),
+        200,
+        creds_secret(),
+    )
+    .await;
+    let intents = if resets > 0 {
+        Some(expect_status(api, r).await)
+    } else {
+        None
+    };
+    for _ in 0..resets {
+        api.expect_event(NS, "CodeReset").await;
+    }
+    (intents, expect_status(api, r).await)
+}
+
+#[tokio::test]
+async fn a_reset_token_resets_each_code_exactly_once() {
+    let sim = simulator(robot_seed(3, 3), FaultConfig::default()).await;
+    let (client, mut api) = mock_client();
+    let (r, _, ids) = reset_fixture(&sim);
+    let ctx = context(client, &sim, &[&r]);
+
+    let task = run_reconcile(&r, &ctx).await;
+    let (intents, status) = reset_round(&mut api, &r, 3).await;
+    task.await.unwrap();
+    let intents = intents.unwrap();
+    assert_eq!(
+        intents["pendingResets"].as_array().unwrap().len(),
+        3,
+        "intents recorded before any reset"
+    );
+    assert!(
+        status.get("pendingResets").is_none(),
+        "settled after the resets"
+    );
+    assert!(
+        status["codes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["lastReset"]["token"] == "t1")
+    );
+    assert_no_secret(&sim, &format!("{intents} {status}"));
+
+    // The same resource again (the controller remembers the status it wrote).
+    let task = run_reconcile(&r, &ctx).await;
+    reset_round(&mut api, &r, 0).await;
+    task.await.unwrap();
+    let counters = sim.counters();
+    assert!(
+        ids.iter().all(|id| counters.resets_of(id) == 1),
+        "{:?}",
+        counters.resets
+    );
+}
+
+fn with_intents(mut r: ActivationCode, intents: Vec<ResetIntent>) -> ActivationCode {
+    r.status = Some(ActivationCodeStatus {
+        pending_resets: intents,
+        ..Default::default()
+    });
+    r
+}
+
+#[tokio::test]
+async fn a_crash_after_the_intent_was_recorded_resets_once_on_restart() {
+    let sim = simulator(robot_seed(2, 3), FaultConfig::default()).await;
+    let (client, mut api) = mock_client();
+    let (r, key, ids) = reset_fixture(&sim);
+    // The previous process recorded intents for the current values, then died.
+    let intents = sim
+        .with_store(|s| s.all_codes())
+        .iter()
+        .map(|c| ResetIntent {
+            code_id: c.active_code_id.clone(),
+            token: Some("t1".into()),
+            previous_update_time: c.update_time,
+            previous_fingerprint: key.fingerprint(c),
+            recorded_at: jiff::Timestamp::now(),
+        })
+        .collect();
+    let r = with_intents(r, intents);
+    let ctx = context(client, &sim, &[&r]);
+    let task = run_reconcile(&r, &ctx).await;
+    let (_, status) = reset_round(&mut api, &r, 2).await;
+    task.await.unwrap();
+    assert!(
+        status["codes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["lastReset"]["token"] == "t1")
+    );
+    let counters = sim.counters();
+    assert!(
+        ids.iter().all(|id| counters.resets_of(id) == 1),
+        "never zero times: {:?}",
+        counters.resets
+    );
+}
+
+#[tokio::test]
+async fn a_crash_after_the_remote_reset_does_not_reset_again() {
+    let sim = simulator(robot_seed(2, 3), FaultConfig::default()).await;
+    let (client, mut api) = mock_client();
+    let (r, key, ids) = reset_fixture(&sim);
+    // Intents recorded, resets made at the API, then the process died
+    // before it could record them.
+    let before = sim.with_store(|s| s.all_codes());
+    let intents = before
+        .iter()
+        .map(|c| ResetIntent {
+            code_id: c.active_code_id.clone(),
+            token: Some("t1".into()),
+            previous_update_time: c.update_time,
+            previous_fingerprint: key.fingerprint(c),
+            recorded_at: jiff::Timestamp::now(),
+        })
+        .collect();
+    let direct = common::client(&sim, fast_options());
+    for id in &ids {
+        direct.reset(id, true).await.unwrap();
+    }
+    let r = with_intents(r, intents);
+    let ctx = context(client, &sim, &[&r]);
+    let task = run_reconcile(&r, &ctx).await;
+    let (_, status) = reset_round(&mut api, &r, 0).await;
+    task.await.unwrap();
+    assert!(
+        status["codes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["lastReset"]["token"] == "t1"),
+        "{status}"
+    );
+    assert!(status.get("pendingResets").is_none());
+    let counters = sim.counters();
+    assert!(
+        ids.iter().all(|id| counters.resets_of(id) == 1),
+        "never twice: {:?}",
+        counters.resets
+    );
+}
