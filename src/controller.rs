@@ -238,8 +238,16 @@ pub async fn run(
     let stores = ctx.stores.clone();
     tokio::spawn(async move {
         for store in &stores {
-            if store.wait_until_ready().await.is_err() {
-                return;
+            // kube-runtime's readiness signal wakes only its most recent
+            // waiter (the controller's own runner), so poll it.
+            loop {
+                match tokio::time::timeout(Duration::from_millis(200), store.wait_until_ready())
+                    .await
+                {
+                    Ok(Ok(())) => break,
+                    Ok(Err(_)) => return,
+                    Err(_) => continue,
+                }
             }
         }
         on_synced();

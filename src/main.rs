@@ -73,7 +73,7 @@ async fn run_operator(args: run::RunArgs) -> Result<(), Box<dyn std::error::Erro
         tracing::info!("shutdown requested: finishing in-flight reconciles");
         let _ = stop.send(true);
     });
-    run::run(args, client, shutdown).await?;
+    run::run(args, client, shutdown, |_| {}).await?;
     Ok(())
 }
 

@@ -29,7 +29,9 @@ struct RunFlags {
 
 async fn cluster() -> Option<Client> {
     if std::env::var_os("KUBECONFIG").is_none() {
-        eprintln!("SKIPPED e2e_cluster: KUBECONFIG is not set; point it at a disposable test cluster (kind, k3d, minikube) to run the end-to-end suite");
+        eprintln!(
+            "SKIPPED e2e_cluster: KUBECONFIG is not set; point it at a disposable test cluster (kind, k3d, minikube) to run the end-to-end suite"
+        );
         return None;
     }
     metastudio_operator::tls::install_crypto_provider();
@@ -40,7 +42,11 @@ async fn cluster() -> Option<Client> {
 }
 
 /// Polls `check` until it returns Some, or fails after `timeout`.
-async fn eventually<T, F: std::future::Future<Output = Option<T>>>(what: &str, timeout: Duration, mut check: impl FnMut() -> F) -> T {
+async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
+    what: &str,
+    timeout: Duration,
+    mut check: impl FnMut() -> F,
+) -> T {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(value) = check().await {
@@ -53,27 +59,54 @@ async fn eventually<T, F: std::future::Future<Output = Option<T>>>(what: &str, t
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn example_becomes_ready_and_exports_its_codes() {
-    let Some(client) = cluster().await else { return };
+    let Some(client) = cluster().await else {
+        return;
+    };
     let ssa = PatchParams::apply("metastudio-operator-e2e").force();
 
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    crds.patch("activationcodes.metastudio.huaweicloud.com", &ssa, &Patch::Apply(ActivationCode::crd()))
-        .await
-        .expect("install the CRD");
-    eventually("the CRD to be established", Duration::from_secs(60), || async {
-        let crd = crds.get("activationcodes.metastudio.huaweicloud.com").await.ok()?;
-        crd.status?.conditions?.iter().any(|c| c.type_ == "Established" && c.status == "True").then_some(())
-    })
+    crds.patch(
+        "activationcodes.metastudio.huaweicloud.com",
+        &ssa,
+        &Patch::Apply(ActivationCode::crd()),
+    )
+    .await
+    .expect("install the CRD");
+    eventually(
+        "the CRD to be established",
+        Duration::from_secs(60),
+        || async {
+            let crd = crds
+                .get("activationcodes.metastudio.huaweicloud.com")
+                .await
+                .ok()?;
+            crd.status?
+                .conditions?
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True")
+                .then_some(())
+        },
+    )
     .await;
 
     let namespace = format!("metastudio-e2e-{}", std::process::id());
     let namespaces: Api<Namespace> = Api::all(client.clone());
     namespaces
-        .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": namespace}})).unwrap())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": namespace}})).unwrap(),
+        )
         .await
         .expect("create the test namespace");
 
-    let seed = Seed::from_yaml(&std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/simulator-seed.yaml")).unwrap()).unwrap();
+    let seed = Seed::from_yaml(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/examples/simulator-seed.yaml"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
     let sim = simulator(seed, FaultConfig::default()).await;
 
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
@@ -90,7 +123,11 @@ async fn example_becomes_ready_and_exports_its_codes() {
         .unwrap();
 
     let mut example: ActivationCode = serde_saphyr::from_str(
-        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/lobby-kiosk.yaml")).unwrap(),
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/examples/lobby-kiosk.yaml"
+        ))
+        .unwrap(),
     )
     .unwrap();
     example.metadata.namespace = Some(namespace.clone());
@@ -99,29 +136,52 @@ async fn example_becomes_ready_and_exports_its_codes() {
     connection.region = None;
     connection.project_id = Some(sim.project_id().to_owned());
     let resources: Api<ActivationCode> = Api::namespaced(client.clone(), &namespace);
-    resources.create(&PostParams::default(), &example).await.expect("apply the example");
+    resources
+        .create(&PostParams::default(), &example)
+        .await
+        .expect("apply the example");
 
     let (stop, shutdown) = tokio::sync::watch::channel(false);
-    let args = RunFlags::try_parse_from(["run", "--metrics-addr", "127.0.0.1:0", "--watch-namespaces", &namespace, "--rate-limit", "0"])
-        .unwrap()
-        .args;
-    let operator = tokio::spawn(run(args, client.clone(), shutdown));
+    let args = RunFlags::try_parse_from([
+        "run",
+        "--metrics-addr",
+        "127.0.0.1:0",
+        "--watch-namespaces",
+        &namespace,
+        "--rate-limit",
+        "0",
+    ])
+    .unwrap()
+    .args;
+    let operator = tokio::spawn(run(args, client.clone(), shutdown, |_| {}));
 
     let name = example.name_any();
     let ready = eventually("Ready=True", Duration::from_secs(90), || async {
         let current = resources.get(&name).await.ok()?;
         let status = current.status?;
-        status.condition("Ready").filter(|c| c.status == "True").map(|_| status.clone())
+        status
+            .condition("Ready")
+            .filter(|c| c.status == "True")
+            .map(|_| status.clone())
     })
     .await;
     assert_eq!(ready.managed_codes, 3);
 
-    let export = secrets.get("lobby-kiosk-codes").await.expect("the export Secret exists");
+    let export = secrets
+        .get("lobby-kiosk-codes")
+        .await
+        .expect("the export Secret exists");
     assert_eq!(export.owner_references()[0].kind, "ActivationCode");
     assert_eq!(export.data.unwrap_or_default().len(), 3);
-    assert!(sim.counters().total_resets() >= 3, "the example's token reset every code");
+    assert!(
+        sim.counters().total_resets() >= 3,
+        "the example's token reset every code"
+    );
 
     let _ = stop.send(true);
     operator.await.unwrap().expect("the operator stops cleanly");
-    namespaces.delete(&namespace, &DeleteParams::default()).await.unwrap();
+    namespaces
+        .delete(&namespace, &DeleteParams::default())
+        .await
+        .unwrap();
 }

@@ -69,11 +69,13 @@ pub enum RunError {
     Leader(#[from] LeaderError),
 }
 
-/// Runs until `shutdown` turns true.
+/// Runs until `shutdown` turns true. `on_listening` gets the address the
+/// metrics server bound (useful with port 0).
 pub async fn run(
     args: RunArgs,
     client: Client,
     shutdown: watch::Receiver<bool>,
+    on_listening: impl FnOnce(SocketAddr),
 ) -> Result<(), RunError> {
     let metrics = Arc::new(OperatorMetrics::default());
     let defaults = OperatorDefaults {
@@ -93,6 +95,7 @@ pub async fn run(
         source,
     })?;
     info!(%addr, "serving /metrics, /healthz and /readyz");
+    on_listening(addr);
 
     let identity = args
         .identity

@@ -31,7 +31,7 @@ fn owner_reference(resource: &ActivationCode) -> OwnerReference {
         name: resource.name_any(),
         uid: resource.uid().unwrap_or_default(),
         controller: Some(true),
-        block_owner_deletion: Some(true),
+        block_owner_deletion: None,
     }
 }
 

@@ -1,0 +1,113 @@
+{{/*
+Chart name, truncated to 63 characters (a label value's limit).
+*/}}
+{{- define "metastudio-operator.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Full name of the release's objects: the release name, plus the chart name
+unless the release name already contains it; truncated to 63 characters.
+*/}}
+{{- define "metastudio-operator.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Chart name and version, for the helm.sh/chart label.
+*/}}
+{{- define "metastudio-operator.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Labels of every object.
+*/}}
+{{- define "metastudio-operator.labels" -}}
+helm.sh/chart: {{ include "metastudio-operator.chart" . }}
+{{ include "metastudio-operator.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | trunc 63 | trimSuffix "-" | quote }}
+app.kubernetes.io/component: operator
+app.kubernetes.io/part-of: metastudio-operator
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{/*
+Labels that select the operator's pods (stable across upgrades).
+*/}}
+{{- define "metastudio-operator.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "metastudio-operator.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/*
+Name of the ServiceAccount to use.
+*/}}
+{{- define "metastudio-operator.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "metastudio-operator.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/*
+Name of the leader-election Lease.
+*/}}
+{{- define "metastudio-operator.leaseName" -}}
+{{- default (include "metastudio-operator.fullname" .) .Values.leaderElection.leaseName }}
+{{- end }}
+
+{{/*
+Container image reference: repository:tag, or repository@digest when a
+digest is given.
+*/}}
+{{- define "metastudio-operator.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- end }}
+{{- end }}
+
+{{/*
+Whether to create the PodDisruptionBudget: the podDisruptionBudget.enabled
+value when it is a boolean, otherwise only when more than one replica runs.
+Renders "true" or "".
+*/}}
+{{- define "metastudio-operator.pdbEnabled" -}}
+{{- $enabled := .Values.podDisruptionBudget.enabled }}
+{{- if kindIs "bool" $enabled }}
+{{- if $enabled }}true{{ end }}
+{{- else if gt (int .Values.replicaCount) 1 }}true
+{{- end }}
+{{- end }}
+
+{{/*
+RBAC rules for watching and reconciling ActivationCodes. Exactly these verbs:
+export Secrets are written with server-side apply (PATCH), so no create,
+update or delete on Secrets; no wildcards anywhere.
+*/}}
+{{- define "metastudio-operator.rules" -}}
+- apiGroups: ["metastudio.huaweicloud.com"]
+  resources: ["activationcodes"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["metastudio.huaweicloud.com"]
+  resources: ["activationcodes/status"]
+  verbs: ["get", "patch"]
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get", "list", "watch", "patch"]
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- end }}

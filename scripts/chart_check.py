@@ -1,0 +1,589 @@
+#!/usr/bin/env python3
+"""Validates and checks the rendered Helm chart; run by scripts/chart-check.
+
+scripts/chart-check renders the chart into --out (default.yaml, scoped.yaml,
+configured.yaml, deploy.yaml, and helm3-*.yaml when Helm 3 ran); this script
+
+  * validates every rendered object (and the CRD) against the Kubernetes 1.37
+    schemas with kubernetes-validate, skipping kinds it does not know;
+  * asserts what the chart promises: hardened pods, probes, environment,
+    least-privilege RBAC, the optional objects of each value set;
+  * checks that the chart's CRD equals crds/activationcode.yaml and that
+    deploy/metastudio-operator.yaml equals a fresh render;
+  * runs deploy/argocd/health.lua against sample ActivationCodes (with lupa,
+    when it is installed).
+
+It prints every failure (what and where) and exits 1 when there was one.
+"""
+
+import argparse
+import difflib
+import os
+import sys
+
+import yaml
+
+K8S_VERSION = "1.37.0"
+RELEASE = "metastudio-operator"
+NAMESPACE = "metastudio-system"
+GROUP = "metastudio.huaweicloud.com"
+WATCHED = ["team-a", "team-b"]
+
+failures = []
+notes = []
+
+
+def check(ok, where, what):
+    if not ok:
+        failures.append(f"{where}: {what}")
+    return ok
+
+
+def load(path):
+    with open(path) as f:
+        return [d for d in yaml.safe_load_all(f) if d]
+
+
+def ident(obj):
+    meta = obj.get("metadata", {})
+    ns = meta.get("namespace")
+    return f"{obj.get('kind')}/{(ns + '/') if ns else ''}{meta.get('name')}"
+
+
+def of_kind(objs, kind):
+    return [o for o in objs if o.get("kind") == kind]
+
+
+# --- validation against the Kubernetes schemas
+
+
+def validate(renders, crd_path):
+    import kubernetes_validate
+
+    validated, skipped = {}, {}
+    targets = [(name, o) for name, objs in renders.items() for o in objs]
+    targets += [(crd_path, o) for o in load(crd_path)]
+    for where, obj in targets:
+        kind = obj.get("kind", "?")
+        try:
+            kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+            validated[kind] = validated.get(kind, 0) + 1
+        except kubernetes_validate.SchemaNotFoundError:
+            skipped[kind] = skipped.get(kind, 0) + 1
+        except kubernetes_validate.ValidationError as e:
+            failures.append(f"{where}: {ident(obj)} is not a valid Kubernetes {K8S_VERSION} object: {e.message}"
+                            f" (at {'/'.join(str(p) for p in e.path)})")
+        except kubernetes_validate.InvalidSchemaError as e:
+            failures.append(f"{where}: {ident(obj)}: kubernetes-validate could not validate it: {e}")
+    total = sum(validated.values())
+    summary = ", ".join(f"{k} {n}" for k, n in sorted(validated.items()))
+    print(f"validated {total} objects against Kubernetes {K8S_VERSION} (strict): {summary}")
+    if skipped:
+        print("skipped (no schema for these kinds): " + ", ".join(f"{k} {n}" for k, n in sorted(skipped.items())))
+    check(total > 0, "validation", "nothing was validated")
+    check(set(skipped) <= {"ServiceMonitor"}, "validation", f"unexpected kinds without a schema: {sorted(skipped)}")
+
+
+# --- the operator's pods
+
+
+def container_env(container):
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+def check_deployment(name, objs):
+    deployments = of_kind(objs, "Deployment")
+    if not check(len(deployments) == 1, name, f"expected one Deployment, found {len(deployments)}"):
+        return None
+    d = deployments[0]
+    where = f"{name}: {ident(d)}"
+    pod = d["spec"]["template"]["spec"]
+    psc = pod.get("securityContext", {})
+    check(psc.get("runAsNonRoot") is True, where, "pod securityContext.runAsNonRoot is not true")
+    check(psc.get("runAsUser") == 65532, where, "pod securityContext.runAsUser is not 65532")
+    check(psc.get("seccompProfile", {}).get("type") == "RuntimeDefault", where, "pod seccompProfile is not RuntimeDefault")
+    check(pod.get("automountServiceAccountToken") is True, where, "automountServiceAccountToken is not true")
+    check(pod.get("terminationGracePeriodSeconds") == 30, where, "terminationGracePeriodSeconds is not 30")
+    check(not pod.get("hostNetwork") and not pod.get("hostPID") and not pod.get("hostIPC"), where, "uses host namespaces")
+    containers = pod.get("containers", []) + pod.get("initContainers", [])
+    check(len(pod.get("containers", [])) == 1, where, "expected exactly one container")
+    for c in containers:
+        cw = f"{where} container {c['name']}"
+        sc = c.get("securityContext", {})
+        check(sc.get("runAsNonRoot", psc.get("runAsNonRoot")) is True, cw, "runAsNonRoot is not true")
+        check(sc.get("runAsUser", psc.get("runAsUser")) == 65532, cw, "runAsUser is not 65532")
+        check(sc.get("readOnlyRootFilesystem") is True, cw, "readOnlyRootFilesystem is not true")
+        check(sc.get("allowPrivilegeEscalation") is False, cw, "allowPrivilegeEscalation is not false")
+        check(sc.get("privileged") in (None, False), cw, "is privileged")
+        check(sc.get("capabilities", {}).get("drop") == ["ALL"], cw, "capabilities.drop is not [ALL]")
+        check(not sc.get("capabilities", {}).get("add"), cw, "adds capabilities")
+        check(sc.get("seccompProfile", psc.get("seccompProfile", {})).get("type") == "RuntimeDefault", cw,
+              "seccompProfile is not RuntimeDefault")
+        check(c.get("args") == ["run"], cw, f"args are {c.get('args')}, expected [run]")
+        ports = {p.get("name"): p for p in c.get("ports", [])}
+        check(ports.get("metrics", {}).get("containerPort") == 8080, cw, "no port metrics=8080")
+        for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+            get = c.get(probe, {}).get("httpGet", {})
+            check(get.get("path") == path and get.get("port") in ("metrics", 8080), cw,
+                  f"{probe} is not GET {path} on the metrics port: {c.get(probe)}")
+        res = c.get("resources", {})
+        check(bool(res.get("requests")) and bool(res.get("limits")), cw, "resources requests/limits missing")
+        env = container_env(c)
+        for e in c.get("env", []):
+            check("value" in e or "valueFrom" in e, cw, f"env {e['name']} has neither value nor valueFrom")
+            check(e.get("value", "x") != "", cw, f"env {e['name']} is set to an empty string")
+        check(len(env) == len(c.get("env", [])), cw, "duplicate env names")
+        for var, field in (("POD_NAME", "metadata.name"), ("POD_NAMESPACE", "metadata.namespace")):
+            check(env.get(var, {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == field, cw,
+                  f"{var} is not from the downward API ({field})")
+    return d
+
+
+def expect_env(name, d, expected, absent=()):
+    (c,) = d["spec"]["template"]["spec"]["containers"]
+    env = container_env(c)
+    for var, value in expected.items():
+        check(env.get(var, {}).get("value") == value, f"{name}: {ident(d)}",
+              f"env {var} is {env.get(var, {}).get('value')!r}, expected {value!r}")
+    for var in absent:
+        check(var not in env, f"{name}: {ident(d)}", f"env {var} should not be set")
+    return env
+
+
+def check_credentials_env(name, d, secret):
+    (c,) = d["spec"]["template"]["spec"]["containers"]
+    env = container_env(c)
+    expected = {
+        "CLOUD_SDK_AK": ("accessKey", None),
+        "CLOUD_SDK_SK": ("secretKey", None),
+        "CLOUD_SDK_SECURITY_TOKEN": ("securityToken", True),
+    }
+    for var, (key, optional) in expected.items():
+        ref = env.get(var, {}).get("valueFrom", {}).get("secretKeyRef", {})
+        check(ref.get("name") == secret and ref.get("key") == key and ref.get("optional") == optional,
+              f"{name}: {ident(d)}", f"env {var} is not secretKeyRef {secret}/{key} (optional={optional}): {ref}")
+
+
+# --- RBAC
+
+
+def rules_of(objs):
+    """(object, rule) for every rule of every Role and ClusterRole."""
+    return [(o, r) for o in objs if o.get("kind") in ("Role", "ClusterRole") for r in o.get("rules", [])]
+
+
+OPERATOR_RULES = {
+    (GROUP, "activationcodes"): {"get", "list", "watch"},
+    (GROUP, "activationcodes/status"): {"get", "patch"},
+    ("", "secrets"): {"get", "list", "watch", "patch"},
+    ("events.k8s.io", "events"): {"create", "patch"},
+}
+LEASE_VERBS = {"get", "create", "patch"}
+
+
+def grants(role):
+    """{(apiGroup, resource): verbs} of one Role or ClusterRole."""
+    out = {}
+    for r in role.get("rules", []):
+        for g in r.get("apiGroups", []):
+            for res in r.get("resources", []):
+                out.setdefault((g, res), set()).update(r.get("verbs", []))
+    return out
+
+
+def check_rbac(name, objs, watched, leader_election, sa):
+    for o, r in rules_of(objs):
+        where = f"{name}: {ident(o)}"
+        for field in ("verbs", "resources", "apiGroups", "resourceNames", "nonResourceURLs"):
+            check(not any("*" in v for v in r.get(field, [])), where, f"wildcard in {field}: {r.get(field)}")
+        check(not r.get("nonResourceURLs"), where, "grants nonResourceURLs")
+        if "secrets" in r.get("resources", []):
+            check(set(r.get("verbs", [])) == {"get", "list", "watch", "patch"}, where,
+                  f"secrets verbs are {r.get('verbs')}, expected exactly get, list, watch, patch")
+            check(r.get("apiGroups") == [""], where, f"secrets rule has apiGroups {r.get('apiGroups')}")
+    secret_roles = [o for o in objs if o.get("kind") in ("Role", "ClusterRole") and ("", "secrets") in grants(o)]
+    operator_roles = [o for o in secret_roles if grants(o) == OPERATOR_RULES]
+    check(secret_roles == operator_roles, name,
+          "a role other than the operator's rules touches secrets: "
+          + ", ".join(ident(o) for o in secret_roles if o not in operator_roles))
+
+    cluster_roles = of_kind(objs, "ClusterRole")
+    roles = of_kind(objs, "Role")
+    if watched:
+        for cr in cluster_roles:
+            g = grants(cr)
+            check(not any(res in ("activationcodes", "activationcodes/status", "secrets") for (_, res) in g), name,
+                  f"{ident(cr)} grants cluster-wide access although watchNamespaces is set: {sorted(g)}")
+        check(not of_kind(objs, "ClusterRoleBinding"), name, "a ClusterRoleBinding exists although watchNamespaces is set")
+        for ns in watched:
+            mine = [r for r in roles if r["metadata"].get("namespace") == ns and grants(r) == OPERATOR_RULES]
+            check(len(mine) == 1, name, f"expected one Role with the operator's rules in namespace {ns}, found {len(mine)}")
+            bound = [b for b in of_kind(objs, "RoleBinding") if b["metadata"].get("namespace") == ns
+                     and mine and b["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                                   "name": mine[0]["metadata"]["name"]}
+                     and {"kind": "ServiceAccount", "name": sa, "namespace": NAMESPACE} in b.get("subjects", [])]
+            check(len(bound) == 1, name, f"no RoleBinding in {ns} binds the operator's Role to ServiceAccount {sa}")
+        others = {r["metadata"].get("namespace") for r in roles if grants(r) == OPERATOR_RULES} - set(watched)
+        check(not others, name, f"operator Roles in namespaces that are not watched: {sorted(others)}")
+    else:
+        mine = [cr for cr in cluster_roles if grants(cr) == OPERATOR_RULES]
+        check(len(mine) == 1, name, f"expected one ClusterRole with exactly the operator's rules, found {len(mine)}: "
+              + "; ".join(f"{ident(c)} {sorted((k, sorted(v)) for k, v in grants(c).items())}" for c in cluster_roles))
+        bound = [b for b in of_kind(objs, "ClusterRoleBinding") if mine
+                 and b["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                                      "name": mine[0]["metadata"]["name"]}
+                 and {"kind": "ServiceAccount", "name": sa, "namespace": NAMESPACE} in b.get("subjects", [])]
+        check(len(bound) == 1, name, f"no ClusterRoleBinding binds the operator's ClusterRole to ServiceAccount {sa}")
+        check(not [r for r in roles if grants(r) == OPERATOR_RULES], name, "namespaced operator Roles without watchNamespaces")
+
+    lease_roles = [r for r in roles if any(res == "leases" for (_, res) in grants(r))]
+    if leader_election:
+        ok = check(len(lease_roles) == 1, name, f"expected one Role for leases, found {len(lease_roles)}")
+        if ok:
+            lr = lease_roles[0]
+            where = f"{name}: {ident(lr)}"
+            check(lr["metadata"].get("namespace") == NAMESPACE, where, "the leases Role is not in the release namespace")
+            check(set(grants(lr)) == {("coordination.k8s.io", "leases")}, where, f"grants more than leases: {sorted(grants(lr))}")
+            check(grants(lr).get(("coordination.k8s.io", "leases")) == LEASE_VERBS, where,
+                  f"leases verbs are {sorted(grants(lr).get(('coordination.k8s.io', 'leases'), []))}, expected get, create, patch")
+            bound = [b for b in of_kind(objs, "RoleBinding") if b["metadata"].get("namespace") == NAMESPACE
+                     and b["roleRef"]["name"] == lr["metadata"]["name"]
+                     and {"kind": "ServiceAccount", "name": sa, "namespace": NAMESPACE} in b.get("subjects", [])]
+            check(len(bound) == 1, where, f"no RoleBinding binds it to ServiceAccount {sa}")
+    else:
+        check(not lease_roles, name, "a leases Role exists although leader election is disabled")
+
+
+# --- one render
+
+
+def check_render(name, objs, *, watched=(), service_monitor=False, network_policy=False, pdb=True,
+                 leader_election=True):
+    for o in objs:
+        meta = o.get("metadata", {})
+        check(meta.get("labels", {}).get("app.kubernetes.io/name") == RELEASE or o["kind"] == "Namespace",
+              f"{name}: {ident(o)}", "no app.kubernetes.io/name label")
+        if o["kind"] not in ("ClusterRole", "ClusterRoleBinding", "Namespace"):
+            allowed = {NAMESPACE} | (set(watched) if o["kind"] in ("Role", "RoleBinding") else set())
+            check(meta.get("namespace") in allowed, f"{name}: {ident(o)}",
+                  f"namespace is {meta.get('namespace')!r}, expected one of {sorted(allowed)}")
+    d = check_deployment(name, objs)
+    sas = of_kind(objs, "ServiceAccount")
+    check(len(sas) == 1, name, f"expected one ServiceAccount, found {len(sas)}")
+    sa = sas[0]["metadata"]["name"] if sas else "?"
+    if d:
+        check(d["spec"]["template"]["spec"].get("serviceAccountName") == sa, name, "the Deployment does not use the ServiceAccount")
+    check_rbac(name, objs, list(watched), leader_election, sa)
+
+    services = of_kind(objs, "Service")
+    ok = check(len(services) == 1, name, f"expected one Service, found {len(services)}")
+    if ok:
+        ports = services[0]["spec"]["ports"]
+        check([(p.get("name"), p.get("port")) for p in ports] == [("metrics", 8080)], f"{name}: {ident(services[0])}",
+              f"ports are {ports}, expected metrics 8080")
+        if d:
+            check(services[0]["spec"]["selector"] == d["spec"]["selector"]["matchLabels"], name,
+                  "the Service does not select the Deployment's pods")
+
+    monitors = of_kind(objs, "ServiceMonitor")
+    check(len(monitors) == (1 if service_monitor else 0), name,
+          f"expected {1 if service_monitor else 0} ServiceMonitor, found {len(monitors)}")
+    for m in monitors:
+        ep = m["spec"]["endpoints"]
+        check([e.get("port") for e in ep] == ["metrics"], f"{name}: {ident(m)}", "does not scrape the metrics port")
+
+    pdbs = of_kind(objs, "PodDisruptionBudget")
+    check(len(pdbs) == (1 if pdb else 0), name, f"expected {1 if pdb else 0} PodDisruptionBudget, found {len(pdbs)}")
+    for p in pdbs:
+        check(p["spec"].get("maxUnavailable") == 1, f"{name}: {ident(p)}", "maxUnavailable is not 1")
+
+    nps = of_kind(objs, "NetworkPolicy")
+    check(len(nps) == (1 if network_policy else 0), name,
+          f"expected {1 if network_policy else 0} NetworkPolicy, found {len(nps)}")
+    for np in nps:
+        where = f"{name}: {ident(np)}"
+        spec = np["spec"]
+        check(sorted(spec.get("policyTypes", [])) == ["Egress", "Ingress"], where, "policyTypes are not Ingress and Egress")
+        ingress_ports = [p.get("port") for rule in spec.get("ingress", []) for p in rule.get("ports", [])]
+        check(ingress_ports and set(ingress_ports) <= {"metrics", 8080}, where,
+              f"ingress is not limited to the metrics port: {ingress_ports}")
+        check(all(rule.get("ports") and rule.get("from") for rule in spec.get("ingress", [])), where,
+              "an ingress rule without ports or peers")
+        egress = {(p.get("protocol", "TCP"), p.get("port")) for rule in spec.get("egress", []) for p in rule.get("ports", [])}
+        check(egress == {("UDP", 53), ("TCP", 53), ("TCP", 443), ("TCP", 6443)}, where,
+              f"egress ports are {sorted(egress, key=str)}, expected DNS 53/UDP+TCP, 443 and 6443")
+        check(all(rule.get("ports") for rule in spec.get("egress", [])), where, "an egress rule without ports")
+    return d
+
+
+# --- files that must match
+
+
+def same_file(a, b, what, regenerate):
+    with open(a, "rb") as f:
+        left = f.read()
+    if not os.path.exists(b):
+        failures.append(f"{b}: missing; {regenerate}")
+        return
+    with open(b, "rb") as f:
+        right = f.read()
+    if left != right:
+        diff = difflib.unified_diff(left.decode().splitlines(), right.decode().splitlines(), a, b, lineterm="", n=1)
+        lines = list(diff)
+        failures.append(f"{b}: {what}; {regenerate}\n    " + "\n    ".join(lines[:40])
+                        + ("\n    ..." if len(lines) > 40 else ""))
+
+
+# --- Argo CD health check
+
+LUA_CASES = [
+    ("just created, no status", {"metadata": {"generation": 1}, "spec": {"robotId": "r", "validPeriod": 7}},
+     "Progressing", "Waiting for the operator"),
+    ("status without conditions", {"metadata": {"generation": 1}, "spec": {"robotId": "r", "validPeriod": 7},
+                                   "status": {"conditions": [], "managedCodes": 0}},
+     "Progressing", "Waiting for the operator"),
+    ("ready for the current generation",
+     {"metadata": {"generation": 3}, "spec": {"robotId": "r", "validPeriod": 7},
+      "status": {"observedGeneration": 3, "conditions": [
+          {"type": "Ready", "status": "True", "reason": "Synced", "message": "3 codes match the spec", "observedGeneration": 3},
+          {"type": "Synced", "status": "True", "reason": "InSync", "message": "in sync", "observedGeneration": 3}]}},
+     "Healthy", "Synced: 3 codes match the spec"),
+    ("ready, but for an older generation",
+     {"metadata": {"generation": 4}, "spec": {"robotId": "r", "validPeriod": 30},
+      "status": {"observedGeneration": 3, "conditions": [
+          {"type": "Ready", "status": "True", "reason": "Synced", "message": "ok", "observedGeneration": 3}]}},
+     "Progressing", "generation 4"),
+    ("Ready condition behind although status is current",
+     {"metadata": {"generation": 4}, "spec": {"robotId": "r", "validPeriod": 30},
+      "status": {"observedGeneration": 4, "conditions": [
+          {"type": "Ready", "status": "True", "reason": "Synced", "message": "ok", "observedGeneration": 3}]}},
+     "Progressing", "generation 4"),
+    ("credentials missing",
+     {"metadata": {"generation": 2}, "spec": {"robotId": "r", "validPeriod": 7},
+      "status": {"observedGeneration": 2, "conditions": [
+          {"type": "Ready", "status": "False", "reason": "CredentialsNotFound",
+           "message": "Secret retail/metastudio-credentials not found", "observedGeneration": 2},
+          {"type": "Synced", "status": "Unknown", "reason": "CredentialsNotFound", "message": "not checked"}]}},
+     "Degraded", "CredentialsNotFound: Secret retail/metastudio-credentials not found"),
+    ("suspended wins over Ready",
+     {"metadata": {"generation": 5}, "spec": {"robotId": "r", "validPeriod": 7, "suspend": True},
+      "status": {"observedGeneration": 5, "conditions": [
+          {"type": "Ready", "status": "True", "reason": "Synced", "message": "ok", "observedGeneration": 5}]}},
+     "Suspended", "spec.suspend"),
+    ("suspend false is not suspended",
+     {"metadata": {"generation": 1}, "spec": {"robotId": "r", "validPeriod": 7, "suspend": False},
+      "status": {"observedGeneration": 1, "conditions": [
+          {"type": "Ready", "status": "True", "reason": "Synced", "message": "ok"}]}},
+     "Healthy", "ok"),
+    ("Ready unknown",
+     {"metadata": {"generation": 1}, "spec": {"robotId": "r", "validPeriod": 7},
+      "status": {"observedGeneration": 1, "conditions": [
+          {"type": "Ready", "status": "Unknown", "reason": "ResetUnconfirmed", "message": "next sync settles it"}]}},
+     "Progressing", "ResetUnconfirmed: next sync settles it"),
+    ("only Synced reported",
+     {"metadata": {"generation": 1}, "spec": {"robotId": "r", "validPeriod": 7},
+      "status": {"observedGeneration": 1, "conditions": [
+          {"type": "Synced", "status": "True", "reason": "InSync", "message": "in sync"}]}},
+     "Progressing", "Waiting for the Ready condition"),
+]
+
+
+def lua_runtime():
+    """lupa's Lua 5.1 runtime when the wheel has one (Argo CD uses gopher-lua, Lua 5.1), else its default."""
+    try:
+        import lupa.lua51 as lupa_module
+        flavour = "Lua 5.1"
+    except ImportError:
+        import lupa as lupa_module
+        flavour = "lupa default Lua"
+    return lupa_module.LuaRuntime(unpack_returned_tuples=True), flavour
+
+
+def to_lua(lua, value):
+    if isinstance(value, dict):
+        return lua.table_from({k: to_lua(lua, v) for k, v in value.items()})
+    if isinstance(value, list):
+        return lua.table_from([to_lua(lua, v) for v in value])
+    return value
+
+
+def check_lua(path):
+    try:
+        lua, flavour = lua_runtime()
+    except ImportError:
+        notes.append("Argo CD health check NOT run: lupa is not installed (pip install lupa)")
+        print(notes[-1])
+        return
+    with open(path) as f:
+        script = f.read()
+    passed = 0
+    for title, obj, status, message in LUA_CASES:
+        where = f"{path} (sample: {title})"
+        lua.globals().obj = to_lua(lua, obj)
+        try:
+            hs = lua.execute(script)
+        except Exception as e:  # lupa.LuaError and friends
+            failures.append(f"{where}: Lua error: {e}")
+            continue
+        got_status, got_message = hs["status"], hs["message"]
+        ok = check(got_status == status, where, f"health is {got_status!r}, expected {status!r} (message {got_message!r})")
+        ok = check(isinstance(got_message, str) and message in got_message, where,
+                   f"message {got_message!r} does not contain {message!r}") and ok
+        passed += ok
+    print(f"Argo CD health check ({flavour}): {passed}/{len(LUA_CASES)} sample ActivationCodes")
+
+
+# --- values.schema.json covers values.yaml
+
+
+def check_schema_covers_values(chart):
+    """Every key of values.yaml is described (with a type) in values.schema.json."""
+    import json
+
+    with open(os.path.join(chart, "values.yaml")) as f:
+        values = yaml.safe_load(f)
+    with open(os.path.join(chart, "values.schema.json")) as f:
+        schema = json.load(f)
+
+    def resolve(node):
+        while "$ref" in node:
+            node = schema["definitions"][node["$ref"].split("/")[-1]]
+        return node
+
+    def walk(value, node, path):
+        node = resolve(node)
+        check("type" in node or "anyOf" in node or "const" in node, "values.schema.json", f"{path or '/'} has no type")
+        if isinstance(value, dict) and node.get("type") == "object":
+            props = node.get("properties")
+            if props is None:  # a free-form map (labels, selectors, affinity)
+                return
+            for key, sub in value.items():
+                if check(key in props, "values.schema.json", f"{path}/{key} (in values.yaml) is not described"):
+                    walk(sub, props[key], f"{path}/{key}")
+
+    check(schema.get("$schema", "").startswith("http://json-schema.org/draft-07/"), "values.schema.json", "is not draft-07")
+    check(schema.get("additionalProperties") is False, "values.schema.json", "the top level allows additional properties")
+    walk(values, schema, "")
+
+
+# --- the container image
+
+
+def check_image(dockerfile="Dockerfile", ignore=".dockerignore"):
+    """The Dockerfile agrees with the chart, and .dockerignore keeps what it copies."""
+    import fnmatch
+
+    with open(dockerfile) as f:
+        lines = [l.strip() for l in f if l.strip() and not l.lstrip().startswith("#")]
+    with open(ignore) as f:
+        patterns = [p.strip().rstrip("/") for p in f if p.strip() and not p.startswith("#")]
+    stages = [l for l in lines if l.upper().startswith("FROM ")]
+    check(len(stages) >= 2 and stages[-1].split()[1] == "gcr.io/distroless/cc-debian12:nonroot", dockerfile,
+          f"the final stage is not gcr.io/distroless/cc-debian12:nonroot: {stages[-1:]}")
+    final = lines[lines.index(stages[-1]):]
+    check("USER 65532:65532" in final, dockerfile, "the final stage does not run as USER 65532:65532 (the chart's runAsUser)")
+    check("EXPOSE 8080" in final, dockerfile, "the final stage does not EXPOSE 8080 (the metrics port)")
+    check('ENTRYPOINT ["/metastudio-operator"]' in final and 'CMD ["run"]' in final, dockerfile,
+          "ENTRYPOINT/CMD are not [/metastudio-operator] [run]")
+    for l in lines:
+        words = l.split()
+        if words[0].upper() == "COPY" and not any(w.startswith("--from") for w in words):
+            for src in [w for w in words[1:-1] if not w.startswith("--")]:
+                src = src.rstrip("/").removeprefix("./")
+                hit = [p for p in patterns if not p.startswith("!") and fnmatch.fnmatch(src, p.removeprefix("./"))]
+                check(not hit, ignore, f"excludes {src}, which {dockerfile} copies ({l})")
+
+
+# --- main
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", required=True, help="directory with the renders")
+    ap.add_argument("--chart", required=True)
+    ap.add_argument("--deploy", required=True, help="the committed plain manifests")
+    ap.add_argument("--lua", required=True)
+    args = ap.parse_args()
+
+    renders = {}
+    for name in ("default", "scoped", "configured"):
+        renders[name] = load(os.path.join(args.out, f"{name}.yaml"))
+    renders["deploy"] = load(os.path.join(args.out, "deploy.yaml"))
+    helm3 = [n for n in ("helm3-default", "helm3-scoped", "helm3-configured")
+             if os.path.exists(os.path.join(args.out, f"{n}.yaml"))]
+
+    crd = os.path.join(args.chart, "crds", "activationcode.yaml")
+    validate(renders, crd)
+
+    lease = f"{RELEASE}"
+    base_env = {"METRICS_ADDR": "0.0.0.0:8080", "CONCURRENCY": "4", "LOG_LEVEL": "info", "LOG_FORMAT": "json",
+                "METASTUDIO_RATE_LIMIT": "5", "METASTUDIO_RATE_BURST": "5"}
+    unset = ["WATCH_NAMESPACES", "LABEL_SELECTOR", "METASTUDIO_REGION", "METASTUDIO_PROJECT_ID", "METASTUDIO_ENDPOINT",
+             "CLOUD_SDK_AK", "CLOUD_SDK_SK", "CLOUD_SDK_SECURITY_TOKEN"]
+
+    d = check_render("default", renders["default"])
+    if d:
+        check(d["spec"]["replicas"] == 2, "default", "replicas is not 2")
+        expect_env("default", d, {**base_env, "LEADER_ELECTION": "true", "LEASE_NAME": lease, "LEASE_DURATION": "15s"},
+                   absent=unset)
+        (c,) = d["spec"]["template"]["spec"]["containers"]
+        check(c["image"] == "ghcr.io/metastudio-operator/metastudio-operator:0.1.0", "default", f"image is {c['image']}")
+        check(c["resources"] == {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"cpu": "500m", "memory": "256Mi"}},
+              "default", f"resources are {c['resources']}")
+
+    d = check_render("scoped", renders["scoped"], watched=WATCHED, service_monitor=True, network_policy=True)
+    if d:
+        check(d["spec"]["replicas"] == 3, "scoped", "replicas is not 3")
+        expect_env("scoped", d, {**base_env, "WATCH_NAMESPACES": "team-a,team-b", "LEADER_ELECTION": "true"})
+
+    d = check_render("configured", renders["configured"], pdb=False, leader_election=False)
+    if d:
+        expect_env("configured", d, {
+            "LEADER_ELECTION": "false", "CONCURRENCY": "8", "LOG_LEVEL": "debug", "LOG_FORMAT": "text",
+            "LABEL_SELECTOR": "shard=a", "METASTUDIO_REGION": "cn-north-4",
+            "METASTUDIO_PROJECT_ID": "70b76e1c2d3f4a253880af501cd1a2b3",
+            "METASTUDIO_ENDPOINT": "https://metastudio.cn-north-4.myhuaweicloud.com",
+            "METASTUDIO_RATE_LIMIT": "2.5", "METASTUDIO_RATE_BURST": "10"}, absent=["LEASE_NAME", "LEASE_DURATION"])
+        check_credentials_env("configured", d, "metastudio-default-credentials")
+        (c,) = d["spec"]["template"]["spec"]["containers"]
+        check(c["image"].startswith("ghcr.io/metastudio-operator/metastudio-operator@sha256:"), "configured",
+              f"image.digest is not used: {c['image']}")
+
+    ns = [o for o in renders["deploy"] if o["kind"] == "Namespace"]
+    check(len(ns) == 1 and renders["deploy"][0] is ns[0] and ns[0]["metadata"]["name"] == NAMESPACE,
+          "deploy", f"the plain manifests do not start with Namespace {NAMESPACE}")
+    check(renders["deploy"][1:] == renders["default"], "deploy", "the plain manifests are not the default render")
+
+    # Helm 4 separates documents with a blank line, Helm 3 does not: compare objects.
+    for name in helm3:
+        base = name.removeprefix("helm3-")
+        theirs = load(os.path.join(args.out, f"{name}.yaml"))
+        if theirs != renders[base]:
+            changed = [ident(o) for o in theirs if o not in renders[base]] + \
+                      [ident(o) for o in renders[base] if o not in theirs]
+            failures.append(f"{args.out}/{name}.yaml: Helm 3 renders other objects than Helm 4 ({base} values): "
+                            f"{', '.join(sorted(set(changed))) or 'order differs'}")
+
+    same_file("crds/activationcode.yaml", crd, "differs from crds/activationcode.yaml",
+              "copy it: cp crds/activationcode.yaml " + crd)
+    same_file(os.path.join(args.out, "deploy.yaml"), args.deploy, "is stale (differs from a fresh render)",
+              "regenerate it with scripts/chart-check --update")
+
+    check_schema_covers_values(args.chart)
+    check_image()
+    check_lua(args.lua)
+
+    counts = ", ".join(f"{n} {len(objs)}" for n, objs in renders.items())
+    print(f"renders checked (objects): {counts}" + (f"; Helm 3 renders identical: {', '.join(helm3)}" if helm3 and not
+                                                    [f for f in failures if 'Helm 3' in f] else ""))
+    if failures:
+        print(f"\n{len(failures)} failure(s):", file=sys.stderr)
+        for f in failures:
+            print(f"  - {f}", file=sys.stderr)
+        return 1
+    print("chart_check.py: all checks passed" + (f" ({'; '.join(notes)})" if notes else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
