@@ -32,7 +32,7 @@ pub const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_secs(600);
     derive = "PartialEq",
     // Raw JSON columns: the attribute form trips clippy's duplicated_attributes.
     printcolumn = r#"{"name":"Robot","type":"string","jsonPath":".spec.robotId","description":"MetaStudio application (robot) id"}"#,
-    printcolumn = r#"{"name":"Valid","type":"integer","jsonPath":".spec.validPeriod","description":"Desired validity in days (0 = permanent)"}"#,
+    printcolumn = r#"{"name":"Valid (days)","type":"integer","jsonPath":".spec.validPeriod","description":"Desired validity in days (0 = permanent)"}"#,
     printcolumn = r#"{"name":"Codes","type":"integer","jsonPath":".status.managedCodes","description":"Activation codes managed"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Synced","type":"string","jsonPath":".status.conditions[?(@.type==\"Synced\")].status"}"#,
@@ -100,9 +100,11 @@ pub struct ActivationCodeSpec {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, KubeSchema, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ResetPolicy {
-    /// Any string; every managed code is reset exactly once for each new
-    /// value (a date works well, e.g. "2026-11-22"). Setting it on creation
-    /// resets the codes once too; leave it unset to adopt codes as they are.
+    /// Any string; every managed code is reset exactly once each time the
+    /// value changes (a date works well, e.g. "2026-11-22"), codes created
+    /// after the change excepted. Setting it on creation resets the codes
+    /// once too; leave it unset to adopt codes as they are. Changing back
+    /// to an earlier value is a change too: it resets the codes again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
     pub token: Option<String>,
@@ -200,6 +202,12 @@ pub struct ActivationCodeStatus {
     #[serde(default)]
     pub drift: Vec<Drift>,
 
+    /// The reset.token being rolled out and when this operator first saw
+    /// it. Codes created after that moment are fresh already: they are not
+    /// reset for this token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reset_token: Option<TokenRollout>,
+
     /// Resets started but not yet confirmed. A reset mints a new code, so the
     /// intent is recorded before the call; after a crash or a lost answer the
     /// operator checks the remote code to learn whether it happened, so each
@@ -269,6 +277,17 @@ pub struct LastReset {
     /// When the last reset happened (the code's update time after it).
     #[schemars(schema_with = "date_time_schema")]
     pub time: Timestamp,
+}
+
+/// A reset.token value and when it was first seen.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenRollout {
+    /// The reset.token value.
+    pub token: String,
+    /// When the operator first saw this value.
+    #[schemars(schema_with = "date_time_schema")]
+    pub observed_at: Timestamp,
 }
 
 /// A reset about to be made, recorded before the call.

@@ -273,8 +273,9 @@ impl Engine {
         mode: Mode,
     ) -> ReconcileReport {
         let spec = &run.resource.spec;
-        let fingerprint = |code: &ActiveCode| Some(key.fingerprint(code));
-        let settled = plan::settle_intents(&run.status.pending_resets, &remote, fingerprint);
+        let settled = plan::settle_intents(&run.status.pending_resets, &remote, |intent, code| {
+            key.value_changed(&intent.previous_fingerprint, code)
+        });
         run.status.pending_resets.clear();
         let mut last_resets: HashMap<String, LastReset> = run
             .status
@@ -285,8 +286,24 @@ impl Engine {
         for done in &settled.completed {
             info!(code = %done.code_id, "a reset recorded before an interruption did happen");
             record_reset(&mut last_resets, done);
+            let token = done.token.as_deref().map_or_else(
+                || "before expiry".to_owned(),
+                |t| format!("for token {t:?}"),
+            );
+            run.event(
+                false,
+                "CodeReset",
+                "Reset",
+                format!(
+                    "code {} was reset {token} (confirmed after an interruption)",
+                    done.code_id
+                ),
+            )
+            .await;
         }
         run.status.codes = code_statuses(spec, &remote, &last_resets);
+        run.status.reset_token =
+            plan::token_rollout(spec, run.status.reset_token.as_ref(), run.now);
         let planned = plan::plan(spec, &run.status, &remote, run.now);
         let enforce = spec.management_policy == ManagementPolicy::Enforce && mode == Mode::Normal;
 
@@ -304,10 +321,11 @@ impl Engine {
                     // Without the intents on record, no reset may start.
                     warn!(error = %err, "cannot record reset intents");
                     run.status.pending_resets.clear();
-                    let message = format!("cannot record reset intents before resetting: {err}");
+                    let message =
+                        format!("cannot record reset intents, so no reset was started: {err}");
                     return run
                         .stop(
-                            reason::REMOTE_ERROR,
+                            reason::STATUS_NOT_SAVED,
                             message,
                             Next::Retry { at_least: None },
                         )
@@ -374,6 +392,10 @@ impl Engine {
             _ => None,
         };
 
+        if let Some(message) = &export {
+            run.event(true, reason::EXPORT_FAILED, "Export", message.clone())
+                .await;
+        }
         let interval = spec.sync_interval();
         let (ready_reason, message, next) = if let Some(message) = export {
             (
@@ -626,7 +648,9 @@ fn surely_not_applied(err: &ApiError) -> bool {
     matches!(err.status(), Some(400..=499))
         || matches!(
             err.kind,
-            ApiErrorKind::Connect { .. } | ApiErrorKind::InvalidRequest(_)
+            ApiErrorKind::Connect { .. }
+                | ApiErrorKind::InvalidRequest(_)
+                | ApiErrorKind::CredentialsSuspended { .. }
         )
 }
 
@@ -790,7 +814,9 @@ impl<H: Host> Run<'_, H> {
     /// A failed list: the reason says whether to fix credentials or wait.
     async fn remote_failure(&mut self, err: &ApiError) -> ReconcileReport {
         let (why, next) = if err.is_auth_failure() {
-            (reason::CREDENTIALS_REJECTED, Next::Retry { at_least: None })
+            // While the credentials pause, trying sooner is pointless.
+            let at_least = err.retry_after();
+            (reason::CREDENTIALS_REJECTED, Next::Retry { at_least })
         } else if err.is_rate_limited() {
             (
                 reason::RATE_LIMITED,
@@ -819,10 +845,29 @@ impl<H: Host> Run<'_, H> {
         mode: Mode,
     ) -> ReconcileReport {
         let mut next = next;
+        let message = self
+            .status
+            .condition(READY)
+            .map(|c| c.message.clone())
+            .unwrap_or_default();
+        conditions::set_progress(
+            &mut self.status.conditions,
+            why,
+            &message,
+            self.generation,
+            self.now,
+        );
         if mode == Mode::Normal
             && let Err(err) = self.host.save_status(self.resource, &self.status).await
         {
             warn!(error = %err, "cannot save status");
+            self.event(
+                true,
+                reason::STATUS_NOT_SAVED,
+                "Sync",
+                format!("cannot save the status: {err}"),
+            )
+            .await;
             next = Next::Retry { at_least: None };
         }
         ReconcileReport {

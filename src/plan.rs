@@ -1,7 +1,9 @@
 //! The planner: spec x status x remote codes x now -> actions. Pure: no I/O,
 //! no clock, no randomness, so it is tested as a table and as properties.
 
-use crate::crd::{ActivationCodeSpec, ActivationCodeStatus, Drift, LastReset, ResetIntent};
+use crate::crd::{
+    ActivationCodeSpec, ActivationCodeStatus, Drift, LastReset, ResetIntent, TokenRollout,
+};
 use crate::metastudio::ActiveCode;
 use jiff::{SignedDuration, Timestamp};
 use std::collections::HashMap;
@@ -78,9 +80,31 @@ pub fn select<'a>(spec: &ActivationCodeSpec, remote: &'a [ActiveCode]) -> Vec<&'
         .collect()
 }
 
+/// The rollout of `spec.reset.token`: kept while the token stays the same,
+/// started `now` when it changes, none when the spec has no token.
+pub fn token_rollout(
+    spec: &ActivationCodeSpec,
+    previous: Option<&TokenRollout>,
+    now: Timestamp,
+) -> Option<TokenRollout> {
+    let token = spec.reset.as_ref()?.token.as_deref()?;
+    Some(match previous {
+        Some(rollout) if rollout.token == token => rollout.clone(),
+        _ => TokenRollout {
+            token: token.to_owned(),
+            observed_at: now,
+        },
+    })
+}
+
 /// The actions that bring the selected codes to the spec. Per code, a reset
 /// comes before an update, so a crash between them never hides a reset
 /// behind a newer change.
+///
+/// A token resets each code not yet reset for it, except codes created
+/// after the token was first seen (`status.resetToken`): they are fresh
+/// already. A reset before expiry is left out when an update is planned for
+/// the code, as the update restarts the validity window anyway.
 pub fn plan(
     spec: &ActivationCodeSpec,
     status: &ActivationCodeStatus,
@@ -97,7 +121,8 @@ pub fn plan(
             )
         })
         .collect();
-    let token = spec.reset.as_ref().and_then(|r| r.token.as_deref());
+    let rollout = token_rollout(spec, status.reset_token.as_ref(), now);
+    let token = rollout.as_ref().map(|r| r.token.as_str());
     let window = spec
         .reset
         .as_ref()
@@ -107,9 +132,13 @@ pub fn plan(
     let mut actions = Vec::new();
     for code in select(spec, remote) {
         let id = &code.active_code_id;
+        let fresh = rollout
+            .as_ref()
+            .is_some_and(|r| code.create_time >= r.observed_at);
         let token_due =
-            token.filter(|t| last_tokens.get(id.as_str()).copied().flatten() != Some(*t));
-        let expiry_due = window.and_then(|w| {
+            token.filter(|t| !fresh && last_tokens.get(id.as_str()).copied().flatten() != Some(*t));
+        let update_due = code.valid_period != spec.valid_period;
+        let expiry_due = window.filter(|_| !update_due).and_then(|w| {
             code.expire_time
                 .filter(|&expires| expires.duration_since(now) <= w)
         });
@@ -124,7 +153,7 @@ pub fn plan(
                 reason: ResetReason::Expiry { expire_time },
             });
         }
-        if code.valid_period != spec.valid_period {
+        if update_due {
             actions.push(Action::Update {
                 code_id: id.clone(),
                 from: code.valid_period,
@@ -172,13 +201,14 @@ pub struct IntentOutcome {
 
 /// Settles pending intents against the remote codes. A reset is the only
 /// change that alters a code's value, so a changed value fingerprint proves
-/// it happened and an unchanged one proves it did not. When the fingerprint
-/// cannot be compared (empty, e.g. the credentials changed), a newer update
-/// time counts as done: never twice beats never zero times.
+/// it happened and an unchanged one proves it did not. `value_changed`
+/// compares the intent's fingerprint with the code now; when it cannot
+/// (`None`: the fingerprint was taken under other credentials), a newer
+/// update time counts as done: never twice beats never zero times.
 pub fn settle_intents(
     intents: &[ResetIntent],
     remote: &[ActiveCode],
-    fingerprint: impl Fn(&ActiveCode) -> Option<String>,
+    value_changed: impl Fn(&ResetIntent, &ActiveCode) -> Option<bool>,
 ) -> IntentOutcome {
     let by_id: HashMap<&str, &ActiveCode> = remote
         .iter()
@@ -190,12 +220,8 @@ pub fn settle_intents(
             outcome.abandoned.push(intent.clone());
             continue;
         };
-        let happened = match fingerprint(code) {
-            Some(now) if !intent.previous_fingerprint.is_empty() => {
-                now != intent.previous_fingerprint
-            }
-            _ => code.update_time > intent.previous_update_time,
-        };
+        let happened = value_changed(intent, code)
+            .unwrap_or_else(|| code.update_time > intent.previous_update_time);
         if happened {
             outcome.completed.push(CompletedReset {
                 code_id: intent.code_id.clone(),

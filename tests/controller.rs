@@ -413,9 +413,12 @@ fn reset_fixture(sim: &Simulator) -> (ActivationCode, FingerprintKey, Vec<String
     (r, key, ids)
 }
 
+/// One reconcile of the reset fixture: `confirmed` resets found done after
+/// a crash (an event each), then `resets` new ones (intents first).
 async fn reset_round(
     api: &mut ApiServer,
     r: &ActivationCode,
+    confirmed: usize,
     resets: usize,
 ) -> (Option<Value>, Value) {
     api.expect(
@@ -425,6 +428,9 @@ async fn reset_round(
         creds_secret(),
     )
     .await;
+    for _ in 0..confirmed {
+        api.expect_event(NS, "CodeReset").await;
+    }
     let intents = if resets > 0 {
         Some(expect_status(api, r).await)
     } else {
@@ -444,7 +450,7 @@ async fn a_reset_token_resets_each_code_exactly_once() {
     let ctx = context(client, &sim, &[&r]);
 
     let task = run_reconcile(&r, &ctx).await;
-    let (intents, status) = reset_round(&mut api, &r, 3).await;
+    let (intents, status) = reset_round(&mut api, &r, 0, 3).await;
     task.await.unwrap();
     let intents = intents.unwrap();
     assert_eq!(
@@ -467,7 +473,7 @@ async fn a_reset_token_resets_each_code_exactly_once() {
 
     // The same resource again (the controller remembers the status it wrote).
     let task = run_reconcile(&r, &ctx).await;
-    reset_round(&mut api, &r, 0).await;
+    reset_round(&mut api, &r, 0, 0).await;
     task.await.unwrap();
     let counters = sim.counters();
     assert!(
@@ -505,7 +511,7 @@ async fn a_crash_after_the_intent_was_recorded_resets_once_on_restart() {
     let r = with_intents(r, intents);
     let ctx = context(client, &sim, &[&r]);
     let task = run_reconcile(&r, &ctx).await;
-    let (_, status) = reset_round(&mut api, &r, 2).await;
+    let (_, status) = reset_round(&mut api, &r, 0, 2).await;
     task.await.unwrap();
     assert!(
         status["codes"]
@@ -547,7 +553,7 @@ async fn a_crash_after_the_remote_reset_does_not_reset_again() {
     let r = with_intents(r, intents);
     let ctx = context(client, &sim, &[&r]);
     let task = run_reconcile(&r, &ctx).await;
-    let (_, status) = reset_round(&mut api, &r, 0).await;
+    let (_, status) = reset_round(&mut api, &r, 2, 0).await;
     task.await.unwrap();
     assert!(
         status["codes"]

@@ -96,7 +96,7 @@ fn schema_states_ranges_enums_and_immutability() {
         columns,
         [
             "Robot",
-            "Valid",
+            "Valid (days)",
             "Codes",
             "Ready",
             "Synced",

@@ -127,14 +127,23 @@ impl<'a> CodeView<'a> {
     }
 }
 
+/// A list of codes: a JSON/YAML list, or a table.
 fn render(codes: &[ActiveCode], output: &OutputArgs) -> String {
     let views: Vec<CodeView> = codes
         .iter()
         .map(|c| CodeView::new(c, output.show_codes))
         .collect();
-    if let Some(text) = structured(output.format, &views) {
-        return text;
-    }
+    structured(output.format, &views).unwrap_or_else(|| render_table(&views, output))
+}
+
+/// One code (show, update, reset): a JSON/YAML object, or a one-row table.
+fn render_one(code: &ActiveCode, output: &OutputArgs) -> String {
+    let view = CodeView::new(code, output.show_codes);
+    structured(output.format, &view)
+        .unwrap_or_else(|| render_table(std::slice::from_ref(&view), output))
+}
+
+fn render_table(views: &[CodeView], output: &OutputArgs) -> String {
     let mut headers = vec!["ID", "ROOM", "VALID(DAYS)", "EXPIRES", "UPDATED"];
     if output.show_codes {
         headers.push("CODE");
@@ -178,7 +187,7 @@ pub async fn run_codes(command: CodesCommand) -> Result<String, CommandError> {
             connection,
         } => {
             let code = client(&connection)?.show(&id).await?.value;
-            Ok(render(&[code], &output))
+            Ok(render_one(&code, &output))
         }
         CodesCommand::Update {
             id,
@@ -187,7 +196,7 @@ pub async fn run_codes(command: CodesCommand) -> Result<String, CommandError> {
             connection,
         } => {
             let code = client(&connection)?.update(&id, valid_period).await?.value;
-            Ok(render(&[code], &output))
+            Ok(render_one(&code, &output))
         }
         CodesCommand::Reset {
             id,
@@ -199,7 +208,7 @@ pub async fn run_codes(command: CodesCommand) -> Result<String, CommandError> {
                 .reset(&id, !keep_auth_credential)
                 .await?
                 .value;
-            Ok(render(&[code], &output))
+            Ok(render_one(&code, &output))
         }
     }
 }

@@ -137,6 +137,7 @@ pub async fn run(args: ReconcileArgs) -> Result<ReconcileOutput, ReconcileComman
         usize::from(args.concurrency),
     )
     .await;
+    host.flush().await?;
 
     let mut report = match args.output {
         ReportFormat::Table => report::render_table(&outcomes),

@@ -1,11 +1,18 @@
 //! kstatus-style conditions: `Ready` and `Synced`, with reasons that tell a
-//! user what to do (see the README's troubleshooting table).
+//! user what to do (see the README's troubleshooting table), and kstatus's
+//! two "abnormal-true" conditions, present only while they hold:
+//! `Reconciling` (a retry is scheduled after a transient fault) and
+//! `Stalled` (progress needs a human). With `observedGeneration`, these let
+//! kstatus-based tools (Flux, `kubectl wait`, cli-utils) judge health
+//! without a script.
 
 use crate::crd::Condition;
 use jiff::Timestamp;
 
 pub const READY: &str = "Ready";
 pub const SYNCED: &str = "Synced";
+pub const RECONCILING: &str = "Reconciling";
+pub const STALLED: &str = "Stalled";
 
 /// Condition reasons.
 pub mod reason {
@@ -25,9 +32,69 @@ pub mod reason {
     pub const CONFLICT: &str = "Conflict";
     pub const SUSPENDED: &str = "Suspended";
     pub const EXPORT_FAILED: &str = "ExportFailed";
+    /// The status (with the reset intents) could not be stored, so no reset
+    /// was started: the API server or the status file refused the write.
+    pub const STATUS_NOT_SAVED: &str = "StatusNotSaved";
     /// A reset's answer was lost and the remote state could not be read to
     /// confirm it; the next sync settles it.
     pub const RESET_UNCONFIRMED: &str = "ResetUnconfirmed";
+}
+
+/// What a `Ready` reason means for kstatus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// Done, or waiting on purpose (Observe, suspended, dry run).
+    Settled,
+    /// A transient fault: the operator retries by itself.
+    Retrying,
+    /// Only a change by a human (spec, Secret, the other resource) helps.
+    NeedsHuman,
+}
+
+pub fn progress(ready_reason: &str) -> Progress {
+    match ready_reason {
+        reason::REMOTE_ERROR
+        | reason::RATE_LIMITED
+        | reason::RESET_UNCONFIRMED
+        | reason::STATUS_NOT_SAVED => Progress::Retrying,
+        reason::INVALID_SPEC
+        | reason::CREDENTIALS_NOT_FOUND
+        | reason::CREDENTIALS_REJECTED
+        | reason::CONFLICT
+        | reason::EXPORT_FAILED => Progress::NeedsHuman,
+        _ => Progress::Settled,
+    }
+}
+
+/// Sets `Reconciling` or `Stalled` from the `Ready` reason and message, and
+/// removes the one that does not hold (kstatus reads absence as False).
+pub fn set_progress(
+    conditions: &mut Vec<Condition>,
+    ready_reason: &str,
+    message: &str,
+    generation: Option<i64>,
+    now: Timestamp,
+) {
+    let holds = match progress(ready_reason) {
+        Progress::Settled => None,
+        Progress::Retrying => Some(RECONCILING),
+        Progress::NeedsHuman => Some(STALLED),
+    };
+    for type_ in [RECONCILING, STALLED] {
+        if holds == Some(type_) {
+            set(
+                conditions,
+                type_,
+                Some(true),
+                ready_reason,
+                message,
+                generation,
+                now,
+            );
+        } else {
+            conditions.retain(|c| c.type_ != type_);
+        }
+    }
 }
 
 /// `"True"`, `"False"` or `"Unknown"`.
@@ -108,5 +175,23 @@ mod tests {
         );
         assert_eq!(conditions[0].last_transition_time, t1);
         assert_eq!(conditions[0].status, "False");
+    }
+
+    #[test]
+    fn reconciling_and_stalled_are_present_only_while_they_hold() {
+        let t: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let types = |c: &[Condition]| c.iter().map(|c| c.type_.clone()).collect::<Vec<_>>();
+        let mut conditions = Vec::new();
+        set_progress(&mut conditions, reason::RATE_LIMITED, "429", Some(1), t);
+        assert_eq!(types(&conditions), [RECONCILING]);
+        assert_eq!(conditions[0].status, "True");
+        assert_eq!(conditions[0].reason, reason::RATE_LIMITED);
+        set_progress(&mut conditions, reason::INVALID_SPEC, "bad", Some(2), t);
+        assert_eq!(types(&conditions), [STALLED]);
+        assert_eq!(conditions[0].message, "bad");
+        for settled in [reason::SYNCED, reason::OBSERVING, reason::SUSPENDED] {
+            set_progress(&mut conditions, settled, "", Some(2), t);
+            assert!(conditions.is_empty(), "{settled}");
+        }
     }
 }

@@ -51,7 +51,9 @@ pub trait Host: Sync {
     ) -> impl Future<Output = Result<Option<BTreeMap<String, Secret>>, HostError>> + Send;
 
     /// Stores the resource's status. Called before resets (recording their
-    /// intents) and at the end of every reconcile.
+    /// intents) and at the end of every reconcile. A status with pending
+    /// resets must be durable when this returns, as resets start right
+    /// after; a host may keep others back and store them later.
     fn save_status(
         &self,
         resource: &ActivationCode,

@@ -5,6 +5,7 @@
 //! [`MetaStudioClient`] is a cheap handle that pairs it with one
 //! [`Connection`] (endpoint, project, credentials).
 
+use super::breaker::{BreakerPolicy, Breakers, CredentialsId};
 use super::connection::{Connection, Credentials};
 use super::error::{ApiError, ApiErrorKind, Operation};
 use super::metrics::ApiMetrics;
@@ -37,6 +38,8 @@ pub struct ClientOptions {
     /// Larger response bodies are refused (hostile or broken servers).
     pub max_response_bytes: usize,
     pub user_agent: String,
+    /// When to stop calling with credentials the API keeps rejecting.
+    pub breaker: BreakerPolicy,
 }
 
 impl Default for ClientOptions {
@@ -48,6 +51,7 @@ impl Default for ClientOptions {
             rate_limit: RateLimit::default(),
             max_response_bytes: 8 * 1024 * 1024,
             user_agent: concat!("metastudio-operator/", env!("CARGO_PKG_VERSION")).to_owned(),
+            breaker: BreakerPolicy::default(),
         }
     }
 }
@@ -62,6 +66,7 @@ pub struct Transport {
     http: reqwest::Client,
     options: ClientOptions,
     limiters: Mutex<HashMap<String, Arc<RateLimiter>>>,
+    breakers: Breakers,
     metrics: ApiMetrics,
 }
 
@@ -82,6 +87,7 @@ impl Transport {
             .build()?;
         Ok(Arc::new(Self {
             http,
+            breakers: Breakers::new(options.breaker),
             options,
             limiters: Mutex::new(HashMap::new()),
             metrics,
@@ -108,6 +114,7 @@ impl Transport {
             .clone();
         MetaStudioClient {
             transport: self.clone(),
+            credentials_id: CredentialsId::of(&connection),
             connection: Arc::new(connection),
             limiter,
         }
@@ -125,6 +132,7 @@ pub struct Reply<T> {
 pub struct MetaStudioClient {
     transport: Arc<Transport>,
     connection: Arc<Connection>,
+    credentials_id: CredentialsId,
     limiter: Arc<RateLimiter>,
 }
 
@@ -208,7 +216,9 @@ impl MetaStudioClient {
                 }
             }
             offset = offset.saturating_add(received);
-            if received == 0 || received < MAX_PAGE_SIZE || offset >= page.count {
+            // `count` is the total: a short page alone is no proof of the
+            // end, as a server may cap pages below the asked limit.
+            if received == 0 || offset >= page.count {
                 break;
             }
         }
@@ -307,7 +317,38 @@ impl MetaStudioClient {
 
     async fn send<T: ResponseBody>(&self, call: Call) -> Result<Reply<T>, ApiError> {
         let span = debug_span!("metastudio_call", operation = %call.operation);
-        self.send_with_retries(call).instrument(span).await
+        let breakers = &self.transport.breakers;
+        if let Err(held) = breakers.admit(self.credentials_id) {
+            let error = ApiError {
+                operation: call.operation,
+                attempts: 0,
+                kind: ApiErrorKind::CredentialsSuspended {
+                    retry_in: held.retry_in,
+                    rejections: held.rejections,
+                    last_status: held.last_status,
+                    last_code: held.last_code,
+                    last_request_id: held.last_request_id,
+                },
+            };
+            span.in_scope(|| debug!(error = %error, "not sent"));
+            return Err(error);
+        }
+        let result = self.send_with_retries(call).instrument(span).await;
+        match &result {
+            Err(err) if err.is_auth_failure() => breakers.record(
+                self.credentials_id,
+                Some((
+                    err.status().unwrap_or_default(),
+                    err.error_code().unwrap_or_default(),
+                    err.request_id(),
+                )),
+            ),
+            // A verdict on the credentials: an answer other than 401/403.
+            Ok(_) => breakers.record(self.credentials_id, None),
+            Err(err) if err.status().is_some() => breakers.record(self.credentials_id, None),
+            Err(_) => breakers.release_probe(self.credentials_id),
+        }
+        result
     }
 
     async fn send_with_retries<T: ResponseBody>(&self, call: Call) -> Result<Reply<T>, ApiError> {

@@ -80,6 +80,10 @@ pub enum ConnectionError {
     #[error("only one of CLOUD_SDK_AK and CLOUD_SDK_SK is set: set both")]
     IncompleteAkSk,
     #[error(
+        "both an AK/SK (CLOUD_SDK_AK, CLOUD_SDK_SK) and a token (--auth-token / METASTUDIO_AUTH_TOKEN) are given: unset one, so it is clear which signs the calls"
+    )]
+    AmbiguousCredentials,
+    #[error(
         "X-App-UserId must be printable ASCII (the API forbids Chinese characters): use an ASCII user id"
     )]
     NonAsciiAppUserId,

@@ -106,14 +106,31 @@ pub enum ApiErrorKind {
     /// The call was refused before sending: a parameter is out of range.
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    /// Not sent: these credentials were rejected (401/403) several times in
+    /// a row, so calls with them pause (see `breaker`).
+    #[error(
+        "not sent: the credentials were rejected {rejections} time(s) in a row (last: HTTP {last_status} {last_code}, X-Request-Id: {}), so calls with them pause for {}s; fix the access key, secret key or project id (a changed Secret is tried at once)",
+        last_request_id.as_deref().unwrap_or("none"),
+        retry_in.as_secs().max(1)
+    )]
+    CredentialsSuspended {
+        retry_in: Duration,
+        rejections: u32,
+        last_status: u16,
+        last_code: String,
+        last_request_id: Option<String>,
+    },
 }
 
 impl ApiError {
+    /// The HTTP status; for a call held back by the credentials breaker,
+    /// that of the last rejection.
     pub fn status(&self) -> Option<u16> {
         match &self.kind {
             ApiErrorKind::Service { status, .. } | ApiErrorKind::Decode { status, .. } => {
                 Some(*status)
             }
+            ApiErrorKind::CredentialsSuspended { last_status, .. } => Some(*last_status),
             _ => None,
         }
     }
@@ -130,6 +147,9 @@ impl ApiError {
             ApiErrorKind::Service { request_id, .. } | ApiErrorKind::Decode { request_id, .. } => {
                 request_id.as_deref()
             }
+            ApiErrorKind::CredentialsSuspended {
+                last_request_id, ..
+            } => last_request_id.as_deref(),
             _ => None,
         }
     }
@@ -144,9 +164,12 @@ impl ApiError {
         self.status() == Some(429)
     }
 
+    /// How long the caller should wait before trying again: the server's
+    /// `Retry-After`, or the rest of a credentials pause.
     pub fn retry_after(&self) -> Option<Duration> {
         match &self.kind {
             ApiErrorKind::Service { retry_after, .. } => *retry_after,
+            ApiErrorKind::CredentialsSuspended { retry_in, .. } => Some(*retry_in),
             _ => None,
         }
     }
@@ -168,7 +191,9 @@ impl ApiError {
             ApiErrorKind::Connect { .. }
             | ApiErrorKind::Timeout { .. }
             | ApiErrorKind::ResponseLost { .. } => true,
-            ApiErrorKind::Decode { .. } | ApiErrorKind::InvalidRequest(_) => false,
+            ApiErrorKind::Decode { .. }
+            | ApiErrorKind::InvalidRequest(_)
+            | ApiErrorKind::CredentialsSuspended { .. } => false,
         }
     }
 }

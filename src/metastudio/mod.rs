@@ -1,5 +1,6 @@
 //! The remote half: the MetaStudio activation-code API.
 
+pub mod breaker;
 pub mod client;
 pub mod connection;
 pub mod error;

@@ -34,8 +34,9 @@ impl RetryPolicy {
 
     /// The delay before attempt `failed_attempts + 1`: exponential, capped,
     /// with "equal jitter" (half fixed, half random) so concurrent clients
-    /// spread out yet never retry at once. A server's `Retry-After` wins
-    /// when it is longer.
+    /// spread out yet never retry at once. After a server's `Retry-After`
+    /// the delay is never shorter than it asks, plus the random half, so
+    /// clients throttled together do not all return at the same instant.
     pub fn delay(&self, failed_attempts: u32, retry_after: Option<Duration>) -> Duration {
         let exponent = failed_attempts.saturating_sub(1).min(31);
         let ceiling = self
@@ -43,8 +44,8 @@ impl RetryPolicy {
             .saturating_mul(1u32 << exponent)
             .min(self.max_backoff);
         let half = ceiling / 2;
-        let jittered = half + half.mul_f64(rand::random::<f64>());
-        retry_after.map_or(jittered, |after| after.max(jittered))
+        let spread = half.mul_f64(rand::random::<f64>());
+        retry_after.map_or(half + spread, |after| after.max(half) + spread)
     }
 
     /// Whether another attempt may start `delay` from now, given the
@@ -76,11 +77,19 @@ mod tests {
     }
 
     #[test]
-    fn retry_after_is_honoured_when_longer() {
+    fn retry_after_is_honoured_and_spread() {
         let policy = RetryPolicy::default();
-        assert_eq!(
-            policy.delay(1, Some(Duration::from_secs(3))),
-            Duration::from_secs(3)
+        let delays: Vec<Duration> = (0..50)
+            .map(|_| policy.delay(1, Some(Duration::from_secs(3))))
+            .collect();
+        // Never earlier than asked, at most half the first backoff later.
+        for d in &delays {
+            assert!(*d >= Duration::from_secs(3), "{d:?}");
+            assert!(*d <= Duration::from_millis(3_100), "{d:?}");
+        }
+        assert!(
+            delays.iter().any(|d| *d != delays[0]),
+            "clients throttled together must not all retry at the same instant"
         );
         assert!(policy.delay(1, Some(Duration::ZERO)) >= Duration::from_millis(100));
     }

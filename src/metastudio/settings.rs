@@ -62,22 +62,22 @@ impl ConnectionSettings {
 
 /// Credentials from `CLOUD_SDK_AK` / `CLOUD_SDK_SK` (and
 /// `CLOUD_SDK_SECURITY_TOKEN`), or from a static token; `Ok(None)` when
-/// none are given.
+/// none are given. Both at once is an error: neither silently wins.
 pub fn credentials_from(
     lookup: impl Fn(&str) -> Option<String>,
     auth_token: Option<String>,
 ) -> Result<Option<Credentials>, ConnectionError> {
     let non_empty = |name: &str| lookup(name).filter(|v| !v.is_empty());
-    match (non_empty(ENV_ACCESS_KEY), non_empty(ENV_SECRET_KEY)) {
-        (Some(ak), Some(sk)) => Ok(Some(Credentials::AkSk {
+    let token = auth_token.filter(|t| !t.is_empty());
+    match (non_empty(ENV_ACCESS_KEY), non_empty(ENV_SECRET_KEY), token) {
+        (Some(_), Some(_), Some(_)) => Err(ConnectionError::AmbiguousCredentials),
+        (Some(ak), Some(sk), None) => Ok(Some(Credentials::AkSk {
             access_key: Secret::new(ak),
             secret_key: Secret::new(sk),
             security_token: non_empty(ENV_SECURITY_TOKEN).map(Secret::new),
         })),
-        (Some(_), None) | (None, Some(_)) => Err(ConnectionError::IncompleteAkSk),
-        (None, None) => Ok(auth_token
-            .filter(|t| !t.is_empty())
-            .map(|t| Credentials::Token(Secret::new(t)))),
+        (Some(_), None, _) | (None, Some(_), _) => Err(ConnectionError::IncompleteAkSk),
+        (None, None, token) => Ok(token.map(|t| Credentials::Token(Secret::new(t)))),
     }
 }
 
@@ -163,5 +163,12 @@ mod tests {
             "token"
         );
         assert_eq!(credentials_from(env(&[]), None).unwrap(), None);
+        assert_eq!(
+            credentials_from(
+                env(&[("CLOUD_SDK_AK", "a"), ("CLOUD_SDK_SK", "s")]),
+                Some("tok".into())
+            ),
+            Err(ConnectionError::AmbiguousCredentials)
+        );
     }
 }

@@ -1,8 +1,16 @@
 //! The engine's host on disk: credentials from Secret manifests, statuses in
 //! the status file, export Secrets as manifest files, events collected for
 //! the report.
+//!
+//! Statuses live in memory and reach the disk when it matters: a status
+//! that records reset intents is written (and fsynced) before the engine
+//! starts those resets, and everything is written once more at the end of
+//! the run ([`OfflineHost::flush`]). A kill in between loses only what the
+//! next run finds again by listing the codes; an intent is never lost, so a
+//! reset is never repeated. Concurrent writes are coalesced: a write covers
+//! every change made before it began.
 
-use super::status_file::{StatusFile, StatusFileError};
+use super::status_file::{StatusFile, StatusFileError, StatusFileLock};
 use crate::crd::{ActivationCode, ActivationCodeStatus};
 use crate::engine::host::{EngineEvent, Host, HostError};
 use crate::metastudio::ActiveCode;
@@ -14,34 +22,81 @@ use std::sync::Mutex;
 
 pub struct OfflineHost {
     secrets: BTreeMap<String, BTreeMap<String, Secret>>,
-    statuses: tokio::sync::Mutex<StatusFile>,
+    statuses: Mutex<Statuses>,
+    /// Held while a write is under way; the version the disk holds.
+    written: tokio::sync::Mutex<u64>,
     status_path: Option<PathBuf>,
+    _lock: Option<StatusFileLock>,
     export_dir: Option<PathBuf>,
     events: Mutex<Vec<(String, EngineEvent)>>,
 }
 
+/// The statuses in memory and a counter of their changes.
+struct Statuses {
+    file: StatusFile,
+    version: u64,
+}
+
 impl OfflineHost {
+    /// Loads the status file (if any) and holds it for this run.
     pub fn new(
         secrets: BTreeMap<String, BTreeMap<String, Secret>>,
         status_path: Option<PathBuf>,
         export_dir: Option<PathBuf>,
     ) -> Result<Self, StatusFileError> {
-        let statuses = match &status_path {
-            Some(path) => StatusFile::load(path)?,
-            None => StatusFile::empty(),
+        let (file, lock) = match &status_path {
+            Some(path) => {
+                let lock = StatusFileLock::acquire(path)?;
+                (StatusFile::load(path)?, Some(lock))
+            }
+            None => (StatusFile::empty(), None),
         };
         Ok(Self {
             secrets,
-            statuses: tokio::sync::Mutex::new(statuses),
+            statuses: Mutex::new(Statuses { file, version: 0 }),
+            written: tokio::sync::Mutex::new(0),
             status_path,
+            _lock: lock,
             export_dir,
             events: Mutex::new(Vec::new()),
         })
     }
 
+    fn statuses(&self) -> std::sync::MutexGuard<'_, Statuses> {
+        self.statuses.lock().expect("statuses lock")
+    }
+
     /// The stored status of a resource, if any.
     pub async fn status_of(&self, key: &str) -> Option<ActivationCodeStatus> {
-        self.statuses.lock().await.statuses.get(key).cloned()
+        self.statuses().file.statuses.get(key).cloned()
+    }
+
+    /// Writes every status changed since the last write.
+    pub async fn flush(&self) -> Result<(), StatusFileError> {
+        let version = self.statuses().version;
+        self.write_covering(version).await
+    }
+
+    /// Makes sure the disk holds at least change `version`: one write
+    /// covers every change made before it began.
+    async fn write_covering(&self, version: u64) -> Result<(), StatusFileError> {
+        let Some(path) = &self.status_path else {
+            return Ok(());
+        };
+        let mut written = self.written.lock().await;
+        if *written >= version {
+            return Ok(());
+        }
+        let (snapshot, covers) = {
+            let statuses = self.statuses();
+            (statuses.file.clone(), statuses.version)
+        };
+        let path = path.clone();
+        tokio::task::spawn_blocking(move || snapshot.save(&path))
+            .await
+            .expect("status file writer does not panic")?;
+        *written = covers;
+        Ok(())
     }
 
     /// The events published for a resource, in order.
@@ -71,14 +126,23 @@ impl Host for OfflineHost {
         resource: &ActivationCode,
         status: &ActivationCodeStatus,
     ) -> Result<(), HostError> {
-        let mut file = self.statuses.lock().await;
-        file.statuses.insert(key_of(resource), status.clone());
-        if let Some(path) = &self.status_path {
-            file.save(path).map_err(|e| {
-                HostError::new(format!("save the status of {}", key_of(resource)), e)
-            })?;
+        let version = {
+            let mut statuses = self.statuses();
+            statuses
+                .file
+                .statuses
+                .insert(key_of(resource), status.clone());
+            statuses.version += 1;
+            statuses.version
+        };
+        // Intents must be on disk before their resets start; the rest can
+        // wait for the end of the run.
+        if status.pending_resets.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        self.write_covering(version)
+            .await
+            .map_err(|e| HostError::new(format!("save the status of {}", key_of(resource)), e))
     }
 
     async fn export(

@@ -35,6 +35,45 @@ pub enum StatusFileError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "status file {path} is in use by another `reconcile` (it holds {lock}): wait for it to finish; two runs at once could reset a code twice"
+    )]
+    Busy { path: PathBuf, lock: PathBuf },
+}
+
+/// An exclusive hold on a status file for one `reconcile` run, released
+/// when dropped (or when the process dies, even by kill -9). The lock is a
+/// sidecar file, as the status file itself is replaced on every save.
+#[derive(Debug)]
+pub struct StatusFileLock {
+    _file: std::fs::File,
+}
+
+impl StatusFileLock {
+    pub fn acquire(path: &Path) -> Result<Self, StatusFileError> {
+        let mut name = path.as_os_str().to_owned();
+        name.push(".lock");
+        let lock = PathBuf::from(name);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock)
+            .map_err(|source| StatusFileError::Write {
+                path: lock.clone(),
+                source,
+            })?;
+        match file.try_lock() {
+            Ok(()) => Ok(Self { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => Err(StatusFileError::Busy {
+                path: path.to_path_buf(),
+                lock,
+            }),
+            Err(std::fs::TryLockError::Error(source)) => {
+                Err(StatusFileError::Write { path: lock, source })
+            }
+        }
+    }
 }
 
 impl StatusFile {
@@ -125,5 +164,16 @@ mod tests {
         let err = StatusFile::load(&path).unwrap_err().to_string();
         assert!(err.contains("delete it to start over"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn one_run_at_a_time_holds_a_status_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("status.json");
+        let held = StatusFileLock::acquire(&path).unwrap();
+        let err = StatusFileLock::acquire(&path).unwrap_err().to_string();
+        assert!(err.contains("in use by another `reconcile`"), "{err}");
+        drop(held);
+        StatusFileLock::acquire(&path).unwrap();
     }
 }

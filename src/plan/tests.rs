@@ -1,5 +1,5 @@
 use super::*;
-use crate::crd::{CodeStatus, ResetPolicy};
+use crate::crd::{CodeStatus, ResetPolicy, TokenRollout};
 use crate::secret::Secret;
 use proptest::prelude::*;
 
@@ -170,6 +170,43 @@ fn table() {
             ],
         ),
         (
+            "an update restarts the window: no reset before expiry",
+            with_reset(spec(5), None, Some("24h")),
+            none.clone(),
+            vec![code("soon", None, 3, Some(1))],
+            vec![update("soon", 3, 5)],
+        ),
+        (
+            "codes created after the token was first seen are fresh: not reset",
+            with_reset(spec(3), Some("t1"), None),
+            ActivationCodeStatus {
+                reset_token: Some(TokenRollout {
+                    token: "t1".into(),
+                    observed_at: now() - hours(2),
+                }),
+                ..Default::default()
+            },
+            vec![code("old", None, 3, Some(40)), {
+                let mut new = code("new", None, 3, Some(40));
+                new.create_time = now() - hours(1);
+                new
+            }],
+            vec![token_reset("old", "t1")],
+        ),
+        (
+            "a token seen before under another value is new again",
+            with_reset(spec(3), Some("t2"), None),
+            ActivationCodeStatus {
+                reset_token: Some(TokenRollout {
+                    token: "t1".into(),
+                    observed_at: now() - hours(2000),
+                }),
+                ..status_with_token(&[("a", "t1")])
+            },
+            vec![code("a", None, 3, Some(40))],
+            vec![token_reset("a", "t2")],
+        ),
+        (
             "a token reset covers a due expiry reset: one reset",
             with_reset(spec(3), Some("t"), Some("24h")),
             none.clone(),
@@ -180,6 +217,22 @@ fn table() {
     for (name, spec, status, remote, expected) in cases {
         assert_eq!(plan(&spec, &status, &remote, now()), expected, "{name}");
     }
+}
+
+#[test]
+fn a_token_rollout_starts_when_the_token_changes_and_then_stays() {
+    let t1 = with_reset(spec(3), Some("t1"), None);
+    let started = token_rollout(&t1, None, now()).unwrap();
+    assert_eq!((started.token.as_str(), started.observed_at), ("t1", now()));
+    let later = now() + hours(5);
+    assert_eq!(
+        token_rollout(&t1, Some(&started), later),
+        Some(started.clone())
+    );
+    let t2 = with_reset(spec(3), Some("t2"), None);
+    let next = token_rollout(&t2, Some(&started), later).unwrap();
+    assert_eq!((next.token.as_str(), next.observed_at), ("t2", later));
+    assert_eq!(token_rollout(&spec(3), Some(&started), later), None);
 }
 
 #[test]
@@ -269,7 +322,9 @@ fn settles_intents_by_fingerprint_then_by_update_time() {
     let mut reset = code("reset", None, 3, Some(40));
     reset.active_code = Secret::new("NEW");
     // Same second as before: only the fingerprint can tell.
-    let fp = |c: &ActiveCode| Some(format!("fp-{}", c.active_code.expose()));
+    let fp = |i: &ResetIntent, c: &ActiveCode| {
+        Some(i.previous_fingerprint != format!("fp-{}", c.active_code.expose()))
+    };
     let remote = vec![unchanged.clone(), reset.clone()];
     let intents = vec![
         intent("same", "fp-V-same", unchanged.update_time),
@@ -287,15 +342,22 @@ fn settles_intents_by_fingerprint_then_by_update_time() {
         .collect();
     assert_eq!(abandoned, ["same", "deleted"]);
 
-    // Without fingerprints, a newer update time counts as done.
+    // Fingerprints that cannot be compared (other credentials): a newer
+    // update time counts as done, the same one as not done.
     let mut later = unchanged.clone();
     later.update_time = unchanged.update_time + hours(1);
     let outcome = settle_intents(
-        &[intent("same", "", unchanged.update_time)],
+        &[intent("same", "other-key", unchanged.update_time)],
         &[later],
-        |_| None,
+        |_, _| None,
     );
     assert_eq!(outcome.completed.len(), 1);
+    let outcome = settle_intents(
+        &[intent("same", "other-key", unchanged.update_time)],
+        std::slice::from_ref(&unchanged),
+        |_, _| None,
+    );
+    assert_eq!(outcome.abandoned.len(), 1);
 }
 
 /// The remote API, as a model: what update and reset do to a code.

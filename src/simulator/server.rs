@@ -88,11 +88,14 @@ struct Failure {
 }
 
 impl Failure {
+    /// The API pages' exact answer; the parameter is named only in the
+    /// simulator's own log, as the real service names none.
     fn invalid_parameter(name: &str) -> Self {
+        tracing::debug!(parameter = name, "refused: invalid parameter");
         Failure {
             status: StatusCode::BAD_REQUEST,
             code: "MSS.00000003",
-            message: format!("Invalid parameter: {name}"),
+            message: "Invalid parameter".into(),
         }
     }
 
@@ -405,7 +408,9 @@ fn execute(
 impl Shared {
     /// What the API gateway checks before the service sees the call.
     fn gateway_check(&self, request: &ReceivedRequest<'_>, project: &str) -> Result<(), Failure> {
-        let now = self.store().now();
+        // Signatures are dated by the caller's real clock: the store's
+        // clock may have been moved forward to age codes.
+        let now = jiff::Timestamp::now();
         self.accepted
             .check(request, now)
             .map_err(|refusal| Failure {

@@ -215,7 +215,12 @@ impl Store {
             b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789",
             64,
         );
-        let expires = self.now() + ONCE_CODE_TTL;
+        let now = self.now();
+        // Expired and used once-codes can never be accepted again: keep
+        // only what a client could still use (and what it just used, so a
+        // second use is told `already_used` until the code expires).
+        self.once_codes.retain(|_, state| state.expires > now);
+        let expires = now + ONCE_CODE_TTL;
         self.once_codes.insert(
             value.clone(),
             OnceCodeState {
@@ -327,5 +332,10 @@ mod tests {
         store.advance_clock(SignedDuration::from_secs(301));
         assert_eq!(store.use_once_code(second.expose()), OnceCodeUse::Expired);
         assert_eq!(store.use_once_code("never-issued"), OnceCodeUse::Unknown);
+        // Issuing forgets the expired ones: memory stays bounded by the
+        // codes of the last five minutes, however long the simulator runs.
+        let third = store.once_code();
+        assert_eq!(store.once_codes.len(), 1);
+        assert_eq!(store.use_once_code(third.expose()), OnceCodeUse::Accepted);
     }
 }
