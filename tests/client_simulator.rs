@@ -418,3 +418,34 @@ async fn a_gateway_error_page_that_is_not_json_keeps_the_status() {
     assert_eq!(err.attempts, 2);
     assert!(err.to_string().contains("Bad Gateway"), "{err}");
 }
+
+#[tokio::test]
+async fn a_429_is_retried_no_sooner_than_its_retry_after() {
+    let sim = simulator(
+        robot_seed(1, 3),
+        FaultConfig {
+            throttle_rate: 1.0,
+            retry_after_secs: 1,
+            ..FaultConfig::default()
+        },
+    )
+    .await;
+    let client = client(&sim, fast_options());
+    let started = std::time::Instant::now();
+    let call = tokio::spawn(async move { client.list_all(ROBOT, None).await });
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while sim.counters().calls_with(Operation::ListActiveCode, "429") == 0 {
+        assert!(std::time::Instant::now() < deadline, "no 429 answered");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    sim.set_faults(FaultConfig::default());
+    let codes = call.await.unwrap().unwrap();
+    assert_eq!(codes.len(), 1);
+    let throttled = sim.counters().calls_with(Operation::ListActiveCode, "429");
+    // Each 429 asked for a second; the fast backoff alone would be ms.
+    assert!(
+        started.elapsed() >= Duration::from_secs(throttled),
+        "retried before Retry-After: {throttled} 429(s) in {:?}",
+        started.elapsed()
+    );
+}

@@ -671,3 +671,30 @@ fn code_path(operation: Operation, id: &str, suffix: &str) -> Result<String, Api
     }
     Ok(format!("active-code/{}{suffix}", signer::encode(id)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn connection(endpoint: &str, secret_key: &str) -> Connection {
+        Connection::new(
+            endpoint.parse().unwrap(),
+            "p".to_owned(),
+            Credentials::ak_sk("ak", secret_key),
+            None,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn clients_of_one_endpoint_share_one_rate_limit() {
+        crate::tls::install_crypto_provider();
+        let transport = Transport::new(ClientOptions::default()).unwrap();
+        let a = transport.client(connection("https://a.example", "sk-1"));
+        // Other credentials, same endpoint: the same budget.
+        let b = transport.client(connection("https://a.example", "sk-2"));
+        let other = transport.client(connection("https://b.example", "sk-1"));
+        assert!(Arc::ptr_eq(&a.limiter, &b.limiter));
+        assert!(!Arc::ptr_eq(&a.limiter, &other.limiter));
+    }
+}
