@@ -19,7 +19,7 @@ pub struct ConnectionArgs {
     /// Project id of the region.
     #[arg(long, env = "METASTUDIO_PROJECT_ID")]
     pub project_id: Option<String>,
-    /// Static IAM token (X-Auth-Token), used when CLOUD_SDK_AK/SK are unset.
+    /// Static IAM token (X-Auth-Token), instead of CLOUD_SDK_AK/SK (not both).
     #[arg(long, env = "METASTUDIO_AUTH_TOKEN", hide_env_values = true)]
     pub auth_token: Option<String>,
     /// Third-party user id sent as X-App-UserId (ASCII only).
