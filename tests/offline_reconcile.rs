@@ -9,15 +9,7 @@ use common::simulator;
 use metastudio_operator::metastudio::Operation;
 use metastudio_operator::offline::status_file::StatusFile;
 use metastudio_operator::simulator::FaultConfig;
-use std::time::{Duration, Instant};
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
+use std::time::Duration;
 
 #[test]
 fn a_drifted_fleet_converges_and_a_second_run_writes_nothing() {
@@ -157,20 +149,10 @@ fn kill_9_in_a_reset_storm_then_rerun_resets_each_code_exactly_once() {
     .stderr(std::process::Stdio::null())
     .spawn()
     .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while sim.counters().total_resets() < 30 {
-        assert!(
-            Instant::now() < deadline,
-            "the storm never reached 30 resets"
-        );
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "finished before the kill"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+    let ended = kill_9_when(&mut child, Duration::from_secs(60), || {
+        sim.counters().total_resets() >= 30
+    });
+    assert_eq!(ended, None, "finished before the kill");
     let at_kill = sim.counters().total_resets();
     assert!(at_kill < 160, "killed mid-storm ({at_kill} of 160 resets)");
 

@@ -3,59 +3,23 @@
 
 mod common;
 
+use common::capture::{Captured, assert_clean, trace_subscriber};
 use common::*;
 use metastudio_operator::metastudio::{Credentials, Operation, Transport};
 use metastudio_operator::secret::Secret;
 use metastudio_operator::simulator::{
     DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY, FaultConfig, Simulator, SimulatorConfig,
 };
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
 
 const SECURITY_TOKEN: &str = "TEMPORARY-SECURITY-TOKEN-abc123";
 const IAM_TOKEN: &str = "STATIC-IAM-TOKEN-xyz789";
-
-fn assert_clean(text: &str, secrets: &[String]) {
-    for secret in secrets {
-        assert!(
-            !text.contains(secret.as_str()),
-            "a secret leaked ({} chars) into:\n{text}",
-            secret.len()
-        );
-    }
-}
 
 // current_thread: the subscriber set below sees every task, the simulator's
 // and the HTTP stack's included.
 #[tokio::test(flavor = "current_thread")]
 async fn trace_logs_and_errors_never_hold_a_secret_under_faults() {
     let logs = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(logs.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let _guard = tracing::subscriber::set_default(trace_subscriber(&logs));
 
     let mut config = SimulatorConfig {
         seed: Some(robot_seed(30, 2)),
@@ -146,7 +110,7 @@ async fn trace_logs_and_errors_never_hold_a_secret_under_faults() {
     );
     secrets.extend(once_codes.iter().map(|c| c.expose().to_owned()));
 
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let text = logs.text();
     assert!(
         text.contains("TRACE") || text.contains("DEBUG"),
         "logs were captured"

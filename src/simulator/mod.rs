@@ -9,6 +9,7 @@ pub mod auth;
 mod control;
 pub mod counters;
 pub mod faults;
+pub mod request_ids;
 pub mod seed;
 mod server;
 pub mod store;
@@ -23,8 +24,8 @@ use faults::{Fault, Faults};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use request_ids::RequestIds;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use store::Store;
@@ -69,8 +70,7 @@ struct Shared {
     store: Mutex<Store>,
     faults: Mutex<Faults>,
     counters: Mutex<Counters>,
-    request_seq: AtomicU64,
-    request_salt: u64,
+    request_ids: RequestIds,
 }
 
 impl Shared {
@@ -83,8 +83,7 @@ impl Shared {
     }
 
     fn next_request_id(&self) -> String {
-        let seq = self.request_seq.fetch_add(1, Ordering::Relaxed);
-        format!("{:016x}{seq:016x}", self.request_salt)
+        self.request_ids.next()
     }
 
     fn draw_fault(&self, operation: Operation) -> (Fault, Duration) {
@@ -130,8 +129,7 @@ impl Simulator {
             store: Mutex::new(store),
             faults: Mutex::new(Faults::new(config.faults)),
             counters: Mutex::new(Counters::default()),
-            request_seq: AtomicU64::new(1),
-            request_salt: config.random_seed.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            request_ids: RequestIds::new(config.random_seed),
         });
         let task = tokio::spawn(serve(listener, shared.clone()));
         Ok(Self { shared, addr, task })
@@ -153,6 +151,18 @@ impl Simulator {
     /// A snapshot of the counters.
     pub fn counters(&self) -> Counters {
         self.shared.counters().clone()
+    }
+
+    /// Whether this simulator sent `id` as an `X-Request-Id`.
+    pub fn issued_request_id(&self, id: &str) -> bool {
+        self.shared.request_ids.issued(id)
+    }
+
+    /// The HTTP status of the error answer that carried `X-Request-Id: id`
+    /// (the last [`request_ids::REMEMBERED_FAILURES`] are remembered);
+    /// `None` for a success, a lost answer or an unknown id.
+    pub fn failed_answer_status(&self, id: &str) -> Option<u16> {
+        self.shared.request_ids.failure_status(id)
     }
 
     pub fn set_faults(&self, config: FaultConfig) {

@@ -154,24 +154,39 @@ pub(super) async fn handle(
     request: Request<Incoming>,
 ) -> Result<Answer, Hangup> {
     let request_id = shared.next_request_id();
+    let answer = respond(&shared, request, &request_id).await?;
+    if !answer.status().is_success() {
+        shared
+            .request_ids
+            .record_failure(&request_id, answer.status().as_u16());
+    }
+    Ok(answer)
+}
+
+/// The answer to one request (`request_id` is already drawn).
+async fn respond(
+    shared: &Shared,
+    request: Request<Incoming>,
+    request_id: &str,
+) -> Result<Answer, Hangup> {
     let (parts, body) = request.into_parts();
     let body = match Limited::new(body, MAX_BODY_BYTES).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(_) => {
             return Ok(failure_answer(
                 &Failure::invalid_body("the body is larger than 64 KiB or unreadable"),
-                &request_id,
+                request_id,
             ));
         }
     };
     let path = parts.uri.path();
     if path.starts_with(super::control::PREFIX) {
         return Ok(super::control::handle(
-            &shared,
+            shared,
             &parts.method,
             path,
             &body,
-            &request_id,
+            request_id,
         ));
     }
     let Some((project, route)) = route(&parts.method, path) else {
@@ -182,7 +197,7 @@ pub(super) async fn handle(
                 message: "The API does not exist or has not been published in the environment"
                     .into(),
             },
-            &request_id,
+            request_id,
         ));
     };
     let operation = route.operation();
@@ -210,7 +225,7 @@ pub(super) async fn handle(
     };
     if let Err(failure) = shared.gateway_check(&received, &project) {
         shared.record_call(operation, failure.status.as_str());
-        return Ok(failure_answer(&failure, &request_id));
+        return Ok(failure_answer(&failure, request_id));
     }
 
     match fault {
@@ -221,7 +236,7 @@ pub(super) async fn handle(
                 code: "MSS.00000001",
                 message: "Internal server error (injected by the simulator)".into(),
             };
-            return Ok(failure_answer(&failure, &request_id));
+            return Ok(failure_answer(&failure, request_id));
         }
         Fault::Throttle => {
             shared.record_call(operation, "429");
@@ -230,7 +245,7 @@ pub(super) async fn handle(
                 code: "APIGW.0308",
                 message: "The throttling threshold has been reached".into(),
             };
-            let mut response = failure_answer(&failure, &request_id);
+            let mut response = failure_answer(&failure, request_id);
             let retry_after = shared.retry_after_secs().to_string();
             response.headers_mut().insert(
                 "Retry-After",
@@ -246,18 +261,18 @@ pub(super) async fn handle(
     }
 
     let query = parse_query(received.raw_query);
-    match execute(&shared, route, &query, &body) {
+    match execute(shared, route, &query, &body) {
         Ok(Done { status, body: out }) => {
             if fault == Fault::LoseResponse {
                 shared.record_call(operation, LOST);
                 return Err(Hangup);
             }
             shared.record_call(operation, status.as_str());
-            Ok(answer(status, out, &request_id))
+            Ok(answer(status, out, request_id))
         }
         Err(failure) => {
             shared.record_call(operation, failure.status.as_str());
-            Ok(failure_answer(&failure, &request_id))
+            Ok(failure_answer(&failure, request_id))
         }
     }
 }

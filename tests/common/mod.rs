@@ -1,6 +1,8 @@
 //! Shared test fixtures: a simulator on port 0 and clients for it.
 #![allow(dead_code)]
 
+pub mod capture;
+pub mod failure_text;
 pub mod fake_api;
 pub mod kube_mock;
 pub mod offline;

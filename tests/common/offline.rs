@@ -2,7 +2,17 @@
 
 use metastudio_operator::simulator::{DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY, Simulator};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, ExitStatus, Output};
+use std::time::{Duration, Instant};
+
+/// A runtime for the simulator while the test thread drives processes.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
 
 /// `robots` ActivationCodes, robot i named `robot-{i}`, all valid `days`.
 pub fn fleet_manifests(dir: &Path, robots: usize, days: u16, token: Option<&str>) {
@@ -18,8 +28,19 @@ pub fn fleet_manifests(dir: &Path, robots: usize, days: u16, token: Option<&str>
 
 /// Seed YAML: `robots` robots with `codes` codes each, valid `days`.
 pub fn fleet_seed(robots: usize, codes: u32, days: u16) -> metastudio_operator::simulator::Seed {
+    fleet_seed_with(robots, codes, |_| days)
+}
+
+/// Like [`fleet_seed`], robot i's codes valid `days_of(i)` (drift where it
+/// differs from the manifests).
+pub fn fleet_seed_with(
+    robots: usize,
+    codes: u32,
+    days_of: impl Fn(usize) -> u16,
+) -> metastudio_operator::simulator::Seed {
     let list: Vec<String> = (0..robots)
         .map(|i| {
+            let days = days_of(i);
             format!("{{robotId: robot-{i}, generate: {{count: {codes}, validPeriod: {days}}}}}")
         })
         .collect();
@@ -69,4 +90,35 @@ pub fn path_str(path: &Path) -> String {
 
 pub fn status_file(dir: &Path) -> PathBuf {
     dir.join("status.json")
+}
+
+/// Polls `until` (every millisecond) while `child` runs, then kills it with
+/// SIGKILL. Returns `None` when it was killed, or its exit status when it
+/// ended first. Panics after `deadline`.
+pub fn kill_9_when(
+    child: &mut Child,
+    deadline: Duration,
+    mut until: impl FnMut() -> bool,
+) -> Option<ExitStatus> {
+    let deadline = Instant::now() + deadline;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        if until() {
+            // SIGKILL; a child that ended just before is reaped with its
+            // own status.
+            let _ = child.kill();
+            let status = child.wait().unwrap();
+            return match std::os::unix::process::ExitStatusExt::signal(&status) {
+                Some(9) => None,
+                _ => Some(status),
+            };
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the kill condition never held while the child ran"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }
