@@ -309,6 +309,12 @@ pub struct ResetIntent {
     /// When the intent was recorded.
     #[schemars(schema_with = "date_time_schema")]
     pub recorded_at: Timestamp,
+    /// When the reset's answer was lost (a timeout, a broken connection).
+    /// The server may still apply such a call late, so the code is not
+    /// reset again until a grace period after this has passed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "date_time_schema")]
+    pub unanswered_since: Option<Timestamp>,
 }
 
 /// A difference between a remote code and the spec.

@@ -100,6 +100,9 @@ pub struct Engine {
     defaults: OperatorDefaults,
     /// Codes of one resource changed at once.
     concurrency: usize,
+    /// How long after a reset's answer was lost the server might still
+    /// apply it: twice the request timeout.
+    reset_grace: jiff::SignedDuration,
 }
 
 /// The result of the steps before planning: either a client and the remote
@@ -108,10 +111,13 @@ type Prepared = Result<(MetaStudioClient, FingerprintKey, Vec<ActiveCode>), Box<
 
 impl Engine {
     pub fn new(transport: Arc<Transport>, defaults: OperatorDefaults) -> Self {
+        let reset_grace = jiff::SignedDuration::try_from(transport.options().timeout * 2)
+            .unwrap_or(jiff::SignedDuration::MAX);
         Self {
             transport,
             defaults,
             concurrency: 4,
+            reset_grace,
         }
     }
 
@@ -273,10 +279,15 @@ impl Engine {
         mode: Mode,
     ) -> ReconcileReport {
         let spec = &run.resource.spec;
-        let settled = plan::settle_intents(&run.status.pending_resets, &remote, |intent, code| {
-            key.value_changed(&intent.previous_fingerprint, code)
-        });
-        run.status.pending_resets.clear();
+        let settled = plan::settle_intents(
+            &run.status.pending_resets,
+            &remote,
+            |intent, code| key.value_changed(&intent.previous_fingerprint, code),
+            run.now,
+            self.reset_grace,
+        );
+        let waiting = settled.waiting;
+        run.status.pending_resets = waiting.clone();
         let mut last_resets: HashMap<String, LastReset> = run
             .status
             .codes
@@ -316,7 +327,7 @@ impl Engine {
         if enforce && !planned.is_empty() {
             let intents = intents_for(&planned, &codes, key, run.now);
             if !intents.is_empty() {
-                run.status.pending_resets = intents.clone();
+                run.status.pending_resets = waiting.iter().chain(&intents).cloned().collect();
                 if let Err(err) = run.host.save_status(run.resource, &run.status).await {
                     // Without the intents on record, no reset may start.
                     warn!(error = %err, "cannot record reset intents");
@@ -356,14 +367,17 @@ impl Engine {
                         .iter()
                         .find(|i| i.code_id == result.action.code_id())
                 {
-                    unconfirmed.push(intent.clone());
+                    unconfirmed.push(ResetIntent {
+                        unanswered_since: Some(Timestamp::now()),
+                        ..intent.clone()
+                    });
                 }
                 applied.push(result);
             }
         }
 
         let current: Vec<ActiveCode> = codes.into_values().collect();
-        run.status.pending_resets = unconfirmed;
+        run.status.pending_resets = waiting.iter().chain(&unconfirmed).cloned().collect();
         run.status.codes = code_statuses(spec, &current, &last_resets);
         run.status.managed_codes = run.status.codes.len() as u32;
         run.status.last_sync_time = Some(run.now);
@@ -376,6 +390,7 @@ impl Engine {
         } else {
             planned.iter().map(Action::as_drift).collect()
         };
+        run.status.drift.extend(waiting.iter().map(waiting_drift));
 
         let export = match (&spec.export_secret_ref, mode) {
             (Some(reference), Mode::Normal) => run
@@ -437,6 +452,24 @@ impl Engine {
                 ),
                 Next::Retry { at_least: None },
             )
+        } else if !waiting.is_empty() {
+            // Checked again once the server can no longer apply them late.
+            let settles_in = waiting
+                .iter()
+                .filter_map(|i| i.unanswered_since)
+                .map(|since| self.reset_grace - run.now.duration_since(since))
+                .min()
+                .and_then(|left| Duration::try_from(left).ok());
+            (
+                reason::RESET_UNCONFIRMED,
+                format!(
+                    "{} reset(s) lost their answer and show no effect yet; the codes are checked again before any new reset",
+                    waiting.len()
+                ),
+                Next::Retry {
+                    at_least: settles_in,
+                },
+            )
         } else if !enforce {
             let why = if mode == Mode::DryRun {
                 "DryRun"
@@ -463,7 +496,8 @@ impl Engine {
                 Next::SyncAfter(interval),
             )
         };
-        let ready = failed.is_empty() && ready_reason != reason::EXPORT_FAILED;
+        let ready =
+            failed.is_empty() && waiting.is_empty() && ready_reason != reason::EXPORT_FAILED;
         let in_sync = run.status.drift.is_empty();
         run.set(READY, Some(ready), ready_reason, message);
         let (synced_reason, synced_message) = if in_sync {
@@ -626,6 +660,16 @@ async fn apply_one(
                     Ok(reply) if reply.value.active_code != before.active_code => {
                         done(action, reply)
                     }
+                    // The server may still apply it: keep the intent.
+                    Ok(_) if err.outcome_unknown() => (
+                        ActionResult {
+                            action: action.clone(),
+                            outcome: ActionOutcome::Unconfirmed {
+                                error: format!("{err}; the code shows no reset yet"),
+                            },
+                        },
+                        None,
+                    ),
                     Ok(_) => failed(action, &err),
                     Err(show_err) => (
                         ActionResult {
@@ -639,6 +683,19 @@ async fn apply_one(
                 }
             }
         },
+    }
+}
+
+/// A reset still in doubt, as drift.
+fn waiting_drift(intent: &ResetIntent) -> crate::crd::Drift {
+    crate::crd::Drift {
+        code_id: intent.code_id.clone(),
+        field: "reset".into(),
+        observed: "a reset whose answer was lost, not confirmed yet".into(),
+        desired: intent.token.as_deref().map_or_else(
+            || "reset before expiry".to_owned(),
+            |t| format!("reset for token {t:?}"),
+        ),
     }
 }
 
@@ -690,6 +747,7 @@ fn intents_for(
                 previous_update_time: code.update_time,
                 previous_fingerprint: key.fingerprint(code),
                 recorded_at: now,
+                unanswered_since: None,
             }
         })
         .collect()

@@ -104,7 +104,9 @@ pub fn token_rollout(
 /// A token resets each code not yet reset for it, except codes created
 /// after the token was first seen (`status.resetToken`): they are fresh
 /// already. A reset before expiry is left out when an update is planned for
-/// the code, as the update restarts the validity window anyway.
+/// the code, as the update restarts the validity window anyway. A code
+/// with a reset still pending (its answer lost moments ago) gets no reset
+/// until that one is settled.
 pub fn plan(
     spec: &ActivationCodeSpec,
     status: &ActivationCodeStatus,
@@ -129,16 +131,24 @@ pub fn plan(
         .and_then(|r| r.before_expiry)
         .and_then(|w| SignedDuration::try_from(w.0).ok());
 
+    let pending: Vec<&str> = status
+        .pending_resets
+        .iter()
+        .map(|i| i.code_id.as_str())
+        .collect();
     let mut actions = Vec::new();
     for code in select(spec, remote) {
         let id = &code.active_code_id;
+        // A reset still in doubt is settled before any other.
+        let resettable = !pending.contains(&id.as_str());
         let fresh = rollout
             .as_ref()
             .is_some_and(|r| code.create_time >= r.observed_at);
-        let token_due =
-            token.filter(|t| !fresh && last_tokens.get(id.as_str()).copied().flatten() != Some(*t));
+        let token_due = token.filter(|t| {
+            resettable && !fresh && last_tokens.get(id.as_str()).copied().flatten() != Some(*t)
+        });
         let update_due = code.valid_period != spec.valid_period;
-        let expiry_due = window.filter(|_| !update_due).and_then(|w| {
+        let expiry_due = window.filter(|_| resettable && !update_due).and_then(|w| {
             code.expire_time
                 .filter(|&expires| expires.duration_since(now) <= w)
         });
@@ -197,6 +207,9 @@ pub struct IntentOutcome {
     /// Intents whose reset did not happen (the planner will plan it again)
     /// or whose code is gone.
     pub abandoned: Vec<ResetIntent>,
+    /// Resets whose answer was lost so recently that the server may still
+    /// apply them: they stay pending, and their codes are not reset again.
+    pub waiting: Vec<ResetIntent>,
 }
 
 /// Settles pending intents against the remote codes. A reset is the only
@@ -205,10 +218,16 @@ pub struct IntentOutcome {
 /// compares the intent's fingerprint with the code now; when it cannot
 /// (`None`: the fingerprint was taken under other credentials), a newer
 /// update time counts as done: never twice beats never zero times.
+///
+/// A reset whose answer was lost less than `grace` before `now` and that
+/// shows no effect yet is still waiting: a server may apply a call after
+/// its caller gave up on the answer.
 pub fn settle_intents(
     intents: &[ResetIntent],
     remote: &[ActiveCode],
     value_changed: impl Fn(&ResetIntent, &ActiveCode) -> Option<bool>,
+    now: Timestamp,
+    grace: SignedDuration,
 ) -> IntentOutcome {
     let by_id: HashMap<&str, &ActiveCode> = remote
         .iter()
@@ -222,12 +241,17 @@ pub fn settle_intents(
         };
         let happened = value_changed(intent, code)
             .unwrap_or_else(|| code.update_time > intent.previous_update_time);
+        let recent = intent
+            .unanswered_since
+            .is_some_and(|since| now.duration_since(since) < grace);
         if happened {
             outcome.completed.push(CompletedReset {
                 code_id: intent.code_id.clone(),
                 token: intent.token.clone(),
                 time: code.update_time,
             });
+        } else if recent {
+            outcome.waiting.push(intent.clone());
         } else {
             outcome.abandoned.push(intent.clone());
         }

@@ -506,6 +506,7 @@ async fn a_crash_after_the_intent_was_recorded_resets_once_on_restart() {
             previous_update_time: c.update_time,
             previous_fingerprint: key.fingerprint(c),
             recorded_at: jiff::Timestamp::now(),
+            unanswered_since: None,
         })
         .collect();
     let r = with_intents(r, intents);
@@ -544,6 +545,7 @@ async fn a_crash_after_the_remote_reset_does_not_reset_again() {
             previous_update_time: c.update_time,
             previous_fingerprint: key.fingerprint(c),
             recorded_at: jiff::Timestamp::now(),
+            unanswered_since: None,
         })
         .collect();
     let direct = common::client(&sim, fast_options());

@@ -313,6 +313,7 @@ fn intent(id: &str, fingerprint: &str, previous_update_time: Timestamp) -> Reset
         previous_update_time,
         previous_fingerprint: fingerprint.into(),
         recorded_at: now(),
+        unanswered_since: None,
     }
 }
 
@@ -331,7 +332,7 @@ fn settles_intents_by_fingerprint_then_by_update_time() {
         intent("reset", "fp-V-reset", reset.update_time),
         intent("deleted", "fp-x", now()),
     ];
-    let outcome = settle_intents(&intents, &remote, fp);
+    let outcome = settle_intents(&intents, &remote, fp, now(), GRACE);
     assert_eq!(outcome.completed.len(), 1);
     assert_eq!(outcome.completed[0].code_id, "reset");
     assert_eq!(outcome.completed[0].token.as_deref(), Some("t"));
@@ -350,14 +351,63 @@ fn settles_intents_by_fingerprint_then_by_update_time() {
         &[intent("same", "other-key", unchanged.update_time)],
         &[later],
         |_, _| None,
+        now(),
+        GRACE,
     );
     assert_eq!(outcome.completed.len(), 1);
     let outcome = settle_intents(
         &[intent("same", "other-key", unchanged.update_time)],
         std::slice::from_ref(&unchanged),
         |_, _| None,
+        now(),
+        GRACE,
     );
     assert_eq!(outcome.abandoned.len(), 1);
+}
+
+const GRACE: SignedDuration = SignedDuration::from_secs(60);
+
+#[test]
+fn a_reset_that_lost_its_answer_waits_out_the_grace_before_it_is_retried() {
+    let remote = vec![code("a", None, 3, Some(40))];
+    let unchanged = |_: &ResetIntent, _: &ActiveCode| Some(false);
+    let lost = ResetIntent {
+        unanswered_since: Some(now() - SignedDuration::from_secs(10)),
+        ..intent("a", "fp", now())
+    };
+    // Ten seconds after the lost answer the server may still apply it.
+    let outcome = settle_intents(
+        std::slice::from_ref(&lost),
+        &remote,
+        unchanged,
+        now(),
+        GRACE,
+    );
+    assert_eq!(outcome.waiting, vec![lost.clone()]);
+    let spec = with_reset(spec(3), Some("t"), Some("2000h"));
+    let status = ActivationCodeStatus {
+        pending_resets: outcome.waiting,
+        ..Default::default()
+    };
+    assert_eq!(
+        plan(&spec, &status, &remote, now()),
+        vec![],
+        "no second reset while the first is in doubt"
+    );
+    // After the grace it did not happen: abandoned, and planned again.
+    let later = now() + GRACE;
+    let outcome = settle_intents(
+        std::slice::from_ref(&lost),
+        &remote,
+        unchanged,
+        later,
+        GRACE,
+    );
+    assert_eq!(outcome.abandoned, vec![lost]);
+    assert_eq!(
+        plan(&spec, &ActivationCodeStatus::default(), &remote, later),
+        vec![token_reset("a", "t")]
+    );
 }
 
 /// The remote API, as a model: what update and reset do to a code.

@@ -61,6 +61,11 @@ pub fn check_failure_text(text: &str, sim: &Simulator) -> Found {
 /// simulator sent with a successful answer.
 pub fn check_success_note(note: &str, sim: &Simulator) {
     let ids: Vec<&str> = request_ids(note).collect();
+    if note.contains("(confirmed after an interruption)") {
+        // Its own answer was lost: it was found done by listing the codes.
+        assert!(ids.is_empty(), "no answer, so no request id: {note:?}");
+        return;
+    }
     assert_eq!(ids.len(), 1, "a change names its request id: {note:?}");
     assert!(
         sim.issued_request_id(ids[0]),
