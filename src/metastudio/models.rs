@@ -93,6 +93,38 @@ pub struct ErrorBody {
     pub error_msg: String,
 }
 
+/// serde's error message with every quoted value hidden: backquoted
+/// (`` `5` ``) and double-quoted (`"abc"`, with its escapes) parts become
+/// `<hidden>`. serde quotes the offending value, and that value may be a
+/// code or a key in the wrong place; the rest (type, expectation, position)
+/// is kept.
+pub fn hide_values(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut chars = message.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '`' => {
+                out.push_str("`<hidden>`");
+                chars.by_ref().find(|&d| d == '`');
+            }
+            '"' => {
+                out.push_str("\"<hidden>\"");
+                let mut escaped = false;
+                for d in chars.by_ref() {
+                    match (escaped, d) {
+                        (true, _) => escaped = false,
+                        (false, '\\') => escaped = true,
+                        (false, '"') => break,
+                        _ => {}
+                    }
+                }
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
 /// Treats `null`, a missing field and `""` alike as absent.
 fn empty_as_none<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
 where
@@ -150,6 +182,19 @@ mod tests {
             assert_eq!(code.expire_time, None);
             assert_eq!(code.room_id, None);
         }
+    }
+
+    #[test]
+    fn hide_values_keeps_the_shape_of_the_message() {
+        assert_eq!(
+            hide_values("invalid type: integer `123456`, expected a string at line 1 column 9"),
+            "invalid type: integer `<hidden>`, expected a string at line 1 column 9"
+        );
+        assert_eq!(
+            hide_values(r#"invalid type: string "a\"b`c", expected u16"#),
+            r#"invalid type: string "<hidden>", expected u16"#
+        );
+        assert_eq!(hide_values("unterminated `abc"), "unterminated `<hidden>`");
     }
 
     #[test]
