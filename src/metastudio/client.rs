@@ -566,7 +566,8 @@ pub fn decode_success<T: DeserializeOwned>(
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
         let path = err.path().to_string();
         let message = super::models::hide_values(&err.inner().to_string());
-        decode_error(if path == "." {
+        // `.` is the whole body, `?` a place serde could not name.
+        decode_error(if path == "." || path == "?" {
             message
         } else {
             format!("{path}: {message}")

@@ -93,16 +93,30 @@ pub struct ErrorBody {
     pub error_msg: String,
 }
 
-/// serde's error message with every quoted value hidden: backquoted
-/// (`` `5` ``) and double-quoted (`"abc"`, with its escapes) parts become
-/// `<hidden>`. serde quotes the offending value, and that value may be a
-/// code or a key in the wrong place; the rest (type, expectation, position)
-/// is kept.
+/// serde's error message with the offending value hidden: before
+/// `, expected` (what the schema wanted, which is safe to show), every
+/// backquoted (`` `5` ``) or double-quoted (`"abc"`, with its escapes) part
+/// becomes `<hidden>`, except field names (`` field `name` ``). serde quotes
+/// the value it could not use, and that value may be a code or a key in the
+/// wrong place; the rest (type, expectation, position) is kept.
 pub fn hide_values(message: &str) -> String {
+    let (head, tail) = match message.find(", expected ") {
+        Some(at) => message.split_at(at),
+        None => (message, ""),
+    };
     let mut out = String::with_capacity(message.len());
-    let mut chars = message.chars();
+    let mut chars = head.chars();
     while let Some(c) = chars.next() {
         match c {
+            '`' if out.ends_with("field ") => {
+                out.push(c);
+                for d in chars.by_ref() {
+                    out.push(d);
+                    if d == '`' {
+                        break;
+                    }
+                }
+            }
             '`' => {
                 out.push_str("`<hidden>`");
                 chars.by_ref().find(|&d| d == '`');
@@ -122,6 +136,7 @@ pub fn hide_values(message: &str) -> String {
             _ => out.push(c),
         }
     }
+    out.push_str(tail);
     out
 }
 
@@ -195,6 +210,14 @@ mod tests {
             r#"invalid type: string "<hidden>", expected u16"#
         );
         assert_eq!(hide_values("unterminated `abc"), "unterminated `<hidden>`");
+        assert_eq!(
+            hide_values("missing field `once_code` at line 1 column 2"),
+            "missing field `once_code` at line 1 column 2"
+        );
+        assert_eq!(
+            hide_values("unknown variant `enforce`, expected `Enforce` or `Observe`"),
+            "unknown variant `<hidden>`, expected `Enforce` or `Observe`"
+        );
     }
 
     #[test]

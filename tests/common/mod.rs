@@ -4,6 +4,7 @@
 pub mod fake_api;
 pub mod kube_mock;
 pub mod offline;
+pub mod raw_http;
 
 use metastudio_operator::metastudio::connection::parse_endpoint;
 use metastudio_operator::metastudio::rate_limit::RateLimit;
