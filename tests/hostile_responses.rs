@@ -192,7 +192,7 @@ fn cases() -> Vec<Case> {
             List,
             ok,
             deep,
-            &["data[0]: invalid type: sequence"],
+            &["data[0][0]: invalid type: sequence"],
         ),
         case(
             "numeric code value",
