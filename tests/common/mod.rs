@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod fake_api;
+pub mod fuzz;
 pub mod kube_mock;
 pub mod offline;
 pub mod raw_http;
