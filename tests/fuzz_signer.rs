@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::fuzz::chars_of;
 use jiff::Timestamp;
 use metastudio_operator::metastudio::signer::{self, SignableRequest};
 use metastudio_operator::simulator::Accepted;
@@ -66,12 +67,6 @@ fn ref_canonical_query(query: &[(String, String)]) -> String {
         .map(|(k, v)| format!("{}={}", ref_encode(k), ref_encode(v)))
         .collect::<Vec<_>>()
         .join("&")
-}
-
-/// Characters from `set`, `len` of them (cheaper than regex strategies).
-fn chars_of(set: &'static str, len: std::ops::Range<usize>) -> impl Strategy<Value = String> {
-    let chars: Vec<char> = set.chars().collect();
-    proptest::collection::vec(proptest::sample::select(chars), len).prop_map(String::from_iter)
 }
 
 /// Text with many `%`, hex digits, `/` and signs, where escapes go wrong.

@@ -417,7 +417,9 @@ fn parse_activation_code(
                 "has no `spec`: add spec.robotId and spec.validPeriod",
             ));
         }
-        if let Some(problem) = messages::metadata_problem(map.get("metadata")) {
+        if let Some(problem) = messages::metadata_problem(map.get("metadata"))
+            .or_else(|| messages::list_for_mapping(&document))
+        {
             return Err(error(source, problem));
         }
     }

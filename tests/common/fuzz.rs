@@ -11,6 +11,7 @@
 //! A failure prints the minimal input proptest shrank it to; rerunning with
 //! the same `FUZZ_SEED` (and `FUZZ_CASES`) reproduces it.
 
+use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed};
 
 /// The seed of CI runs.
@@ -28,3 +29,13 @@ pub fn config(default_cases: u32) -> Config {
         ..Config::default()
     }
 }
+
+/// `len` characters from `set`: much cheaper than a regex strategy in a
+/// debug build.
+pub fn chars_of(set: &'static str, len: std::ops::Range<usize>) -> impl Strategy<Value = String> {
+    let chars: Vec<char> = set.chars().collect();
+    proptest::collection::vec(proptest::sample::select(chars), len).prop_map(String::from_iter)
+}
+
+pub const LOWER_DIGITS: &str = "abcdefghijklmnopqrstuvwxyz0123456789";
+pub const HEX: &str = "0123456789abcdef";

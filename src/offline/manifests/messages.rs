@@ -156,6 +156,29 @@ pub(super) fn metadata_problem(metadata: Option<&Value>) -> Option<String> {
     }
 }
 
+/// The parts of an ActivationCode that are mappings. serde would read a
+/// list in their place field by field, in order (`connection: [a, b]` as
+/// projectId `a` and region `b`); Kubernetes refuses it, and so do we.
+const MAPPINGS: [&str; 5] = [
+    "spec",
+    "spec.reset",
+    "spec.connection",
+    "spec.connection.credentialsSecretRef",
+    "spec.exportSecretRef",
+];
+
+/// Why a part of an ActivationCode that must be a mapping is a list.
+pub(super) fn list_for_mapping(document: &Value) -> Option<String> {
+    MAPPINGS.iter().find_map(|path| {
+        let value = path
+            .split('.')
+            .try_fold(document, |value, key| value.get(key))?;
+        value
+            .is_array()
+            .then(|| explain(path, "invalid type: sequence, expected a mapping"))
+    })
+}
+
 /// Refuses a seed that would make the embedded simulator hold more than
 /// [`MAX_SEED_CODES`] codes.
 pub(super) fn check_seed_size(seed: &Seed) -> Result<(), String> {
@@ -212,6 +235,17 @@ mod tests {
             assert!(message.contains(fix), "{message}");
         }
         assert_eq!(explain(".", "oops"), "document: oops");
+    }
+
+    #[test]
+    fn a_list_in_place_of_a_mapping_is_named() {
+        let doc = serde_json::json!({"spec": {"robotId": "r", "connection": ["p", "cn-north-4"]}});
+        let problem = list_for_mapping(&doc).unwrap();
+        assert!(
+            problem.starts_with("spec.connection: invalid type: sequence"),
+            "{problem}"
+        );
+        assert!(list_for_mapping(&serde_json::json!({"spec": {"reset": {}}})).is_none());
     }
 
     #[test]
