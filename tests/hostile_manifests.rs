@@ -162,6 +162,7 @@ fn cases() -> Vec<Case> {
         Case::reconcile("empty code id list", valid("activeCodeIds: []")).expect(["spec.activeCodeIds: is an empty list"]),
         Case::reconcile("endpoint not http", valid("connection: {endpoint: ftp://x}")).expect(["spec.connection.endpoint", "http or https"]),
         Case::reconcile("non-ASCII app user id", valid("connection: {appUserId: 用户}")).expect(["spec.connection.appUserId", "printable ASCII"]),
+        Case::reconcile("list for a mapping", valid("connection: [p1, cn-north-4]")).expect(["spec.connection: invalid type: sequence, expected a mapping", "{region: cn-north-4}"]),
         Case::reconcile("spec null", ac("").replace("spec:\n", "spec: null")).expect(["a.yaml: spec: invalid type: null", "robotId and validPeriod"]),
         // apiVersion and kind
         Case::reconcile("wrong apiVersion", valid("").replace("v1alpha1", "v1")).expect(["apiVersion is `metastudio.huaweicloud.com/v1`", "apiVersion: metastudio.huaweicloud.com/v1alpha1"]),
@@ -185,6 +186,7 @@ fn cases() -> Vec<Case> {
         Case::command("no such file", &["reconcile", "-f", "missing.yaml"]).expect(["missing.yaml: cannot read", "No such file"]),
         Case::command("a device without end", &["reconcile", "-f", "/dev/zero"]).expect(["/dev/zero: is over the 4194304-byte limit"]),
         Case::reconcile("Secret value of the wrong type", secret).expect(["a.yaml#2: is not a valid Secret: stringData.secretKey: invalid type: integer `<hidden>`"]).absent([SECRET_VALUE]),
+        Case::reconcile("Secret data not base64", format!("{}---\napiVersion: v1\nkind: Secret\nmetadata: {{name: creds}}\ndata: {{secretKey: \"{SECRET_VALUE}!\"}}\n", valid(""))).expect(["a.yaml#2: is not a valid Secret: data.secretKey: is not base64", "stringData"]).absent([SECRET_VALUE]),
         Case::command("seed of four billion codes", &["reconcile", "--simulate", "-f", "a.yaml", "-f", "seed.yaml"]).file("a.yaml", valid("")).file("seed.yaml", GREEDY_SEED).expect(["seed.yaml: spec.robots: the seed asks for 4000000000 codes", "lower generate.count"]),
         // command lines
         Case::command("update to 70000 days", &["codes", "update", "ID", "--valid-period", "70000"]).expect(["'--valid-period <VALID_PERIOD>'", "0 to 65535"]),
