@@ -12,6 +12,11 @@ use std::time::Duration;
 /// duration before the operator ever sees it.
 pub const PATTERN: &str = r"^([0-9]+(ms|s|m|h|d))+$";
 
+/// The longest accepted duration, 100000 days (about 274 years): longer
+/// than any validity (`validPeriod` is at most 65535 days), short enough
+/// that adding it to a clock never overflows.
+pub const MAX: Duration = Duration::from_secs(100_000 * 86_400);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct HumanDuration(pub Duration);
 
@@ -37,36 +42,36 @@ impl FromStr for HumanDuration {
         if s.starts_with('-') {
             return Err(fail("it is negative"));
         }
-        let mut total = Duration::ZERO;
+        let too_long = || fail("it is longer than 100000d");
+        let max_ms = MAX.as_millis();
+        let mut total_ms: u128 = 0;
         let mut rest = s;
         while !rest.is_empty() {
             let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
             if digits == 0 {
                 return Err(fail("a number must come before each unit"));
             }
-            let value: u64 = rest[..digits]
-                .parse()
-                .map_err(|_| fail("a number is too large"))?;
+            // More digits than a u64 holds is far beyond the maximum anyway.
+            let value: u64 = rest[..digits].parse().map_err(|_| too_long())?;
             rest = &rest[digits..];
             let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
-            let unit = match &rest[..unit_len] {
-                "ms" => Duration::from_millis(1),
-                "s" => Duration::from_secs(1),
-                "m" => Duration::from_secs(60),
-                "h" => Duration::from_secs(3600),
-                "d" => Duration::from_secs(86_400),
+            let unit_ms: u128 = match &rest[..unit_len] {
+                "ms" => 1,
+                "s" => 1000,
+                "m" => 60_000,
+                "h" => 3_600_000,
+                "d" => 86_400_000,
                 "" => return Err(fail("a unit (ms, s, m, h or d) must follow each number")),
                 _ => return Err(fail("units are ms, s, m, h and d")),
             };
             rest = &rest[unit_len..];
-            let part = u32::try_from(value)
-                .ok()
-                .and_then(|v| unit.checked_mul(v))
-                .ok_or_else(|| fail("it is too large"))?;
-            total = total
-                .checked_add(part)
-                .ok_or_else(|| fail("it is too large"))?;
+            // u64 x 86_400_000 fits a u128; the sum stays below max_ms.
+            total_ms += u128::from(value) * unit_ms;
+            if total_ms > max_ms {
+                return Err(too_long());
+            }
         }
+        let total = Duration::from_millis(u64::try_from(total_ms).map_err(|_| too_long())?);
         Ok(HumanDuration(total))
     }
 }
@@ -146,10 +151,37 @@ mod tests {
 
     #[test]
     fn rejects_with_a_reason_and_an_example() {
-        for bad in ["", "-5m", "10", "m", "5x", "1.5h", "99999999999999999999s"] {
+        for bad in [
+            "",
+            "-5m",
+            "10",
+            "m",
+            "5x",
+            "1.5h",
+            "99999999999999999999s",
+            "4294967295d4294967295d",
+            "100001d",
+            "1y",
+        ] {
             let err = bad.parse::<HumanDuration>().unwrap_err();
             assert!(err.to_string().contains("like 90s"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn large_counts_of_small_units_are_fine() {
+        assert_eq!(
+            "5000000000ms".parse::<HumanDuration>().unwrap().0,
+            Duration::from_millis(5_000_000_000)
+        );
+    }
+
+    #[test]
+    fn the_longest_duration_is_100000_days() {
+        assert_eq!("100000d".parse::<HumanDuration>().unwrap().0, MAX);
+        assert_eq!("99999d24h".parse::<HumanDuration>().unwrap().0, MAX);
+        let err = "99999d24h1ms".parse::<HumanDuration>().unwrap_err();
+        assert!(err.to_string().contains("longer than 100000d"), "{err}");
     }
 
     #[test]

@@ -24,6 +24,62 @@ fn problem(field: &'static str, problem: impl Into<String>) -> SpecProblem {
     }
 }
 
+/// The longest MetaStudio id (robot, code) the schema accepts.
+pub const MAX_ID_LEN: usize = 128;
+/// The most `activeCodeIds` entries the schema accepts.
+pub const MAX_CODE_IDS: usize = 1000;
+/// The longest `reset.token` the schema accepts.
+pub const MAX_TOKEN_LEN: usize = 253;
+
+/// Why `value` is not a Kubernetes object name (an RFC 1123 subdomain:
+/// lower-case letters, digits, `-` and `.`, at most 253 characters,
+/// starting and ending with a letter or digit); `None` when it is one.
+pub fn dns_subdomain_problem(value: &str) -> Option<String> {
+    name_problem(value, 253, true)
+}
+
+/// Why `value` is not a namespace name (an RFC 1123 label: lower-case
+/// letters, digits and `-`, at most 63 characters, starting and ending
+/// with a letter or digit); `None` when it is one.
+pub fn dns_label_problem(value: &str) -> Option<String> {
+    name_problem(value, 63, false)
+}
+
+fn name_problem(value: &str, max: usize, dots: bool) -> Option<String> {
+    let allowed = if dots {
+        "lower-case letters, digits, `-` and `.`"
+    } else {
+        "lower-case letters, digits and `-`"
+    };
+    let shown: String = value.chars().take(64).collect();
+    let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    let bytes = value.as_bytes();
+    if value.is_empty() {
+        Some("is empty: set a name".into())
+    } else if value.len() > max {
+        Some(format!(
+            "`{shown}...` is {} characters long: use at most {max}",
+            value.chars().count()
+        ))
+    } else if !bytes
+        .iter()
+        .all(|&b| alnum(b) || b == b'-' || (dots && b == b'.'))
+        || !alnum(bytes[0])
+        || !alnum(bytes[bytes.len() - 1])
+    {
+        Some(format!(
+            "`{shown}` is not a valid name: use {allowed}, starting and ending with a letter or digit"
+        ))
+    } else {
+        None
+    }
+}
+
+fn too_long(what: &str, value: &str, max: usize) -> Option<String> {
+    let len = value.chars().count();
+    (len > max).then(|| format!("{what} is {len} characters long: use at most {max}"))
+}
+
 /// Every problem of a spec; empty when it is valid.
 pub fn validate(spec: &ActivationCodeSpec) -> Vec<SpecProblem> {
     let mut problems = Vec::new();
@@ -31,6 +87,11 @@ pub fn validate(spec: &ActivationCodeSpec) -> Vec<SpecProblem> {
         problems.push(problem(
             "spec.robotId",
             "is empty: set the MetaStudio application (robot) id",
+        ));
+    } else if let Some(long) = too_long("the id", &spec.robot_id, MAX_ID_LEN) {
+        problems.push(problem(
+            "spec.robotId",
+            format!("{long}: set the MetaStudio application (robot) id"),
         ));
     }
     if spec.room_id.as_deref().is_some_and(str::is_empty) {
@@ -52,6 +113,21 @@ pub fn validate(spec: &ActivationCodeSpec) -> Vec<SpecProblem> {
                 "is an empty list, which selects no code: remove it to manage every code",
             ));
         }
+        if ids.len() > MAX_CODE_IDS {
+            problems.push(problem(
+                "spec.activeCodeIds",
+                format!(
+                    "holds {} ids: list at most {MAX_CODE_IDS}, or remove it to manage every code",
+                    ids.len()
+                ),
+            ));
+        }
+        if let Some(long) = ids.iter().find_map(|id| too_long("an id", id, MAX_ID_LEN)) {
+            problems.push(problem(
+                "spec.activeCodeIds",
+                format!("{long}: list MetaStudio activation code ids"),
+            ));
+        }
     }
     let interval = spec.sync_interval();
     if interval < MIN_SYNC_INTERVAL {
@@ -69,6 +145,16 @@ pub fn validate(spec: &ActivationCodeSpec) -> Vec<SpecProblem> {
             problems.push(problem(
                 "spec.reset.token",
                 "is empty: remove it, or set any non-empty string (a date works well)",
+            ));
+        }
+        if let Some(long) = reset
+            .token
+            .as_deref()
+            .and_then(|t| too_long("the token", t, MAX_TOKEN_LEN))
+        {
+            problems.push(problem(
+                "spec.reset.token",
+                format!("{long}: a date such as 2026-11-22 works well"),
             ));
         }
         if let Some(window) = reset.before_expiry {
@@ -111,25 +197,32 @@ pub fn validate(spec: &ActivationCodeSpec) -> Vec<SpecProblem> {
                 "must be printable ASCII (MetaStudio forbids Chinese characters): use an ASCII user id",
             ));
         }
-        if conn
-            .credentials_secret_ref
-            .as_ref()
-            .is_some_and(|r| r.name.is_empty())
+        if let Some(project) = &conn.project_id
+            && (project.is_empty()
+                || !project
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+        {
+            problems.push(problem(
+                "spec.connection.projectId",
+                "may hold only letters, digits, `-` and `_`: copy the project id of the region (IAM console, My Credentials, API Credentials)",
+            ));
+        }
+        if let Some(reference) = &conn.credentials_secret_ref
+            && let Some(why) = dns_subdomain_problem(&reference.name)
         {
             problems.push(problem(
                 "spec.connection.credentialsSecretRef.name",
-                "is empty: name a Secret in this namespace",
+                format!("{why}: name a Secret in this namespace"),
             ));
         }
     }
-    if spec
-        .export_secret_ref
-        .as_ref()
-        .is_some_and(|r| r.name.is_empty())
+    if let Some(reference) = &spec.export_secret_ref
+        && let Some(why) = dns_subdomain_problem(&reference.name)
     {
         problems.push(problem(
             "spec.exportSecretRef.name",
-            "is empty: name the Secret that should receive the code values",
+            format!("{why}: name the Secret that should receive the code values"),
         ));
     }
     problems
@@ -162,6 +255,42 @@ mod tests {
         assert!(problems[0].to_string().contains("shorten beforeExpiry"));
         s.reset.as_mut().unwrap().before_expiry = Some("47h".parse().unwrap());
         assert!(validate(&s).is_empty());
+    }
+
+    #[test]
+    fn names_are_rfc_1123() {
+        assert_eq!(dns_subdomain_problem("codes-export.v1"), None);
+        assert_eq!(dns_label_problem("team-a"), None);
+        for bad in ["", "Upper", "../x", "a/b", "-a", "a-", "a_b", "caf\u{e9}"] {
+            assert!(dns_subdomain_problem(bad).is_some(), "{bad}");
+        }
+        assert!(dns_label_problem("a.b").is_some());
+        assert!(dns_label_problem(&"a".repeat(64)).is_some());
+        assert!(dns_subdomain_problem(&"a".repeat(254)).is_some());
+    }
+
+    #[test]
+    fn schema_limits_are_checked_again() {
+        let s: ActivationCodeSpec = serde_json::from_value(serde_json::json!({
+            "robotId": "r".repeat(129), "validPeriod": 1,
+            "activeCodeIds": vec!["c"; 1001],
+            "reset": {"token": "t".repeat(254)},
+            "connection": {"projectId": "p/../q", "credentialsSecretRef": {"name": "A"}},
+            "exportSecretRef": {"name": "../../etc"}
+        }))
+        .unwrap();
+        let fields: Vec<_> = validate(&s).iter().map(|p| p.field).collect();
+        assert_eq!(
+            fields,
+            [
+                "spec.robotId",
+                "spec.activeCodeIds",
+                "spec.reset.token",
+                "spec.connection.projectId",
+                "spec.connection.credentialsSecretRef.name",
+                "spec.exportSecretRef.name"
+            ]
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 mod common;
 
+use common::raw_http::raw_server;
 use common::*;
 use metastudio_operator::metastudio::retry::RetryPolicy;
 use metastudio_operator::metastudio::{
@@ -358,24 +359,6 @@ async fn a_timed_out_reset_is_not_retried_and_an_update_is() {
     assert_eq!(err.attempts, 1);
     let err = client.update(&id, 2).await.unwrap_err();
     assert_eq!(err.attempts, 3);
-}
-
-/// A one-shot HTTP server that answers every request with `response`.
-async fn raw_server(response: Vec<u8>) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            let response = response.clone();
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                let _ = stream.read(&mut buf).await;
-                let _ = stream.write_all(&response).await;
-            });
-        }
-    });
-    format!("http://{addr}")
 }
 
 #[tokio::test]

@@ -2,6 +2,7 @@
 
 use super::connection_args::ConnectionArgs;
 use super::output::{OutputFormat, structured, table};
+use super::parsers;
 use crate::metastudio::client::TransportError;
 use crate::metastudio::{ActiveCode, ApiError, ConnectionError, MetaStudioClient, Transport};
 use clap::{Args, Subcommand};
@@ -13,10 +14,10 @@ pub enum CodesCommand {
     /// List a robot's activation codes (every page).
     List {
         /// Application (robot) id.
-        #[arg(long)]
+        #[arg(long, value_parser = parsers::non_empty)]
         robot_id: String,
         /// Only codes of this interactive dialog.
-        #[arg(long)]
+        #[arg(long, value_parser = parsers::non_empty)]
         room_id: Option<String>,
         #[command(flatten)]
         output: OutputArgs,
@@ -26,6 +27,7 @@ pub enum CodesCommand {
     /// Show one activation code.
     Show {
         /// Activation code id.
+        #[arg(value_parser = parsers::non_empty)]
         id: String,
         #[command(flatten)]
         output: OutputArgs,
@@ -35,9 +37,10 @@ pub enum CodesCommand {
     /// Set a code's validity in days (0 = permanent); the window restarts now.
     Update {
         /// Activation code id.
+        #[arg(value_parser = parsers::non_empty)]
         id: String,
-        /// Days, 0..=65535.
-        #[arg(long)]
+        /// Days, 0..=65535 (0 = permanent).
+        #[arg(long, value_parser = parsers::days, allow_negative_numbers = true)]
         valid_period: u16,
         #[command(flatten)]
         output: OutputArgs,
@@ -47,6 +50,7 @@ pub enum CodesCommand {
     /// Reset a code: mint a new value for it (not idempotent).
     Reset {
         /// Activation code id.
+        #[arg(value_parser = parsers::non_empty)]
         id: String,
         /// Keep the authentication credentials of devices already using the code.
         #[arg(long)]

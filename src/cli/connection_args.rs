@@ -2,6 +2,7 @@
 //! AK/SK come only from the environment (`CLOUD_SDK_AK`, `CLOUD_SDK_SK`,
 //! `CLOUD_SDK_SECURITY_TOKEN`): flags would show them in `ps`.
 
+use super::parsers;
 use crate::duration::HumanDuration;
 use crate::metastudio::rate_limit::RateLimit;
 use crate::metastudio::settings::{ConnectionSettings, credentials_from_env};
@@ -11,19 +12,19 @@ use clap::Args;
 #[derive(Debug, Clone, Args)]
 pub struct ConnectionArgs {
     /// API endpoint; default https://metastudio.{region}.myhuaweicloud.com.
-    #[arg(long, env = "METASTUDIO_ENDPOINT")]
+    #[arg(long, env = "METASTUDIO_ENDPOINT", value_parser = parsers::endpoint)]
     pub endpoint: Option<String>,
     /// Region, e.g. cn-north-4 or ap-southeast-1.
-    #[arg(long, env = "METASTUDIO_REGION")]
+    #[arg(long, env = "METASTUDIO_REGION", value_parser = parsers::region)]
     pub region: Option<String>,
     /// Project id of the region.
-    #[arg(long, env = "METASTUDIO_PROJECT_ID")]
+    #[arg(long, env = "METASTUDIO_PROJECT_ID", value_parser = parsers::project_id)]
     pub project_id: Option<String>,
     /// Static IAM token (X-Auth-Token), instead of CLOUD_SDK_AK/SK (not both).
     #[arg(long, env = "METASTUDIO_AUTH_TOKEN", hide_env_values = true)]
     pub auth_token: Option<String>,
     /// Third-party user id sent as X-App-UserId (ASCII only).
-    #[arg(long, env = "METASTUDIO_APP_USER_ID")]
+    #[arg(long, env = "METASTUDIO_APP_USER_ID", value_parser = parsers::app_user_id)]
     pub app_user_id: Option<String>,
     #[command(flatten)]
     pub client: ClientArgs,
@@ -33,13 +34,13 @@ pub struct ConnectionArgs {
 #[derive(Debug, Clone, Args)]
 pub struct ClientArgs {
     /// Per-request timeout.
-    #[arg(long, env = "METASTUDIO_TIMEOUT", default_value = "30s")]
+    #[arg(long, env = "METASTUDIO_TIMEOUT", default_value = "30s", value_parser = parsers::positive_duration, allow_hyphen_values = true)]
     pub timeout: HumanDuration,
     /// Attempts per call, the first included (retries apply to 429, 5xx and network faults).
-    #[arg(long, env = "METASTUDIO_MAX_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=20))]
+    #[arg(long, env = "METASTUDIO_MAX_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=20), allow_negative_numbers = true)]
     pub max_attempts: u32,
     /// Client-side rate limit, requests per second per endpoint (0 = none).
-    #[arg(long, env = "METASTUDIO_RATE_LIMIT", default_value_t = RateLimit::default().per_second)]
+    #[arg(long, env = "METASTUDIO_RATE_LIMIT", default_value_t = RateLimit::default().per_second, value_parser = parsers::rate, allow_negative_numbers = true)]
     pub rate_limit: f64,
     /// Requests that may go out at once before the rate limit spaces them.
     #[arg(long, env = "METASTUDIO_RATE_BURST", default_value_t = RateLimit::default().burst)]

@@ -3,6 +3,7 @@
 pub mod codes;
 pub mod connection_args;
 pub mod output;
+pub mod parsers;
 pub mod reconcile;
 pub mod run;
 pub mod simulator;

@@ -45,7 +45,7 @@ pub struct ReconcileArgs {
     #[arg(short = 'o', long = "output", value_enum, default_value_t = ReportFormat::Table)]
     pub output: ReportFormat,
     /// Namespace of manifests that name none.
-    #[arg(short = 'n', long, default_value = "default")]
+    #[arg(short = 'n', long, default_value = "default", value_parser = super::parsers::namespace)]
     pub namespace: String,
     /// Run against an embedded simulator seeded from the SimulatorSeed
     /// documents among the manifests (no cloud account needed).
@@ -106,16 +106,6 @@ pub async fn run(args: ReconcileArgs) -> Result<ReconcileOutput, ReconcileComman
         (None, true) => None,
         (None, false) => Some(PathBuf::from(DEFAULT_STATUS_FILE)),
     };
-    if manifests.resources.is_empty() {
-        notes.push(format!(
-            "no ActivationCode found in {}",
-            args.paths
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
-    }
     let transport = Transport::new(args.connection.client.options())?;
     let engine =
         Engine::new(transport.clone(), defaults).with_concurrency(usize::from(args.concurrency));

@@ -33,7 +33,7 @@ pub struct RunArgs {
     #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
     pub lease_namespace: String,
     /// How long the lease holds without renewal; a standby takes over after it.
-    #[arg(long, env = "LEASE_DURATION", default_value = "15s")]
+    #[arg(long, env = "LEASE_DURATION", default_value = "15s", value_parser = super::parsers::positive_duration, allow_hyphen_values = true)]
     pub lease_duration: HumanDuration,
     /// This replica's identity in the Lease.
     #[arg(long, env = "POD_NAME")]

@@ -18,7 +18,7 @@ pub struct SimulatorArgs {
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
     /// The project id the simulator serves.
-    #[arg(long, env = "METASTUDIO_PROJECT_ID", default_value = DEFAULT_PROJECT_ID)]
+    #[arg(long, env = "METASTUDIO_PROJECT_ID", default_value = DEFAULT_PROJECT_ID, value_parser = super::parsers::project_id)]
     pub project_id: String,
     /// YAML file of robots and codes to start with (kind: SimulatorSeed).
     #[arg(long)]
@@ -37,28 +37,28 @@ pub struct SimulatorArgs {
 #[derive(Debug, Clone, Args)]
 pub struct FaultArgs {
     /// Latency added to every answer.
-    #[arg(long, default_value = "0s")]
+    #[arg(long, default_value = "0s", value_parser = super::parsers::duration, allow_hyphen_values = true)]
     pub latency: HumanDuration,
     /// Share of calls answered 500 (0..1).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     pub error_rate: f64,
     /// Share of calls answered 429 with Retry-After (0..1).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     pub throttle_rate: f64,
     /// Retry-After of injected 429s, in seconds.
     #[arg(long, default_value_t = 1)]
     pub retry_after: u64,
     /// Share of calls whose connection is dropped before they apply (0..1).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     pub drop_rate: f64,
     /// Share of calls applied whose answer is then lost (0..1).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     pub lost_response_rate: f64,
     /// Share of calls slowed by --slow-delay (0..1).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     pub slow_rate: f64,
     /// Extra delay of slow calls.
-    #[arg(long, default_value = "2s")]
+    #[arg(long, default_value = "2s", value_parser = super::parsers::duration, allow_hyphen_values = true)]
     pub slow_delay: HumanDuration,
     /// Only these operations get faults, e.g. ResetActiveCode,UpdateActiveCode.
     #[arg(long, value_delimiter = ',', value_parser = parse_operation)]

@@ -579,36 +579,104 @@ fn decode_json<T: DeserializeOwned>(
     request_id: Option<String>,
     body: &[u8],
 ) -> Result<T, ApiErrorKind> {
-    serde_json::from_slice(body).map_err(|err| ApiErrorKind::Decode {
-        status: status.as_u16(),
-        request_id,
-        // serde_json's messages name the field and position, never the data.
-        detail: err.to_string(),
-    })
+    decode_success(status.as_u16(), request_id, body)
 }
 
-fn service_error(answer: Answer) -> ApiErrorKind {
-    let status = answer.status;
-    let (code, message) = match serde_json::from_slice::<ErrorBody>(&answer.body) {
+/// The longest `error_msg` kept from an error body; a hostile or broken
+/// server could otherwise put megabytes into every status and log line.
+pub const MAX_ERROR_MESSAGE_CHARS: usize = 512;
+/// The longest `error_code` and `X-Request-Id` kept.
+pub const MAX_ERROR_CODE_CHARS: usize = 128;
+
+/// Decodes a success body as every call does: the value, or a `Decode`
+/// error that names the field and position but never quotes a value (it
+/// could be a code in the wrong place). Public for the fuzz tests.
+pub fn decode_success<T: DeserializeOwned>(
+    status: u16,
+    request_id: Option<String>,
+    body: &[u8],
+) -> Result<T, ApiErrorKind> {
+    let decode_error = |detail: String| ApiErrorKind::Decode {
+        status,
+        request_id: request_id
+            .as_deref()
+            .map(|id| clean(id, MAX_ERROR_CODE_CHARS)),
+        detail,
+    };
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
+        let path = err.path().to_string();
+        let message = super::models::hide_values(&err.inner().to_string());
+        // `.` is the whole body, `?` a place serde could not name.
+        decode_error(if path == "." || path == "?" {
+            message
+        } else {
+            format!("{path}: {message}")
+        })
+    })?;
+    deserializer
+        .end()
+        .map_err(|err| decode_error(super::models::hide_values(&err.to_string())))?;
+    Ok(value)
+}
+
+/// The error of a non-success answer, as every call builds it: the
+/// Huawei error body's code and message when it has one (cut to a sane
+/// length, control characters removed), the status text otherwise.
+/// Public for the fuzz tests.
+pub fn decode_failure(
+    status: u16,
+    request_id: Option<String>,
+    retry_after: Option<Duration>,
+    body: &[u8],
+) -> ApiErrorKind {
+    let (code, message) = match serde_json::from_slice::<ErrorBody>(body) {
         Ok(ErrorBody {
             error_code,
             error_msg,
-        }) => (error_code, error_msg),
+        }) => (
+            clean(&error_code, MAX_ERROR_CODE_CHARS),
+            clean(&error_msg, MAX_ERROR_MESSAGE_CHARS),
+        ),
         Err(_) => (
             String::new(),
-            status
-                .canonical_reason()
+            StatusCode::from_u16(status)
+                .ok()
+                .and_then(|s| s.canonical_reason())
                 .unwrap_or("unexpected status")
                 .to_owned(),
         ),
     };
     ApiErrorKind::Service {
-        status: status.as_u16(),
+        status,
         code,
         message,
-        request_id: answer.request_id,
-        retry_after: answer.retry_after,
+        request_id: request_id.map(|id| clean(&id, MAX_ERROR_CODE_CHARS)),
+        retry_after,
     }
+}
+
+fn service_error(answer: Answer) -> ApiErrorKind {
+    decode_failure(
+        answer.status.as_u16(),
+        answer.request_id,
+        answer.retry_after,
+        &answer.body,
+    )
+}
+
+/// Server text made safe to print: control characters (line breaks,
+/// terminal escapes) become spaces and it is cut after `max` characters.
+fn clean(text: &str, max: usize) -> String {
+    let mut out: String = text
+        .chars()
+        .take(max)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if text.chars().nth(max).is_some() {
+        out.push_str("...");
+    }
+    out
 }
 
 /// `Retry-After` in seconds (the HTTP-date form is not used by Huawei

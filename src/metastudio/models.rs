@@ -93,6 +93,53 @@ pub struct ErrorBody {
     pub error_msg: String,
 }
 
+/// serde's error message with the offending value hidden: before
+/// `, expected` (what the schema wanted, which is safe to show), every
+/// backquoted (`` `5` ``) or double-quoted (`"abc"`, with its escapes) part
+/// becomes `<hidden>`, except field names (`` field `name` ``). serde quotes
+/// the value it could not use, and that value may be a code or a key in the
+/// wrong place; the rest (type, expectation, position) is kept.
+pub fn hide_values(message: &str) -> String {
+    let (head, tail) = match message.find(", expected ") {
+        Some(at) => message.split_at(at),
+        None => (message, ""),
+    };
+    let mut out = String::with_capacity(message.len());
+    let mut chars = head.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '`' if out.ends_with("field ") => {
+                out.push(c);
+                for d in chars.by_ref() {
+                    out.push(d);
+                    if d == '`' {
+                        break;
+                    }
+                }
+            }
+            '`' => {
+                out.push_str("`<hidden>`");
+                chars.by_ref().find(|&d| d == '`');
+            }
+            '"' => {
+                out.push_str("\"<hidden>\"");
+                let mut escaped = false;
+                for d in chars.by_ref() {
+                    match (escaped, d) {
+                        (true, _) => escaped = false,
+                        (false, '\\') => escaped = true,
+                        (false, '"') => break,
+                        _ => {}
+                    }
+                }
+            }
+            _ => out.push(c),
+        }
+    }
+    out.push_str(tail);
+    out
+}
+
 /// Treats `null`, a missing field and `""` alike as absent.
 fn empty_as_none<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
 where
@@ -150,6 +197,27 @@ mod tests {
             assert_eq!(code.expire_time, None);
             assert_eq!(code.room_id, None);
         }
+    }
+
+    #[test]
+    fn hide_values_keeps_the_shape_of_the_message() {
+        assert_eq!(
+            hide_values("invalid type: integer `123456`, expected a string at line 1 column 9"),
+            "invalid type: integer `<hidden>`, expected a string at line 1 column 9"
+        );
+        assert_eq!(
+            hide_values(r#"invalid type: string "a\"b`c", expected u16"#),
+            r#"invalid type: string "<hidden>", expected u16"#
+        );
+        assert_eq!(hide_values("unterminated `abc"), "unterminated `<hidden>`");
+        assert_eq!(
+            hide_values("missing field `once_code` at line 1 column 2"),
+            "missing field `once_code` at line 1 column 2"
+        );
+        assert_eq!(
+            hide_values("unknown variant `enforce`, expected `Enforce` or `Observe`"),
+            "unknown variant `<hidden>`, expected `Enforce` or `Observe`"
+        );
     }
 
     #[test]

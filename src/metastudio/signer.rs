@@ -60,13 +60,17 @@ pub fn decode(value: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
-            if let Some(byte) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                out.push(byte);
-                i += 3;
-                continue;
-            }
+        // Exactly two hex digits: `from_str_radix` alone would also take
+        // a sign, decoding `%+A` where Python keeps it as it is.
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && bytes[i + 1].is_ascii_hexdigit()
+            && bytes[i + 2].is_ascii_hexdigit()
+        {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).expect("ASCII hex digits");
+            out.push(u8::from_str_radix(hex, 16).expect("two hex digits"));
+            i += 3;
+            continue;
         }
         out.push(bytes[i]);
         i += 1;
@@ -245,6 +249,7 @@ mod tests {
         assert_eq!(decode("a%20b%2Fc"), "a b/c");
         assert_eq!(decode("100%"), "100%");
         assert_eq!(decode("%zz%4"), "%zz%4");
+        assert_eq!(decode("%+A%-1"), "%+A%-1");
         assert_eq!(decode("a+b"), "a+b");
     }
 

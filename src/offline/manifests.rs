@@ -2,12 +2,17 @@
 //! GitOps repository holds them. ActivationCodes are kept, credentials
 //! Secrets and simulator seeds noted, other kinds skipped.
 
-use crate::crd::{API_VERSION, ActivationCode, KIND};
+mod messages;
+
+use crate::crd::{API_VERSION, ActivationCode, GROUP, KIND};
+use crate::metastudio::models::hide_values;
 use crate::secret::Secret;
 use crate::simulator::seed::{self, Seed};
 use k8s_openapi::api::core::v1::Secret as KubeSecret;
 use serde_json::Value;
 use std::collections::BTreeMap;
+use std::collections::BTreeSet;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// Larger files are refused (a manifest is a few KiB).
@@ -61,6 +66,43 @@ pub fn load(paths: &[PathBuf], default_namespace: &str) -> Result<Manifests, Vec
             errors.extend(err);
         }
     }
+    errors.extend(duplicates(&manifests));
+    if errors.is_empty() && manifests.resources.is_empty() {
+        let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        errors.push(error(
+            shown.join(", "),
+            "holds no ActivationCode: pass the files or directories of your ActivationCode manifests (*.yaml, *.yml or *.json)",
+        ));
+    }
+    if errors.is_empty() {
+        Ok(manifests)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Parses the bytes of one manifest file, as [`load`] does for each file
+/// (without the size limit, which applies before reading); `origin` names
+/// the file in errors. An input without any ActivationCode is not an error
+/// here.
+pub fn parse_bytes(
+    bytes: &[u8],
+    origin: &Path,
+    default_namespace: &str,
+) -> Result<Manifests, Vec<ManifestError>> {
+    let mut manifests = Manifests::default();
+    load_bytes(bytes, origin, default_namespace, &mut manifests)?;
+    let errors = duplicates(&manifests);
+    if errors.is_empty() {
+        Ok(manifests)
+    } else {
+        Err(errors)
+    }
+}
+
+/// A problem for each resource defined a second time.
+fn duplicates(manifests: &Manifests) -> Vec<ManifestError> {
+    let mut errors = Vec::new();
     let mut seen: BTreeMap<String, String> = BTreeMap::new();
     for loaded in &manifests.resources {
         let key = key_of(&loaded.resource);
@@ -71,11 +113,7 @@ pub fn load(paths: &[PathBuf], default_namespace: &str) -> Result<Manifests, Vec
             ));
         }
     }
-    if errors.is_empty() {
-        Ok(manifests)
-    } else {
-        Err(errors)
-    }
+    errors
 }
 
 /// `namespace/name` of a resource.
@@ -87,34 +125,52 @@ pub fn key_of(resource: &ActivationCode) -> String {
     )
 }
 
+/// Files under `path`, in sorted order; each directory is read once, so a
+/// symbolic link back up the tree cannot loop.
 fn collect_files(path: &Path, files: &mut Vec<PathBuf>, errors: &mut Vec<ManifestError>) {
+    let mut visited = BTreeSet::new();
+    collect(path, files, errors, &mut visited);
+}
+
+fn collect(
+    path: &Path,
+    files: &mut Vec<PathBuf>,
+    errors: &mut Vec<ManifestError>,
+    visited: &mut BTreeSet<PathBuf>,
+) {
     let display = path.display().to_string();
     match std::fs::metadata(path) {
         Err(err) => errors.push(error(display, format!("cannot read: {err}"))),
-        Ok(meta) if meta.is_dir() => match std::fs::read_dir(path) {
-            Err(err) => errors.push(error(display, format!("cannot list directory: {err}"))),
-            Ok(entries) => {
-                let mut children: Vec<PathBuf> =
-                    entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-                children.sort();
-                for child in children {
-                    let name = child
-                        .file_name()
-                        .and_then(|n| n.to_str())
-                        .unwrap_or_default();
-                    if name.starts_with('.') {
-                        continue;
-                    }
-                    let is_yaml = matches!(
-                        child.extension().and_then(|e| e.to_str()),
-                        Some("yaml" | "yml" | "json")
-                    );
-                    if child.is_dir() || is_yaml {
-                        collect_files(&child, files, errors);
+        Ok(meta) if meta.is_dir() => {
+            let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+            if !visited.insert(canonical) {
+                return;
+            }
+            match std::fs::read_dir(path) {
+                Err(err) => errors.push(error(display, format!("cannot list directory: {err}"))),
+                Ok(entries) => {
+                    let mut children: Vec<PathBuf> =
+                        entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+                    children.sort();
+                    for child in children {
+                        let name = child
+                            .file_name()
+                            .and_then(|n| n.to_str())
+                            .unwrap_or_default();
+                        if name.starts_with('.') {
+                            continue;
+                        }
+                        let is_yaml = matches!(
+                            child.extension().and_then(|e| e.to_str()),
+                            Some("yaml" | "yml" | "json")
+                        );
+                        if child.is_dir() || is_yaml {
+                            collect(&child, files, errors, visited);
+                        }
                     }
                 }
             }
-        },
+        }
         Ok(_) => files.push(path.to_path_buf()),
     }
 }
@@ -136,19 +192,62 @@ fn load_file(
             ),
         )]);
     }
-    let bytes =
-        std::fs::read(path).map_err(|e| vec![error(&display, format!("cannot read: {e}"))])?;
-    let text = String::from_utf8(bytes).map_err(|e| {
+    // Read at most one byte past the limit: a device or a pipe (which has
+    // no size) must not fill memory either.
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|file| file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(|e| vec![error(&display, format!("cannot read: {e}"))])?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(vec![error(
+            &display,
+            format!(
+                "is over the {MAX_FILE_BYTES}-byte limit for a manifest: split it or pass only the manifests"
+            ),
+        )]);
+    }
+    load_bytes(&bytes, path, default_namespace, out)
+}
+
+/// The YAML parser's limits. A manifest needs a few dozen values and hardly
+/// any aliases; these stop alias bombs ("billion laughs") and nesting storms
+/// early, with little memory, yet leave room for a file of thousands of
+/// resources.
+fn yaml_options() -> serde_saphyr::Options {
+    serde_saphyr::options! {
+        budget: serde_saphyr::budget! {
+            max_documents: 100_000,
+            max_nodes: 1_000_000,
+            max_aliases: 10_000,
+            max_anchors: 10_000,
+            max_depth: 32,
+            max_recorded_anchor_events: 100_000,
+        },
+        alias_limits: serde_saphyr::alias_limits! {
+            max_total_replayed_events: 100_000,
+            max_replay_stack_depth: 16,
+        },
+    }
+}
+
+fn load_bytes(
+    bytes: &[u8],
+    path: &Path,
+    default_namespace: &str,
+    out: &mut Manifests,
+) -> Result<(), Vec<ManifestError>> {
+    let display = path.display().to_string();
+    let text = std::str::from_utf8(bytes).map_err(|e| {
         vec![error(
             &display,
             format!(
                 "is not UTF-8 (invalid byte at offset {}): save it as UTF-8",
-                e.utf8_error().valid_up_to()
+                e.valid_up_to()
             ),
         )]
     })?;
-    let documents: Vec<Value> = serde_saphyr::from_multiple(&text)
-        .map_err(|e| vec![error(&display, format!("is not valid YAML: {e}"))])?;
+    let documents: Vec<Value> = serde_saphyr::from_multiple_with_options(text, yaml_options())
+        .map_err(|e| vec![error(&display, messages::yaml_problem(&e))])?;
     let many = documents.len() > 1;
     let mut errors = Vec::new();
     for (index, document) in documents.into_iter().enumerate() {
@@ -184,6 +283,16 @@ fn load_document(
             "is not a Kubernetes object (a YAML mapping with apiVersion and kind)",
         ));
     };
+    for field in ["apiVersion", "kind"] {
+        if map.get(field).is_some_and(|v| !v.is_string()) {
+            return Err(error(
+                source,
+                format!(
+                    "{field}: must be a string, e.g. apiVersion: {API_VERSION} and kind: {KIND}"
+                ),
+            ));
+        }
+    }
     let kind = map.get("kind").and_then(Value::as_str);
     let api_version = map.get("apiVersion").and_then(Value::as_str);
     match (kind, api_version) {
@@ -203,29 +312,31 @@ fn load_document(
                 ),
             ));
         }
+        (Some(kind), _) if kind.eq_ignore_ascii_case(KIND) => {
+            return Err(error(
+                source,
+                format!("kind is `{kind}`: kinds are case-sensitive, write kind: {KIND}"),
+            ));
+        }
+        // Our own status file may sit among the manifests: skip it.
+        (Some(kind), Some(api))
+            if api.split('/').next() == Some(GROUP) && kind != super::status_file::KIND =>
+        {
+            return Err(error(
+                source,
+                format!(
+                    "kind `{kind}` does not exist in {GROUP}: write kind: {KIND} (apiVersion: {API_VERSION})"
+                ),
+            ));
+        }
         (Some("Secret"), Some("v1")) => {
-            let secret: KubeSecret = serde_json::from_value(document)
-                .map_err(|e| error(source, format!("is not a valid Secret: {e}")))?;
-            let namespace = secret
-                .metadata
-                .namespace
-                .clone()
-                .unwrap_or_else(|| default_namespace.to_owned());
-            let name = secret.metadata.name.clone().unwrap_or_default();
-            let mut data: BTreeMap<String, Secret> = BTreeMap::new();
-            for (key, bytes) in secret.data.unwrap_or_default() {
-                let value = String::from_utf8(bytes.0)
-                    .map_err(|_| error(source, format!("Secret data `{key}` is not UTF-8 text")))?;
-                data.insert(key, Secret::new(value));
-            }
-            for (key, value) in secret.string_data.unwrap_or_default() {
-                data.insert(key, Secret::new(value));
-            }
-            out.secrets.insert(format!("{namespace}/{name}"), data);
+            let (key, data) = parse_secret(document, source, default_namespace)?;
+            out.secrets.insert(key, data);
         }
         (Some(seed::KIND), _) => {
             let text = serde_json::to_string(&document).expect("JSON values serialise");
             let parsed = Seed::from_yaml(&text).map_err(|e| error(source, e))?;
+            messages::check_seed_size(&parsed).map_err(|m| error(source, m))?;
             out.seeds.push((path.to_path_buf(), parsed));
         }
         (Some(kind), Some(_)) => *out.skipped.entry(kind.to_owned()).or_default() += 1,
@@ -243,6 +354,42 @@ fn load_document(
         }
     }
     Ok(())
+}
+
+/// A credentials Secret: `namespace/name` and its decoded data. Errors
+/// name the field but never quote a value.
+fn parse_secret(
+    document: Value,
+    source: &str,
+    default_namespace: &str,
+) -> Result<(String, BTreeMap<String, Secret>), ManifestError> {
+    let secret: KubeSecret = serde_path_to_error::deserialize(document).map_err(|e| {
+        let path = e.path().to_string();
+        let detail = if path.starts_with("data.") && !e.inner().to_string().contains("invalid type")
+        {
+            "is not base64: encode the value (base64 -w0), or put plain text under stringData"
+                .to_owned()
+        } else {
+            hide_values(&e.inner().to_string())
+        };
+        error(source, format!("is not a valid Secret: {path}: {detail}"))
+    })?;
+    let namespace = secret
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| default_namespace.to_owned());
+    let name = secret.metadata.name.clone().unwrap_or_default();
+    let mut data: BTreeMap<String, Secret> = BTreeMap::new();
+    for (key, bytes) in secret.data.unwrap_or_default() {
+        let value = String::from_utf8(bytes.0)
+            .map_err(|_| error(source, format!("Secret data `{key}` is not UTF-8 text")))?;
+        data.insert(key, Secret::new(value));
+    }
+    for (key, value) in secret.string_data.unwrap_or_default() {
+        data.insert(key, Secret::new(value));
+    }
+    Ok((format!("{namespace}/{name}"), data))
 }
 
 fn parse_activation_code(
@@ -270,23 +417,33 @@ fn parse_activation_code(
                 "has no `spec`: add spec.robotId and spec.validPeriod",
             ));
         }
+        if let Some(problem) = messages::metadata_problem(map.get("metadata"))
+            .or_else(|| messages::list_for_mapping(&document))
+        {
+            return Err(error(source, problem));
+        }
     }
     let mut resource: ActivationCode = serde_path_to_error::deserialize(document).map_err(|e| {
         let path = e.path().to_string();
-        error(
-            source,
-            format!(
-                "{}: {}",
-                if path == "." { "document".into() } else { path },
-                explain(e.inner())
-            ),
-        )
+        error(source, messages::explain(&path, &e.inner().to_string()))
     })?;
-    if resource.metadata.name.as_deref().is_none_or(str::is_empty) {
-        return Err(error(source, "metadata.name is missing: name the resource"));
+    match resource.metadata.name.as_deref() {
+        None | Some("") => {
+            return Err(error(source, "metadata.name is missing: name the resource"));
+        }
+        Some(name) => {
+            if let Some(why) = crate::validate::dns_subdomain_problem(name) {
+                return Err(error(source, format!("metadata.name: {why}")));
+            }
+        }
     }
-    if resource.metadata.namespace.is_none() {
-        resource.metadata.namespace = Some(default_namespace.to_owned());
+    match &resource.metadata.namespace {
+        None => resource.metadata.namespace = Some(default_namespace.to_owned()),
+        Some(namespace) => {
+            if let Some(why) = crate::validate::dns_label_problem(namespace) {
+                return Err(error(source, format!("metadata.namespace: {why}")));
+            }
+        }
     }
     let problems = crate::validate::validate(&resource.spec);
     if !problems.is_empty() {
@@ -298,18 +455,4 @@ fn parse_activation_code(
         return Err(error(source, all));
     }
     Ok(resource)
-}
-
-/// serde's messages, with a hint where they need one.
-fn explain(err: &serde_json::Error) -> String {
-    let text = err.to_string();
-    if text.contains("invalid value: integer") && text.contains("u16") {
-        format!("{text}; validPeriod is a number of days from 0 to 65535")
-    } else if text.contains("missing field `robotId`") {
-        format!("{text}; set spec.robotId to the MetaStudio application (robot) id")
-    } else if text.contains("missing field `validPeriod`") {
-        format!("{text}; set spec.validPeriod to the validity in days (0 = permanent)")
-    } else {
-        text
-    }
 }

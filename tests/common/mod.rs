@@ -4,8 +4,10 @@
 pub mod capture;
 pub mod failure_text;
 pub mod fake_api;
+pub mod fuzz;
 pub mod kube_mock;
 pub mod offline;
+pub mod raw_http;
 
 use metastudio_operator::metastudio::connection::parse_endpoint;
 use metastudio_operator::metastudio::rate_limit::RateLimit;

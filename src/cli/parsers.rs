@@ -1,0 +1,137 @@
+//! Value parsers of command-line flags: a bad value is refused while the
+//! arguments are parsed (exit code 2, nothing called), with a message that
+//! says what to write instead.
+
+use crate::duration::HumanDuration;
+use crate::metastudio::connection::{Connection, Credentials, parse_endpoint, regional_endpoint};
+
+/// Any non-empty text (ids, robot ids, room ids).
+pub fn non_empty(value: &str) -> Result<String, String> {
+    if value.trim().is_empty() {
+        Err("it is empty: give the id".into())
+    } else {
+        Ok(value.to_owned())
+    }
+}
+
+/// A validity in days, 0..=65535.
+pub fn days(value: &str) -> Result<u16, String> {
+    value
+        .trim()
+        .parse()
+        .map_err(|_| "write a whole number of days from 0 to 65535 (0 = permanent)".to_owned())
+}
+
+/// A duration longer than zero, e.g. a timeout.
+pub fn positive_duration(value: &str) -> Result<HumanDuration, String> {
+    let duration: HumanDuration = value.parse().map_err(|e| format!("{e}"))?;
+    if duration.0.is_zero() {
+        return Err("it must be longer than 0s, e.g. 30s".into());
+    }
+    Ok(duration)
+}
+
+/// A duration of zero or more (latencies).
+pub fn duration(value: &str) -> Result<HumanDuration, String> {
+    value.parse().map_err(|e| format!("{e}"))
+}
+
+/// The slowest and fastest client-side rates accepted, per second.
+const RATE_RANGE: (f64, f64) = (0.001, 1_000_000.0);
+
+/// Requests per second: 0 (no limit) or 0.001 to 1000000.
+pub fn rate(value: &str) -> Result<f64, String> {
+    let fix = || {
+        format!(
+            "write 0 (no limit) or a number of requests per second from {} to {}",
+            RATE_RANGE.0, RATE_RANGE.1
+        )
+    };
+    let rate: f64 = value.trim().parse().map_err(|_| fix())?;
+    if rate == 0.0 || (RATE_RANGE.0..=RATE_RANGE.1).contains(&rate) {
+        Ok(rate)
+    } else {
+        Err(fix())
+    }
+}
+
+/// An endpoint URL: http or https, a host, no query.
+pub fn endpoint(value: &str) -> Result<String, String> {
+    parse_endpoint(value)
+        .map(|_| value.to_owned())
+        .map_err(|e| e.to_string())
+}
+
+/// A region name such as cn-north-4.
+pub fn region(value: &str) -> Result<String, String> {
+    regional_endpoint(value)
+        .map(|_| value.to_owned())
+        .map_err(|e| e.to_string())
+}
+
+/// The checks a connection makes on its project id and X-App-UserId.
+fn check_connection(project_id: &str, app_user_id: Option<&str>) -> Result<(), String> {
+    Connection::new(
+        url_placeholder(),
+        project_id,
+        Credentials::ak_sk("", ""),
+        app_user_id.map(str::to_owned),
+    )
+    .map(|_| ())
+    .map_err(|e| e.to_string())
+}
+
+fn url_placeholder() -> reqwest::Url {
+    reqwest::Url::parse("http://localhost").expect("static URL")
+}
+
+/// A project id: letters, digits, `-` and `_`.
+pub fn project_id(value: &str) -> Result<String, String> {
+    check_connection(value, None).map(|()| value.to_owned())
+}
+
+/// An X-App-UserId: printable ASCII.
+pub fn app_user_id(value: &str) -> Result<String, String> {
+    if value.is_empty() {
+        return Err("it is empty: give an ASCII user id, or leave the flag out".into());
+    }
+    check_connection("p", Some(value)).map(|()| value.to_owned())
+}
+
+/// A Kubernetes namespace name.
+pub fn namespace(value: &str) -> Result<String, String> {
+    match crate::validate::dns_label_problem(value) {
+        Some(why) => Err(format!("namespace {why}")),
+        None => Ok(value.to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_parser_refuses_with_the_fix() {
+        assert_eq!(days("65535"), Ok(65535));
+        assert!(days("65536").unwrap_err().contains("0 to 65535"));
+        assert!(days("-1").is_err());
+        assert!(
+            positive_duration("0s")
+                .unwrap_err()
+                .contains("longer than 0s")
+        );
+        assert!(positive_duration("-1s").unwrap_err().contains("negative"));
+        assert_eq!(rate("0"), Ok(0.0));
+        assert_eq!(rate("20"), Ok(20.0));
+        for bad in ["-5", "1e-300", "NaN", "inf", "x"] {
+            assert!(rate(bad).unwrap_err().contains("no limit"), "{bad}");
+        }
+        assert!(endpoint("ftp://x").unwrap_err().contains("http or https"));
+        assert!(region("CN North").is_err());
+        assert!(project_id("p/../x").is_err());
+        assert!(app_user_id("用户").unwrap_err().contains("ASCII"));
+        assert_eq!(app_user_id("kiosk-1"), Ok("kiosk-1".into()));
+        assert!(namespace("Bad NS").is_err());
+        assert!(non_empty(" ").is_err());
+    }
+}

@@ -1,0 +1,264 @@
+//! The words of manifest errors: YAML problems in one line, serde's
+//! messages with the hint each field needs, and the checks of metadata and
+//! simulator seeds that serde does not make.
+
+use crate::simulator::Seed;
+use serde_json::Value;
+
+/// The most codes the embedded simulator (`reconcile --simulate`) is seeded
+/// with: a seed is a few lines, so `generate.count` could otherwise ask for
+/// billions of codes and fill memory.
+pub const MAX_SEED_CODES: u64 = 1_000_000;
+
+/// The fields of Kubernetes object metadata (`ObjectMeta`).
+const METADATA_FIELDS: [&str; 15] = [
+    "annotations",
+    "creationTimestamp",
+    "deletionGracePeriodSeconds",
+    "deletionTimestamp",
+    "finalizers",
+    "generateName",
+    "generation",
+    "labels",
+    "managedFields",
+    "name",
+    "namespace",
+    "ownerReferences",
+    "resourceVersion",
+    "selfLink",
+    "uid",
+];
+
+/// A YAML error in one line, with its position and no source snippet (a
+/// snippet could quote a Secret's value).
+pub(super) fn yaml_problem(err: &serde_saphyr::Error) -> String {
+    use serde_saphyr::Error as E;
+    use serde_saphyr::budget::BudgetBreach as B;
+    let mut inner = err;
+    while let E::AliasError { error, .. } | E::WithSnippet { error, .. } = inner {
+        inner = error;
+    }
+    let at = err
+        .location()
+        .filter(|l| l.line() > 0)
+        .map_or(String::new(), |l| {
+            format!(" at line {} column {}", l.line(), l.column())
+        });
+    let expands = "YAML aliases (*name) here expand to more values than any manifest needs, as in an alias bomb: write the values out instead of repeating aliases";
+    match inner {
+        E::AliasReplayLimitExceeded { .. }
+        | E::AliasExpansionLimitExceeded { .. }
+        | E::AliasReplayStackDepthExceeded { .. }
+        | E::AliasReplayCounterOverflow { .. }
+        | E::Budget {
+            breach:
+                B::Aliases { .. }
+                | B::Anchors { .. }
+                | B::AliasAnchorRatio { .. }
+                | B::RecordedAnchorEvents { .. }
+                | B::RecordedAnchorBytes { .. }
+                | B::MergeKeys { .. },
+            ..
+        } => format!("is refused{at}: {expands}"),
+        E::Budget {
+            breach: B::Depth { .. },
+            ..
+        } => format!("is refused{at}: values nest deeper than a manifest ever does (32 levels)"),
+        E::Budget {
+            breach: B::Documents { .. },
+            ..
+        } => format!("is refused{at}: it holds more than 100000 YAML documents: split it"),
+        E::Budget { .. } => format!(
+            "is refused{at}: it holds more YAML values than a manifest file should: split it"
+        ),
+        _ => {
+            let text = inner.render_with_formatter(&serde_saphyr::UserMessageFormatter);
+            // The parser appends the position itself; keep one copy.
+            let text = text.split(" at line ").next().unwrap_or(&text).to_owned();
+            let fix = if text.contains("tab") {
+                ": indent with spaces, not tabs"
+            } else {
+                ""
+            };
+            format!("is not valid YAML{at}: {text}{fix}")
+        }
+    }
+}
+
+/// A deserialisation error at `path` (`.` for the whole document), with the
+/// fix where serde's own words do not say it.
+pub(super) fn explain(path: &str, text: &str) -> String {
+    let field = if path == "." { "document" } else { path };
+    match hint(path, text) {
+        Some(hint) => format!("{field}: {text}; {hint}"),
+        None => format!("{field}: {text}"),
+    }
+}
+
+fn hint(path: &str, text: &str) -> Option<String> {
+    let leaf = path
+        .rsplit('.')
+        .next()
+        .unwrap_or(path)
+        .split('[')
+        .next()
+        .unwrap_or(path);
+    if text.starts_with("missing field `robotId`") {
+        return Some("set spec.robotId to the MetaStudio application (robot) id".into());
+    }
+    if text.starts_with("missing field `validPeriod`") {
+        return Some("set spec.validPeriod to the validity in days (0 = permanent)".into());
+    }
+    if text.starts_with("missing field") {
+        return Some("add it".into());
+    }
+    if text.starts_with("unknown field") {
+        return Some("remove it or correct its spelling".into());
+    }
+    let hint = match path {
+        "spec.validPeriod" => {
+            "write validPeriod as a whole number of days from 0 to 65535 (0 = permanent), without quotes"
+        }
+        "spec.syncInterval" | "spec.reset.beforeExpiry" => {
+            "write a duration like 90s, 10m, 24h, 1h30m or 7d"
+        }
+        "spec.suspend" | "spec.reset.cleanAuthCredential" => "write true or false",
+        "spec.managementPolicy" => "write Enforce or Observe (capitalised)",
+        "spec" => "spec is a mapping with at least robotId and validPeriod",
+        "spec.activeCodeIds" => "write a list of activation code ids, e.g. [id1, id2]",
+        "spec.reset" => "reset is a mapping, e.g. {token: \"2026-11-22\"} or {beforeExpiry: 24h}",
+        "spec.connection" => "connection is a mapping, e.g. {region: cn-north-4}",
+        "spec.exportSecretRef" | "spec.connection.credentialsSecretRef" => {
+            "a Secret reference is a mapping, e.g. {name: my-secret}"
+        }
+        _ if text.contains("expected a string") => {
+            return Some(format!(
+                "quote the value, e.g. {leaf}: \"0123\" (unquoted digits, true/false and yes/no are not strings in YAML)"
+            ));
+        }
+        _ => return None,
+    };
+    Some(hint.to_owned())
+}
+
+/// Why an ActivationCode's `metadata` is unusable before serde reads it:
+/// not a mapping, or a misspelt field that Kubernetes would drop silently.
+pub(super) fn metadata_problem(metadata: Option<&Value>) -> Option<String> {
+    match metadata {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(map)) => map.keys().find(|k| !METADATA_FIELDS.contains(&k.as_str())).map(|k| {
+            format!("metadata.{k}: unknown field: remove it or correct its spelling (metadata holds name, namespace, labels, annotations, ...)")
+        }),
+        Some(_) => Some(
+            "metadata: must be a mapping with name (and optionally namespace, labels, annotations)"
+                .into(),
+        ),
+    }
+}
+
+/// The parts of an ActivationCode that are mappings. serde would read a
+/// list in their place field by field, in order (`connection: [a, b]` as
+/// projectId `a` and region `b`); Kubernetes refuses it, and so do we.
+const MAPPINGS: [&str; 5] = [
+    "spec",
+    "spec.reset",
+    "spec.connection",
+    "spec.connection.credentialsSecretRef",
+    "spec.exportSecretRef",
+];
+
+/// Why a part of an ActivationCode that must be a mapping is a list.
+pub(super) fn list_for_mapping(document: &Value) -> Option<String> {
+    MAPPINGS.iter().find_map(|path| {
+        let value = path
+            .split('.')
+            .try_fold(document, |value, key| value.get(key))?;
+        value
+            .is_array()
+            .then(|| explain(path, "invalid type: sequence, expected a mapping"))
+    })
+}
+
+/// Refuses a seed that would make the embedded simulator hold more than
+/// [`MAX_SEED_CODES`] codes.
+pub(super) fn check_seed_size(seed: &Seed) -> Result<(), String> {
+    let total: u64 = seed
+        .spec
+        .robots
+        .iter()
+        .map(|r| r.codes.len() as u64 + r.generate.as_ref().map_or(0, |g| u64::from(g.count)))
+        .sum();
+    if total > MAX_SEED_CODES {
+        return Err(format!(
+            "spec.robots: the seed asks for {total} codes: the embedded simulator holds at most {MAX_SEED_CODES}, lower generate.count"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hints_name_the_fix_for_each_field() {
+        let cases = [
+            (
+                "spec.validPeriod",
+                "invalid type: string \"3\", expected u16",
+                "without quotes",
+            ),
+            (
+                "spec.robotId",
+                "invalid type: integer `123`, expected a string",
+                "robotId: \"0123\"",
+            ),
+            (
+                "spec.syncInterval",
+                "invalid type: integer `5`, expected a string",
+                "like 90s",
+            ),
+            (
+                "spec.suspend",
+                "invalid type: string \"yes please\", expected a boolean",
+                "true or false",
+            ),
+            (
+                "spec.foo",
+                "unknown field `foo`, expected one of `robotId`",
+                "remove it",
+            ),
+        ];
+        for (path, text, fix) in cases {
+            let message = explain(path, text);
+            assert!(message.starts_with(path), "{message}");
+            assert!(message.contains(fix), "{message}");
+        }
+        assert_eq!(explain(".", "oops"), "document: oops");
+    }
+
+    #[test]
+    fn a_list_in_place_of_a_mapping_is_named() {
+        let doc = serde_json::json!({"spec": {"robotId": "r", "connection": ["p", "cn-north-4"]}});
+        let problem = list_for_mapping(&doc).unwrap();
+        assert!(
+            problem.starts_with("spec.connection: invalid type: sequence"),
+            "{problem}"
+        );
+        assert!(list_for_mapping(&serde_json::json!({"spec": {"reset": {}}})).is_none());
+    }
+
+    #[test]
+    fn metadata_must_be_a_mapping_of_known_fields() {
+        assert_eq!(metadata_problem(None), None);
+        let ok = serde_json::json!({"name": "a", "labels": {"x": "y"}});
+        assert_eq!(metadata_problem(Some(&ok)), None);
+        let typo = serde_json::json!({"name": "a", "lables": {}});
+        assert!(
+            metadata_problem(Some(&typo))
+                .unwrap()
+                .starts_with("metadata.lables")
+        );
+        assert!(metadata_problem(Some(&serde_json::json!("a"))).is_some());
+    }
+}

@@ -1,0 +1,151 @@
+//! Raw TCP "HTTP servers" that answer with exactly the bytes a test gives:
+//! malformed, huge, endless or slow responses no well-behaved server sends.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// A server that answers every request with `response`, then closes.
+pub async fn raw_server(response: Vec<u8>) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let response = response.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf).await;
+                let _ = stream.write_all(&response).await;
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+/// An HTTP response head (status line and headers) with `X-Request-Id`.
+pub fn head(status: &str, request_id: &str, headers: &[&str]) -> String {
+    let mut head = format!("HTTP/1.1 {status}\r\nX-Request-Id: {request_id}\r\n");
+    for header in headers {
+        head.push_str(header);
+        head.push_str("\r\n");
+    }
+    head + "\r\n"
+}
+
+/// A complete JSON response with a Content-Length.
+pub fn json_response(status: &str, request_id: &str, body: &[u8]) -> Vec<u8> {
+    let mut bytes = head(
+        status,
+        request_id,
+        &[
+            "Content-Type: application/json",
+            &format!("Content-Length: {}", body.len()),
+            "Connection: close",
+        ],
+    )
+    .into_bytes();
+    bytes.extend_from_slice(body);
+    bytes
+}
+
+/// How a [`streaming_server`] sends the body after the head.
+#[derive(Debug, Clone, Copy)]
+pub enum Stream {
+    /// `total` bytes (`u64::MAX`: forever) in 64 KiB writes, as they are.
+    Raw { total: u64 },
+    /// `total` bytes (`u64::MAX`: forever) as HTTP/1.1 chunks of 64 KiB.
+    Chunked { total: u64 },
+    /// One byte every `every`, forever (a slow-loris body).
+    Drip { every: Duration },
+}
+
+/// A server that sends a head and then streams a body; it counts the body
+/// bytes it managed to write, so a test sees how much the client read.
+pub struct StreamingServer {
+    pub endpoint: String,
+    sent: Arc<AtomicU64>,
+    finished: Arc<AtomicBool>,
+}
+
+impl StreamingServer {
+    /// Body bytes written to the socket so far.
+    pub fn sent(&self) -> u64 {
+        self.sent.load(Ordering::SeqCst)
+    }
+
+    /// Waits until the server stopped writing (the client hung up), at most
+    /// `deadline`; returns whether it did.
+    pub async fn wait_finished(&self, deadline: Duration) -> bool {
+        let until = tokio::time::Instant::now() + deadline;
+        while !self.finished.load(Ordering::SeqCst) {
+            if tokio::time::Instant::now() >= until {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        true
+    }
+}
+
+/// Serves one connection: `head`, then the body as `stream` says, until
+/// the body ends or the client goes away.
+pub async fn streaming_server(head: String, stream: Stream) -> StreamingServer {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let sent = Arc::new(AtomicU64::new(0));
+    let finished = Arc::new(AtomicBool::new(false));
+    let (counter, done) = (sent.clone(), finished.clone());
+    tokio::spawn(async move {
+        if let Ok((mut socket, _)) = listener.accept().await {
+            let mut buf = [0u8; 4096];
+            let _ = socket.read(&mut buf).await;
+            if socket.write_all(head.as_bytes()).await.is_ok() {
+                let _ = send_body(&mut socket, stream, &counter).await;
+            }
+        }
+        done.store(true, Ordering::SeqCst);
+    });
+    StreamingServer {
+        endpoint,
+        sent,
+        finished,
+    }
+}
+
+async fn send_body(
+    socket: &mut tokio::net::TcpStream,
+    stream: Stream,
+    sent: &AtomicU64,
+) -> std::io::Result<()> {
+    const PIECE: usize = 64 * 1024;
+    let piece = vec![b'x'; PIECE];
+    match stream {
+        Stream::Raw { total } | Stream::Chunked { total } => {
+            let chunked = matches!(stream, Stream::Chunked { .. });
+            let mut left = total;
+            while left > 0 {
+                let n = left.min(PIECE as u64) as usize;
+                if chunked {
+                    socket.write_all(format!("{n:x}\r\n").as_bytes()).await?;
+                }
+                socket.write_all(&piece[..n]).await?;
+                if chunked {
+                    socket.write_all(b"\r\n").await?;
+                }
+                sent.fetch_add(n as u64, Ordering::SeqCst);
+                left = left.saturating_sub(n as u64);
+            }
+            if chunked {
+                socket.write_all(b"0\r\n\r\n").await?;
+            }
+            socket.flush().await
+        }
+        Stream::Drip { every } => loop {
+            socket.write_all(b"1\r\nx\r\n").await?;
+            sent.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(every).await;
+        },
+    }
+}
