@@ -514,6 +514,32 @@ def check_lua(path):
     print(f"Argo CD health check ({flavour}): {passed}/{len(LUA_CASES)} sample ActivationCodes")
 
 
+# --- the examples against the CRD
+
+
+def check_examples(crd_path, directory="examples"):
+    """Every ActivationCode in examples/ validates against the CRD's openAPIV3Schema (what the API server checks)."""
+    import jsonschema
+
+    (crd,) = load(crd_path)
+    version = next(v for v in crd["spec"]["versions"] if v.get("storage"))
+    schema = version["schema"]["openAPIV3Schema"]
+    kind = crd["spec"]["names"]["kind"]
+    checked = 0
+    for name in sorted(os.listdir(directory)):
+        if not name.endswith((".yaml", ".yml")):
+            continue
+        for doc in load(os.path.join(directory, name)):
+            if doc.get("kind") != kind:
+                continue
+            checked += 1
+            for error in jsonschema.Draft7Validator(schema).iter_errors(doc):
+                failures.append(f"{directory}/{name}: {ident(doc)} does not match the CRD schema: {error.message}"
+                                f" (at {'/'.join(str(p) for p in error.path)})")
+    check(checked >= 2, directory, f"expected at least two ActivationCode examples, found {checked}")
+    print(f"examples: {checked} ActivationCodes validate against the CRD schema")
+
+
 # --- values.schema.json covers values.yaml
 
 
@@ -658,6 +684,7 @@ def main():
               "regenerate it with scripts/chart-check --update")
 
     check_schema_covers_values(args.chart)
+    check_examples(crd)
     check_image()
     check_lua(args.lua)
 

@@ -329,6 +329,8 @@ struct Cluster {
     queued: Vec<(&'static str, String, Value)>,
     /// While true, lists of ActivationCodes wait.
     hold_lists: bool,
+    /// While true, status writes wait (a reconcile stuck in flight).
+    hold_status: bool,
     /// Clients whose every request fails with 500.
     broken: BTreeSet<String>,
     version: u64,
@@ -382,6 +384,11 @@ impl FakeCluster {
     /// Makes lists of ActivationCodes wait (true) or answer (false).
     pub fn hold_lists(&self, hold: bool) {
         self.state.lock().unwrap().hold_lists = hold;
+    }
+
+    /// Makes status writes wait (true) or answer (false).
+    pub fn hold_status(&self, hold: bool) {
+        self.state.lock().unwrap().hold_status = hold;
     }
 
     /// Makes every request of client `who` fail with 500 (true), or not.
@@ -578,6 +585,9 @@ impl FakeCluster {
                 Reply::Now((if created { 201 } else { 200 }, secret))
             }
             ("PATCH", "activationcodes", Some(name), Some("status")) => {
+                if state.hold_status {
+                    return Reply::Later;
+                }
                 let namespace = target.namespace.clone().unwrap_or_default();
                 state.version += 1;
                 let version = format!("{}", 100 + state.version);
@@ -587,6 +597,10 @@ impl FakeCluster {
                 }) else {
                     return Reply::Now(status(404, "NotFound", "no such ActivationCode"));
                 };
+                if object["status"] == call.body["status"] {
+                    // An apply that changes nothing changes no resourceVersion.
+                    return Reply::Now((200, object.clone()));
+                }
                 object["status"] = call.body["status"].clone();
                 object["metadata"]["resourceVersion"] = json!(version);
                 let object = object.clone();
