@@ -129,3 +129,51 @@ async fn only_watched_namespaces_and_matching_labels_are_reconciled() {
         "{written:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrency_is_one_limit_for_every_watched_namespace() {
+    let mut config = SimulatorConfig {
+        seed: Some(seed_yaml(&format!(
+            "spec: {{robots: [{{robotId: {ROBOT}, generate: {{count: 1, validPeriod: 5}}}}, {{robotId: {MUSEUM_ROBOT}, generate: {{count: 1, validPeriod: 5}}}}]}}"
+        ))),
+        faults: FaultConfig::default(),
+        ..SimulatorConfig::default()
+    };
+    config.accepted.tokens.push(RUN_TOKEN.into());
+    let sim = Simulator::start(config, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let cluster = FakeCluster::new(
+        vec![
+            labelled("team-a", "lobby", "a", ROBOT),
+            labelled("team-b", "museum", "a", MUSEUM_ROBOT),
+        ],
+        vec![],
+    );
+    // Status writes hang, so a reconcile that started stays in flight.
+    cluster.hold_status(true);
+    let operator = Operator::start(
+        &sim,
+        cluster.client("operator"),
+        &["--watch-namespaces", "team-a,team-b", "--concurrency", "1"],
+    )
+    .await;
+    let status_writes = || {
+        cluster
+            .calls_of("operator")
+            .iter()
+            .filter(|c| c.method == "PATCH" && c.path.ends_with("/status"))
+            .count()
+    };
+    eventually("one reconcile in flight", async || status_writes() == 1).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(
+        sim.counters()
+            .calls_of(metastudio_operator::metastudio::Operation::ListActiveCode),
+        1,
+        "with --concurrency 1 the other namespace's resource waits"
+    );
+    cluster.hold_status(false);
+    eventually("both reconciled", async || status_writes() == 2).await;
+    operator.stop().await.expect("run ends cleanly");
+}

@@ -235,3 +235,25 @@ pub async fn run(
     info!("stopped");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_identities_differ_per_process_but_name_the_host() {
+        let (a, b) = (default_identity(), default_identity());
+        assert_ne!(a, b, "two replicas never share an identity");
+        let (host_a, suffix_a) = a.rsplit_once('-').unwrap();
+        let (host_b, _) = b.rsplit_once('-').unwrap();
+        assert_eq!(host_a, host_b);
+        assert!(!host_a.is_empty());
+        assert_eq!(suffix_a.len(), 6);
+        assert!(
+            suffix_a
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()),
+            "a valid Lease holderIdentity and label value: {a}"
+        );
+    }
+}
