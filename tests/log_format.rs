@@ -17,12 +17,16 @@ fn reconcile_with_logs(format: &str) -> (std::process::Output, String) {
         .unwrap();
     let sim = rt.block_on(simulator(fleet_seed(1, 2, 3), FaultConfig::default()));
     let dir = tempfile::tempdir().unwrap();
-    fleet_manifests(dir.path(), 1, 5, None);
+    let manifests = dir.path().join("manifests");
+    std::fs::create_dir(&manifests).unwrap();
+    fleet_manifests(&manifests, 1, 5, None);
     let output = run_reconcile(
         &sim,
         &[
             "-f",
-            &path_str(dir.path()),
+            &path_str(&manifests),
+            "--status-file",
+            &path_str(&status_file(dir.path())),
             "--log-format",
             format,
             "--log-level",
