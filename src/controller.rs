@@ -113,21 +113,20 @@ impl Context {
     /// Computed at scrape time from the caches, so deleted resources drop
     /// out at once.
     pub fn census(&self) -> Census {
-        let remembered = self.statuses.lock().expect("status cache lock").clone();
+        let resources = self.all_resources();
+        let remembered = self.statuses.lock().expect("status cache lock");
         let mut census = Census::default();
-        for resource in self.all_resources() {
+        for resource in &resources {
             let status = resource
                 .uid()
-                .and_then(|uid| remembered.get(&uid).cloned())
-                .or_else(|| resource.status.clone());
-            let ready = status
-                .as_ref()
-                .and_then(|s| s.condition(READY))
-                .map(|c| c.status.clone());
+                .and_then(|uid| remembered.get(&uid))
+                .or(resource.status.as_ref());
             census.count(
-                ready.as_deref(),
-                status.as_ref().map_or(0, |s| u64::from(s.managed_codes)),
-                status.as_ref().map_or(0, |s| s.drift.len() as u64),
+                status
+                    .and_then(|s| s.condition(READY))
+                    .map(|c| c.status.as_str()),
+                status.map_or(0, |s| u64::from(s.managed_codes)),
+                status.map_or(0, |s| s.drift.len() as u64),
             );
         }
         census
