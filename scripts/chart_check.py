@@ -103,7 +103,6 @@ def check_deployment(name, objs):
     check(psc.get("runAsUser") == 65532, where, "pod securityContext.runAsUser is not 65532")
     check(psc.get("seccompProfile", {}).get("type") == "RuntimeDefault", where, "pod seccompProfile is not RuntimeDefault")
     check(pod.get("automountServiceAccountToken") is True, where, "automountServiceAccountToken is not true")
-    check(pod.get("terminationGracePeriodSeconds") == 30, where, "terminationGracePeriodSeconds is not 30")
     check(not pod.get("hostNetwork") and not pod.get("hostPID") and not pod.get("hostIPC"), where, "uses host namespaces")
     containers = pod.get("containers", []) + pod.get("initContainers", [])
     check(len(pod.get("containers", [])) == 1, where, "expected exactly one container")
@@ -164,6 +163,37 @@ def check_credentials_env(name, d, secret):
               f"{name}: {ident(d)}", f"env {var} is not secretKeyRef {secret}/{key} (optional={optional}): {ref}")
 
 
+def check_scheduling(name, d, *, grace, anti_affinity, spread):
+    """Shutdown timing and how replicas spread over nodes."""
+    where = f"{name}: {ident(d)}"
+    pod = d["spec"]["template"]["spec"]
+    check(pod.get("terminationGracePeriodSeconds") == grace, where,
+          f"terminationGracePeriodSeconds is {pod.get('terminationGracePeriodSeconds')}, expected {grace}")
+    (c,) = pod["containers"]
+    drain = container_env(c).get("SHUTDOWN_TIMEOUT", {}).get("value", "")
+    check(drain.endswith("s") and drain[:-1].isdigit() and int(drain[:-1]) + 10 <= grace, where,
+          f"SHUTDOWN_TIMEOUT {drain!r} does not leave 10 s of terminationGracePeriodSeconds {grace} to release the lease")
+    anti = pod.get("affinity", {}).get("podAntiAffinity", {})
+    selector = {"matchLabels": d["spec"]["selector"]["matchLabels"]}
+    if anti_affinity == "preferred":
+        terms = [t.get("podAffinityTerm", {}) for t in anti.get("preferredDuringSchedulingIgnoredDuringExecution", [])]
+        check(not anti.get("requiredDuringSchedulingIgnoredDuringExecution"), where, "anti-affinity is required, not preferred")
+    elif anti_affinity == "required":
+        terms = anti.get("requiredDuringSchedulingIgnoredDuringExecution", [])
+    else:
+        terms = []
+        check(not pod.get("affinity"), where, f"affinity is set although podAntiAffinity is none: {pod.get('affinity')}")
+    if anti_affinity:
+        check(any(t.get("topologyKey") == "kubernetes.io/hostname" and t.get("labelSelector") == selector for t in terms),
+              where, f"no {anti_affinity} pod anti-affinity on kubernetes.io/hostname for the operator's pods: {anti}")
+    constraints = pod.get("topologySpreadConstraints", [])
+    if spread:
+        check(bool(constraints) and all(t.get("labelSelector") == selector for t in constraints), where,
+              f"topologySpreadConstraints do not select the operator's pods: {constraints}")
+    else:
+        check(not constraints, where, f"unexpected topologySpreadConstraints: {constraints}")
+
+
 # --- RBAC
 
 
@@ -172,13 +202,29 @@ def rules_of(objs):
     return [(o, r) for o in objs if o.get("kind") in ("Role", "ClusterRole") for r in o.get("rules", [])]
 
 
-OPERATOR_RULES = {
-    (GROUP, "activationcodes"): {"get", "list", "watch"},
-    (GROUP, "activationcodes/status"): {"get", "patch"},
-    ("", "secrets"): {"get", "list", "watch", "patch"},
-    ("events.k8s.io", "events"): {"create", "patch"},
-}
-LEASE_VERBS = {"get", "create", "patch"}
+RULES_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "charts", "metastudio-operator", "rbac",
+                          "operator-rules.yaml")
+
+
+def load_rules(path=RULES_FILE):
+    """The RBAC the operator needs, from the chart's rbac/operator-rules.yaml: the one list of the API calls the
+    code makes, which tests/rbac.rs checks against the requests the operator really sends (so neither this
+    script nor the templates hard-code a guess)."""
+    with open(path) as f:
+        doc = yaml.safe_load(f)
+    rules = grants({"rules": doc["rules"]})
+    leases = doc["leases"]
+    check(leases.get("apiGroups") == ["coordination.k8s.io"] and leases.get("resources") == ["leases"], path,
+          f"leases is not coordination.k8s.io/leases: {leases}")
+    for (group, resource), verbs in rules.items():
+        check(not any("*" in v for v in (group, resource, *verbs)), path, f"wildcard in {group}/{resource}: {verbs}")
+    # Secrets hold credentials and code values: a few verbs, each with a reason in the file's table.
+    check(rules.get(("", "secrets"), set()) <= {"get", "list", "watch", "create", "patch"}, path,
+          f"secrets verbs {sorted(rules.get(('', 'secrets'), []))} go beyond get, list, watch, create, patch")
+    return rules, set(leases["verbs"])
+
+
+OPERATOR_RULES, LEASE_VERBS = {}, set()
 
 
 def grants(role):
@@ -198,8 +244,9 @@ def check_rbac(name, objs, watched, leader_election, sa):
             check(not any("*" in v for v in r.get(field, [])), where, f"wildcard in {field}: {r.get(field)}")
         check(not r.get("nonResourceURLs"), where, "grants nonResourceURLs")
         if "secrets" in r.get("resources", []):
-            check(set(r.get("verbs", [])) == {"get", "list", "watch", "patch"}, where,
-                  f"secrets verbs are {r.get('verbs')}, expected exactly get, list, watch, patch")
+            secret_verbs = OPERATOR_RULES[("", "secrets")]
+            check(set(r.get("verbs", [])) == secret_verbs, where,
+                  f"secrets verbs are {r.get('verbs')}, expected exactly {sorted(secret_verbs)} (rbac/operator-rules.yaml)")
             check(r.get("apiGroups") == [""], where, f"secrets rule has apiGroups {r.get('apiGroups')}")
     secret_roles = [o for o in objs if o.get("kind") in ("Role", "ClusterRole") and ("", "secrets") in grants(o)]
     operator_roles = [o for o in secret_roles if grants(o) == OPERATOR_RULES]
@@ -245,7 +292,8 @@ def check_rbac(name, objs, watched, leader_election, sa):
             check(lr["metadata"].get("namespace") == NAMESPACE, where, "the leases Role is not in the release namespace")
             check(set(grants(lr)) == {("coordination.k8s.io", "leases")}, where, f"grants more than leases: {sorted(grants(lr))}")
             check(grants(lr).get(("coordination.k8s.io", "leases")) == LEASE_VERBS, where,
-                  f"leases verbs are {sorted(grants(lr).get(('coordination.k8s.io', 'leases'), []))}, expected get, create, patch")
+                  f"leases verbs are {sorted(grants(lr).get(('coordination.k8s.io', 'leases'), []))}, "
+                  f"expected {sorted(LEASE_VERBS)} (rbac/operator-rules.yaml)")
             bound = [b for b in of_kind(objs, "RoleBinding") if b["metadata"].get("namespace") == NAMESPACE
                      and b["roleRef"]["name"] == lr["metadata"]["name"]
                      and {"kind": "ServiceAccount", "name": sa, "namespace": NAMESPACE} in b.get("subjects", [])]
@@ -336,6 +384,21 @@ def same_file(a, b, what, regenerate):
 
 # --- Argo CD health check
 
+def _sample(generation, conditions, observed=None, spec=None):
+    """An ActivationCode with these conditions (each: type, status, reason, message)."""
+    observed = generation if observed is None else observed
+    return {"metadata": {"generation": generation}, "spec": spec or {"robotId": "r", "validPeriod": 7},
+            "status": {"observedGeneration": observed, "conditions": [
+                {"type": t, "status": st, "reason": r, "message": m, "observedGeneration": observed}
+                for (t, st, r, m) in conditions]}}
+
+
+# (title, object, health, text the message contains). The conditions are what
+# the engine writes (src/engine/conditions.rs): Ready and Synced always;
+# Reconciling=True while a retry is scheduled after a transient failure
+# (RemoteError, RateLimited, ResetUnconfirmed); Stalled=True while progress
+# needs a human (InvalidSpec, CredentialsNotFound, CredentialsRejected,
+# Conflict, ExportFailed); both absent otherwise.
 LUA_CASES = [
     ("just created, no status", {"metadata": {"generation": 1}, "spec": {"robotId": "r", "validPeriod": 7}},
      "Progressing", "Waiting for the operator"),
@@ -343,47 +406,65 @@ LUA_CASES = [
                                    "status": {"conditions": [], "managedCodes": 0}},
      "Progressing", "Waiting for the operator"),
     ("ready for the current generation",
-     {"metadata": {"generation": 3}, "spec": {"robotId": "r", "validPeriod": 7},
-      "status": {"observedGeneration": 3, "conditions": [
-          {"type": "Ready", "status": "True", "reason": "Synced", "message": "3 codes match the spec", "observedGeneration": 3},
-          {"type": "Synced", "status": "True", "reason": "InSync", "message": "in sync", "observedGeneration": 3}]}},
+     _sample(3, [("Ready", "True", "Synced", "3 codes match the spec"), ("Synced", "True", "InSync", "in sync")]),
      "Healthy", "Synced: 3 codes match the spec"),
+    ("observing, drift reported",
+     _sample(2, [("Ready", "True", "Observing", "2 code(s) observed, 2 difference(s)"),
+                 ("Synced", "False", "DriftDetected", "2 difference(s) remain")]),
+     "Healthy", "Observing"),
     ("ready, but for an older generation",
-     {"metadata": {"generation": 4}, "spec": {"robotId": "r", "validPeriod": 30},
-      "status": {"observedGeneration": 3, "conditions": [
-          {"type": "Ready", "status": "True", "reason": "Synced", "message": "ok", "observedGeneration": 3}]}},
+     _sample(4, [("Ready", "True", "Synced", "ok")], observed=3),
      "Progressing", "generation 4"),
     ("Ready condition behind although status is current",
      {"metadata": {"generation": 4}, "spec": {"robotId": "r", "validPeriod": 30},
       "status": {"observedGeneration": 4, "conditions": [
           {"type": "Ready", "status": "True", "reason": "Synced", "message": "ok", "observedGeneration": 3}]}},
      "Progressing", "generation 4"),
-    ("credentials missing",
-     {"metadata": {"generation": 2}, "spec": {"robotId": "r", "validPeriod": 7},
-      "status": {"observedGeneration": 2, "conditions": [
-          {"type": "Ready", "status": "False", "reason": "CredentialsNotFound",
-           "message": "Secret retail/metastudio-credentials not found", "observedGeneration": 2},
-          {"type": "Synced", "status": "Unknown", "reason": "CredentialsNotFound", "message": "not checked"}]}},
-     "Degraded", "CredentialsNotFound: Secret retail/metastudio-credentials not found"),
-    ("suspended wins over Ready",
-     {"metadata": {"generation": 5}, "spec": {"robotId": "r", "validPeriod": 7, "suspend": True},
-      "status": {"observedGeneration": 5, "conditions": [
-          {"type": "Ready", "status": "True", "reason": "Synced", "message": "ok", "observedGeneration": 5}]}},
-     "Suspended", "spec.suspend"),
-    ("suspend false is not suspended",
-     {"metadata": {"generation": 1}, "spec": {"robotId": "r", "validPeriod": 7, "suspend": False},
-      "status": {"observedGeneration": 1, "conditions": [
-          {"type": "Ready", "status": "True", "reason": "Synced", "message": "ok"}]}},
-     "Healthy", "ok"),
-    ("Ready unknown",
-     {"metadata": {"generation": 1}, "spec": {"robotId": "r", "validPeriod": 7},
-      "status": {"observedGeneration": 1, "conditions": [
-          {"type": "Ready", "status": "Unknown", "reason": "ResetUnconfirmed", "message": "next sync settles it"}]}},
+    ("stalled: credentials missing",
+     _sample(2, [("Ready", "False", "CredentialsNotFound", "Secret retail/metastudio-credentials does not exist"),
+                 ("Stalled", "True", "CredentialsNotFound", "Secret retail/metastudio-credentials does not exist"),
+                 ("Synced", "Unknown", "CredentialsNotFound", "the remote codes were not compared")]),
+     "Degraded", "CredentialsNotFound: Secret retail/metastudio-credentials does not exist"),
+    ("stalled: credentials rejected",
+     _sample(1, [("Ready", "False", "CredentialsRejected", "401; check the access key"),
+                 ("Stalled", "True", "CredentialsRejected", "401; check the access key")]),
+     "Degraded", "CredentialsRejected"),
+    ("stalled: conflict with an older resource",
+     _sample(1, [("Ready", "False", "Conflict", "ActivationCode retail/first manages some of the same codes"),
+                 ("Stalled", "True", "Conflict", "ActivationCode retail/first manages some of the same codes")]),
+     "Degraded", "Conflict: ActivationCode retail/first"),
+    ("reconciling: remote error, a retry is scheduled",
+     _sample(1, [("Ready", "False", "RemoteError", "1 of 3 changes failed"),
+                 ("Reconciling", "True", "RemoteError", "1 of 3 changes failed; retrying")]),
+     "Progressing", "RemoteError: 1 of 3 changes failed"),
+    ("reconciling: rate limited",
+     _sample(1, [("Ready", "False", "RateLimited", "429"), ("Reconciling", "True", "RateLimited", "backing off")]),
+     "Progressing", "RateLimited"),
+    ("reconciling: a reset not yet confirmed (Ready is False, as the engine sets it)",
+     _sample(1, [("Ready", "False", "ResetUnconfirmed", "next sync settles it"),
+                 ("Reconciling", "True", "ResetUnconfirmed", "next sync settles it"),
+                 ("Synced", "False", "DriftDetected", "1 difference(s) remain")]),
      "Progressing", "ResetUnconfirmed: next sync settles it"),
+    ("a condition present but not True is ignored",
+     _sample(1, [("Ready", "True", "Synced", "ok"), ("Stalled", "False", "Synced", ""),
+                 ("Reconciling", "False", "Synced", "")]),
+     "Healthy", "Synced: ok"),
+    ("suspended",
+     _sample(5, [("Ready", "False", "Suspended", "spec.suspend is true: no remote calls are made"),
+                 ("Synced", "Unknown", "Suspended", "the remote codes were not compared")],
+             spec={"robotId": "r", "validPeriod": 7, "suspend": True}),
+     "Suspended", "spec.suspend is true"),
+    ("suspend requested, not yet observed",
+     _sample(6, [("Ready", "True", "Synced", "ok")], observed=5, spec={"robotId": "r", "validPeriod": 7, "suspend": True}),
+     "Progressing", "generation 6"),
+    ("older operator: Ready False without Stalled or Reconciling",
+     _sample(1, [("Ready", "False", "ExportFailed", "cannot write Secret lobby-codes")]),
+     "Degraded", "ExportFailed: cannot write Secret lobby-codes"),
+    ("Ready unknown",
+     _sample(1, [("Ready", "Unknown", "Pending", "")]),
+     "Progressing", "Pending"),
     ("only Synced reported",
-     {"metadata": {"generation": 1}, "spec": {"robotId": "r", "validPeriod": 7},
-      "status": {"observedGeneration": 1, "conditions": [
-          {"type": "Synced", "status": "True", "reason": "InSync", "message": "in sync"}]}},
+     _sample(1, [("Synced", "True", "InSync", "in sync")]),
      "Progressing", "Waiting for the Ready condition"),
 ]
 
@@ -431,6 +512,32 @@ def check_lua(path):
                    f"message {got_message!r} does not contain {message!r}") and ok
         passed += ok
     print(f"Argo CD health check ({flavour}): {passed}/{len(LUA_CASES)} sample ActivationCodes")
+
+
+# --- the examples against the CRD
+
+
+def check_examples(crd_path, directory="examples"):
+    """Every ActivationCode in examples/ validates against the CRD's openAPIV3Schema (what the API server checks)."""
+    import jsonschema
+
+    (crd,) = load(crd_path)
+    version = next(v for v in crd["spec"]["versions"] if v.get("storage"))
+    schema = version["schema"]["openAPIV3Schema"]
+    kind = crd["spec"]["names"]["kind"]
+    checked = 0
+    for name in sorted(os.listdir(directory)):
+        if not name.endswith((".yaml", ".yml")):
+            continue
+        for doc in load(os.path.join(directory, name)):
+            if doc.get("kind") != kind:
+                continue
+            checked += 1
+            for error in jsonschema.Draft7Validator(schema).iter_errors(doc):
+                failures.append(f"{directory}/{name}: {ident(doc)} does not match the CRD schema: {error.message}"
+                                f" (at {'/'.join(str(p) for p in error.path)})")
+    check(checked >= 2, directory, f"expected at least two ActivationCode examples, found {checked}")
+    print(f"examples: {checked} ActivationCodes validate against the CRD schema")
 
 
 # --- values.schema.json covers values.yaml
@@ -514,10 +621,13 @@ def main():
 
     crd = os.path.join(args.chart, "crds", "activationcode.yaml")
     validate(renders, crd)
+    global OPERATOR_RULES, LEASE_VERBS
+    OPERATOR_RULES, LEASE_VERBS = load_rules(os.path.join(args.chart, "rbac", "operator-rules.yaml"))
 
     lease = f"{RELEASE}"
+    # The chart's rate limit equals the binary's default (20/s, burst 10).
     base_env = {"METRICS_ADDR": "0.0.0.0:8080", "CONCURRENCY": "4", "LOG_LEVEL": "info", "LOG_FORMAT": "json",
-                "METASTUDIO_RATE_LIMIT": "5", "METASTUDIO_RATE_BURST": "5"}
+                "METASTUDIO_RATE_LIMIT": "20", "METASTUDIO_RATE_BURST": "10", "SHUTDOWN_TIMEOUT": "20s"}
     unset = ["WATCH_NAMESPACES", "LABEL_SELECTOR", "METASTUDIO_REGION", "METASTUDIO_PROJECT_ID", "METASTUDIO_ENDPOINT",
              "CLOUD_SDK_AK", "CLOUD_SDK_SK", "CLOUD_SDK_SECURITY_TOKEN"]
 
@@ -530,11 +640,13 @@ def main():
         check(c["image"] == "ghcr.io/metastudio-operator/metastudio-operator:0.1.0", "default", f"image is {c['image']}")
         check(c["resources"] == {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"cpu": "500m", "memory": "256Mi"}},
               "default", f"resources are {c['resources']}")
+        check_scheduling("default", d, grace=30, anti_affinity="preferred", spread=False)
 
     d = check_render("scoped", renders["scoped"], watched=WATCHED, service_monitor=True, network_policy=True)
     if d:
         check(d["spec"]["replicas"] == 3, "scoped", "replicas is not 3")
         expect_env("scoped", d, {**base_env, "WATCH_NAMESPACES": "team-a,team-b", "LEADER_ELECTION": "true"})
+        check_scheduling("scoped", d, grace=30, anti_affinity="required", spread=True)
 
     d = check_render("configured", renders["configured"], pdb=False, leader_election=False)
     if d:
@@ -543,7 +655,9 @@ def main():
             "LABEL_SELECTOR": "shard=a", "METASTUDIO_REGION": "cn-north-4",
             "METASTUDIO_PROJECT_ID": "70b76e1c2d3f4a253880af501cd1a2b3",
             "METASTUDIO_ENDPOINT": "https://metastudio.cn-north-4.myhuaweicloud.com",
-            "METASTUDIO_RATE_LIMIT": "2.5", "METASTUDIO_RATE_BURST": "10"}, absent=["LEASE_NAME", "LEASE_DURATION"])
+            "METASTUDIO_RATE_LIMIT": "2.5", "METASTUDIO_RATE_BURST": "3", "SHUTDOWN_TIMEOUT": "50s"},
+            absent=["LEASE_NAME", "LEASE_DURATION"])
+        check_scheduling("configured", d, grace=60, anti_affinity=None, spread=False)
         check_credentials_env("configured", d, "metastudio-default-credentials")
         (c,) = d["spec"]["template"]["spec"]["containers"]
         check(c["image"].startswith("ghcr.io/metastudio-operator/metastudio-operator@sha256:"), "configured",
@@ -570,6 +684,7 @@ def main():
               "regenerate it with scripts/chart-check --update")
 
     check_schema_covers_values(args.chart)
+    check_examples(crd)
     check_image()
     check_lua(args.lua)
 

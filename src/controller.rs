@@ -2,27 +2,34 @@
 //! drives the engine, keeps status through the status subresource, owns the
 //! export Secrets, re-reconciles when a credentials Secret changes, and
 //! backs off per object on errors.
+//!
+//! With `--watch-namespaces` there is one kube-runtime controller per
+//! namespace (a reflector store cannot be fed by several watches); they
+//! share one semaphore, so `--concurrency` bounds the reconciles in flight
+//! across the whole operator, not per namespace.
 
 pub mod cluster_host;
 pub mod leader;
 pub mod triggers;
 
 use crate::crd::{ActivationCode, ActivationCodeStatus};
+use crate::engine::conditions::READY;
 use crate::engine::{Engine, Mode, Next, ReconcileReport};
-use crate::telemetry::metrics::OperatorMetrics;
+use crate::telemetry::metrics::{Census, OperatorMetrics};
 use cluster_host::ClusterHost;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::Api;
+use kube::api::{Api, PartialObjectMeta};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::Store;
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, predicates, watcher};
 use kube::{Client, ResourceExt};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::Semaphore;
 use tracing::{Instrument, info, info_span, warn};
 
 /// First retry after an error; doubles per consecutive failure.
@@ -83,6 +90,48 @@ impl Context {
         self.stores.iter().flat_map(Store::state).collect()
     }
 
+    /// Forgets the remembered statuses and failure counts of resources that
+    /// are no longer in the caches (deleted, or no longer selected):
+    /// kube-runtime does not reconcile deleted objects, so nothing else
+    /// would.
+    fn prune(&self) {
+        let resources = self.all_resources();
+        let uids: HashSet<String> = resources.iter().filter_map(|r| r.uid()).collect();
+        let keys: HashSet<String> = resources.iter().map(|r| key_of(r)).collect();
+        self.statuses
+            .lock()
+            .expect("status cache lock")
+            .retain(|uid, _| uids.contains(uid));
+        self.failures
+            .lock()
+            .expect("failure map lock")
+            .retain(|key, _| keys.contains(key));
+    }
+
+    /// What the watched resources currently report (the status this process
+    /// last wrote, else the cached one), for the gauges on `/metrics`.
+    /// Computed at scrape time from the caches, so deleted resources drop
+    /// out at once.
+    pub fn census(&self) -> Census {
+        let resources = self.all_resources();
+        let remembered = self.statuses.lock().expect("status cache lock");
+        let mut census = Census::default();
+        for resource in &resources {
+            let status = resource
+                .uid()
+                .and_then(|uid| remembered.get(&uid))
+                .or(resource.status.as_ref());
+            census.count(
+                status
+                    .and_then(|s| s.condition(READY))
+                    .map(|c| c.status.as_str()),
+                status.map_or(0, |s| u64::from(s.managed_codes)),
+                status.map_or(0, |s| s.drift.len() as u64),
+            );
+        }
+        census
+    }
+
     /// The requeue for a report; counts failures for backoff.
     fn next_action(&self, key: &str, next: Next) -> Action {
         let mut failures = self.failures.lock().expect("failure map lock");
@@ -127,18 +176,24 @@ fn same_robot_others(ctx: &Context, resource: &ActivationCode) -> Vec<Activation
         .collect()
 }
 
+/// `namespace/name`.
+fn key_of(resource: &ActivationCode) -> String {
+    format!(
+        "{}/{}",
+        resource.namespace().unwrap_or_default(),
+        resource.name_any()
+    )
+}
+
 /// One reconcile of one ActivationCode.
 pub async fn reconcile(
     resource: Arc<ActivationCode>,
     ctx: Arc<Context>,
 ) -> Result<Action, std::convert::Infallible> {
-    let key = format!(
-        "{}/{}",
-        resource.namespace().unwrap_or_default(),
-        resource.name_any()
-    );
+    let key = key_of(&resource);
     let span = info_span!("reconcile", resource = %key, generation = resource.metadata.generation);
     async move {
+        ctx.prune();
         let started = std::time::Instant::now();
         let mut current = (*resource).clone();
         if let Some(status) = resource.uid().and_then(|uid| ctx.remembered_status(&uid)) {
@@ -157,8 +212,7 @@ pub async fn reconcile(
             )
             .await;
         log_report(&report);
-        ctx.metrics
-            .record_reconcile(&key, &report, started.elapsed());
+        ctx.metrics.record_reconcile(&report, started.elapsed());
         Ok(ctx.next_action(&key, report.next))
     }
     .instrument(span)
@@ -198,40 +252,74 @@ pub struct WatchScope {
     pub label_selector: Option<String>,
 }
 
+/// One controller and the Secrets (metadata only) that trigger it.
+pub type Watched = (Controller<ActivationCode>, Api<PartialObjectMeta<Secret>>);
+
 /// Builds one controller per watched namespace (or one for all).
-pub fn controllers(
-    client: &Client,
-    scope: &WatchScope,
-) -> Vec<(Controller<ActivationCode>, Api<Secret>)> {
+pub fn controllers(client: &Client, scope: &WatchScope) -> Vec<Watched> {
     let mut config = watcher::Config::default();
     if let Some(selector) = scope.label_selector.as_deref().filter(|s| !s.is_empty()) {
         config = config.labels(selector);
     }
-    let apis: Vec<(Api<ActivationCode>, Api<Secret>)> = if scope.namespaces.is_empty() {
-        vec![(Api::all(client.clone()), Api::all(client.clone()))]
-    } else {
-        scope
-            .namespaces
-            .iter()
-            .map(|ns| {
-                (
-                    Api::namespaced(client.clone(), ns),
-                    Api::namespaced(client.clone(), ns),
-                )
-            })
-            .collect()
-    };
+    let apis: Vec<(Api<ActivationCode>, Api<PartialObjectMeta<Secret>>)> =
+        if scope.namespaces.is_empty() {
+            vec![(Api::all(client.clone()), Api::all(client.clone()))]
+        } else {
+            scope
+                .namespaces
+                .iter()
+                .map(|ns| {
+                    (
+                        Api::namespaced(client.clone(), ns),
+                        Api::namespaced(client.clone(), ns),
+                    )
+                })
+                .collect()
+        };
     apis.into_iter()
-        .map(|(resources, secrets)| (Controller::new(resources, config.clone()), secrets))
+        .map(|(resources, secrets)| {
+            let (reader, writer) = reflector::store();
+            // The cache keeps every change, but only new resources and spec
+            // changes (a new generation) trigger a reconcile: the status each
+            // reconcile writes (lastSyncTime at least) would otherwise
+            // trigger the next one at once, and the operator would list the
+            // remote codes in a loop. Drift checks come from the requeue
+            // after syncInterval; credentials changes from the Secret watch.
+            let changes = watcher(resources, config.clone())
+                .default_backoff()
+                .reflect(writer)
+                .applied_objects()
+                .predicate_filter(predicates::generation, Default::default());
+            (Controller::for_stream(changes, reader), secrets)
+        })
         .collect()
 }
 
+/// How the controllers run.
+#[derive(Debug, Clone, Copy)]
+pub struct RunLimits {
+    /// Reconciles in flight at once, across every watched namespace.
+    pub concurrency: u16,
+    /// How long in-flight reconciles may take to finish after shutdown was
+    /// requested before they are abandoned.
+    pub drain_timeout: Duration,
+}
+
 /// Runs the controllers until `shutdown` resolves, then lets in-flight
-/// reconciles finish. `on_synced` runs once every cache has its first list.
+/// reconciles finish for at most `limits.drain_timeout` and abandons the
+/// rest. `on_synced` runs once every cache has its first list.
+///
+/// Abandoning a reconcile midway is safe: before each reset the engine
+/// records the reset's intent (code, token, the code's previous update time
+/// and fingerprint) in status, and the next reconcile (by this process or
+/// the next leader) decides from the remote code whether the reset
+/// happened; updates are idempotent; the status write is a server-side
+/// apply of the whole status. So an abandoned reconcile is repeated, never
+/// doubled.
 pub async fn run(
-    built: Vec<(Controller<ActivationCode>, Api<Secret>)>,
+    built: Vec<Watched>,
     ctx: Arc<Context>,
-    concurrency: u16,
+    limits: RunLimits,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
     on_synced: impl FnOnce() + Send + 'static,
 ) {
@@ -253,26 +341,54 @@ pub async fn run(
         on_synced();
     });
     let shutdown = futures::future::FutureExt::shared(Box::pin(shutdown));
+    let permits = Arc::new(Semaphore::new(usize::from(limits.concurrency.max(1))));
     let runs = built.into_iter().map(|(controller, secrets)| {
         let store = controller.store();
         let ctx = ctx.clone();
+        let permits = permits.clone();
         controller
-            .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
+            .with_config(
+                kube::runtime::controller::Config::default().concurrency(limits.concurrency),
+            )
+            // An Api of PartialObjectMeta makes metadata-only requests:
+            // Secret data never streams through the operator.
             .watches(
                 secrets,
                 watcher::Config::default(),
-                move |secret: Secret| triggers::resources_for_secret(&store, &secret),
+                move |secret: PartialObjectMeta<Secret>| {
+                    triggers::resources_for_secret(&store, &secret)
+                },
             )
             .graceful_shutdown_on(shutdown.clone())
-            .run(reconcile, error_policy, ctx)
+            .run(
+                move |resource, ctx| {
+                    let permits = permits.clone();
+                    async move {
+                        let _permit = permits.acquire_owned().await.expect("never closed");
+                        reconcile(resource, ctx).await
+                    }
+                },
+                error_policy,
+                ctx,
+            )
             .for_each(|result| async move {
                 if let Err(err) = result {
                     warn!(error = %err, "controller event");
                 }
             })
     });
-    futures::future::join_all(runs).await;
-    info!("controllers stopped");
+    let drained = futures::future::join_all(runs);
+    let deadline = async {
+        shutdown.clone().await;
+        tokio::time::sleep(limits.drain_timeout).await;
+    };
+    tokio::select! {
+        _ = drained => info!("controllers stopped"),
+        () = deadline => warn!(
+            timeout = ?limits.drain_timeout,
+            "in-flight reconciles did not finish in time after shutdown was requested: abandoned them (recorded reset intents make the next reconcile settle them)"
+        ),
+    }
 }
 
 #[cfg(test)]

@@ -209,7 +209,7 @@ async fn first_sync_with_drift_updates_exports_records_status_and_events() {
     );
     let status = expect_status(&mut api, &r).await;
 
-    let after = requeue_secs(&task.await.unwrap()).expect("a drift check is scheduled");
+    let after = requeue_secs(&api.finish(task).await).expect("a drift check is scheduled");
     assert!(
         (600.0..=660.0).contains(&after),
         "syncInterval 10m plus jitter: {after}"
@@ -249,7 +249,7 @@ async fn in_sync_makes_no_remote_write() {
     )
     .await;
     let status = expect_status(&mut api, &r).await;
-    task.await.unwrap();
+    api.finish(task).await;
     assert_eq!(condition(&status, "Synced")["reason"], "InSync");
     let counters = sim.counters();
     assert_eq!(counters.total_updates() + counters.total_resets(), 0);
@@ -277,7 +277,7 @@ async fn observe_reports_drift_and_changes_nothing() {
     .await;
     api.expect_event(NS, "DriftDetected").await;
     let status = expect_status(&mut api, &r).await;
-    task.await.unwrap();
+    api.finish(task).await;
     assert_eq!(condition(&status, "Ready")["reason"], "Observing");
     assert_eq!(condition(&status, "Synced")["status"], "False");
     let drift = status["drift"].as_array().unwrap();
@@ -307,7 +307,7 @@ async fn invalid_spec_is_reported_without_any_remote_call() {
             .contains("spec.reset.beforeExpiry")
     );
     let status = expect_status(&mut api, &r).await;
-    let action = task.await.unwrap();
+    let action = api.finish(task).await;
     assert_eq!(
         action,
         Action::await_change(),
@@ -345,7 +345,7 @@ async fn missing_credentials_secret_is_credentials_not_found_with_backoff() {
         );
         let status = expect_status(&mut api, &r).await;
         assert_eq!(condition(&status, "Ready")["reason"], "CredentialsNotFound");
-        let after = requeue_secs(&task.await.unwrap()).expect("a retry is scheduled");
+        let after = requeue_secs(&api.finish(task).await).expect("a retry is scheduled");
         let floor = 5.0 * f64::from(1u32 << (round - 1));
         assert!(
             after >= floor && after <= floor * 1.1,
@@ -386,7 +386,7 @@ async fn the_younger_of_two_resources_on_the_same_codes_is_a_conflict() {
             .contains("retail/first")
     );
     let status = expect_status(&mut api, &younger).await;
-    task.await.unwrap();
+    api.finish(task).await;
     assert_eq!(condition(&status, "Ready")["reason"], "Conflict");
     assert_eq!(
         sim.counters().total_updates() + sim.counters().total_resets(),
@@ -451,7 +451,7 @@ async fn a_reset_token_resets_each_code_exactly_once() {
 
     let task = run_reconcile(&r, &ctx).await;
     let (intents, status) = reset_round(&mut api, &r, 0, 3).await;
-    task.await.unwrap();
+    api.finish(task).await;
     let intents = intents.unwrap();
     assert_eq!(
         intents["pendingResets"].as_array().unwrap().len(),
@@ -474,7 +474,7 @@ async fn a_reset_token_resets_each_code_exactly_once() {
     // The same resource again (the controller remembers the status it wrote).
     let task = run_reconcile(&r, &ctx).await;
     reset_round(&mut api, &r, 0, 0).await;
-    task.await.unwrap();
+    api.finish(task).await;
     let counters = sim.counters();
     assert!(
         ids.iter().all(|id| counters.resets_of(id) == 1),
@@ -513,7 +513,7 @@ async fn a_crash_after_the_intent_was_recorded_resets_once_on_restart() {
     let ctx = context(client, &sim, &[&r]);
     let task = run_reconcile(&r, &ctx).await;
     let (_, status) = reset_round(&mut api, &r, 0, 2).await;
-    task.await.unwrap();
+    api.finish(task).await;
     assert!(
         status["codes"]
             .as_array()
@@ -556,7 +556,7 @@ async fn a_crash_after_the_remote_reset_does_not_reset_again() {
     let ctx = context(client, &sim, &[&r]);
     let task = run_reconcile(&r, &ctx).await;
     let (_, status) = reset_round(&mut api, &r, 2, 0).await;
-    task.await.unwrap();
+    api.finish(task).await;
     assert!(
         status["codes"]
             .as_array()
@@ -572,4 +572,268 @@ async fn a_crash_after_the_remote_reset_does_not_reset_again() {
         "never twice: {:?}",
         counters.resets
     );
+}
+
+#[tokio::test]
+async fn suspended_makes_no_call_at_all_and_says_suspended() {
+    let sim = simulator(robot_seed(2, 3), FaultConfig::default()).await;
+    let (client, mut api) = mock_client();
+    let r = resource(
+        "paused",
+        with_creds(
+            json!({"robotId": ROBOT, "validPeriod": 9, "suspend": true, "reset": {"token": "t"}}),
+        ),
+    );
+    let ctx = context(client, &sim, &[&r]);
+    let task = run_reconcile(&r, &ctx).await;
+    // Not even the credentials are read: the status is the only request.
+    let status = expect_status(&mut api, &r).await;
+    let action = api.finish(task).await;
+    assert_eq!(
+        action,
+        Action::await_change(),
+        "wait for the spec to change"
+    );
+    assert_eq!(condition(&status, "Ready")["status"], "False");
+    assert_eq!(condition(&status, "Ready")["reason"], "Suspended");
+    assert_eq!(sim.counters().total_calls(), 0);
+}
+
+/// A reconcile that lists and fails: credentials read, a warning Event with
+/// `reason`, the status. Returns the status and the requeue in seconds.
+async fn failing_round(
+    api: &mut ApiServer,
+    ctx: &Arc<Context>,
+    r: &ActivationCode,
+    credentials: Value,
+    reason: &str,
+) -> (Value, f64) {
+    let task = run_reconcile(r, ctx).await;
+    api.expect(
+        "GET",
+        &format!("/api/v1/namespaces/{NS}/secrets/{CREDS}"),
+        200,
+        credentials,
+    )
+    .await;
+    let event = api.expect_event(NS, reason).await;
+    assert_eq!(event.body["type"], "Warning");
+    let status = expect_status(api, r).await;
+    let after = requeue_secs(&api.finish(task).await).expect("a retry is scheduled");
+    assert_eq!(condition(&status, "Ready")["status"], "False");
+    assert_eq!(condition(&status, "Ready")["reason"], reason);
+    (status, after)
+}
+
+#[tokio::test]
+async fn rejected_credentials_are_credentials_rejected() {
+    let sim = simulator(robot_seed(2, 3), FaultConfig::default()).await;
+    let (client, mut api) = mock_client();
+    let r = resource(
+        "wrongkey",
+        with_creds(json!({"robotId": ROBOT, "validPeriod": 9})),
+    );
+    let ctx = context(client, &sim, &[&r]);
+    let wrong = secret(
+        NS,
+        CREDS,
+        &[
+            ("accessKey", DEFAULT_ACCESS_KEY),
+            ("secretKey", "not-the-secret-key"),
+        ],
+    );
+    let (status, after) = failing_round(&mut api, &ctx, &r, wrong, "CredentialsRejected").await;
+    assert!(
+        condition(&status, "Ready")["message"]
+            .as_str()
+            .unwrap()
+            .contains("check the access key, secret key and project id"),
+        "{status}"
+    );
+    assert!((5.0..=5.5).contains(&after), "backoff: {after}");
+    assert_eq!(sim.counters().total_updates(), 0);
+    assert_no_secret(&sim, &status.to_string());
+}
+
+#[tokio::test]
+async fn a_throttled_list_is_rate_limited() {
+    let faults = FaultConfig {
+        throttle_rate: 1.0,
+        retry_after_secs: 0,
+        operations: [Operation::ListActiveCode].into(),
+        seed: 3,
+        ..FaultConfig::default()
+    };
+    let sim = simulator(robot_seed(2, 3), faults).await;
+    let (client, mut api) = mock_client();
+    let r = resource(
+        "busy",
+        with_creds(json!({"robotId": ROBOT, "validPeriod": 9})),
+    );
+    let ctx = context(client, &sim, &[&r]);
+    let (status, after) = failing_round(&mut api, &ctx, &r, creds_secret(), "RateLimited").await;
+    assert!(
+        condition(&status, "Ready")["message"]
+            .as_str()
+            .unwrap()
+            .contains("backs off"),
+        "{status}"
+    );
+    assert!(after >= 5.0, "backs off: {after}");
+    assert_eq!(sim.counters().total_updates(), 0);
+}
+
+#[tokio::test]
+async fn a_failing_api_is_a_remote_error() {
+    let faults = FaultConfig {
+        server_error_rate: 1.0,
+        operations: [Operation::ListActiveCode].into(),
+        seed: 4,
+        ..FaultConfig::default()
+    };
+    let sim = simulator(robot_seed(2, 3), faults).await;
+    let (client, mut api) = mock_client();
+    let r = resource(
+        "down",
+        with_creds(json!({"robotId": ROBOT, "validPeriod": 9})),
+    );
+    let ctx = context(client, &sim, &[&r]);
+    let (_, after) = failing_round(&mut api, &ctx, &r, creds_secret(), "RemoteError").await;
+    assert!((5.0..=5.5).contains(&after), "backoff: {after}");
+    assert_eq!(sim.counters().total_updates(), 0);
+}
+
+#[tokio::test]
+async fn an_export_secret_owned_by_someone_else_is_export_failed_and_left_alone() {
+    let sim = simulator(robot_seed(2, 3), FaultConfig::default()).await;
+    let (client, mut api) = mock_client();
+    let mut spec = with_creds(json!({"robotId": ROBOT, "validPeriod": 3}));
+    spec["exportSecretRef"] = json!({"name": "taken"});
+    let r = resource("exporter", spec);
+    let ctx = context(client, &sim, &[&r]);
+    let task = run_reconcile(&r, &ctx).await;
+    api.expect(
+        "GET",
+        &format!("/api/v1/namespaces/{NS}/secrets/{CREDS}"),
+        200,
+        creds_secret(),
+    )
+    .await;
+    let mut theirs = secret(NS, "taken", &[("config", "someone else's")]);
+    theirs["metadata"]["ownerReferences"] = json!([{
+        "apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "uid": "uid-web", "controller": true
+    }]);
+    api.expect(
+        "GET",
+        &format!("/api/v1/namespaces/{NS}/secrets/taken"),
+        200,
+        theirs,
+    )
+    .await;
+    // No write to that Secret: the status is the next request.
+    let status = expect_status(&mut api, &r).await;
+    let after = requeue_secs(&api.finish(task).await).expect("a retry is scheduled");
+    assert!((5.0..=5.5).contains(&after), "backoff: {after}");
+    let ready = condition(&status, "Ready");
+    assert_eq!(
+        (ready["status"].as_str(), ready["reason"].as_str()),
+        (Some("False"), Some("ExportFailed"))
+    );
+    assert!(
+        ready["message"]
+            .as_str()
+            .unwrap()
+            .contains("is not owned by this ActivationCode"),
+        "{ready}"
+    );
+    assert_eq!(status["managedCodes"], 2, "the codes themselves are fine");
+}
+
+#[tokio::test]
+async fn backoff_starts_over_after_a_success() {
+    let sim = simulator(robot_seed(1, 3), FaultConfig::default()).await;
+    let (client, mut api) = mock_client();
+    let r = resource(
+        "flaky",
+        with_creds(json!({"robotId": ROBOT, "validPeriod": 3})),
+    );
+    let ctx = context(client, &sim, &[&r]);
+    let creds_path = format!("/api/v1/namespaces/{NS}/secrets/{CREDS}");
+    let missing = async |api: &mut ApiServer| -> f64 {
+        let task = run_reconcile(&r, &ctx).await;
+        api.expect("GET", &creds_path, 404, not_found("secrets", CREDS))
+            .await;
+        api.expect_event(NS, "CredentialsNotFound").await;
+        expect_status(api, &r).await;
+        requeue_secs(&api.finish(task).await).expect("a retry is scheduled")
+    };
+    let first = missing(&mut api).await;
+    let second = missing(&mut api).await;
+    assert!(
+        (5.0..=5.5).contains(&first) && (10.0..=11.0).contains(&second),
+        "{first} {second}"
+    );
+
+    let task = run_reconcile(&r, &ctx).await;
+    api.expect("GET", &creds_path, 200, creds_secret()).await;
+    let status = expect_status(&mut api, &r).await;
+    let synced = requeue_secs(&api.finish(task).await).expect("a drift check");
+    assert_eq!(condition(&status, "Ready")["reason"], "Synced");
+    assert!(synced >= 600.0, "syncInterval after a success: {synced}");
+
+    let again = missing(&mut api).await;
+    assert!(
+        (5.0..=5.5).contains(&again),
+        "the first failure after a success waits the base delay again: {again}"
+    );
+}
+
+/// Triggers (src/controller/triggers.rs), with the whole controller running
+/// against an in-memory API server: a change to the credentials Secret a
+/// resource names reconciles it again; a change to an unrelated Secret does
+/// not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_credentials_secret_reconciles_the_resources_that_use_it() {
+    use common::fake_api::{FakeCluster, Operator, RUN_TOKEN, activation_code, eventually};
+    let mut config = metastudio_operator::simulator::SimulatorConfig {
+        seed: Some(robot_seed(2, 3)),
+        ..Default::default()
+    };
+    config.accepted.tokens.push(RUN_TOKEN.into());
+    let sim = Simulator::start(config, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let cluster = FakeCluster::new(
+        vec![activation_code(
+            NS,
+            "lobby",
+            with_creds(json!({"robotId": ROBOT, "validPeriod": 3})),
+        )],
+        vec![
+            creds_secret(),
+            common::fake_api::secret(NS, "unrelated", &[("k", "v")]),
+        ],
+    );
+    let operator = Operator::start(&sim, cluster.client("operator"), &[]).await;
+    let lists = || sim.counters().calls_of(Operation::ListActiveCode);
+    eventually("lobby reconciled", async || {
+        cluster
+            .resource(NS, "lobby")
+            .is_some_and(|r| r.get("status").is_some())
+    })
+    .await;
+    assert_eq!(lists(), 1);
+
+    cluster.put_secret(common::fake_api::secret(NS, "unrelated", &[("k", "w")]));
+    eventually("the unrelated change was delivered", async || {
+        cluster.queued_events() == 0
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(lists(), 1, "an unrelated Secret triggers nothing");
+
+    // The credentials are rotated (the same keys, a new resourceVersion).
+    cluster.put_secret(creds_secret());
+    eventually("lobby reconciled again", async || lists() == 2).await;
+    operator.stop().await.expect("run ends cleanly");
 }

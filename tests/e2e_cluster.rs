@@ -5,7 +5,9 @@
 //!
 //! It installs the CRD, runs the controller in this process against the
 //! cluster and the simulator, applies the lobby-kiosk example in a fresh
-//! namespace, waits for Ready, checks the export Secret, and cleans up.
+//! namespace, waits for Ready, checks the export Secret and that the
+//! example's token reset each of its three codes exactly once, and deletes
+//! the namespace (also when an assertion fails).
 
 mod common;
 
@@ -38,6 +40,30 @@ async fn cluster() -> Option<Client> {
     match Client::try_default().await {
         Ok(client) => Some(client),
         Err(err) => panic!("KUBECONFIG is set but no cluster is reachable: {err}"),
+    }
+}
+
+/// Deletes the test namespace when dropped, so a failed assertion does not
+/// leave it behind.
+struct NamespaceGuard {
+    api: Api<Namespace>,
+    name: String,
+}
+
+impl Drop for NamespaceGuard {
+    fn drop(&mut self) {
+        let (api, name) = (self.api.clone(), self.name.clone());
+        let runtime = tokio::runtime::Handle::current();
+        // The test runs on a multi-thread runtime, whose block_on thread may
+        // block in place to finish the deletion.
+        tokio::task::block_in_place(move || {
+            runtime.block_on(async move {
+                match api.delete(&name, &DeleteParams::default()).await {
+                    Ok(_) => eprintln!("deleted test namespace {name}"),
+                    Err(err) => eprintln!("could not delete test namespace {name}: {err}"),
+                }
+            })
+        });
     }
 }
 
@@ -98,6 +124,10 @@ async fn example_becomes_ready_and_exports_its_codes() {
         )
         .await
         .expect("create the test namespace");
+    let _cleanup = NamespaceGuard {
+        api: namespaces.clone(),
+        name: namespace.clone(),
+    };
 
     let seed = Seed::from_yaml(
         &std::fs::read_to_string(concat!(
@@ -173,15 +203,14 @@ async fn example_becomes_ready_and_exports_its_codes() {
         .expect("the export Secret exists");
     assert_eq!(export.owner_references()[0].kind, "ActivationCode");
     assert_eq!(export.data.unwrap_or_default().len(), 3);
-    assert!(
-        sim.counters().total_resets() >= 3,
-        "the example's token reset every code"
+    let counters = sim.counters();
+    assert_eq!(
+        counters.total_resets(),
+        3,
+        "the example's token reset each of its 3 codes exactly once: {:?}",
+        counters.resets
     );
 
     let _ = stop.send(true);
     operator.await.unwrap().expect("the operator stops cleanly");
-    namespaces
-        .delete(&namespace, &DeleteParams::default())
-        .await
-        .unwrap();
 }

@@ -1,188 +1,124 @@
 //! `run` against an in-memory API: /readyz turns ready only after the caches
-//! synced, and /metrics carries every series the README lists.
+//! synced, /metrics carries every series the README lists, status writes do
+//! not trigger more reconciles, and the gauges drop deleted resources.
 
 mod common;
 
-use clap::Parser;
-use common::fake_api::{self, Reply, status};
-use common::{ROBOT, robot_seed};
-use metastudio_operator::cli::run::{RunArgs, run};
+use common::fake_api::{FakeCluster, Operator, activation_code, eventually, get};
+use common::{ROBOT, seed_yaml};
+use metastudio_operator::metastudio::Operation;
 use metastudio_operator::simulator::{FaultConfig, Simulator, SimulatorConfig};
-use serde_json::{Value, json};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use serde_json::json;
+use std::time::Duration;
 
-#[derive(Parser)]
-struct Flags {
-    #[command(flatten)]
-    args: RunArgs,
-}
-
-fn item(name: &str, spec: Value) -> Value {
-    json!({
-        "apiVersion": "metastudio.huaweicloud.com/v1alpha1", "kind": "ActivationCode",
-        "metadata": {"name": name, "namespace": "retail", "uid": format!("uid-{name}"), "generation": 1,
-                     "resourceVersion": "7", "creationTimestamp": "2026-11-01T00:00:00Z"},
-        "spec": spec,
-    })
-}
-
-fn items() -> Vec<Value> {
-    vec![
-        item("lobby", json!({"robotId": ROBOT, "validPeriod": 9})),
-        item(
-            "orphan",
-            json!({"robotId": "another-robot", "validPeriod": 1, "connection": {"credentialsSecretRef": {"name": "missing"}}}),
-        ),
-    ]
-}
-
-fn api(released: Arc<AtomicBool>) -> kube::Client {
-    fake_api::client_with(move |method, path, query, _content_type, body| {
-        let watch = query.contains("watch=true");
-        match (method, path) {
-            (_, _) if watch => Reply::Hold,
-            ("GET", "/apis/metastudio.huaweicloud.com/v1alpha1/activationcodes") => {
-                if !released.load(Ordering::SeqCst) {
-                    return Reply::Later;
-                }
-                Reply::Now((
-                    200,
-                    json!({"apiVersion": "metastudio.huaweicloud.com/v1alpha1", "kind": "ActivationCodeList",
-                                        "metadata": {"resourceVersion": "7"}, "items": items()}),
-                ))
-            }
-            ("GET", "/api/v1/secrets") => Reply::Now((
-                200,
-                json!({"apiVersion": "v1", "kind": "SecretList", "metadata": {"resourceVersion": "3"}, "items": []}),
-            )),
-            ("GET", p) if p.starts_with("/api/v1/namespaces/retail/secrets/") => {
-                Reply::Now(status(404, "NotFound", "not found"))
-            }
-            ("POST", "/apis/events.k8s.io/v1/namespaces/retail/events") => Reply::Now((201, body)),
-            ("PATCH", p) if p.starts_with("/apis/events.k8s.io/v1/namespaces/retail/events/") => {
-                Reply::Now((200, body))
-            }
-            ("PATCH", p) if p.ends_with("/status") => {
-                let name = p.split('/').rev().nth(1).unwrap_or_default();
-                let mut object = items()
-                    .into_iter()
-                    .find(|i| i["metadata"]["name"] == name)
-                    .unwrap();
-                object["status"] = body["status"].clone();
-                Reply::Now((200, object))
-            }
-            _ => Reply::Now(status(404, "NotFound", "not served by the fake")),
-        }
-    })
-}
-
-async fn get(url: &str) -> (u16, String) {
-    match reqwest::get(url).await {
-        Ok(response) => (
-            response.status().as_u16(),
-            response.text().await.unwrap_or_default(),
-        ),
-        Err(_) => (0, String::new()),
-    }
-}
-
-async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+const OTHER_ROBOT: &str = "5e65d1c0ffee556249aa00bb11cc2265";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ready_after_sync_and_metrics_carry_every_series() {
-    metastudio_operator::tls::install_crypto_provider();
+async fn ready_after_sync_metrics_carry_every_series_and_gauges_follow_the_cache() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter("warn")
         .with_test_writer()
         .try_init();
     let mut config = SimulatorConfig {
-        seed: Some(robot_seed(3, 3)),
+        seed: Some(seed_yaml(&format!(
+            "spec: {{robots: [{{robotId: {ROBOT}, generate: {{count: 3, validPeriod: 3}}}}, {{robotId: {OTHER_ROBOT}, generate: {{count: 2, validPeriod: 5}}}}]}}"
+        ))),
         faults: FaultConfig {
             throttle_rate: 0.5,
             retry_after_secs: 0,
-            operations: [metastudio_operator::metastudio::Operation::UpdateActiveCode].into(),
+            operations: [Operation::UpdateActiveCode].into(),
             seed: 1,
             ..Default::default()
         },
         ..SimulatorConfig::default()
     };
-    config.accepted.tokens.push("run-test-token".into());
+    config
+        .accepted
+        .tokens
+        .push(common::fake_api::RUN_TOKEN.into());
     let sim = Simulator::start(config, "127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
 
-    let released = Arc::new(AtomicBool::new(false));
-    let flags = Flags::try_parse_from([
-        "run",
-        "--metrics-addr",
-        "127.0.0.1:0",
-        "--endpoint",
-        &sim.endpoint(),
-        "--project-id",
-        sim.project_id(),
-        "--auth-token",
-        "run-test-token",
-        "--rate-limit",
-        "20",
-        "--rate-burst",
-        "1",
-    ])
-    .unwrap();
-    let (stop, shutdown) = tokio::sync::watch::channel(false);
-    let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
-    let operator = tokio::spawn(run(
-        flags.args,
-        api(released.clone()),
-        shutdown,
-        move |addr| {
-            let _ = addr_tx.send(addr);
-        },
-    ));
-    let base = format!("http://{}", addr_rx.await.unwrap());
+    let cluster = FakeCluster::new(
+        vec![
+            activation_code(
+                "retail",
+                "lobby",
+                json!({"robotId": ROBOT, "validPeriod": 9}),
+            ),
+            activation_code(
+                "retail",
+                "orphan",
+                json!({"robotId": "another-robot", "validPeriod": 1, "connection": {"credentialsSecretRef": {"name": "missing"}}}),
+            ),
+            activation_code(
+                "retail",
+                "watcher",
+                json!({"robotId": OTHER_ROBOT, "validPeriod": 7, "managementPolicy": "Observe"}),
+            ),
+        ],
+        vec![],
+    );
+    cluster.hold_lists(true);
+    let operator = Operator::start(
+        &sim,
+        cluster.client("operator"),
+        &["--rate-limit", "20", "--rate-burst", "1"],
+    )
+    .await;
 
-    assert_eq!(get(&format!("{base}/healthz")).await.0, 200);
+    assert_eq!(get(&operator.url("/healthz")).await.0, 200);
     assert_eq!(
-        get(&format!("{base}/readyz")).await.0,
+        get(&operator.url("/readyz")).await.0,
         503,
         "not ready before the caches synced"
     );
-    released.store(true, Ordering::SeqCst);
+    cluster.hold_lists(false);
     eventually("/readyz", async || {
-        get(&format!("{base}/readyz")).await.0 == 200
+        get(&operator.url("/readyz")).await.0 == 200
     })
     .await;
 
-    let metrics_url = format!("{base}/metrics");
-    eventually("both resources reconciled", async || {
-        let body = get(&metrics_url).await.1;
+    eventually("every resource reconciled", async || {
+        let body = operator.metrics().await;
         body.contains(r#"metastudio_reconciles_total{reason="Synced"}"#)
+            && body.contains(r#"metastudio_reconciles_total{reason="Observing"}"#)
             && body.contains(r#"reason="CredentialsNotFound""#)
     })
     .await;
-    let body = get(&metrics_url).await.1;
+    // Every status write went back to the watch, as an API server sends it;
+    // none of them may start another reconcile (they would list the remote
+    // codes again, in a loop).
+    eventually("the status events were delivered", async || {
+        cluster.queued_events() == 0
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        sim.counters().calls_of(Operation::ListActiveCode),
+        2,
+        "one list per resource with credentials: status writes trigger nothing"
+    );
+
+    let body = operator.metrics().await;
     for series in [
         r#"metastudio_reconciles_total{reason="Synced"} 1"#,
+        r#"metastudio_reconciles_total{reason="Observing"} 1"#,
         r#"metastudio_reconcile_errors_total{reason="CredentialsNotFound"}"#,
         "metastudio_reconcile_duration_seconds_bucket",
-        r#"metastudio_api_calls_total{operation="ListActiveCode",status="200"}"#,
+        r#"metastudio_api_calls_total{operation="ListActiveCode",status="200"} 2"#,
         r#"metastudio_api_calls_total{operation="UpdateActiveCode",status="200"} 3"#,
         "metastudio_api_retries_total{",
         "metastudio_api_call_duration_seconds_bucket",
         "metastudio_rate_limit_waits_total",
         "metastudio_rate_limit_wait_seconds_total",
-        "metastudio_codes_managed 3",
-        "metastudio_drift_found_total 3",
-        r#"metastudio_resources{ready="True"} 1"#,
-        r#"metastudio_resources{ready="False"} 1"#,
-        "metastudio_leader 1",
+        "metastudio_codes_managed 5\n",
+        "metastudio_drift 2\n",
+        "metastudio_resources{ready=\"True\"} 2\n",
+        "metastudio_resources{ready=\"False\"} 1\n",
+        "metastudio_resources{ready=\"Unknown\"} 0\n",
+        "metastudio_leader 1\n",
     ] {
         assert!(body.contains(series), "missing {series} in:\n{body}");
     }
@@ -191,10 +127,24 @@ async fn ready_after_sync_and_metrics_carry_every_series() {
         "the 1-call burst made calls wait:\n{body}"
     );
 
-    let _ = stop.send(true);
-    tokio::time::timeout(Duration::from_secs(30), operator)
-        .await
-        .expect("graceful shutdown")
-        .unwrap()
-        .expect("run ends cleanly");
+    // kube-runtime never reconciles a deleted object: the gauges must still
+    // drop it.
+    cluster.delete_resource("retail", "orphan");
+    eventually("the deleted resource leaves the gauges", async || {
+        operator
+            .metrics()
+            .await
+            .contains("metastudio_resources{ready=\"False\"} 0\n")
+    })
+    .await;
+    cluster.delete_resource("retail", "watcher");
+    eventually("the observed drift leaves with its resource", async || {
+        let body = operator.metrics().await;
+        body.contains("metastudio_drift 0\n")
+            && body.contains("metastudio_codes_managed 3\n")
+            && body.contains("metastudio_resources{ready=\"True\"} 1\n")
+    })
+    .await;
+
+    operator.stop().await.expect("run ends cleanly");
 }

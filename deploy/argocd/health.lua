@@ -1,10 +1,14 @@
 -- Argo CD health check for metastudio.huaweicloud.com/ActivationCode.
 -- Lua 5.1 (gopher-lua). `obj` is the live object; see README.md here.
---   Suspended    spec.suspend is true
---   Progressing  no status or conditions yet, the status describes an older
---                generation, or Ready is Unknown
+-- The operator follows kstatus: Ready and Synced, plus the "abnormal-true"
+-- conditions Reconciling and Stalled, present only while they are True.
+--   Progressing  no status or conditions yet; the status (or Ready) describes
+--                an older generation; Reconciling=True (a retry is
+--                scheduled after a transient failure); Ready is Unknown
+--   Suspended    Ready's reason is Suspended (spec.suspend is true)
+--   Degraded     Stalled=True (progress needs a human: the message says what
+--                to do); Ready=False without Reconciling (older operators)
 --   Healthy      Ready=True for the current generation
---   Degraded     Ready=False (the message says why and what to do)
 local hs = {}
 
 local function condition(conditions, type_)
@@ -33,10 +37,8 @@ local function describe(c)
   return text
 end
 
-if obj.spec ~= nil and obj.spec.suspend == true then
-  hs.status = "Suspended"
-  hs.message = "Suspended: spec.suspend is true, no remote calls are made"
-  return hs
+local function is_true(c)
+  return c ~= nil and c.status == "True"
 end
 
 local status = obj.status
@@ -65,6 +67,26 @@ end
 if generation ~= nil and ready.observedGeneration ~= nil and ready.observedGeneration < generation then
   hs.status = "Progressing"
   hs.message = "Waiting for the Ready condition of generation " .. tostring(generation)
+  return hs
+end
+
+if ready.reason == "Suspended" then
+  hs.status = "Suspended"
+  hs.message = describe(ready)
+  return hs
+end
+
+local stalled = condition(status.conditions, "Stalled")
+if is_true(stalled) then
+  hs.status = "Degraded"
+  hs.message = describe(stalled)
+  return hs
+end
+
+local reconciling = condition(status.conditions, "Reconciling")
+if is_true(reconciling) then
+  hs.status = "Progressing"
+  hs.message = describe(reconciling)
   return hs
 end
 

@@ -3,7 +3,7 @@
 
 use super::connection_args::ConnectionArgs;
 use crate::controller::leader::{LeaderError, LeaseSettings, run_while_leading};
-use crate::controller::{self, Context, WatchScope};
+use crate::controller::{self, Context, RunLimits, WatchScope};
 use crate::duration::HumanDuration;
 use crate::engine::{Engine, OperatorDefaults};
 use crate::metastudio::client::TransportError;
@@ -35,7 +35,8 @@ pub struct RunArgs {
     /// How long the lease holds without renewal; a standby takes over after it.
     #[arg(long, env = "LEASE_DURATION", default_value = "15s", value_parser = super::parsers::positive_duration, allow_hyphen_values = true)]
     pub lease_duration: HumanDuration,
-    /// This replica's identity in the Lease.
+    /// This replica's identity in the Lease; default the host name (the pod
+    /// name in Kubernetes) plus a random suffix, unique per process.
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
     /// Only watch these namespaces (comma-separated); default every namespace.
@@ -45,9 +46,15 @@ pub struct RunArgs {
     /// resources across releases), e.g. shard=a.
     #[arg(long, env = "LABEL_SELECTOR")]
     pub label_selector: Option<String>,
-    /// ActivationCodes reconciled at once.
+    /// ActivationCodes reconciled at once, across every watched namespace.
     #[arg(long, env = "CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub concurrency: u16,
+    /// On SIGTERM, how long in-flight reconciles may take to finish before
+    /// they are abandoned (safely: reset intents are recorded first) and the
+    /// lease is released. Keep it below the pod's
+    /// terminationGracePeriodSeconds (the chart leaves 10 s).
+    #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "20s")]
+    pub shutdown_timeout: HumanDuration,
     #[command(flatten)]
     pub connection: ConnectionArgs,
 }
@@ -67,6 +74,28 @@ pub enum RunError {
     },
     #[error(transparent)]
     Leader(#[from] LeaderError),
+    #[error(
+        "the controllers stopped although no shutdown was requested; the operator exits so that it is restarted"
+    )]
+    ControllersStopped,
+}
+
+/// The default Lease identity: the host name (in Kubernetes, the pod name)
+/// and a random suffix, so that two processes never share one, even in
+/// containers where every process is pid 1.
+pub fn default_identity() -> String {
+    use rand::Rng;
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "metastudio-operator".to_owned());
+    let suffix: String = rand::rng()
+        .sample_iter(rand::distr::Alphanumeric)
+        .take(6)
+        .map(|c| char::from(c).to_ascii_lowercase())
+        .collect();
+    format!("{host}-{suffix}")
 }
 
 /// Runs until `shutdown` turns true. `on_listening` gets the address the
@@ -100,7 +129,8 @@ pub async fn run(
     let identity = args
         .identity
         .clone()
-        .unwrap_or_else(|| format!("metastudio-operator-{}", std::process::id()));
+        .filter(|i| !i.is_empty())
+        .unwrap_or_else(default_identity);
     let scope = WatchScope {
         namespaces: args
             .watch_namespaces
@@ -114,6 +144,10 @@ pub async fn run(
         controller: "metastudio-operator".into(),
         instance: Some(identity.clone()),
     };
+    let limits = RunLimits {
+        concurrency: args.concurrency,
+        drain_timeout: args.shutdown_timeout.0,
+    };
     let work = {
         let (client, health, metrics, shutdown) = (
             client.clone(),
@@ -121,7 +155,6 @@ pub async fn run(
             metrics.clone(),
             shutdown.clone(),
         );
-        let concurrency = args.concurrency;
         move || {
             let built = controller::controllers(&client, &scope);
             let stores = built.iter().map(|(c, _)| c.store()).collect();
@@ -133,13 +166,19 @@ pub async fn run(
                 stores,
                 metrics.clone(),
             ));
+            // The gauges describe this term's caches, and read 0 once the
+            // work ends (a lost lease drops this future).
+            let census = {
+                let ctx = Arc::downgrade(&ctx);
+                metrics.census_from(move || ctx.upgrade().map(|c| c.census()).unwrap_or_default())
+            };
             let mut stop = shutdown.clone();
             let health = health.clone();
             health.set_ready(false);
-            controller::run(
+            let running = controller::run(
                 built,
                 ctx,
-                concurrency,
+                limits,
                 async move {
                     let _ = stop.wait_for(|s| *s).await;
                 },
@@ -147,10 +186,14 @@ pub async fn run(
                     info!("caches synced: ready");
                     health.set_ready(true);
                 },
-            )
+            );
+            async move {
+                let _census = census;
+                running.await;
+            }
         }
     };
-    if args.leader_election {
+    let outcome = if args.leader_election {
         let settings = LeaseSettings {
             name: args.lease_name.clone(),
             namespace: args.lease_namespace.clone(),
@@ -161,7 +204,7 @@ pub async fn run(
         run_while_leading(
             client,
             settings,
-            shutdown,
+            shutdown.clone(),
             move |leading| {
                 metrics.leader.set(i64::from(leading));
                 // A standby is healthy and ready; a new leader is ready once its
@@ -170,11 +213,47 @@ pub async fn run(
             },
             work,
         )
-        .await?;
+        .await
+        .map_err(RunError::from)
     } else {
         metrics.leader.set(1);
         work().await;
+        Ok(())
+    };
+    metrics.leader.set(0);
+    let outcome = outcome.and_then(|()| {
+        if *shutdown.borrow() {
+            Ok(())
+        } else {
+            Err(RunError::ControllersStopped)
+        }
+    });
+    if let Err(err) = &outcome {
+        health.set_dead(err.to_string());
+        return outcome;
     }
     info!("stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_identities_differ_per_process_but_name_the_host() {
+        let (a, b) = (default_identity(), default_identity());
+        assert_ne!(a, b, "two replicas never share an identity");
+        let (host_a, suffix_a) = a.rsplit_once('-').unwrap();
+        let (host_b, _) = b.rsplit_once('-').unwrap();
+        assert_eq!(host_a, host_b);
+        assert!(!host_a.is_empty());
+        assert_eq!(suffix_a.len(), 6);
+        assert!(
+            suffix_a
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()),
+            "a valid Lease holderIdentity and label value: {a}"
+        );
+    }
 }

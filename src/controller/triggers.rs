@@ -1,15 +1,21 @@
 //! Which ActivationCodes a Secret change concerns: the owner of an export
 //! Secret, and every resource in the Secret's namespace whose
 //! `spec.connection.credentialsSecretRef` names it.
+//!
+//! Only a Secret's metadata is needed (name, namespace, owners), so the
+//! controller watches Secrets with a metadata-only watch: their data never
+//! streams through the operator; credentials are read with a `get` when a
+//! resource that names them is reconciled.
 
 use crate::crd::{ActivationCode, KIND};
-use k8s_openapi::api::core::v1::Secret;
-use kube::ResourceExt;
 use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Resource, ResourceExt};
 
+/// The resources to reconcile when `secret` (a Secret, or only its
+/// metadata) changed.
 pub fn resources_for_secret(
     store: &Store<ActivationCode>,
-    secret: &Secret,
+    secret: &impl Resource,
 ) -> Vec<ObjectRef<ActivationCode>> {
     let namespace = secret.namespace().unwrap_or_default();
     let name = secret.name_any();

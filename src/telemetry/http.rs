@@ -9,16 +9,20 @@ use hyper_util::rt::TokioIo;
 use prometheus_client::registry::Registry;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 /// Readiness: set once the caches are synced (or while standing by for the
-/// leader lease), cleared while not able to serve.
+/// leader lease), cleared while not able to serve. Liveness: true until the
+/// controller loop or the leader-election loop has died; the process then
+/// exits with an error, and `/healthz` fails meanwhile.
 #[derive(Debug, Default)]
 pub struct Health {
     ready: AtomicBool,
+    /// Why the operator stopped working, once it has.
+    dead: Mutex<Option<String>>,
 }
 
 impl Health {
@@ -27,7 +31,20 @@ impl Health {
     }
 
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::SeqCst)
+        self.ready.load(Ordering::SeqCst) && self.is_alive()
+    }
+
+    /// Marks the operator as no longer working, for `why`.
+    pub fn set_dead(&self, why: impl Into<String>) {
+        *self.dead.lock().expect("health lock") = Some(why.into());
+    }
+
+    pub fn is_alive(&self) -> bool {
+        self.dead.lock().expect("health lock").is_none()
+    }
+
+    fn death(&self) -> Option<String> {
+        self.dead.lock().expect("health lock").clone()
     }
 }
 
@@ -57,7 +74,14 @@ fn answer(path: &str, registry: &Registry, health: &Health) -> Response<Full<Byt
                 ),
             }
         }
-        "/healthz" => text(StatusCode::OK, "ok\n".into(), "text/plain"),
+        "/healthz" => match health.death() {
+            None => text(StatusCode::OK, "ok\n".into(), "text/plain"),
+            Some(why) => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("not alive: {why}\n"),
+                "text/plain",
+            ),
+        },
         "/readyz" if health.is_ready() => text(StatusCode::OK, "ready\n".into(), "text/plain"),
         "/readyz" => text(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -94,4 +118,20 @@ pub async fn serve(
         }
     });
     Ok((bound, task))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn healthz_fails_once_the_controller_died_and_readyz_with_it() {
+        let (registry, health) = (Registry::default(), Health::default());
+        health.set_ready(true);
+        assert_eq!(answer("/healthz", &registry, &health).status(), 200);
+        assert_eq!(answer("/readyz", &registry, &health).status(), 200);
+        health.set_dead("the controllers stopped");
+        assert_eq!(answer("/healthz", &registry, &health).status(), 503);
+        assert_eq!(answer("/readyz", &registry, &health).status(), 503);
+    }
 }

@@ -1,25 +1,87 @@
 //! A tiny in-memory Kubernetes API for tests that need state across many
 //! requests (leases for leader election; the controller's lists and
 //! watches), served to kube clients through `tower::service_fn`.
+//!
+//! [`FakeCluster`] holds ActivationCodes, Secrets, Events and Leases for any
+//! number of clients (replicas), records every request with the client's
+//! name, and behaves as an API server does where the operator can notice:
+//! a status write bumps the resourceVersion and is sent to watchers; a
+//! server-side apply creates a missing object; metadata-only requests get
+//! `PartialObjectMetadata`.
 
 use http::{Request, Response};
 use kube::client::Body;
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 pub type Answer = (u16, Value);
 
-/// Routes requests to a handler; `None` from the handler means "hold the
-/// request open" (a watch that never sends anything).
-pub fn client<F>(handler: F) -> kube::Client
-where
-    F: Fn(&str, &str, &str, &str, Value) -> Option<Answer> + Send + Sync + 'static,
-{
-    client_with(move |m, p, q, c, b| match handler(m, p, q, c, b) {
-        Some(answer) => Reply::Now(answer),
-        None => Reply::Hold,
-    })
+/// One request the code under test made.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub content_type: String,
+    pub accept: String,
+    pub body: Value,
+}
+
+impl Call {
+    pub fn is_watch(&self) -> bool {
+        self.query.split('&').any(|p| p == "watch=true")
+    }
+
+    /// The decoded `labelSelector` query parameter, if any.
+    pub fn label_selector(&self) -> Option<String> {
+        self.query.split('&').find_map(|p| {
+            p.strip_prefix("labelSelector=")
+                .map(|v| v.replace("%3D", "=").replace("%2C", ","))
+        })
+    }
+
+    pub fn target(&self) -> Option<Target> {
+        Target::parse(&self.path)
+    }
+}
+
+/// What a request path names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// "" for the core group.
+    pub group: String,
+    pub namespace: Option<String>,
+    /// Plural, e.g. "secrets".
+    pub resource: String,
+    pub name: Option<String>,
+    /// A subresource, e.g. "status".
+    pub subresource: Option<String>,
+}
+
+impl Target {
+    /// `/api/v1/[namespaces/NS/]RESOURCE[/NAME[/SUB]]` or
+    /// `/apis/GROUP/VERSION/[namespaces/NS/]RESOURCE[/NAME[/SUB]]`.
+    pub fn parse(path: &str) -> Option<Self> {
+        let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+        let (group, rest) = match *parts.first()? {
+            "api" => ("", parts.get(2..)?),
+            "apis" => (*parts.get(1)?, parts.get(3..)?),
+            _ => return None,
+        };
+        let (namespace, rest) = match rest {
+            ["namespaces", ns, resource, tail @ ..] => (Some((*ns).to_owned()), (resource, tail)),
+            [resource, tail @ ..] => (None, (resource, tail)),
+            [] => return None,
+        };
+        Some(Self {
+            group: group.to_owned(),
+            namespace,
+            resource: (*rest.0).to_owned(),
+            name: rest.1.first().map(|s| (*s).to_owned()),
+            subresource: rest.1.get(1).map(|s| (*s).to_owned()),
+        })
+    }
 }
 
 /// What the fake does with one request.
@@ -29,34 +91,82 @@ pub enum Reply {
     Hold,
     /// Ask the handler again shortly (to gate answers on the test's progress).
     Later,
+    /// A watch answer: these events, one JSON document a line, then the end
+    /// of the stream (the watcher then watches again).
+    Events(Vec<Value>),
+}
+
+/// Routes requests to a handler; `None` from the handler means "hold the
+/// request open" (a watch that never sends anything).
+pub fn client<F>(handler: F) -> kube::Client
+where
+    F: Fn(&Call) -> Option<Answer> + Send + Sync + 'static,
+{
+    client_with(move |call| match handler(call) {
+        Some(answer) => Reply::Now(answer),
+        None => Reply::Hold,
+    })
 }
 
 pub fn client_with<F>(handler: F) -> kube::Client
 where
-    F: Fn(&str, &str, &str, &str, Value) -> Reply + Send + Sync + 'static,
+    F: Fn(&Call) -> Reply + Send + Sync + 'static,
+{
+    recording_client(|_| {}, handler)
+}
+
+/// As [`client_with`], with `record` called once for every request.
+pub fn recording_client<R, F>(record: R, handler: F) -> kube::Client
+where
+    R: Fn(&Call) + Send + Sync + 'static,
+    F: Fn(&Call) -> Reply + Send + Sync + 'static,
 {
     let handler = Arc::new(handler);
+    let record = Arc::new(record);
     let service = tower::service_fn(move |request: Request<Body>| {
-        let handler = handler.clone();
+        let (handler, record) = (handler.clone(), record.clone());
         async move {
+            let (content_type, accept) = {
+                let header = |name: &str| {
+                    request
+                        .headers()
+                        .get(name)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_owned()
+                };
+                (header("content-type"), header("accept"))
+            };
             let method = request.method().to_string();
             let path = request.uri().path().to_owned();
             let query = request.uri().query().unwrap_or_default().to_owned();
-            let content_type = request
-                .headers()
-                .get("content-type")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .to_owned();
             let bytes = request
                 .into_body()
                 .collect_bytes()
                 .await
                 .unwrap_or_default();
-            let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-            let (status, answer) = loop {
-                match handler(&method, &path, &query, &content_type, body.clone()) {
-                    Reply::Now(answer) => break answer,
+            let call = Call {
+                method,
+                path,
+                query,
+                content_type,
+                accept,
+                body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            };
+            record(&call);
+            let (status, body) = loop {
+                match handler(&call) {
+                    Reply::Now((status, answer)) => {
+                        break (status, serde_json::to_vec(&answer).unwrap());
+                    }
+                    Reply::Events(events) => {
+                        let mut body = Vec::new();
+                        for event in events {
+                            body.extend(serde_json::to_vec(&event).unwrap());
+                            body.push(b'\n');
+                        }
+                        break (200, body);
+                    }
                     Reply::Hold => std::future::pending().await,
                     Reply::Later => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
                 }
@@ -65,7 +175,7 @@ where
                 Response::builder()
                     .status(status)
                     .header("Content-Type", "application/json")
-                    .body(Body::from(serde_json::to_vec(&answer).unwrap()))
+                    .body(Body::from(body))
                     .unwrap(),
             )
         }
@@ -107,29 +217,22 @@ impl Leases {
         lease["spec"] = spec;
     }
 
-    pub fn handle(
-        &self,
-        method: &str,
-        path: &str,
-        content_type: &str,
-        body: Value,
-    ) -> Option<Answer> {
-        let rest = path.strip_prefix("/apis/coordination.k8s.io/v1/namespaces/")?;
-        let mut parts = rest.split('/');
-        let (_namespace, kind, name) = (parts.next()?, parts.next()?, parts.next());
-        if kind != "leases" {
+    /// Answers a request on Leases; `None` for any other request.
+    pub fn handle(&self, call: &Call) -> Option<Answer> {
+        let target = call.target()?;
+        if target.resource != "leases" {
             return None;
         }
         let mut store = self.store.lock().unwrap();
         let mut version = self.version.lock().unwrap();
         *version += 1;
-        let answer = match (method, name) {
+        let answer = match (call.method.as_str(), target.name.as_deref()) {
             ("GET", Some(name)) => match store.get(name) {
                 Some(lease) => (200, lease.clone()),
                 None => status(404, "NotFound", "lease not found"),
             },
             ("POST", None) => {
-                let name = body["metadata"]["name"]
+                let name = call.body["metadata"]["name"]
                     .as_str()
                     .unwrap_or_default()
                     .to_owned();
@@ -138,7 +241,7 @@ impl Leases {
                         status(409, "AlreadyExists", "lease exists")
                     }
                     std::collections::btree_map::Entry::Vacant(slot) => {
-                        let created = lease(&name, body["spec"].clone());
+                        let created = lease(&name, call.body["spec"].clone());
                         slot.insert(created.clone());
                         (201, created)
                     }
@@ -151,8 +254,8 @@ impl Leases {
                 let held_by = current["spec"]["holderIdentity"]
                     .as_str()
                     .map(str::to_owned);
-                let wants = body["spec"]["holderIdentity"].as_str();
-                let apply = content_type.contains("apply-patch");
+                let wants = call.body["spec"]["holderIdentity"].as_str();
+                let apply = call.content_type.contains("apply-patch");
                 if apply && held_by.is_some() && wants.is_some() && held_by.as_deref() != wants {
                     return Some(status(
                         409,
@@ -161,7 +264,7 @@ impl Leases {
                     ));
                 }
                 let spec = current["spec"].as_object_mut().expect("spec is an object");
-                for (key, value) in body["spec"].as_object().cloned().unwrap_or_default() {
+                for (key, value) in call.body["spec"].as_object().cloned().unwrap_or_default() {
                     if value.is_null() {
                         spec.remove(&key);
                     } else {
@@ -183,4 +286,436 @@ fn lease(name: &str, spec: Value) -> Value {
         "metadata": {"name": name, "namespace": "metastudio-system", "resourceVersion": "1"},
         "spec": if spec.is_object() { spec } else { json!({}) },
     })
+}
+
+const AC_API_VERSION: &str = "metastudio.huaweicloud.com/v1alpha1";
+
+/// An ActivationCode as the API server returns it, created
+/// 2026-11-01, uid `uid-NAME`, generation 1.
+pub fn activation_code(namespace: &str, name: &str, spec: Value) -> Value {
+    json!({
+        "apiVersion": AC_API_VERSION, "kind": "ActivationCode",
+        "metadata": {"name": name, "namespace": namespace, "uid": format!("uid-{name}"), "generation": 1,
+                     "resourceVersion": "7", "creationTimestamp": "2026-11-01T00:00:00Z"},
+        "spec": spec,
+    })
+}
+
+/// A Secret as the API server returns it (data base64-encoded).
+pub fn secret(namespace: &str, name: &str, data: &[(&str, &str)]) -> Value {
+    use base64::Engine as _;
+    let data: serde_json::Map<String, Value> = data
+        .iter()
+        .map(|(k, v)| {
+            (
+                (*k).to_owned(),
+                Value::String(base64::engine::general_purpose::STANDARD.encode(v)),
+            )
+        })
+        .collect();
+    json!({"apiVersion": "v1", "kind": "Secret",
+           "metadata": {"name": name, "namespace": namespace, "uid": format!("uid-secret-{name}"), "resourceVersion": "3"},
+           "data": data})
+}
+
+/// The state behind a [`FakeCluster`].
+#[derive(Default)]
+struct Cluster {
+    resources: Vec<Value>,
+    secrets: BTreeMap<(String, String), Value>,
+    /// Every request, with the name of the client that made it.
+    calls: Vec<(String, Call)>,
+    /// Watch events not yet sent: (resource plural, namespace, event).
+    queued: Vec<(&'static str, String, Value)>,
+    /// While true, lists of ActivationCodes wait.
+    hold_lists: bool,
+    /// While true, status writes wait (a reconcile stuck in flight).
+    hold_status: bool,
+    /// Clients whose every request fails with 500.
+    broken: BTreeSet<String>,
+    version: u64,
+}
+
+/// A shared in-memory API server; see the module docs.
+#[derive(Clone, Default)]
+pub struct FakeCluster {
+    state: Arc<Mutex<Cluster>>,
+    pub leases: Leases,
+}
+
+fn matches_selector(object: &Value, selector: Option<&str>) -> bool {
+    selector.is_none_or(|selector| {
+        selector.split(',').filter(|s| !s.is_empty()).all(|term| {
+            let (key, value) = term.split_once('=').unwrap_or((term, ""));
+            object["metadata"]["labels"][key].as_str() == Some(value)
+        })
+    })
+}
+
+fn list(kind: &str, api_version: &str, items: Vec<Value>) -> Answer {
+    (
+        200,
+        json!({"apiVersion": api_version, "kind": kind, "metadata": {"resourceVersion": "1"}, "items": items}),
+    )
+}
+
+/// The metadata-only form of an object.
+fn partial(object: &Value) -> Value {
+    json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata", "metadata": object["metadata"]})
+}
+
+impl FakeCluster {
+    pub fn new(resources: Vec<Value>, secrets: Vec<Value>) -> Self {
+        let cluster = Self::default();
+        {
+            let mut state = cluster.state.lock().unwrap();
+            state.resources = resources;
+            for s in secrets {
+                let key = (
+                    s["metadata"]["namespace"].as_str().unwrap().to_owned(),
+                    s["metadata"]["name"].as_str().unwrap().to_owned(),
+                );
+                state.secrets.insert(key, s);
+            }
+        }
+        cluster
+    }
+
+    /// Makes lists of ActivationCodes wait (true) or answer (false).
+    pub fn hold_lists(&self, hold: bool) {
+        self.state.lock().unwrap().hold_lists = hold;
+    }
+
+    /// Makes status writes wait (true) or answer (false).
+    pub fn hold_status(&self, hold: bool) {
+        self.state.lock().unwrap().hold_status = hold;
+    }
+
+    /// Makes every request of client `who` fail with 500 (true), or not.
+    pub fn break_client(&self, who: &str, broken: bool) {
+        let mut state = self.state.lock().unwrap();
+        if broken {
+            state.broken.insert(who.to_owned());
+        } else {
+            state.broken.remove(who);
+        }
+    }
+
+    /// Watch events not yet delivered.
+    pub fn queued_events(&self) -> usize {
+        self.state.lock().unwrap().queued.len()
+    }
+
+    /// Every request so far, with the client's name.
+    pub fn calls(&self) -> Vec<(String, Call)> {
+        self.state.lock().unwrap().calls.clone()
+    }
+
+    pub fn calls_of(&self, who: &str) -> Vec<Call> {
+        self.calls()
+            .into_iter()
+            .filter(|(w, _)| w == who)
+            .map(|(_, c)| c)
+            .collect()
+    }
+
+    pub fn resource(&self, namespace: &str, name: &str) -> Option<Value> {
+        self.state
+            .lock()
+            .unwrap()
+            .resources
+            .iter()
+            .find(|r| r["metadata"]["namespace"] == namespace && r["metadata"]["name"] == name)
+            .cloned()
+    }
+
+    pub fn secret(&self, namespace: &str, name: &str) -> Option<Value> {
+        self.state
+            .lock()
+            .unwrap()
+            .secrets
+            .get(&(namespace.to_owned(), name.to_owned()))
+            .cloned()
+    }
+
+    /// Deletes an ActivationCode, telling its watchers.
+    pub fn delete_resource(&self, namespace: &str, name: &str) {
+        let mut state = self.state.lock().unwrap();
+        let index = state
+            .resources
+            .iter()
+            .position(|r| r["metadata"]["namespace"] == namespace && r["metadata"]["name"] == name)
+            .expect("the resource exists");
+        let mut gone = state.resources.remove(index);
+        state.version += 1;
+        gone["metadata"]["resourceVersion"] = json!(format!("{}", 100 + state.version));
+        state.queued.push((
+            "activationcodes",
+            namespace.to_owned(),
+            json!({"type": "DELETED", "object": gone}),
+        ));
+    }
+
+    /// Creates or changes a Secret, telling its (metadata) watchers.
+    pub fn put_secret(&self, mut secret: Value) {
+        let mut state = self.state.lock().unwrap();
+        state.version += 1;
+        secret["metadata"]["resourceVersion"] = json!(format!("{}", 100 + state.version));
+        let namespace = secret["metadata"]["namespace"].as_str().unwrap().to_owned();
+        let name = secret["metadata"]["name"].as_str().unwrap().to_owned();
+        let kind = if state
+            .secrets
+            .insert((namespace.clone(), name), secret.clone())
+            .is_some()
+        {
+            "MODIFIED"
+        } else {
+            "ADDED"
+        };
+        state.queued.push((
+            "secrets",
+            namespace,
+            json!({"type": kind, "object": partial(&secret)}),
+        ));
+    }
+
+    /// A client that acts as `who`.
+    pub fn client(&self, who: &str) -> kube::Client {
+        let (recorder, handler) = (self.clone(), self.clone());
+        let (who, name) = (who.to_owned(), who.to_owned());
+        recording_client(
+            move |call| {
+                recorder
+                    .state
+                    .lock()
+                    .unwrap()
+                    .calls
+                    .push((who.clone(), call.clone()));
+            },
+            move |call| handler.answer(&name, call),
+        )
+    }
+
+    fn answer(&self, who: &str, call: &Call) -> Reply {
+        if self.state.lock().unwrap().broken.contains(who) {
+            return Reply::Now(status(
+                500,
+                "InternalError",
+                "the fake is broken for this client",
+            ));
+        }
+        if let Some(answer) = self.leases.handle(call) {
+            return Reply::Now(answer);
+        }
+        let Some(target) = call.target() else {
+            return Reply::Now(status(404, "NotFound", "not served by the fake"));
+        };
+        let mut state = self.state.lock().unwrap();
+        let in_scope = |namespace: &str| target.namespace.as_deref().is_none_or(|n| n == namespace);
+        match (
+            call.method.as_str(),
+            target.resource.as_str(),
+            target.name.as_deref(),
+            target.subresource.as_deref(),
+        ) {
+            ("GET", plural @ ("activationcodes" | "secrets"), None, None) if call.is_watch() => {
+                let (mine, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut state.queued)
+                    .into_iter()
+                    .partition(|(p, ns, _)| *p == plural && in_scope(ns));
+                state.queued = rest;
+                if mine.is_empty() {
+                    Reply::Later
+                } else {
+                    Reply::Events(mine.into_iter().map(|(_, _, event)| event).collect())
+                }
+            }
+            ("GET", "activationcodes", None, None) => {
+                if state.hold_lists {
+                    return Reply::Later;
+                }
+                let selector = call.label_selector();
+                let items = state
+                    .resources
+                    .iter()
+                    .filter(|r| in_scope(r["metadata"]["namespace"].as_str().unwrap_or_default()))
+                    .filter(|r| matches_selector(r, selector.as_deref()))
+                    .cloned()
+                    .collect();
+                Reply::Now(list("ActivationCodeList", AC_API_VERSION, items))
+            }
+            ("GET", "secrets", None, None) => {
+                let metadata_only = call.accept.contains("as=PartialObjectMetadataList");
+                let items = state
+                    .secrets
+                    .iter()
+                    .filter(|((ns, _), _)| in_scope(ns))
+                    .map(|(_, s)| if metadata_only { partial(s) } else { s.clone() })
+                    .collect();
+                Reply::Now(if metadata_only {
+                    list("PartialObjectMetadataList", "meta.k8s.io/v1", items)
+                } else {
+                    list("SecretList", "v1", items)
+                })
+            }
+            ("GET", "secrets", Some(name), None) => {
+                let key = (
+                    target.namespace.clone().unwrap_or_default(),
+                    name.to_owned(),
+                );
+                Reply::Now(match state.secrets.get(&key) {
+                    Some(secret) => (200, secret.clone()),
+                    None => status(404, "NotFound", &format!("secrets \"{name}\" not found")),
+                })
+            }
+            ("PATCH", "secrets", Some(name), None) => {
+                let key = (
+                    target.namespace.clone().unwrap_or_default(),
+                    name.to_owned(),
+                );
+                let created = !state.secrets.contains_key(&key);
+                state.version += 1;
+                let mut secret = call.body.clone();
+                secret["metadata"]["resourceVersion"] = json!(format!("{}", 100 + state.version));
+                state.secrets.insert(key.clone(), secret.clone());
+                state.queued.push((
+                    "secrets",
+                    key.0,
+                    json!({"type": if created { "ADDED" } else { "MODIFIED" }, "object": partial(&secret)}),
+                ));
+                Reply::Now((if created { 201 } else { 200 }, secret))
+            }
+            ("PATCH", "activationcodes", Some(name), Some("status")) => {
+                if state.hold_status {
+                    return Reply::Later;
+                }
+                let namespace = target.namespace.clone().unwrap_or_default();
+                state.version += 1;
+                let version = format!("{}", 100 + state.version);
+                let Some(object) = state.resources.iter_mut().find(|r| {
+                    r["metadata"]["namespace"] == namespace.as_str()
+                        && r["metadata"]["name"] == name
+                }) else {
+                    return Reply::Now(status(404, "NotFound", "no such ActivationCode"));
+                };
+                if object["status"] == call.body["status"] {
+                    // An apply that changes nothing changes no resourceVersion.
+                    return Reply::Now((200, object.clone()));
+                }
+                object["status"] = call.body["status"].clone();
+                object["metadata"]["resourceVersion"] = json!(version);
+                let object = object.clone();
+                // As an API server does: watchers see the change.
+                state.queued.push((
+                    "activationcodes",
+                    namespace,
+                    json!({"type": "MODIFIED", "object": object.clone()}),
+                ));
+                Reply::Now((200, object))
+            }
+            ("POST", "events", None, None) => Reply::Now((201, call.body.clone())),
+            ("PATCH", "events", Some(_), None) => Reply::Now((200, call.body.clone())),
+            _ => Reply::Now(status(404, "NotFound", "not served by the fake")),
+        }
+    }
+}
+
+/// The token `Operator` authenticates to MetaStudio with: add it to the
+/// simulator's `accepted.tokens`.
+pub const RUN_TOKEN: &str = "run-test-token";
+
+/// `metastudio-operator run` in this process, against a fake API server and
+/// a simulator, with /metrics on a free port.
+pub struct Operator {
+    base: String,
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<Result<(), metastudio_operator::cli::run::RunError>>,
+}
+
+#[derive(clap::Parser)]
+struct RunFlags {
+    #[command(flatten)]
+    args: metastudio_operator::cli::run::RunArgs,
+}
+
+impl Operator {
+    /// Starts `run` with the simulator's endpoint, [`RUN_TOKEN`] and `extra`
+    /// flags.
+    pub async fn start(
+        sim: &metastudio_operator::simulator::Simulator,
+        client: kube::Client,
+        extra: &[&str],
+    ) -> Self {
+        use clap::Parser as _;
+        metastudio_operator::tls::install_crypto_provider();
+        let endpoint = sim.endpoint();
+        let mut argv = vec![
+            "run",
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--endpoint",
+            &endpoint,
+            "--project-id",
+            sim.project_id(),
+            "--auth-token",
+            RUN_TOKEN,
+        ];
+        argv.extend_from_slice(extra);
+        let args = RunFlags::try_parse_from(argv).expect("valid flags").args;
+        let (stop, shutdown) = tokio::sync::watch::channel(false);
+        let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(metastudio_operator::cli::run::run(
+            args,
+            client,
+            shutdown,
+            move |addr| {
+                let _ = addr_tx.send(addr);
+            },
+        ));
+        let addr = addr_rx.await.expect("run serves /metrics");
+        Self {
+            base: format!("http://{addr}"),
+            stop,
+            task,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn metrics(&self) -> String {
+        get(&self.url("/metrics")).await.1
+    }
+
+    /// SIGTERM, as it were: returns what `run` returned.
+    pub async fn stop(self) -> Result<(), metastudio_operator::cli::run::RunError> {
+        let _ = self.stop.send(true);
+        tokio::time::timeout(std::time::Duration::from_secs(30), self.task)
+            .await
+            .expect("graceful shutdown within 30 s")
+            .expect("run does not panic")
+    }
+}
+
+/// GET `url`: status and body; status 0 when nothing answered.
+pub async fn get(url: &str) -> (u16, String) {
+    match reqwest::get(url).await {
+        Ok(response) => (
+            response.status().as_u16(),
+            response.text().await.unwrap_or_default(),
+        ),
+        Err(_) => (0, String::new()),
+    }
+}
+
+/// Polls `check` every 50 ms until it holds; fails after 30 s.
+pub async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !check().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }

@@ -70,6 +70,23 @@ impl ApiServer {
         }
     }
 
+    /// Awaits the code under test (up to 10 s) after its last expected
+    /// request, failing at once if it makes another one: a stray request
+    /// must fail the test, not hang it.
+    pub async fn finish<T>(&mut self, task: tokio::task::JoinHandle<T>) -> T {
+        tokio::select! {
+            biased;
+            Some((request, _)) = self.handle.next_request() => panic!(
+                "unexpected request after the last expected one: {} {}",
+                request.method(),
+                request.uri()
+            ),
+            done = tokio::time::timeout(Duration::from_secs(10), task) => done
+                .expect("the reconcile finished within 10 s")
+                .expect("the reconcile did not panic"),
+        }
+    }
+
     /// An Event with this reason: a POST, or a PATCH when the recorder folds
     /// a repeat of the same reason into a series. Answered with the event.
     pub async fn expect_event(&mut self, namespace: &str, reason: &str) -> Received {

@@ -93,21 +93,17 @@ Renders "true" or "".
 {{- end }}
 
 {{/*
-RBAC rules for watching and reconciling ActivationCodes. Exactly these verbs:
-export Secrets are written with server-side apply (PATCH), so no create,
-update or delete on Secrets; no wildcards anywhere.
+RBAC rules for watching and reconciling ActivationCodes, from
+rbac/operator-rules.yaml (the one list of the API calls the operator makes,
+checked against the code by tests/rbac.rs); no wildcards anywhere.
 */}}
 {{- define "metastudio-operator.rules" -}}
-- apiGroups: ["metastudio.huaweicloud.com"]
-  resources: ["activationcodes"]
-  verbs: ["get", "list", "watch"]
-- apiGroups: ["metastudio.huaweicloud.com"]
-  resources: ["activationcodes/status"]
-  verbs: ["get", "patch"]
-- apiGroups: [""]
-  resources: ["secrets"]
-  verbs: ["get", "list", "watch", "patch"]
-- apiGroups: ["events.k8s.io"]
-  resources: ["events"]
-  verbs: ["create", "patch"]
+{{- (.Files.Get "rbac/operator-rules.yaml" | fromYaml).rules | toYaml }}
+{{- end }}
+
+{{/*
+The verbs on the leader-election Lease, from rbac/operator-rules.yaml.
+*/}}
+{{- define "metastudio-operator.leaseVerbs" -}}
+{{- (.Files.Get "rbac/operator-rules.yaml" | fromYaml).leases.verbs | toJson }}
 {{- end }}

@@ -1,0 +1,185 @@
+//! The RBAC the chart grants is exactly what the operator uses: runs the
+//! operator (with leader election) against an in-memory API server through
+//! every kind of request it makes — list and watch ActivationCodes, a
+//! metadata-only watch of Secrets, credentials read, an export Secret
+//! created by server-side apply, status applied, Events created and folded
+//! into a series, the Lease created, acquired, renewed, read and released —
+//! maps each request to the RBAC verb the API server authorises, and
+//! compares the set with charts/metastudio-operator/rbac/operator-rules.yaml,
+//! from which the chart renders its Roles.
+
+mod common;
+
+use common::fake_api::{
+    Call, FakeCluster, Operator, RUN_TOKEN, activation_code, eventually, secret,
+};
+use common::{ROBOT, robot_seed};
+use metastudio_operator::simulator::{
+    DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY, FaultConfig, Simulator, SimulatorConfig,
+};
+use serde_json::{Value, json};
+use std::collections::BTreeSet;
+
+type Grant = (String, String, String);
+
+/// The verbs the API server checks for one request. A server-side apply
+/// (PATCH with an apply-patch body) of an object, not a subresource, may
+/// create it, and then `create` is authorised too.
+fn verbs(call: &Call) -> Vec<Grant> {
+    let target = call.target().expect("an API path");
+    let resource = match &target.subresource {
+        Some(sub) => format!("{}/{sub}", target.resource),
+        None => target.resource.clone(),
+    };
+    let named = target.name.is_some();
+    let verbs: &[&str] = match call.method.as_str() {
+        "GET" if named => &["get"],
+        "GET" if call.is_watch() => &["watch"],
+        "GET" => &["list"],
+        "POST" => &["create"],
+        "PUT" => &["update"],
+        "DELETE" if named => &["delete"],
+        "DELETE" => &["deletecollection"],
+        "PATCH" if call.content_type.contains("apply-patch") && target.subresource.is_none() => {
+            &["patch", "create"]
+        }
+        "PATCH" => &["patch"],
+        other => panic!("unexpected method {other}"),
+    };
+    verbs
+        .iter()
+        .map(|v| (target.group.clone(), resource.clone(), (*v).to_owned()))
+        .collect()
+}
+
+/// The grants of the chart's rules file.
+fn rules_file() -> BTreeSet<Grant> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/charts/metastudio-operator/rbac/operator-rules.yaml"
+    );
+    let doc: Value = serde_saphyr::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().to_owned())
+            .collect()
+    };
+    let mut grants = BTreeSet::new();
+    let rules = doc["rules"].as_array().unwrap().iter();
+    for rule in rules.chain(std::iter::once(&doc["leases"])) {
+        for group in strings(&rule["apiGroups"]) {
+            for resource in strings(&rule["resources"]) {
+                for verb in strings(&rule["verbs"]) {
+                    grants.insert((group.clone(), resource.clone(), verb));
+                }
+            }
+        }
+    }
+    grants
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rules_file_grants_exactly_the_verbs_the_operator_uses() {
+    let mut config = SimulatorConfig {
+        seed: Some(robot_seed(2, 3)),
+        faults: FaultConfig::default(),
+        ..SimulatorConfig::default()
+    };
+    config.accepted.tokens.push(RUN_TOKEN.into());
+    let sim = Simulator::start(config, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let cluster = FakeCluster::new(
+        vec![
+            activation_code(
+                "retail",
+                "lobby",
+                json!({"robotId": ROBOT, "validPeriod": 9, "exportSecretRef": {"name": "lobby-codes"},
+                       "connection": {"credentialsSecretRef": {"name": "metastudio-credentials"}}}),
+            ),
+            activation_code(
+                "retail",
+                "orphan",
+                json!({"robotId": "another-robot", "validPeriod": 1,
+                       "connection": {"credentialsSecretRef": {"name": "missing"}}}),
+            ),
+        ],
+        vec![secret(
+            "retail",
+            "metastudio-credentials",
+            &[
+                ("accessKey", DEFAULT_ACCESS_KEY),
+                ("secretKey", DEFAULT_SECRET_KEY),
+            ],
+        )],
+    );
+    let operator = Operator::start(
+        &sim,
+        cluster.client("operator"),
+        &[
+            "--leader-election",
+            "--identity",
+            "operator-0",
+            "--lease-namespace",
+            "metastudio-system",
+        ],
+    )
+    .await;
+    let reason = |name: &str| {
+        cluster.resource("retail", name).and_then(|r| {
+            r["status"]["conditions"]
+                .as_array()?
+                .iter()
+                .find(|c| c["type"] == "Ready")
+                .map(|c| c["reason"].as_str().unwrap_or_default().to_owned())
+        })
+    };
+    eventually("lobby synced and orphan without credentials", async || {
+        reason("lobby").as_deref() == Some("Synced")
+            && reason("orphan").as_deref() == Some("CredentialsNotFound")
+            && cluster.secret("retail", "lobby-codes").is_some()
+    })
+    .await;
+    // A Secret named "missing" appears, without the keys: orphan is
+    // reconciled again and its repeated warning becomes an Event series.
+    cluster.put_secret(secret("retail", "missing", &[("unrelated", "x")]));
+    eventually("an Event series", async || {
+        cluster
+            .calls_of("operator")
+            .iter()
+            .any(|c| c.method == "PATCH" && c.path.contains("/events/"))
+    })
+    .await;
+    operator.stop().await.expect("run ends cleanly");
+
+    let calls = cluster.calls_of("operator");
+    for call in &calls {
+        if call
+            .target()
+            .is_some_and(|t| t.resource == "secrets" && t.name.is_none())
+        {
+            assert!(
+                call.accept.contains("as=PartialObjectMetadata"),
+                "Secrets are listed and watched by metadata only: {} {}?{} accepts {:?}",
+                call.method,
+                call.path,
+                call.query,
+                call.accept
+            );
+        }
+    }
+    let used: BTreeSet<Grant> = calls.iter().flat_map(verbs).collect();
+    let granted = rules_file();
+    let missing: Vec<_> = used.difference(&granted).collect();
+    let unused: Vec<_> = granted.difference(&used).collect();
+    assert!(
+        missing.is_empty() && unused.is_empty(),
+        "rbac/operator-rules.yaml is out of step with the code.\n  used but not granted: {missing:?}\n  granted but never used: {unused:?}"
+    );
+    assert!(
+        used.contains(&("".into(), "secrets".into(), "create".into())),
+        "the export Secret was created by server-side apply"
+    );
+}
