@@ -9,8 +9,13 @@ use std::str::FromStr;
 use std::time::Duration;
 
 /// The pattern the CRD schema checks, so `kubectl apply` rejects a bad
-/// duration before the operator ever sees it.
-pub const PATTERN: &str = r"^([0-9]+(ms|s|m|h|d))+$";
+/// duration before the operator ever sees it. Units come in order, each at
+/// most once, with bounded digits: whatever the API server admits must
+/// parse (at most 9999d + 99999h + 99999m + 99999s + 99999ms, well under
+/// [`MAX`]), because one object that fails to deserialise breaks the
+/// controller's list of every ActivationCode.
+pub const PATTERN: &str =
+    r"^([0-9]{1,4}d)?([0-9]{1,5}h)?([0-9]{1,5}m)?([0-9]{1,5}s)?([0-9]{1,5}ms)?$";
 
 /// The longest accepted duration, 100000 days (about 274 years): longer
 /// than any validity (`validPeriod` is at most 65535 days), short enough
@@ -114,6 +119,8 @@ impl JsonSchema for HumanDuration {
         schemars::json_schema!({
             "type": "string",
             "pattern": PATTERN,
+            "minLength": 2,
+            "maxLength": 32,
         })
     }
 }
@@ -179,6 +186,10 @@ mod tests {
     #[test]
     fn the_longest_duration_is_100000_days() {
         assert_eq!("100000d".parse::<HumanDuration>().unwrap().0, MAX);
+        // The longest value the CRD's pattern admits parses.
+        let widest = "9999d99999h99999m99999s99999ms";
+        assert!(widest.len() <= 32);
+        assert!(widest.parse::<HumanDuration>().unwrap().0 < MAX);
         assert_eq!("99999d24h".parse::<HumanDuration>().unwrap().0, MAX);
         let err = "99999d24h1ms".parse::<HumanDuration>().unwrap_err();
         assert!(err.to_string().contains("longer than 100000d"), "{err}");

@@ -16,7 +16,10 @@ const BAD_INPUT: u8 = 2;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init_logging(&cli.log_level, cli.log_format);
+    if let Err(err) = telemetry::init_logging(&cli.log_level, cli.log_format) {
+        eprintln!("error: {err}");
+        return ExitCode::from(BAD_INPUT);
+    }
     metastudio_operator::tls::install_crypto_provider();
 
     let result: Result<(String, u8), (Box<dyn std::error::Error>, u8)> = match cli.command {
@@ -24,20 +27,21 @@ async fn main() -> ExitCode {
         Command::Codes(command) => codes::run_codes(command)
             .await
             .map(|out| (out, 0))
-            .map_err(|e| (e.into(), FAILED)),
+            .map_err(command_failure),
         Command::OnceCode(args) => codes::run_once_code(args)
             .await
             .map(|out| (out, 0))
-            .map_err(|e| (e.into(), FAILED)),
+            .map_err(command_failure),
         Command::Run(args) => run_operator(args)
             .await
             .map(|()| (String::new(), 0))
             .map_err(|e| (e, FAILED)),
         Command::Reconcile(args) => match reconcile::run(args).await {
             Ok(out) => Ok((out.report, if out.converged { 0 } else { FAILED })),
-            Err(err @ reconcile::ReconcileCommandError::Manifests(_)) => {
-                Err((err.into(), BAD_INPUT))
-            }
+            Err(
+                err @ (reconcile::ReconcileCommandError::Manifests(_)
+                | reconcile::ReconcileCommandError::Connection(_)),
+            ) => Err((err.into(), BAD_INPUT)),
             Err(err) => Err((err.into(), FAILED)),
         },
         Command::Simulator(args) => match simulator::start(args).await {
@@ -61,6 +65,16 @@ async fn main() -> ExitCode {
             ExitCode::from(code)
         }
     }
+}
+
+/// A direct command's error and exit code: settings that cannot work are
+/// bad input (nothing was sent); a failed call is a failure.
+fn command_failure(err: codes::CommandError) -> (Box<dyn std::error::Error>, u8) {
+    let code = match err {
+        codes::CommandError::Connection(_) => BAD_INPUT,
+        _ => FAILED,
+    };
+    (err.into(), code)
 }
 
 async fn run_operator(args: run::RunArgs) -> Result<(), Box<dyn std::error::Error>> {

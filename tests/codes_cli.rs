@@ -178,7 +178,7 @@ fn missing_or_ambiguous_settings_are_named_with_the_fix() {
         .env_clear()
         .output()
         .unwrap();
-    assert_eq!(bare.status.code(), Some(1));
+    assert_eq!(bare.status.code(), Some(2), "bad input: nothing was sent");
     let stderr = String::from_utf8_lossy(&bare.stderr);
     assert!(
         stderr.contains("CLOUD_SDK_AK") && stderr.contains("--auth-token"),
@@ -186,7 +186,7 @@ fn missing_or_ambiguous_settings_are_named_with_the_fix() {
     );
 
     let both = cli.run(&["codes", "list", "--robot-id", ROBOT, "--auth-token", "tok"]);
-    assert_eq!(both.status.code(), Some(1));
+    assert_eq!(both.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&both.stderr);
     assert!(stderr.contains("unset one"), "{stderr}");
     assert_eq!(cli.sim.counters().total_calls(), 0, "nothing was sent");

@@ -730,7 +730,8 @@ async fn an_export_secret_owned_by_someone_else_is_export_failed_and_left_alone(
         theirs,
     )
     .await;
-    // No write to that Secret: the status is the next request.
+    // No write to that Secret: a warning Event, then the status.
+    api.expect_event(NS, "ExportFailed").await;
     let status = expect_status(&mut api, &r).await;
     let after = requeue_secs(&api.finish(task).await).expect("a retry is scheduled");
     assert!((5.0..=5.5).contains(&after), "backoff: {after}");

@@ -139,8 +139,8 @@ fn cases() -> Vec<Case> {
         case("byte order mark", Show, ok, format!("\u{feff}{}", code_with("robot_id", Some("\"r\""))), &["expected value at line 1 column 1"]),
         case("huge error message", Show, "400 Bad Request", long_message, &["HTTP 400 MSS.00000003: mmmm", "..."]),
         case("terminal escapes in an error", Reset, "400 Bad Request", ansi, &["HTTP 400 MSS.00000003: bad [2J  forged: log line"]),
-        case("error body of the wrong shape", Reset, "403 Forbidden", r#"{"error_code":5}"#, &["HTTP 403 : Forbidden"]),
-        case("gateway HTML", Reset, "401 Unauthorized", "<html>401</html>", &["HTTP 401 : Unauthorized"]),
+        case("error body of the wrong shape", Reset, "403 Forbidden", r#"{"error_code":5}"#, &["HTTP 403: Forbidden"]),
+        case("gateway HTML", Reset, "401 Unauthorized", "<html>401</html>", &["HTTP 401: Unauthorized"]),
         case("unknown status", Reset, "600 Weird", "{}", &["HTTP 600"]),
     ]
 }

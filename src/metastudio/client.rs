@@ -371,7 +371,12 @@ impl MetaStudioClient {
                         status.as_u16().to_string(),
                         attempt_started.elapsed(),
                     );
-                    debug!(attempt = attempts, status = status.as_u16(), request_id = ?answer.request_id, "response");
+                    debug!(
+                        attempt = attempts,
+                        status = status.as_u16(),
+                        request_id = answer.request_id.as_deref().unwrap_or("none"),
+                        "response"
+                    );
                     if status.is_success() {
                         let request_id = answer.request_id.clone();
                         return T::decode(status, answer.request_id, &answer.body)

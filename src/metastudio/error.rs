@@ -72,7 +72,7 @@ pub struct ApiError {
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ApiErrorKind {
     /// The service (or its API gateway) answered with an error.
-    #[error("HTTP {status} {code}: {message} (X-Request-Id: {})", request_id.as_deref().unwrap_or("none"))]
+    #[error("HTTP {status}{}: {message} (X-Request-Id: {})", if code.is_empty() { String::new() } else { format!(" {code}") }, request_id.as_deref().unwrap_or("none"))]
     Service {
         status: u16,
         /// `error_code`, e.g. `MSS.00000003` or `APIGW.0301`; empty when the
