@@ -47,7 +47,7 @@ pub struct Context {
     /// The last status this process wrote, by uid: fresher than a cache
     /// that has not yet seen our own write, so a reset is never planned
     /// from a stale status.
-    statuses: Mutex<HashMap<String, ActivationCodeStatus>>,
+    statuses: Mutex<HashMap<String, Arc<ActivationCodeStatus>>>,
     /// Consecutive failures per `namespace/name`, for backoff.
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -71,7 +71,7 @@ impl Context {
         }
     }
 
-    pub(crate) fn remember_status(&self, uid: String, status: ActivationCodeStatus) {
+    pub(crate) fn remember_status(&self, uid: String, status: Arc<ActivationCodeStatus>) {
         self.statuses
             .lock()
             .expect("status cache lock")
@@ -83,7 +83,7 @@ impl Context {
             .lock()
             .expect("status cache lock")
             .get(uid)
-            .cloned()
+            .map(|status| (**status).clone())
     }
 
     fn all_resources(&self) -> Vec<Arc<ActivationCode>> {
@@ -119,7 +119,7 @@ impl Context {
         for resource in &resources {
             let status = resource
                 .uid()
-                .and_then(|uid| remembered.get(&uid))
+                .and_then(|uid| remembered.get(&uid).map(|s| &**s))
                 .or(resource.status.as_ref());
             census.count(
                 status

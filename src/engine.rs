@@ -83,7 +83,8 @@ pub struct ActionResult {
 /// What one reconcile found and did.
 #[derive(Debug, Clone)]
 pub struct ReconcileReport {
-    pub status: ActivationCodeStatus,
+    /// The status written (shared with the host that stored it).
+    pub status: Arc<ActivationCodeStatus>,
     /// The `Ready` condition's reason.
     pub reason: &'static str,
     /// Ready and Synced.
@@ -328,7 +329,8 @@ impl Engine {
             let intents = intents_for(&planned, &codes, key, run.now);
             if !intents.is_empty() {
                 run.status.pending_resets = waiting.iter().chain(&intents).cloned().collect();
-                if let Err(err) = run.host.save_status(run.resource, &run.status).await {
+                let recorded = Arc::new(run.status.clone());
+                if let Err(err) = run.host.save_status(run.resource, &recorded).await {
                     // Without the intents on record, no reset may start.
                     warn!(error = %err, "cannot record reset intents");
                     run.status.pending_resets.clear();
@@ -915,8 +917,10 @@ impl<H: Host> Run<'_, H> {
             self.generation,
             self.now,
         );
+        // The run ends here: its status moves into the report.
+        let status = Arc::new(std::mem::take(&mut self.status));
         if mode == Mode::Normal
-            && let Err(err) = self.host.save_status(self.resource, &self.status).await
+            && let Err(err) = self.host.save_status(self.resource, &status).await
         {
             warn!(error = %err, "cannot save status");
             self.event(
@@ -929,7 +933,7 @@ impl<H: Host> Run<'_, H> {
             next = Next::Retry { at_least: None };
         }
         ReconcileReport {
-            status: self.status.clone(),
+            status,
             reason: why,
             converged,
             planned,

@@ -50,7 +50,7 @@ fn code_values(sim: &Simulator) -> Vec<String> {
 /// the code's last reset for `token` or as a pending intent for it.
 /// `earlier` resets per code came from earlier tokens.
 fn assert_resets_on_record(file: &StatusFile, counters: &Counters, token: &str, earlier: u64) {
-    let statuses: Vec<&ActivationCodeStatus> = file.statuses.values().collect();
+    let statuses: Vec<&ActivationCodeStatus> = file.statuses.values().map(|s| &**s).collect();
     let on_record = |code: &str| {
         statuses.iter().any(|s| {
             s.codes.iter().any(|c| {

@@ -155,7 +155,7 @@ async fn the_engine_reports_credentials_rejected_and_a_changed_secret_is_tried_a
             };
             assert!(at_least.unwrap() > Duration::from_secs(60), "{at_least:?}");
         }
-        ac.status = Some(report.status);
+        ac.status = Some((*report.status).clone());
     }
     assert_eq!(list_calls(&sim), 3, "three rejections, then no more calls");
 

@@ -14,6 +14,7 @@ use kube::api::{Api, ObjectMeta, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use tracing::warn;
 
 /// The field manager of everything the operator applies.
@@ -67,7 +68,7 @@ impl Host for ClusterHost<'_> {
     async fn save_status(
         &self,
         resource: &ActivationCode,
-        status: &ActivationCodeStatus,
+        status: &Arc<ActivationCodeStatus>,
     ) -> Result<(), HostError> {
         let namespace = resource.namespace().unwrap_or_default();
         let name = resource.name_any();
@@ -75,7 +76,7 @@ impl Host for ClusterHost<'_> {
         let patch = serde_json::json!({
             "apiVersion": API_VERSION,
             "kind": KIND,
-            "status": status,
+            "status": &**status,
         });
         api.patch_status(
             &name,

@@ -6,6 +6,7 @@ use crate::metastudio::ActiveCode;
 use crate::secret::Secret;
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::Arc;
 
 /// A failure of the host's own storage (API server, file system).
 #[derive(Debug, thiserror::Error)]
@@ -53,11 +54,13 @@ pub trait Host: Sync {
     /// Stores the resource's status. Called before resets (recording their
     /// intents) and at the end of every reconcile. A status with pending
     /// resets must be durable when this returns, as resets start right
-    /// after; a host may keep others back and store them later.
+    /// after; a host may keep others back and store them later. The host
+    /// may keep the `Arc`: the report shares it, so a large fleet holds
+    /// each status once.
     fn save_status(
         &self,
         resource: &ActivationCode,
-        status: &ActivationCodeStatus,
+        status: &Arc<ActivationCodeStatus>,
     ) -> impl Future<Output = Result<(), HostError>> + Send;
 
     /// Writes the managed codes' values to the export Secret.

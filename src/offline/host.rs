@@ -18,6 +18,7 @@ use crate::offline::manifests::key_of;
 use crate::secret::Secret;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::Mutex;
 
 pub struct OfflineHost {
@@ -68,7 +69,11 @@ impl OfflineHost {
 
     /// The stored status of a resource, if any.
     pub async fn status_of(&self, key: &str) -> Option<ActivationCodeStatus> {
-        self.statuses().file.statuses.get(key).cloned()
+        self.statuses()
+            .file
+            .statuses
+            .get(key)
+            .map(|status| (**status).clone())
     }
 
     /// Writes every status changed since the last write.
@@ -124,7 +129,7 @@ impl Host for OfflineHost {
     async fn save_status(
         &self,
         resource: &ActivationCode,
-        status: &ActivationCodeStatus,
+        status: &Arc<ActivationCodeStatus>,
     ) -> Result<(), HostError> {
         let version = {
             let mut statuses = self.statuses();

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub const KIND: &str = "ActivationCodeStatusFile";
 
@@ -15,8 +16,8 @@ pub const KIND: &str = "ActivationCodeStatusFile";
 pub struct StatusFile {
     pub api_version: String,
     pub kind: String,
-    /// `namespace/name` to status.
-    pub statuses: BTreeMap<String, ActivationCodeStatus>,
+    /// `namespace/name` to status (shared with the run's reports).
+    pub statuses: BTreeMap<String, Arc<ActivationCodeStatus>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -153,10 +154,10 @@ mod tests {
         let mut file = StatusFile::empty();
         file.statuses.insert(
             "ns/a".into(),
-            ActivationCodeStatus {
+            Arc::new(ActivationCodeStatus {
                 managed_codes: 3,
                 ..Default::default()
-            },
+            }),
         );
         file.save(&path).unwrap();
         assert_eq!(StatusFile::load(&path).unwrap(), file);
