@@ -100,11 +100,12 @@ pub struct ActivationCodeSpec {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, KubeSchema, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ResetPolicy {
-    /// Any string; every managed code is reset exactly once each time the
-    /// value changes (a date works well, e.g. "2026-11-22"), codes created
-    /// after the change excepted. Setting it on creation resets the codes
-    /// once too; leave it unset to adopt codes as they are. Changing back
-    /// to an earlier value is a change too: it resets the codes again.
+    /// Any string (a date works well, e.g. "2026-11-22"): every managed code
+    /// is reset once for each value, unless its last reset was for this
+    /// value already, or it was created after the value was first seen.
+    /// Setting it on creation resets the codes once too; leave it unset to
+    /// adopt codes as they are. Going back to an earlier value resets the
+    /// codes whose last reset was for another one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
     pub token: Option<String>,
@@ -309,7 +310,8 @@ pub struct ResetIntent {
     /// When the intent was recorded.
     #[schemars(schema_with = "date_time_schema")]
     pub recorded_at: Timestamp,
-    /// When the reset's answer was lost (a timeout, a broken connection).
+    /// When the reset's answer was lost (a timeout, a broken connection, a
+    /// 5xx), or when a later run found the intent of an interrupted one.
     /// The server may still apply such a call late, so the code is not
     /// reset again until a grace period after this has passed.
     #[serde(default, skip_serializing_if = "Option::is_none")]

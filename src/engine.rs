@@ -127,6 +127,15 @@ impl Engine {
         self
     }
 
+    /// How long a reset in doubt (its answer lost, or its run interrupted)
+    /// keeps its code from being reset again. Default: twice the request
+    /// timeout.
+    pub fn with_reset_grace(mut self, grace: Duration) -> Self {
+        self.reset_grace =
+            jiff::SignedDuration::try_from(grace).unwrap_or(jiff::SignedDuration::MAX);
+        self
+    }
+
     pub fn transport(&self) -> &Arc<Transport> {
         &self.transport
     }
@@ -144,6 +153,7 @@ impl Engine {
         let mut run = Run {
             resource,
             host,
+            mode,
             generation: resource.metadata.generation,
             status: resource.status.clone().unwrap_or_default(),
             now,
@@ -287,6 +297,9 @@ impl Engine {
             run.now,
             self.reset_grace,
         );
+        for intent in &settled.abandoned {
+            info!(code = %intent.code_id, "a reset recorded earlier did not happen (or its code is gone)");
+        }
         let waiting = settled.waiting;
         run.status.pending_resets = waiting.clone();
         let mut last_resets: HashMap<String, LastReset> = run
@@ -333,7 +346,8 @@ impl Engine {
                 if let Err(err) = run.host.save_status(run.resource, &recorded).await {
                     // Without the intents on record, no reset may start.
                     warn!(error = %err, "cannot record reset intents");
-                    run.status.pending_resets.clear();
+                    // Resets in doubt from before stay on record.
+                    run.status.pending_resets = waiting;
                     let message =
                         format!("cannot record reset intents, so no reset was started: {err}");
                     return run
@@ -527,7 +541,7 @@ impl Engine {
         // Observe asked only for a report, so an observed resource has done
         // what it was asked; a dry run asks whether anything is left to do.
         let converged = ready && (in_sync || (!enforce && mode == Mode::Normal));
-        run.finish(ready_reason, converged, planned, applied, next, mode)
+        run.finish(ready_reason, converged, planned, applied, next)
             .await
     }
 
@@ -663,7 +677,7 @@ async fn apply_one(
                         done(action, reply)
                     }
                     // The server may still apply it: keep the intent.
-                    Ok(_) if err.outcome_unknown() => (
+                    Ok(_) if err.may_have_applied() => (
                         ActionResult {
                             action: action.clone(),
                             outcome: ActionOutcome::Unconfirmed {
@@ -707,9 +721,7 @@ fn surely_not_applied(err: &ApiError) -> bool {
     matches!(err.status(), Some(400..=499))
         || matches!(
             err.kind,
-            ApiErrorKind::Connect { .. }
-                | ApiErrorKind::InvalidRequest(_)
-                | ApiErrorKind::CredentialsSuspended { .. }
+            ApiErrorKind::Connect { .. } | ApiErrorKind::InvalidRequest(_)
         )
 }
 
@@ -822,6 +834,7 @@ fn older(a: &(Option<Timestamp>, String, String), b: &(Option<Timestamp>, String
 struct Run<'a, H> {
     resource: &'a ActivationCode,
     host: &'a H,
+    mode: Mode,
     generation: Option<i64>,
     status: ActivationCodeStatus,
     now: Timestamp,
@@ -854,21 +867,21 @@ impl<H: Host> Run<'_, H> {
             .await;
     }
 
-    /// Ends early, before anything was listed: Ready=False with `why`,
-    /// Synced=Unknown, a warning event, the status saved.
+    /// Ends early, before any remote change: Ready=False with `why`,
+    /// Synced=Unknown, a warning event, the status saved (not in a dry
+    /// run).
     async fn stop(&mut self, why: &'static str, message: String, next: Next) -> ReconcileReport {
         self.set(READY, Some(false), why, message.clone());
         self.set(
             SYNCED,
             None,
             why,
-            "the remote codes were not compared".into(),
+            "stopped before any change; see the Ready condition".into(),
         );
         if why != reason::SUSPENDED {
             self.event(true, why, "Sync", message).await;
         }
-        self.finish(why, false, Vec::new(), Vec::new(), next, Mode::Normal)
-            .await
+        self.finish(why, false, Vec::new(), Vec::new(), next).await
     }
 
     /// A failed list: the reason says whether to fix credentials or wait.
@@ -902,7 +915,6 @@ impl<H: Host> Run<'_, H> {
         planned: Vec<Action>,
         applied: Vec<ActionResult>,
         next: Next,
-        mode: Mode,
     ) -> ReconcileReport {
         let mut next = next;
         let message = self
@@ -919,7 +931,7 @@ impl<H: Host> Run<'_, H> {
         );
         // The run ends here: its status moves into the report.
         let status = Arc::new(std::mem::take(&mut self.status));
-        if mode == Mode::Normal
+        if self.mode == Mode::Normal
             && let Err(err) = self.host.save_status(self.resource, &status).await
         {
             warn!(error = %err, "cannot save status");

@@ -37,7 +37,12 @@ async fn main() -> ExitCode {
             .map(|()| (String::new(), 0))
             .map_err(|e| (e, FAILED)),
         Command::Reconcile(args) => match reconcile::run(args).await {
-            Ok(out) => Ok((out.report, if out.converged { 0 } else { FAILED })),
+            Ok(out) => {
+                if let Some(err) = &out.not_saved {
+                    eprintln!("error: {err}; the changes reported were made");
+                }
+                Ok((out.report, if out.converged { 0 } else { FAILED }))
+            }
             Err(
                 err @ (reconcile::ReconcileCommandError::Manifests(_)
                 | reconcile::ReconcileCommandError::Connection(_)),

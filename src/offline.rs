@@ -43,7 +43,7 @@ pub async fn reconcile_all(
             async move {
                 let key = key_of(&loaded.resource);
                 let mut resource = loaded.resource.clone();
-                resource.status = host.status_of(&key).await;
+                resource.status = host.status_of(&key);
                 // Only resources of the same robot can conflict; cloning
                 // just those keeps a large fleet linear.
                 let others = robots.others(resources, index);

@@ -80,6 +80,11 @@ pub fn select<'a>(spec: &ActivationCodeSpec, remote: &'a [ActiveCode]) -> Vec<&'
         .collect()
 }
 
+/// Codes created this soon after a token was first seen are reset for it
+/// all the same: `observedAt` is the operator's clock, `create_time` the
+/// service's, and a skew must not spare a code created before the token.
+pub const CLOCK_SKEW_MARGIN: SignedDuration = SignedDuration::from_mins(5);
+
 /// The rollout of `spec.reset.token`: kept while the token stays the same,
 /// started `now` when it changes, none when the spec has no token.
 pub fn token_rollout(
@@ -143,7 +148,7 @@ pub fn plan(
         let resettable = !pending.contains(&id.as_str());
         let fresh = rollout
             .as_ref()
-            .is_some_and(|r| code.create_time >= r.observed_at);
+            .is_some_and(|r| code.create_time >= r.observed_at + CLOCK_SKEW_MARGIN);
         let token_due = token.filter(|t| {
             resettable && !fresh && last_tokens.get(id.as_str()).copied().flatten() != Some(*t)
         });
@@ -219,9 +224,11 @@ pub struct IntentOutcome {
 /// (`None`: the fingerprint was taken under other credentials), a newer
 /// update time counts as done: never twice beats never zero times.
 ///
-/// A reset whose answer was lost less than `grace` before `now` and that
-/// shows no effect yet is still waiting: a server may apply a call after
-/// its caller gave up on the answer.
+/// A reset that shows no effect yet is still waiting while less than
+/// `grace` has passed since its answer was lost, as a server may apply a
+/// call after its caller gave up on the answer. An intent left by an
+/// interrupted run (a crash, a lost lease: no time on record) starts its
+/// grace now, as its call may have been in flight.
 pub fn settle_intents(
     intents: &[ResetIntent],
     remote: &[ActiveCode],
@@ -241,17 +248,18 @@ pub fn settle_intents(
         };
         let happened = value_changed(intent, code)
             .unwrap_or_else(|| code.update_time > intent.previous_update_time);
-        let recent = intent
-            .unanswered_since
-            .is_some_and(|since| now.duration_since(since) < grace);
+        let since = intent.unanswered_since.unwrap_or(now);
         if happened {
             outcome.completed.push(CompletedReset {
                 code_id: intent.code_id.clone(),
                 token: intent.token.clone(),
                 time: code.update_time,
             });
-        } else if recent {
-            outcome.waiting.push(intent.clone());
+        } else if now.duration_since(since) < grace {
+            outcome.waiting.push(ResetIntent {
+                unanswered_since: Some(since),
+                ..intent.clone()
+            });
         } else {
             outcome.abandoned.push(intent.clone());
         }

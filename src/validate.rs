@@ -3,7 +3,7 @@
 //! for manifests that never met an API server (`reconcile -f`).
 
 use crate::crd::ActivationCodeSpec;
-use crate::metastudio::connection::parse_endpoint;
+use crate::metastudio::connection::{is_app_user_id, is_project_id, parse_endpoint};
 use std::time::Duration;
 
 /// The shortest accepted `syncInterval`.
@@ -190,18 +190,17 @@ pub fn validate(spec: &ActivationCodeSpec) -> Vec<SpecProblem> {
         if conn
             .app_user_id
             .as_deref()
-            .is_some_and(|u| u.is_empty() || !u.bytes().all(|b| (0x20..0x7f).contains(&b)))
+            .is_some_and(|u| u.is_empty() || !is_app_user_id(u))
         {
             problems.push(problem(
                 "spec.connection.appUserId",
                 "must be printable ASCII (MetaStudio forbids Chinese characters): use an ASCII user id",
             ));
         }
-        if let Some(project) = &conn.project_id
-            && (project.is_empty()
-                || !project
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+        if conn
+            .project_id
+            .as_deref()
+            .is_some_and(|p| !is_project_id(p))
         {
             problems.push(problem(
                 "spec.connection.projectId",

@@ -511,6 +511,31 @@ async fn a_crash_after_the_intent_was_recorded_resets_once_on_restart() {
         .collect();
     let r = with_intents(r, intents);
     let ctx = context(client, &sim, &[&r]);
+
+    // On restart the resets may still be in flight at the server: they wait
+    // out the grace, from now, and nothing is reset meanwhile.
+    let task = run_reconcile(&r, &ctx).await;
+    let (_, status) = reset_round(&mut api, &r, 0, 0).await;
+    api.finish(task).await;
+    assert_eq!(sim.counters().total_resets(), 0);
+    let ready = condition(&status, "Ready");
+    assert_eq!(ready["reason"], "ResetUnconfirmed", "{ready}");
+    assert_eq!(condition(&status, "Reconciling")["status"], "True");
+    let waiting = status["pendingResets"].as_array().unwrap();
+    assert_eq!(waiting.len(), 2);
+    assert!(waiting.iter().all(|i| i["unansweredSince"].is_string()));
+
+    // Ten minutes later (another process), the grace has passed with no
+    // effect: each code is reset, once.
+    let mut after: ActivationCodeStatus = serde_json::from_value(status).unwrap();
+    for intent in &mut after.pending_resets {
+        intent.unanswered_since =
+            Some(jiff::Timestamp::now() - jiff::SignedDuration::from_mins(10));
+    }
+    let mut r = r;
+    r.status = Some(after);
+    let (client, mut api) = mock_client();
+    let ctx = context(client, &sim, &[&r]);
     let task = run_reconcile(&r, &ctx).await;
     let (_, status) = reset_round(&mut api, &r, 0, 2).await;
     api.finish(task).await;

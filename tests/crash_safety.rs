@@ -114,6 +114,7 @@ fn kill_9_at_random_moments_while_tokens_roll_resets_each_code_once_per_token() 
     for (earlier, token) in (0u64..).zip(TOKENS) {
         fleet_manifests(&manifest_dir, ROBOTS, DAYS, Some(token));
         let mut kills_for_token = 0;
+        let mut settling = 0;
         loop {
             runs += 1;
             let output = |name: &str| File::create(log_dir.join(format!("{runs}.{name}"))).unwrap();
@@ -139,6 +140,16 @@ fn kill_9_at_random_moments_while_tokens_roll_resets_each_code_once_per_token() 
                     kills_for_token += 1;
                 }
                 Some(exit) => {
+                    let stdout = std::fs::read_to_string(log_dir.join(format!("{runs}.stdout")))
+                        .unwrap_or_default();
+                    if exit.code() == Some(1) && stdout.contains("ResetUnconfirmed") {
+                        // Resets a kill interrupted wait out the grace
+                        // (--reset-grace) before they are tried again.
+                        settling += 1;
+                        assert!(settling < 300, "resets still in doubt: {stdout}");
+                        std::thread::sleep(Duration::from_millis(100));
+                        continue;
+                    }
                     let log = std::fs::read_to_string(log_dir.join(format!("{runs}.stderr")));
                     assert!(exit.success(), "run {runs} failed: {exit:?}\n{log:?}");
                     break;

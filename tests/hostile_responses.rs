@@ -382,3 +382,20 @@ async fn broken_http_is_a_lost_response_not_a_panic() {
         );
     }
 }
+
+/// A server whose `count` promises more than it ever sends: the same page
+/// again and again. Listing stops at the first page with nothing new,
+/// instead of asking for a billion pages.
+#[tokio::test]
+async fn a_listing_that_never_ends_stops_at_the_first_page_with_nothing_new() {
+    let robot = common::ROBOT;
+    let page = format!(
+        r#"{{"offset": 0, "limit": 100, "count": 1000000000, "data": [{{"active_code_id": "only", "active_code": "V", "robot_id": "{robot}", "valid_period": 1, "create_time": "2026-01-01T00:00:00Z", "update_time": "2026-01-01T00:00:00Z"}}]}}"#
+    );
+    let endpoint = raw_server(json_response("200 OK", "rid-page", page.as_bytes())).await;
+    let codes = client_for(&endpoint, no_retries())
+        .list_all(robot, None)
+        .await
+        .unwrap();
+    assert_eq!(codes.len(), 1);
+}

@@ -91,6 +91,12 @@ fn dry_run_writes_nothing_and_reports_the_plan() {
     let sim = rt.block_on(simulator(fleet_seed(2, 3, 1), FaultConfig::default()));
     let dir = tempfile::tempdir().unwrap();
     fleet_manifests(dir.path(), 2, 5, Some("t"));
+    // A resource that stops early is not saved either.
+    std::fs::write(
+        dir.path().join("suspended.yaml"),
+        "apiVersion: metastudio.huaweicloud.com/v1alpha1\nkind: ActivationCode\nmetadata: {name: paused, namespace: test}\nspec: {robotId: robot-9, validPeriod: 5, suspend: true}\n",
+    )
+    .unwrap();
     let status = status_file(dir.path());
     let out = run_reconcile(
         &sim,
@@ -106,7 +112,7 @@ fn dry_run_writes_nothing_and_reports_the_plan() {
     );
     assert_eq!(out.status.code(), Some(1), "drift remains: {}", text(&out));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(report.as_array().unwrap().len(), 2);
+    assert_eq!(report.as_array().unwrap().len(), 3);
     assert_eq!(
         report[0]["actions"].as_array().unwrap().len(),
         6,
@@ -116,6 +122,12 @@ fn dry_run_writes_nothing_and_reports_the_plan() {
     let counters = sim.counters();
     assert_eq!(counters.total_resets() + counters.total_updates(), 0);
     assert!(!status.exists(), "a dry run writes no status");
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.contains("status"))
+        .collect();
+    assert!(leftovers.is_empty(), "nor a lock file: {leftovers:?}");
 }
 
 #[test]
@@ -157,7 +169,8 @@ fn kill_9_in_a_reset_storm_then_rerun_resets_each_code_exactly_once() {
     assert!(at_kill < 160, "killed mid-storm ({at_kill} of 160 resets)");
 
     StatusFile::load(&status_file(dir.path())).expect("the status file parses after kill -9");
-    let out = run_reconcile(&sim, &["-f", &manifests, "--status-file", &status]);
+    // The resets the kill interrupted wait out the grace, then settle.
+    let out = run_until_settled(&sim, &["-f", &manifests, "--status-file", &status]);
     assert!(out.status.success(), "{}", text(&out));
     let counters = sim.counters();
     assert!(

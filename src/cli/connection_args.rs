@@ -47,6 +47,30 @@ pub struct ClientArgs {
     pub rate_burst: u32,
 }
 
+/// Settings of the reconcile engine, shared by `run` and `reconcile`.
+#[derive(Debug, Clone, Args)]
+pub struct EngineArgs {
+    /// How long a reset in doubt (its answer lost, or its run interrupted)
+    /// keeps its code from being reset again, as the server may still apply
+    /// it late [default: twice --timeout].
+    #[arg(long, env = "RESET_GRACE", value_parser = parsers::duration)]
+    pub reset_grace: Option<HumanDuration>,
+}
+
+impl EngineArgs {
+    pub fn engine(
+        &self,
+        transport: std::sync::Arc<crate::metastudio::Transport>,
+        defaults: crate::engine::OperatorDefaults,
+    ) -> crate::engine::Engine {
+        let engine = crate::engine::Engine::new(transport, defaults);
+        match self.reset_grace {
+            Some(grace) => engine.with_reset_grace(grace.0),
+            None => engine,
+        }
+    }
+}
+
 impl ClientArgs {
     pub fn options(&self) -> ClientOptions {
         let defaults = ClientOptions::default();

@@ -1,8 +1,8 @@
 //! `reconcile -f PATH...`: the engine over manifests on disk.
 
-use super::connection_args::ConnectionArgs;
+use super::connection_args::{ConnectionArgs, EngineArgs};
 use crate::crd::ActivationCode;
-use crate::engine::{Engine, Mode, OperatorDefaults};
+use crate::engine::{Mode, OperatorDefaults};
 use crate::metastudio::client::TransportError;
 use crate::metastudio::{ConnectionError, Credentials, Transport};
 use crate::offline::host::OfflineHost;
@@ -59,6 +59,8 @@ pub struct ReconcileArgs {
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub concurrency: u16,
     #[command(flatten)]
+    pub engine: EngineArgs,
+    #[command(flatten)]
     pub connection: ConnectionArgs,
 }
 
@@ -84,6 +86,9 @@ pub enum ReconcileCommandError {
 pub struct ReconcileOutput {
     pub report: String,
     pub converged: bool,
+    /// The statuses could not be written at the end: the report still
+    /// tells what was changed.
+    pub not_saved: Option<StatusFileError>,
 }
 
 pub async fn run(args: ReconcileArgs) -> Result<ReconcileOutput, ReconcileCommandError> {
@@ -107,17 +112,20 @@ pub async fn run(args: ReconcileArgs) -> Result<ReconcileOutput, ReconcileComman
         (None, false) => Some(PathBuf::from(DEFAULT_STATUS_FILE)),
     };
     let transport = Transport::new(args.connection.client.options())?;
-    let engine =
-        Engine::new(transport.clone(), defaults).with_concurrency(usize::from(args.concurrency));
-    let host = OfflineHost::new(
-        manifests.secrets.clone(),
-        status_path.clone(),
-        args.export_dir.clone(),
-    )?;
-    let mode = if args.dry_run {
-        Mode::DryRun
+    let engine = args
+        .engine
+        .engine(transport.clone(), defaults)
+        .with_concurrency(usize::from(args.concurrency));
+    let (host, mode) = if args.dry_run {
+        let host = OfflineHost::read_only(manifests.secrets.clone(), status_path.as_deref())?;
+        (host, Mode::DryRun)
     } else {
-        Mode::Normal
+        let host = OfflineHost::new(
+            manifests.secrets.clone(),
+            status_path.clone(),
+            args.export_dir.clone(),
+        )?;
+        (host, Mode::Normal)
     };
     let outcomes = reconcile_all(
         &engine,
@@ -127,7 +135,7 @@ pub async fn run(args: ReconcileArgs) -> Result<ReconcileOutput, ReconcileComman
         usize::from(args.concurrency),
     )
     .await;
-    host.flush().await?;
+    let not_saved = host.flush().await.err();
 
     let mut report = match args.output {
         ReportFormat::Table => report::render_table(&outcomes),
@@ -175,8 +183,9 @@ pub async fn run(args: ReconcileArgs) -> Result<ReconcileOutput, ReconcileComman
         }
     }
     Ok(ReconcileOutput {
-        converged: outcomes.iter().all(|o| o.report.converged),
+        converged: not_saved.is_none() && outcomes.iter().all(|o| o.report.converged),
         report,
+        not_saved,
     })
 }
 

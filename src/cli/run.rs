@@ -1,11 +1,11 @@
 //! `run`: the controller, for production: leader election, metrics and
 //! health endpoints, graceful shutdown.
 
-use super::connection_args::ConnectionArgs;
+use super::connection_args::{ConnectionArgs, EngineArgs};
 use crate::controller::leader::{LeaderError, LeaseSettings, run_while_leading};
 use crate::controller::{self, Context, RunLimits, WatchScope};
 use crate::duration::HumanDuration;
-use crate::engine::{Engine, OperatorDefaults};
+use crate::engine::OperatorDefaults;
 use crate::metastudio::client::TransportError;
 use crate::metastudio::{ConnectionError, Transport};
 use crate::telemetry::http::{self, Health};
@@ -55,6 +55,8 @@ pub struct RunArgs {
     /// terminationGracePeriodSeconds (the chart leaves 10 s).
     #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "20s")]
     pub shutdown_timeout: HumanDuration,
+    #[command(flatten)]
+    pub engine: EngineArgs,
     #[command(flatten)]
     pub connection: ConnectionArgs,
 }
@@ -148,6 +150,7 @@ pub async fn run(
         concurrency: args.concurrency,
         drain_timeout: args.shutdown_timeout.0,
     };
+    let engine_args = args.engine.clone();
     let work = {
         let (client, health, metrics, shutdown) = (
             client.clone(),
@@ -158,7 +161,7 @@ pub async fn run(
         move || {
             let built = controller::controllers(&client, &scope);
             let stores = built.iter().map(|(c, _)| c.store()).collect();
-            let engine = Engine::new(transport.clone(), defaults.clone());
+            let engine = engine_args.engine(transport.clone(), defaults.clone());
             let ctx = Arc::new(Context::new(
                 client.clone(),
                 engine,

@@ -114,19 +114,26 @@ impl Breakers {
         self.states.lock().expect("breaker lock")
     }
 
-    /// Whether a call with these credentials may be sent now.
-    pub fn admit(&self, id: CredentialsId) -> Result<(), Suspended> {
+    /// Whether a call with these credentials may be sent now. The pass
+    /// must be given back with [`Breakers::record`] or dropped: a probe
+    /// whose call was cancelled ends with it, so the next call may probe.
+    pub fn admit(&self, id: CredentialsId) -> Result<Pass<'_>, Suspended> {
+        let pass = |probe| Pass {
+            breakers: self,
+            id,
+            probe,
+        };
         let mut states = self.states();
         let Some(state) = states.get_mut(&id) else {
-            return Ok(());
+            return Ok(pass(false));
         };
         let Some(until) = state.open_until else {
-            return Ok(());
+            return Ok(pass(false));
         };
         let now = Instant::now();
         if now >= until && !state.probing {
             state.probing = true;
-            return Ok(());
+            return Ok(pass(true));
         }
         let (last_status, last_code, last_request_id) = state.last.clone();
         Err(Suspended {
@@ -138,8 +145,9 @@ impl Breakers {
         })
     }
 
-    /// Records an answer: `rejected` for 401/403, with its details.
-    pub fn record(&self, id: CredentialsId, rejection: Option<(u16, &str, Option<&str>)>) {
+    /// Records an answer: `rejection` for 401/403, with its details, `None`
+    /// for any other answer.
+    fn record(&self, id: CredentialsId, rejection: Option<(u16, &str, Option<&str>)>) {
         if self.policy.threshold == 0 {
             return;
         }
@@ -168,11 +176,38 @@ impl Breakers {
         }
     }
 
-    /// A call that got no verdict (a network fault) ends its probe, so the
-    /// next call may probe again.
-    pub fn release_probe(&self, id: CredentialsId) {
+    /// A probe that got no verdict (a network fault, or its call was
+    /// cancelled) ends, so the next call may probe again.
+    fn release_probe(&self, id: CredentialsId) {
         if let Some(state) = self.states().get_mut(&id) {
             state.probing = false;
+        }
+    }
+}
+
+/// Leave to send one call; see [`Breakers::admit`].
+#[must_use]
+#[derive(Debug)]
+pub struct Pass<'a> {
+    breakers: &'a Breakers,
+    id: CredentialsId,
+    probe: bool,
+}
+
+impl Pass<'_> {
+    /// The call's verdict on the credentials: `Some` for a 401/403 (status,
+    /// error code, request id), `None` for any other answer.
+    pub fn record(mut self, rejection: Option<(u16, &str, Option<&str>)>) {
+        self.probe = false;
+        self.breakers.record(self.id, rejection);
+    }
+}
+
+impl Drop for Pass<'_> {
+    /// No verdict (no answer, or the call was dropped mid-flight).
+    fn drop(&mut self) {
+        if self.probe {
+            self.breakers.release_probe(self.id);
         }
     }
 }
@@ -212,18 +247,32 @@ mod tests {
         assert_eq!(suspended.last_request_id.as_deref(), Some("req-1"));
 
         tokio::time::advance(Duration::from_secs(30)).await;
-        assert!(breakers.admit(id).is_ok(), "the probe goes out");
+        let probe = breakers.admit(id).expect("the probe goes out");
         assert!(breakers.admit(id).is_err(), "one probe at a time");
-        breakers.record(id, reject);
+        probe.record(reject);
         assert_eq!(
             breakers.admit(id).unwrap_err().retry_in,
             Duration::from_secs(60)
         );
         tokio::time::advance(Duration::from_secs(60)).await;
-        assert!(breakers.admit(id).is_ok());
-        breakers.record(id, None);
+        breakers.admit(id).unwrap().record(None);
         assert!(breakers.admit(id).is_ok(), "a success closes it");
         assert!(breakers.admit(id).is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_probe_without_a_verdict_lets_the_next_call_probe() {
+        let breakers = Breakers::new(policy());
+        let id = CredentialsId::of(&connection("wrong"));
+        for _ in 0..2 {
+            breakers.record(id, Some((401, "", None)));
+        }
+        tokio::time::advance(Duration::from_secs(30)).await;
+        let probe = breakers.admit(id).unwrap();
+        assert!(breakers.admit(id).is_err());
+        // Cancelled, or a network fault: no verdict on the credentials.
+        drop(probe);
+        assert!(breakers.admit(id).is_ok(), "the next call probes");
     }
 
     #[tokio::test(start_paused = true)]
@@ -255,7 +304,8 @@ mod tests {
             let period = breakers.admit(id).unwrap_err().retry_in;
             periods.push(period.as_secs());
             tokio::time::advance(period).await;
-            assert!(breakers.admit(id).is_ok(), "probe");
+            let probe = breakers.admit(id).expect("probe");
+            probe.record(Some((401, "", None)));
         }
         assert_eq!(periods, [30, 60, 100, 100]);
     }

@@ -27,6 +27,10 @@ use tracing::{Instrument, debug, debug_span, warn};
 /// The API caps `limit` at 100.
 pub const MAX_PAGE_SIZE: u32 = 100;
 
+/// A listing that has not ended after this many pages (a million codes at
+/// full pages) is refused: the server's answers do not add up.
+pub const MAX_LIST_PAGES: u32 = 10_000;
+
 /// Settings shared by every call of one [`Transport`].
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
@@ -205,9 +209,11 @@ impl MetaStudioClient {
         let mut codes = Vec::new();
         let mut seen = HashSet::new();
         let mut offset = 0u32;
-        loop {
-            let page = self.list_page(robot_id, offset, MAX_PAGE_SIZE).await?.value;
+        for pages in 1.. {
+            let reply = self.list_page(robot_id, offset, MAX_PAGE_SIZE).await?;
+            let page = reply.value;
             let received = page.data.len() as u32;
+            let before = codes.len();
             for code in page.data {
                 // Codes created or deleted between pages shift the offsets;
                 // never report one twice.
@@ -217,9 +223,24 @@ impl MetaStudioClient {
             }
             offset = offset.saturating_add(received);
             // `count` is the total: a short page alone is no proof of the
-            // end, as a server may cap pages below the asked limit.
-            if received == 0 || offset >= page.count {
+            // end, as a server may cap pages below the asked limit. A page
+            // with nothing new ends it too.
+            if received == 0 || offset >= page.count || codes.len() == before {
                 break;
+            }
+            if pages >= MAX_LIST_PAGES {
+                return Err(ApiError {
+                    operation: Operation::ListActiveCode,
+                    attempts: 1,
+                    kind: ApiErrorKind::Decode {
+                        status: 200,
+                        request_id: reply.request_id,
+                        detail: format!(
+                            "the listing did not end after {MAX_LIST_PAGES} pages ({offset} of {} codes)",
+                            page.count
+                        ),
+                    },
+                });
             }
         }
         if let Some(room) = room_id {
@@ -317,36 +338,37 @@ impl MetaStudioClient {
 
     async fn send<T: ResponseBody>(&self, call: Call) -> Result<Reply<T>, ApiError> {
         let span = debug_span!("metastudio_call", operation = %call.operation);
-        let breakers = &self.transport.breakers;
-        if let Err(held) = breakers.admit(self.credentials_id) {
-            let error = ApiError {
-                operation: call.operation,
-                attempts: 0,
-                kind: ApiErrorKind::CredentialsSuspended {
-                    retry_in: held.retry_in,
-                    rejections: held.rejections,
-                    last_status: held.last_status,
-                    last_code: held.last_code,
-                    last_request_id: held.last_request_id,
-                },
-            };
-            span.in_scope(|| debug!(error = %error, "not sent"));
-            return Err(error);
-        }
+        let pass = match self.transport.breakers.admit(self.credentials_id) {
+            Ok(pass) => pass,
+            Err(held) => {
+                let error = ApiError {
+                    operation: call.operation,
+                    attempts: 0,
+                    kind: ApiErrorKind::CredentialsSuspended {
+                        retry_in: held.retry_in,
+                        rejections: held.rejections,
+                        last_status: held.last_status,
+                        last_code: held.last_code,
+                        last_request_id: held.last_request_id,
+                    },
+                };
+                span.in_scope(|| debug!(error = %error, "not sent"));
+                return Err(error);
+            }
+        };
+        // Dropped mid-flight, the pass ends a probe without a verdict.
         let result = self.send_with_retries(call).instrument(span).await;
         match &result {
-            Err(err) if err.is_auth_failure() => breakers.record(
-                self.credentials_id,
-                Some((
-                    err.status().unwrap_or_default(),
-                    err.error_code().unwrap_or_default(),
-                    err.request_id(),
-                )),
-            ),
+            Err(err) if err.is_auth_failure() => pass.record(Some((
+                err.status().unwrap_or_default(),
+                err.error_code().unwrap_or_default(),
+                err.request_id(),
+            ))),
             // A verdict on the credentials: an answer other than 401/403.
-            Ok(_) => breakers.record(self.credentials_id, None),
-            Err(err) if err.status().is_some() => breakers.record(self.credentials_id, None),
-            Err(_) => breakers.release_probe(self.credentials_id),
+            Ok(_) => pass.record(None),
+            Err(err) if err.status().is_some() => pass.record(None),
+            // No answer: no verdict.
+            Err(_) => drop(pass),
         }
         result
     }

@@ -89,6 +89,20 @@ pub enum ConnectionError {
     NonAsciiAppUserId,
 }
 
+/// A project id holds only letters, digits, `-` and `_`.
+pub fn is_project_id(value: &str) -> bool {
+    !value.is_empty()
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// An `X-App-UserId` is printable ASCII: the API forbids Chinese
+/// characters, and a header cannot carry control characters.
+pub fn is_app_user_id(value: &str) -> bool {
+    value.bytes().all(|b| (0x20..0x7f).contains(&b))
+}
+
 /// The default endpoint of a region: `https://metastudio.{region}.myhuaweicloud.com`.
 pub fn regional_endpoint(region: &str) -> Result<String, ConnectionError> {
     let valid = !region.is_empty()
@@ -131,15 +145,10 @@ impl Connection {
         if project_id.is_empty() {
             return Err(ConnectionError::MissingProjectId);
         }
-        if !project_id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
+        if !is_project_id(&project_id) {
             return Err(ConnectionError::InvalidProjectId(project_id));
         }
-        if let Some(user) = &app_user_id
-            && !user.bytes().all(|b| (0x20..0x7f).contains(&b))
-        {
+        if app_user_id.as_deref().is_some_and(|u| !is_app_user_id(u)) {
             return Err(ConnectionError::NonAsciiAppUserId);
         }
         Ok(Self {

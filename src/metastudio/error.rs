@@ -183,6 +183,13 @@ impl ApiError {
         )
     }
 
+    /// The server may have applied the call: no answer came, or it answered
+    /// with a server error (a gateway may time out on a call the service
+    /// still completes).
+    pub fn may_have_applied(&self) -> bool {
+        self.outcome_unknown() || self.status().is_some_and(|s| s >= 500)
+    }
+
     /// Worth trying again later (by the caller, after this call's own
     /// retries are spent): server faults, flow control, network trouble.
     pub fn is_transient(&self) -> bool {

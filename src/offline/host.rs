@@ -39,6 +39,27 @@ struct Statuses {
 }
 
 impl OfflineHost {
+    /// For a dry run: the statuses of `status_path` (if any) to plan from;
+    /// nothing is locked, written or exported.
+    pub fn read_only(
+        secrets: BTreeMap<String, BTreeMap<String, Secret>>,
+        status_path: Option<&std::path::Path>,
+    ) -> Result<Self, StatusFileError> {
+        let file = match status_path {
+            Some(path) => StatusFile::load(path)?,
+            None => StatusFile::empty(),
+        };
+        Ok(Self {
+            secrets,
+            statuses: Mutex::new(Statuses { file, version: 0 }),
+            written: tokio::sync::Mutex::new(0),
+            status_path: None,
+            _lock: None,
+            export_dir: None,
+            events: Mutex::new(Vec::new()),
+        })
+    }
+
     /// Loads the status file (if any) and holds it for this run.
     pub fn new(
         secrets: BTreeMap<String, BTreeMap<String, Secret>>,
@@ -68,7 +89,7 @@ impl OfflineHost {
     }
 
     /// The stored status of a resource, if any.
-    pub async fn status_of(&self, key: &str) -> Option<ActivationCodeStatus> {
+    pub fn status_of(&self, key: &str) -> Option<ActivationCodeStatus> {
         self.statuses()
             .file
             .statuses

@@ -194,6 +194,23 @@ fn table() {
             vec![token_reset("old", "t1")],
         ),
         (
+            "a code created within the clock-skew margin is reset all the same",
+            with_reset(spec(3), Some("t1"), None),
+            ActivationCodeStatus {
+                reset_token: Some(TokenRollout {
+                    token: "t1".into(),
+                    observed_at: now() - hours(2),
+                }),
+                ..Default::default()
+            },
+            vec![{
+                let mut close = code("close", None, 3, Some(40));
+                close.create_time = now() - hours(2) + SignedDuration::from_mins(1);
+                close
+            }],
+            vec![token_reset("close", "t1")],
+        ),
+        (
             "a token seen before under another value is new again",
             with_reset(spec(3), Some("t2"), None),
             ActivationCodeStatus {
@@ -336,12 +353,19 @@ fn settles_intents_by_fingerprint_then_by_update_time() {
     assert_eq!(outcome.completed.len(), 1);
     assert_eq!(outcome.completed[0].code_id, "reset");
     assert_eq!(outcome.completed[0].token.as_deref(), Some("t"));
+    // Left by an interrupted run, its call may still land: it waits, from now.
+    assert_eq!(outcome.waiting.len(), 1);
+    assert_eq!(outcome.waiting[0].code_id, "same");
+    assert_eq!(outcome.waiting[0].unanswered_since, Some(now()));
     let abandoned: Vec<_> = outcome
         .abandoned
         .iter()
         .map(|i| i.code_id.as_str())
         .collect();
-    assert_eq!(abandoned, ["same", "deleted"]);
+    assert_eq!(abandoned, ["deleted"]);
+    // Once the grace has passed with no effect, it did not happen.
+    let outcome = settle_intents(&outcome.waiting, &remote, fp, now() + GRACE, GRACE);
+    assert_eq!(outcome.abandoned.len(), 1);
 
     // Fingerprints that cannot be compared (other credentials): a newer
     // update time counts as done, the same one as not done.
@@ -362,7 +386,7 @@ fn settles_intents_by_fingerprint_then_by_update_time() {
         now(),
         GRACE,
     );
-    assert_eq!(outcome.abandoned.len(), 1);
+    assert_eq!(outcome.waiting.len(), 1);
 }
 
 const GRACE: SignedDuration = SignedDuration::from_secs(60);

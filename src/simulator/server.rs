@@ -450,7 +450,7 @@ impl Shared {
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case("X-App-UserId"))
             .map(|(_, v)| v.as_str());
-        if user.is_some_and(|u| !u.bytes().all(|b| (0x20..0x7f).contains(&b))) {
+        if user.is_some_and(|u| !crate::metastudio::connection::is_app_user_id(u)) {
             return Err(Failure::invalid_parameter("X-App-UserId"));
         }
         Ok(())
