@@ -599,6 +599,22 @@ def check_image(dockerfile="Dockerfile", ignore=".dockerignore"):
                 src = src.rstrip("/").removeprefix("./")
                 hit = [p for p in patterns if not p.startswith("!") and fnmatch.fnmatch(src, p.removeprefix("./"))]
                 check(not hit, ignore, f"excludes {src}, which {dockerfile} copies ({l})")
+    # cargo refuses a manifest whose declared targets are missing, so each
+    # [[bin]]/[[bench]]/[[test]]/[[example]] of Cargo.toml must be copied into
+    # the build or created by it.
+    import tomllib
+
+    with open("Cargo.toml", "rb") as f:
+        manifest = tomllib.load(f)
+    text = "\n".join(lines)
+    defaults = {"bin": "src/bin", "bench": "benches", "test": "tests", "example": "examples"}
+    for kind, folder in defaults.items():
+        for target in manifest.get(kind, []):
+            path = target.get("path", f"{folder}/{target['name']}.rs")
+            covered = path in text or any(
+                l.split()[0].upper() == "COPY" and path.startswith(src.rstrip("/").removeprefix("./") + "/")
+                for l in lines for src in l.split()[1:-1] if not src.startswith("--"))
+            check(covered, dockerfile, f"neither copies nor creates {path}, the {kind} `{target['name']}` of Cargo.toml: cargo build would fail")
 
 
 # --- main
