@@ -129,13 +129,12 @@ async fn wrong_secret_key_is_401_apigw_0301_and_not_retried() {
 
 #[tokio::test]
 async fn token_and_temporary_credentials_are_accepted() {
-    let mut config = metastudio_operator::simulator::SimulatorConfig::default();
-    config.accepted.tokens.push("static-iam-token".into());
-    config.seed = Some(robot_seed(2, 1));
-    let sim =
-        metastudio_operator::simulator::Simulator::start(config, "127.0.0.1:0".parse().unwrap())
-            .await
-            .unwrap();
+    let sim = simulator_accepting(
+        robot_seed(2, 1),
+        FaultConfig::default(),
+        &["static-iam-token"],
+    )
+    .await;
     let transport = Transport::new(fast_options()).unwrap();
     let token = transport.client(connection(
         &sim.endpoint(),

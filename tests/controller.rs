@@ -821,14 +821,8 @@ async fn backoff_starts_over_after_a_success() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_changed_credentials_secret_reconciles_the_resources_that_use_it() {
     use common::fake_api::{FakeCluster, Operator, RUN_TOKEN, activation_code, eventually};
-    let mut config = metastudio_operator::simulator::SimulatorConfig {
-        seed: Some(robot_seed(2, 3)),
-        ..Default::default()
-    };
-    config.accepted.tokens.push(RUN_TOKEN.into());
-    let sim = Simulator::start(config, "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let sim =
+        common::simulator_accepting(robot_seed(2, 3), FaultConfig::default(), &[RUN_TOKEN]).await;
     let cluster = FakeCluster::new(
         vec![activation_code(
             NS,

@@ -14,9 +14,7 @@ use common::fake_api::{
     Call, FakeCluster, Operator, RUN_TOKEN, activation_code, eventually, secret,
 };
 use common::{ROBOT, robot_seed};
-use metastudio_operator::simulator::{
-    DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY, FaultConfig, Simulator, SimulatorConfig,
-};
+use metastudio_operator::simulator::{DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY, FaultConfig};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 
@@ -82,15 +80,8 @@ fn rules_file() -> BTreeSet<Grant> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_rules_file_grants_exactly_the_verbs_the_operator_uses() {
-    let mut config = SimulatorConfig {
-        seed: Some(robot_seed(2, 3)),
-        faults: FaultConfig::default(),
-        ..SimulatorConfig::default()
-    };
-    config.accepted.tokens.push(RUN_TOKEN.into());
-    let sim = Simulator::start(config, "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let sim =
+        common::simulator_accepting(robot_seed(2, 3), FaultConfig::default(), &[RUN_TOKEN]).await;
     let cluster = FakeCluster::new(
         vec![
             activation_code(

@@ -8,19 +8,11 @@ mod common;
 
 use common::fake_api::{FakeCluster, Operator, RUN_TOKEN, activation_code, eventually, get};
 use common::{ROBOT, robot_seed};
-use metastudio_operator::simulator::{FaultConfig, Simulator, SimulatorConfig};
+use metastudio_operator::simulator::{FaultConfig, Simulator};
 use serde_json::json;
 
 async fn simulator() -> Simulator {
-    let mut config = SimulatorConfig {
-        seed: Some(robot_seed(3, 3)),
-        faults: FaultConfig::default(),
-        ..SimulatorConfig::default()
-    };
-    config.accepted.tokens.push(RUN_TOKEN.into());
-    Simulator::start(config, "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap()
+    common::simulator_accepting(robot_seed(3, 3), FaultConfig::default(), &[RUN_TOKEN]).await
 }
 
 fn cluster() -> FakeCluster {

@@ -7,7 +7,7 @@ mod common;
 
 use common::fake_api::{FakeCluster, Operator, RUN_TOKEN, activation_code, eventually};
 use common::{ROBOT, seed_yaml};
-use metastudio_operator::simulator::{FaultConfig, Simulator, SimulatorConfig};
+use metastudio_operator::simulator::{FaultConfig, Simulator};
 use serde_json::{Value, json};
 
 const MUSEUM_ROBOT: &str = "6f76e2d1c0ffee6249aa00bb11cc2265";
@@ -19,19 +19,17 @@ fn labelled(namespace: &str, name: &str, shard: &str, robot: &str) -> Value {
     resource
 }
 
+/// A simulator with one code on each of two robots, accepting [`RUN_TOKEN`].
+async fn two_robots() -> Simulator {
+    let seed = seed_yaml(&format!(
+        "spec: {{robots: [{{robotId: {ROBOT}, generate: {{count: 1, validPeriod: 5}}}}, {{robotId: {MUSEUM_ROBOT}, generate: {{count: 1, validPeriod: 5}}}}]}}"
+    ));
+    common::simulator_accepting(seed, FaultConfig::default(), &[RUN_TOKEN]).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_watched_namespaces_and_matching_labels_are_reconciled() {
-    let mut config = SimulatorConfig {
-        seed: Some(seed_yaml(&format!(
-            "spec: {{robots: [{{robotId: {ROBOT}, generate: {{count: 1, validPeriod: 5}}}}, {{robotId: {MUSEUM_ROBOT}, generate: {{count: 1, validPeriod: 5}}}}]}}"
-        ))),
-        faults: FaultConfig::default(),
-        ..SimulatorConfig::default()
-    };
-    config.accepted.tokens.push(RUN_TOKEN.into());
-    let sim = Simulator::start(config, "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let sim = two_robots().await;
     let cluster = FakeCluster::new(
         vec![
             labelled("team-a", "lobby", "a", ROBOT),
@@ -132,17 +130,7 @@ async fn only_watched_namespaces_and_matching_labels_are_reconciled() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrency_is_one_limit_for_every_watched_namespace() {
-    let mut config = SimulatorConfig {
-        seed: Some(seed_yaml(&format!(
-            "spec: {{robots: [{{robotId: {ROBOT}, generate: {{count: 1, validPeriod: 5}}}}, {{robotId: {MUSEUM_ROBOT}, generate: {{count: 1, validPeriod: 5}}}}]}}"
-        ))),
-        faults: FaultConfig::default(),
-        ..SimulatorConfig::default()
-    };
-    config.accepted.tokens.push(RUN_TOKEN.into());
-    let sim = Simulator::start(config, "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let sim = two_robots().await;
     let cluster = FakeCluster::new(
         vec![
             labelled("team-a", "lobby", "a", ROBOT),

@@ -5,20 +5,13 @@
 mod common;
 
 use common::*;
-use metastudio_operator::simulator::{FaultConfig, Simulator, SimulatorConfig};
+use metastudio_operator::simulator::{FaultConfig, Simulator};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "simulator-test-token";
 
 async fn token_simulator() -> Simulator {
-    let mut config = SimulatorConfig {
-        seed: Some(robot_seed(3, 7)),
-        ..SimulatorConfig::default()
-    };
-    config.accepted.tokens.push(TOKEN.into());
-    Simulator::start(config, "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap()
+    simulator_accepting(robot_seed(3, 7), FaultConfig::default(), &[TOKEN]).await
 }
 
 struct Answer {

@@ -49,16 +49,23 @@ pub fn robot_seed(count: u32, valid_period: u16) -> Seed {
 }
 
 pub async fn simulator(seed: Seed, faults: FaultConfig) -> Simulator {
-    Simulator::start(
-        SimulatorConfig {
-            seed: Some(seed),
-            faults,
-            ..SimulatorConfig::default()
-        },
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .expect("simulator binds port 0")
+    simulator_accepting(seed, faults, &[]).await
+}
+
+/// A simulator on port 0 that also accepts these static `X-Auth-Token`s.
+pub async fn simulator_accepting(seed: Seed, faults: FaultConfig, tokens: &[&str]) -> Simulator {
+    let mut config = SimulatorConfig {
+        seed: Some(seed),
+        faults,
+        ..SimulatorConfig::default()
+    };
+    config
+        .accepted
+        .tokens
+        .extend(tokens.iter().map(|t| (*t).to_owned()));
+    Simulator::start(config, "127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("simulator binds port 0")
 }
 
 pub fn connection(endpoint: &str, credentials: Credentials) -> Connection {
