@@ -117,6 +117,17 @@ fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {type_} condition in {status}"))
 }
 
+/// Answers the read of the credentials Secret.
+async fn expect_creds(api: &mut ApiServer) {
+    api.expect(
+        "GET",
+        &format!("/api/v1/namespaces/{NS}/secrets/{CREDS}"),
+        200,
+        creds_secret(),
+    )
+    .await;
+}
+
 /// Answers a status apply with the object, and returns the applied status.
 async fn expect_status(api: &mut ApiServer, r: &ActivationCode) -> Value {
     let mut answer = serde_json::to_value(r).unwrap();
@@ -167,13 +178,7 @@ async fn first_sync_with_drift_updates_exports_records_status_and_events() {
     let ctx = context(client, &sim, &[&r]);
     let task = run_reconcile(&r, &ctx).await;
 
-    api.expect(
-        "GET",
-        &format!("/api/v1/namespaces/{NS}/secrets/{CREDS}"),
-        200,
-        creds_secret(),
-    )
-    .await;
+    expect_creds(&mut api).await;
     let mut notes = String::new();
     for _ in 0..3 {
         notes += &api.expect_event(NS, "CodeUpdated").await.raw;
@@ -241,13 +246,7 @@ async fn in_sync_makes_no_remote_write() {
     );
     let ctx = context(client, &sim, &[&r]);
     let task = run_reconcile(&r, &ctx).await;
-    api.expect(
-        "GET",
-        &format!("/api/v1/namespaces/{NS}/secrets/{CREDS}"),
-        200,
-        creds_secret(),
-    )
-    .await;
+    expect_creds(&mut api).await;
     let status = expect_status(&mut api, &r).await;
     api.finish(task).await;
     assert_eq!(condition(&status, "Synced")["reason"], "InSync");
@@ -268,13 +267,7 @@ async fn observe_reports_drift_and_changes_nothing() {
     );
     let ctx = context(client, &sim, &[&r]);
     let task = run_reconcile(&r, &ctx).await;
-    api.expect(
-        "GET",
-        &format!("/api/v1/namespaces/{NS}/secrets/{CREDS}"),
-        200,
-        creds_secret(),
-    )
-    .await;
+    expect_creds(&mut api).await;
     api.expect_event(NS, "DriftDetected").await;
     let status = expect_status(&mut api, &r).await;
     api.finish(task).await;
@@ -371,13 +364,7 @@ async fn the_younger_of_two_resources_on_the_same_codes_is_a_conflict() {
         Some(serde_json::from_value(json!("2026-11-20T00:00:00Z")).unwrap());
     let ctx = context(client, &sim, &[&older, &younger]);
     let task = run_reconcile(&younger, &ctx).await;
-    api.expect(
-        "GET",
-        &format!("/api/v1/namespaces/{NS}/secrets/{CREDS}"),
-        200,
-        creds_secret(),
-    )
-    .await;
+    expect_creds(&mut api).await;
     let event = api.expect_event(NS, "Conflict").await;
     assert!(
         event.body["note"]
@@ -421,13 +408,7 @@ async fn reset_round(
     confirmed: usize,
     resets: usize,
 ) -> (Option<Value>, Value) {
-    api.expect(
-        "GET",
-        &format!("/api/v1/namespaces/{NS}/secrets/{CREDS}"),
-        200,
-        creds_secret(),
-    )
-    .await;
+    expect_creds(api).await;
     for _ in 0..confirmed {
         api.expect_event(NS, "CodeReset").await;
     }
@@ -737,13 +718,7 @@ async fn an_export_secret_owned_by_someone_else_is_export_failed_and_left_alone(
     let r = resource("exporter", spec);
     let ctx = context(client, &sim, &[&r]);
     let task = run_reconcile(&r, &ctx).await;
-    api.expect(
-        "GET",
-        &format!("/api/v1/namespaces/{NS}/secrets/{CREDS}"),
-        200,
-        creds_secret(),
-    )
-    .await;
+    expect_creds(&mut api).await;
     let mut theirs = secret(NS, "taken", &[("config", "someone else's")]);
     theirs["metadata"]["ownerReferences"] = json!([{
         "apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "uid": "uid-web", "controller": true

@@ -301,21 +301,13 @@ pub fn activation_code(namespace: &str, name: &str, spec: Value) -> Value {
     })
 }
 
-/// A Secret as the API server returns it (data base64-encoded).
+/// A Secret as the API server returns it (data base64-encoded), with the
+/// uid and resourceVersion a watch needs.
 pub fn secret(namespace: &str, name: &str, data: &[(&str, &str)]) -> Value {
-    use base64::Engine as _;
-    let data: serde_json::Map<String, Value> = data
-        .iter()
-        .map(|(k, v)| {
-            (
-                (*k).to_owned(),
-                Value::String(base64::engine::general_purpose::STANDARD.encode(v)),
-            )
-        })
-        .collect();
-    json!({"apiVersion": "v1", "kind": "Secret",
-           "metadata": {"name": name, "namespace": namespace, "uid": format!("uid-secret-{name}"), "resourceVersion": "3"},
-           "data": data})
+    let mut secret = super::kube_mock::secret(namespace, name, data);
+    secret["metadata"]["uid"] = json!(format!("uid-secret-{name}"));
+    secret["metadata"]["resourceVersion"] = json!("3");
+    secret
 }
 
 /// The state behind a [`FakeCluster`].
