@@ -1,4 +1,5 @@
-//! Connection flags, shared by every command that calls MetaStudio.
+//! Connection flags, shared by every command that calls MetaStudio, and
+//! the engine's own flags, shared by `run` and `reconcile`.
 //! AK/SK come only from the environment (`CLOUD_SDK_AK`, `CLOUD_SDK_SK`,
 //! `CLOUD_SDK_SECURITY_TOKEN`): flags would show them in `ps`.
 

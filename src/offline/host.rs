@@ -49,15 +49,7 @@ impl OfflineHost {
             Some(path) => StatusFile::load(path)?,
             None => StatusFile::empty(),
         };
-        Ok(Self {
-            secrets,
-            statuses: Mutex::new(Statuses { file, version: 0 }),
-            written: tokio::sync::Mutex::new(0),
-            status_path: None,
-            _lock: None,
-            export_dir: None,
-            events: Mutex::new(Vec::new()),
-        })
+        Ok(Self::from_parts(secrets, file, None, None, None))
     }
 
     /// Loads the status file (if any) and holds it for this run.
@@ -73,7 +65,23 @@ impl OfflineHost {
             }
             None => (StatusFile::empty(), None),
         };
-        Ok(Self {
+        Ok(Self::from_parts(
+            secrets,
+            file,
+            status_path,
+            lock,
+            export_dir,
+        ))
+    }
+
+    fn from_parts(
+        secrets: BTreeMap<String, BTreeMap<String, Secret>>,
+        file: StatusFile,
+        status_path: Option<PathBuf>,
+        lock: Option<StatusFileLock>,
+        export_dir: Option<PathBuf>,
+    ) -> Self {
+        Self {
             secrets,
             statuses: Mutex::new(Statuses { file, version: 0 }),
             written: tokio::sync::Mutex::new(0),
@@ -81,7 +89,7 @@ impl OfflineHost {
             _lock: lock,
             export_dir,
             events: Mutex::new(Vec::new()),
-        })
+        }
     }
 
     fn statuses(&self) -> std::sync::MutexGuard<'_, Statuses> {
