@@ -47,7 +47,7 @@ pub struct Context {
     /// The last status this process wrote, by uid: fresher than a cache
     /// that has not yet seen our own write, so a reset is never planned
     /// from a stale status.
-    statuses: Mutex<HashMap<String, Arc<ActivationCodeStatus>>>,
+    statuses: Mutex<HashMap<String, RememberedStatus>>,
     /// Consecutive failures per `namespace/name`, for backoff.
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -71,19 +71,35 @@ impl Context {
         }
     }
 
-    pub(crate) fn remember_status(&self, uid: String, status: Arc<ActivationCodeStatus>) {
+    pub(crate) fn remember_status(&self, uid: String, status: RememberedStatus) {
         self.statuses
             .lock()
             .expect("status cache lock")
             .insert(uid, status);
     }
 
-    fn remembered_status(&self, uid: &str) -> Option<ActivationCodeStatus> {
-        self.statuses
-            .lock()
-            .expect("status cache lock")
-            .get(uid)
-            .map(|status| (**status).clone())
+    fn forget_status(&self, uid: &str) {
+        self.statuses.lock().expect("status cache lock").remove(uid);
+    }
+
+    /// The resource as this process last knew it: the cached object, or,
+    /// while the cache has not yet seen this process's last status write,
+    /// that status at the resourceVersion the write produced. Either way a
+    /// status write carries the version the plan was made from, so a stale
+    /// choice costs a 409 and a fresh read, never a double reset.
+    fn freshest(&self, cached: &ActivationCode) -> ActivationCode {
+        let mut current = cached.clone();
+        let statuses = self.statuses.lock().expect("status cache lock");
+        if let Some(remembered) = cached.uid().and_then(|uid| statuses.get(&uid))
+            && cached.status.as_ref() != Some(&*remembered.status)
+        {
+            current.status = Some((*remembered.status).clone());
+            current
+                .metadata
+                .resource_version
+                .clone_from(&remembered.resource_version);
+        }
+        current
     }
 
     fn all_resources(&self) -> Vec<Arc<ActivationCode>> {
@@ -119,7 +135,7 @@ impl Context {
         for resource in &resources {
             let status = resource
                 .uid()
-                .and_then(|uid| remembered.get(&uid).map(|s| &**s))
+                .and_then(|uid| remembered.get(&uid).map(|s| &*s.status))
                 .or(resource.status.as_ref());
             census.count(
                 status
@@ -143,6 +159,11 @@ impl Context {
             Next::AwaitChange => {
                 failures.remove(key);
                 Action::await_change()
+            }
+            Next::Replan => {
+                let count = failures.entry(key.to_owned()).or_insert(0);
+                *count += 1;
+                Action::requeue(backoff(*count))
             }
             Next::Retry { at_least } => {
                 let count = failures.entry(key.to_owned()).or_insert(0);
@@ -185,6 +206,18 @@ fn key_of(resource: &ActivationCode) -> String {
     )
 }
 
+/// The status of a resource as this process last wrote it.
+#[derive(Debug, Clone)]
+pub struct RememberedStatus {
+    pub status: Arc<ActivationCodeStatus>,
+    /// The resourceVersion that write produced.
+    pub resource_version: Option<String>,
+}
+
+/// How often one reconcile reads the resource again and replans after the
+/// stored resource changed under it, before it backs off.
+const MAX_REPLANS: u32 = 3;
+
 /// One reconcile of one ActivationCode.
 pub async fn reconcile(
     resource: Arc<ActivationCode>,
@@ -194,29 +227,60 @@ pub async fn reconcile(
     let span = info_span!("reconcile", resource = %key, generation = resource.metadata.generation);
     async move {
         ctx.prune();
-        let started = std::time::Instant::now();
-        let mut current = (*resource).clone();
-        if let Some(status) = resource.uid().and_then(|uid| ctx.remembered_status(&uid)) {
-            current.status = Some(status);
-        }
-        let others = same_robot_others(&ctx, &current);
-        let host = ClusterHost { ctx: &ctx };
-        let report = ctx
-            .engine
-            .reconcile(
-                &current,
-                &others,
-                &host,
-                Mode::Normal,
-                jiff::Timestamp::now(),
-            )
-            .await;
+        let mut current = ctx.freshest(&resource);
+        let mut replans = 0;
+        let report = loop {
+            let started = std::time::Instant::now();
+            let report = reconcile_once(&ctx, &current).await;
+            ctx.metrics.record_reconcile(&report, started.elapsed());
+            if report.next != Next::Replan || replans == MAX_REPLANS {
+                break report;
+            }
+            replans += 1;
+            match read_again(&ctx, &current).await {
+                Ok(Some(fresh)) => current = fresh,
+                Ok(None) => return Ok(Action::await_change()),
+                Err(err) => {
+                    warn!(error = %err, "cannot read the resource again after it changed");
+                    break report;
+                }
+            }
+        };
         log_report(&report);
-        ctx.metrics.record_reconcile(&report, started.elapsed());
         Ok(ctx.next_action(&key, report.next))
     }
     .instrument(span)
     .await
+}
+
+async fn reconcile_once(ctx: &Context, current: &ActivationCode) -> ReconcileReport {
+    let others = same_robot_others(ctx, current);
+    let host = ClusterHost::new(ctx, current);
+    ctx.engine
+        .reconcile(
+            current,
+            &others,
+            &host,
+            Mode::Normal,
+            jiff::Timestamp::now(),
+        )
+        .await
+}
+
+/// The resource as the API server holds it now (`None`: it is gone), for a
+/// reconcile whose status write found it changed. The remembered status is
+/// dropped: the fresh read is newer.
+async fn read_again(
+    ctx: &Context,
+    current: &ActivationCode,
+) -> Result<Option<ActivationCode>, kube::Error> {
+    if let Some(uid) = current.uid() {
+        ctx.forget_status(&uid);
+    }
+    let api: Api<ActivationCode> =
+        Api::namespaced(ctx.client.clone(), &current.namespace().unwrap_or_default());
+    info!("the resource changed since it was read: reading it again");
+    api.get_opt(&current.name_any()).await
 }
 
 fn log_report(report: &ReconcileReport) {
@@ -247,9 +311,27 @@ fn error_policy(_: Arc<ActivationCode>, _: &std::convert::Infallible, _: Arc<Con
 /// What to watch.
 #[derive(Debug, Clone, Default)]
 pub struct WatchScope {
-    /// Empty: every namespace.
+    /// Empty: every namespace. Each at most once: two watchers of one
+    /// namespace would reconcile its resources twice at once.
     pub namespaces: Vec<String>,
     pub label_selector: Option<String>,
+}
+
+impl WatchScope {
+    /// The namespaces as given (`--watch-namespaces a,b`), without empty
+    /// names and repeats, in their first order.
+    pub fn new(namespaces: &[String], label_selector: Option<String>) -> Self {
+        let mut unique: Vec<String> = Vec::new();
+        for namespace in namespaces.iter().filter(|n| !n.is_empty()) {
+            if !unique.contains(namespace) {
+                unique.push(namespace.clone());
+            }
+        }
+        Self {
+            namespaces: unique,
+            label_selector,
+        }
+    }
 }
 
 /// One controller and the Secrets (metadata only) that trigger it.
@@ -394,6 +476,20 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn watch_scope_keeps_each_namespace_once_in_order() {
+        let given: Vec<String> = ["b", "a", "", "b", "a", "c"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        assert_eq!(WatchScope::new(&given, None).namespaces, ["b", "a", "c"]);
+        assert!(
+            WatchScope::new(&[String::new()], None)
+                .namespaces
+                .is_empty()
+        );
+    }
 
     #[test]
     fn backoff_doubles_within_jitter_and_caps() {

@@ -54,6 +54,10 @@ pub enum Next {
     AwaitChange,
     /// A fault: try again with backoff, not sooner than `at_least`.
     Retry { at_least: Option<Duration> },
+    /// The stored resource changed since it was read (another reconciler,
+    /// or an edit), so its status was not written: read it again and
+    /// reconcile from the fresh state now.
+    Replan,
 }
 
 /// How one planned action went.
@@ -179,6 +183,11 @@ impl Engine {
             return Err(Box::new(
                 run.stop(reason::INVALID_SPEC, message, Next::AwaitChange)
                     .await,
+            ));
+        }
+        if let Some(message) = deleting(run.resource) {
+            return Err(Box::new(
+                run.stop(reason::DELETING, message, Next::AwaitChange).await,
             ));
         }
         if spec.suspend {
@@ -344,6 +353,11 @@ impl Engine {
                 run.status.pending_resets = waiting.iter().chain(&intents).cloned().collect();
                 let recorded = Arc::new(run.status.clone());
                 if let Err(err) = run.host.save_status(run.resource, &recorded).await {
+                    if err.stale {
+                        // Someone else may be resetting these codes: start
+                        // nothing, and plan again from what they recorded.
+                        return run.replan(planned);
+                    }
                     // Without the intents on record, no reset may start.
                     warn!(error = %err, "cannot record reset intents");
                     // Resets in doubt from before stay on record.
@@ -702,6 +716,18 @@ async fn apply_one(
     }
 }
 
+/// Why a resource that is being deleted is left alone, or `None` when it is
+/// not being deleted. Its codes are not touched and its export Secret is
+/// not rewritten: whoever holds the finalizer decides what happens next,
+/// and the garbage collector deletes the export Secret with the resource.
+fn deleting(resource: &ActivationCode) -> Option<String> {
+    resource.metadata.deletion_timestamp.as_ref()?;
+    let finalizers = resource.finalizers().join(", ");
+    Some(format!(
+        "the resource is being deleted (waiting for finalizers: {finalizers}): no remote calls are made and the export Secret is left as it is"
+    ))
+}
+
 /// A reset still in doubt, as drift.
 fn waiting_drift(intent: &ResetIntent) -> crate::crd::Drift {
     crate::crd::Drift {
@@ -878,10 +904,24 @@ impl<H: Host> Run<'_, H> {
             why,
             "stopped before any change; see the Ready condition".into(),
         );
-        if why != reason::SUSPENDED {
+        if why != reason::SUSPENDED && why != reason::DELETING {
             self.event(true, why, "Sync", message).await;
         }
         self.finish(why, false, Vec::new(), Vec::new(), next).await
+    }
+
+    /// Ends before any remote change and without writing status: the stored
+    /// resource changed since it was read.
+    fn replan(&mut self, planned: Vec<Action>) -> ReconcileReport {
+        info!("the resource changed since it was read: no reset started; planning again");
+        ReconcileReport {
+            status: Arc::new(std::mem::take(&mut self.status)),
+            reason: reason::RESOURCE_CHANGED,
+            converged: false,
+            planned,
+            applied: Vec::new(),
+            next: Next::Replan,
+        }
     }
 
     /// A failed list: the reason says whether to fix credentials or wait.
@@ -934,6 +974,19 @@ impl<H: Host> Run<'_, H> {
         if self.mode == Mode::Normal
             && let Err(err) = self.host.save_status(self.resource, &status).await
         {
+            if err.stale {
+                // What this run did is on record as intents or visible
+                // remotely; a run from the fresh state settles it.
+                info!("the resource changed while it was reconciled: reconciling it again");
+                return ReconcileReport {
+                    status,
+                    reason: reason::RESOURCE_CHANGED,
+                    converged: false,
+                    planned,
+                    applied,
+                    next: Next::Replan,
+                };
+            }
             warn!(error = %err, "cannot save status");
             self.event(
                 true,

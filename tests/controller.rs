@@ -464,6 +464,22 @@ async fn a_reset_token_resets_each_code_exactly_once() {
     );
 }
 
+/// Intents for every current code of the simulator, as a reconciler
+/// records them just before it resets.
+fn intents_for_current_codes(sim: &Simulator, key: &FingerprintKey) -> Vec<ResetIntent> {
+    sim.with_store(|s| s.all_codes())
+        .iter()
+        .map(|c| ResetIntent {
+            code_id: c.active_code_id.clone(),
+            token: Some("t1".into()),
+            previous_update_time: c.update_time,
+            previous_fingerprint: key.fingerprint(c),
+            recorded_at: jiff::Timestamp::now(),
+            unanswered_since: None,
+        })
+        .collect()
+}
+
 fn with_intents(mut r: ActivationCode, intents: Vec<ResetIntent>) -> ActivationCode {
     r.status = Some(ActivationCodeStatus {
         pending_resets: intents,
@@ -478,19 +494,7 @@ async fn a_crash_after_the_intent_was_recorded_resets_once_on_restart() {
     let (client, mut api) = mock_client();
     let (r, key, ids) = reset_fixture(&sim);
     // The previous process recorded intents for the current values, then died.
-    let intents = sim
-        .with_store(|s| s.all_codes())
-        .iter()
-        .map(|c| ResetIntent {
-            code_id: c.active_code_id.clone(),
-            token: Some("t1".into()),
-            previous_update_time: c.update_time,
-            previous_fingerprint: key.fingerprint(c),
-            recorded_at: jiff::Timestamp::now(),
-            unanswered_since: None,
-        })
-        .collect();
-    let r = with_intents(r, intents);
+    let r = with_intents(r, intents_for_current_codes(&sim, &key));
     let ctx = context(client, &sim, &[&r]);
 
     // On restart the resets may still be in flight at the server: they wait
@@ -542,18 +546,7 @@ async fn a_crash_after_the_remote_reset_does_not_reset_again() {
     let (r, key, ids) = reset_fixture(&sim);
     // Intents recorded, resets made at the API, then the process died
     // before it could record them.
-    let before = sim.with_store(|s| s.all_codes());
-    let intents = before
-        .iter()
-        .map(|c| ResetIntent {
-            code_id: c.active_code_id.clone(),
-            token: Some("t1".into()),
-            previous_update_time: c.update_time,
-            previous_fingerprint: key.fingerprint(c),
-            recorded_at: jiff::Timestamp::now(),
-            unanswered_since: None,
-        })
-        .collect();
+    let intents = intents_for_current_codes(&sim, &key);
     let direct = common::client(&sim, fast_options());
     for id in &ids {
         direct.reset(id, true).await.unwrap();
@@ -578,6 +571,102 @@ async fn a_crash_after_the_remote_reset_does_not_reset_again() {
         "never twice: {:?}",
         counters.resets
     );
+}
+
+#[tokio::test]
+async fn an_intent_write_refused_as_stale_starts_no_reset_and_replans_from_a_fresh_read() {
+    let sim = simulator(robot_seed(2, 3), FaultConfig::default()).await;
+    let (client, mut api) = mock_client();
+    let (mut r, key, _) = reset_fixture(&sim);
+    r.metadata.resource_version = Some("5".into());
+    let ctx = context(client, &sim, &[&r]);
+    let task = run_reconcile(&r, &ctx).await;
+
+    expect_creds(&mut api).await;
+    // Another reconciler recorded its intents first: the API server refuses
+    // this one's, which names the version its plan was made from.
+    let refused = api
+        .expect(
+            "PATCH",
+            &status_path("rotate"),
+            409,
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Conflict",
+                   "message": "the object has been modified", "code": 409}),
+        )
+        .await;
+    assert_eq!(refused.body["metadata"]["resourceVersion"], "5");
+    assert_eq!(
+        refused.body["status"]["pendingResets"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    let mut fresh = with_intents(r.clone(), intents_for_current_codes(&sim, &key));
+    fresh.metadata.resource_version = Some("6".into());
+    api.expect(
+        "GET",
+        &format!(
+            "/apis/metastudio.huaweicloud.com/v1alpha1/namespaces/{NS}/activationcodes/rotate"
+        ),
+        200,
+        serde_json::to_value(&fresh).unwrap(),
+    )
+    .await;
+    // Replanned from the fresh state: the other's resets may be in flight,
+    // so this one waits for them instead of resetting.
+    expect_creds(&mut api).await;
+    let written = api
+        .expect(
+            "PATCH",
+            &status_path("rotate"),
+            200,
+            serde_json::to_value(&fresh).unwrap(),
+        )
+        .await;
+    api.finish(task).await;
+    assert_eq!(written.body["metadata"]["resourceVersion"], "6");
+    let status = &written.body["status"];
+    assert_eq!(
+        condition(status, "Ready")["reason"],
+        "ResetUnconfirmed",
+        "{status}"
+    );
+    assert_eq!(status["pendingResets"].as_array().unwrap().len(), 2);
+    assert_eq!(sim.counters().total_resets(), 0, "no reset by the loser");
+}
+
+#[tokio::test]
+async fn a_resource_being_deleted_makes_no_remote_call_and_writes_no_export() {
+    let sim = simulator(robot_seed(2, 3), FaultConfig::default()).await;
+    let (client, mut api) = mock_client();
+    let mut r = resource(
+        "leaving",
+        with_creds(
+            json!({"robotId": ROBOT, "validPeriod": 9, "reset": {"token": "t1"},
+                          "exportSecretRef": {"name": "leaving-codes"}}),
+        ),
+    );
+    r.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        jiff::Timestamp::now(),
+    ));
+    r.metadata.finalizers = Some(vec!["example.com/hold".into()]);
+    let ctx = context(client, &sim, &[&r]);
+    let task = run_reconcile(&r, &ctx).await;
+    // No credentials read, no export Secret, no event: only the status.
+    let status = expect_status(&mut api, &r).await;
+    api.finish(task).await;
+    let ready = condition(&status, "Ready");
+    assert_eq!(ready["reason"], "Deleting", "{ready}");
+    assert!(
+        ready["message"]
+            .as_str()
+            .unwrap()
+            .contains("example.com/hold"),
+        "names the finalizer it waits for: {ready}"
+    );
+    assert_eq!(sim.counters().total_calls(), 0, "no MetaStudio call");
 }
 
 #[tokio::test]

@@ -2,8 +2,10 @@
 //! operator (with leader election) against an in-memory API server through
 //! every kind of request it makes — list and watch ActivationCodes, a
 //! metadata-only watch of Secrets, credentials read, an export Secret
-//! created by server-side apply, status applied, Events created and folded
-//! into a series, the Lease created, acquired, renewed, read and released —
+//! created by server-side apply, status applied, a status write refused
+//! because the resource changed (409) and the fresh read that follows,
+//! Events created and folded into a series, the Lease created, acquired,
+//! renewed, read and released —
 //! maps each request to the RBAC verb the API server authorises, and
 //! compares the set with charts/metastudio-operator/rbac/operator-rules.yaml,
 //! from which the chart renders its Roles.
@@ -141,6 +143,26 @@ async fn the_rules_file_grants_exactly_the_verbs_the_operator_uses() {
             .calls_of("operator")
             .iter()
             .any(|c| c.method == "PATCH" && c.path.contains("/events/"))
+    })
+    .await;
+    // Someone else changes lobby without the operator's cache seeing it;
+    // a changed credentials Secret makes the operator reconcile lobby: its
+    // status write finds lobby changed (409), so it reads lobby again.
+    cluster.edit_unseen("retail", "lobby");
+    cluster.put_secret(secret(
+        "retail",
+        "metastudio-credentials",
+        &[
+            ("accessKey", DEFAULT_ACCESS_KEY),
+            ("secretKey", DEFAULT_SECRET_KEY),
+        ],
+    ));
+    eventually("a fresh read of lobby after a 409", async || {
+        cluster.calls_of("operator").iter().any(|c| {
+            c.method == "GET"
+                && c.target()
+                    .is_some_and(|t| t.resource == "activationcodes" && t.name.is_some())
+        })
     })
     .await;
     operator.stop().await.expect("run ends cleanly");

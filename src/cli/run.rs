@@ -133,15 +133,7 @@ pub async fn run(
         .clone()
         .filter(|i| !i.is_empty())
         .unwrap_or_else(default_identity);
-    let scope = WatchScope {
-        namespaces: args
-            .watch_namespaces
-            .iter()
-            .filter(|n| !n.is_empty())
-            .cloned()
-            .collect(),
-        label_selector: args.label_selector.clone(),
-    };
+    let scope = WatchScope::new(&args.watch_namespaces, args.label_selector.clone());
     let reporter = Reporter {
         controller: "metastudio-operator".into(),
         instance: Some(identity.clone()),

@@ -2,7 +2,7 @@
 //! status through the status subresource with server-side apply, export
 //! Secrets owned by their resource, Kubernetes Events.
 
-use super::Context;
+use super::{Context, RememberedStatus};
 use crate::crd::{API_VERSION, ActivationCode, ActivationCodeStatus, KIND};
 use crate::engine::host::{EngineEvent, Host, HostError};
 use crate::metastudio::ActiveCode;
@@ -14,15 +14,59 @@ use kube::api::{Api, ObjectMeta, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tracing::warn;
 
 /// The field manager of everything the operator applies.
 pub const FIELD_MANAGER: &str = "metastudio-operator";
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 
+/// The host of one reconcile of one resource.
 pub struct ClusterHost<'a> {
-    pub ctx: &'a Context,
+    ctx: &'a Context,
+    /// The resourceVersion the reconcile read, then that of its own last
+    /// status write: every status write must find the resource at it.
+    resource_version: Mutex<Option<String>>,
+}
+
+impl<'a> ClusterHost<'a> {
+    /// A host for a reconcile that read `resource` (at its
+    /// `metadata.resourceVersion`).
+    pub fn new(ctx: &'a Context, resource: &ActivationCode) -> Self {
+        Self {
+            ctx,
+            resource_version: Mutex::new(resource.resource_version()),
+        }
+    }
+
+    fn resource_version(&self) -> Option<String> {
+        self.resource_version
+            .lock()
+            .expect("resource version lock")
+            .clone()
+    }
+}
+
+/// The status write, as a server-side apply that holds only the status and,
+/// as a precondition, the resourceVersion the plan was made from: the API
+/// server refuses it with 409 Conflict when the resource changed since.
+fn status_apply(
+    status: &ActivationCodeStatus,
+    resource_version: Option<&str>,
+) -> serde_json::Value {
+    let mut patch = serde_json::json!({
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "status": status,
+    });
+    if let Some(version) = resource_version {
+        patch["metadata"] = serde_json::json!({ "resourceVersion": version });
+    }
+    patch
+}
+
+fn is_conflict(err: &kube::Error) -> bool {
+    matches!(err, kube::Error::Api(status) if status.code == 409)
 }
 
 fn owner_reference(resource: &ActivationCode) -> OwnerReference {
@@ -73,20 +117,32 @@ impl Host for ClusterHost<'_> {
         let namespace = resource.namespace().unwrap_or_default();
         let name = resource.name_any();
         let api: Api<ActivationCode> = Api::namespaced(self.ctx.client.clone(), &namespace);
-        let patch = serde_json::json!({
-            "apiVersion": API_VERSION,
-            "kind": KIND,
-            "status": &**status,
-        });
-        api.patch_status(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await
-        .map_err(|e| HostError::new(format!("apply status of {namespace}/{name}"), e))?;
+        let patch = status_apply(status, self.resource_version().as_deref());
+        let stored = api
+            .patch_status(
+                &name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
+            .await
+            .map_err(|e| {
+                let action = format!("apply status of {namespace}/{name}");
+                if is_conflict(&e) {
+                    HostError::stale(action, e)
+                } else {
+                    HostError::new(action, e)
+                }
+            })?;
+        let version = stored.resource_version();
+        *self.resource_version.lock().expect("resource version lock") = version.clone();
         if let Some(uid) = resource.uid() {
-            self.ctx.remember_status(uid, status.clone());
+            self.ctx.remember_status(
+                uid,
+                RememberedStatus {
+                    status: status.clone(),
+                    resource_version: version,
+                },
+            );
         }
         Ok(())
     }

@@ -38,6 +38,13 @@ pub mod reason {
     /// A reset's answer was lost and the remote state could not be read to
     /// confirm it; the next sync settles it.
     pub const RESET_UNCONFIRMED: &str = "ResetUnconfirmed";
+    /// The resource is being deleted (a finalizer holds it): no remote call
+    /// is made and the export Secret is left as it is.
+    pub const DELETING: &str = "Deleting";
+    /// Not a condition: the stored resource changed while it was
+    /// reconciled, so nothing was written and the reconcile was redone from
+    /// the fresh state (the report's reason, counted in the metrics).
+    pub const RESOURCE_CHANGED: &str = "ResourceChanged";
 }
 
 /// What a `Ready` reason means for kstatus.

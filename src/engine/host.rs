@@ -14,6 +14,8 @@ use std::sync::Arc;
 pub struct HostError {
     /// What the host was doing, e.g. "patch status of retail/lobby".
     pub action: String,
+    /// Whether the stored resource changed since it was read.
+    pub stale: bool,
     #[source]
     pub source: Box<dyn std::error::Error + Send + Sync>,
 }
@@ -25,7 +27,22 @@ impl HostError {
     ) -> Self {
         Self {
             action: action.into(),
+            stale: false,
             source: source.into(),
+        }
+    }
+
+    /// The write was refused because the stored resource changed since the
+    /// version the plan was made from (HTTP 409 on a resourceVersion
+    /// precondition): someone else reconciled or edited it. Nothing was
+    /// written; read the resource again and plan anew.
+    pub fn stale(
+        action: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Self {
+            stale: true,
+            ..Self::new(action, source)
         }
     }
 }
@@ -57,6 +74,12 @@ pub trait Host: Sync {
     /// after; a host may keep others back and store them later. The host
     /// may keep the `Arc`: the report shares it, so a large fleet holds
     /// each status once.
+    ///
+    /// A host where several writers may reconcile one resource (the
+    /// cluster: overlapping installs, a paused leader) writes only if the
+    /// resource is still at the version the reconcile read, and answers
+    /// [`HostError::stale`] otherwise, so two reconcilers never both record
+    /// intents for (and reset) the same codes.
     fn save_status(
         &self,
         resource: &ActivationCode,

@@ -5,7 +5,8 @@
 //! [`FakeCluster`] holds ActivationCodes, Secrets, Events and Leases for any
 //! number of clients (replicas), records every request with the client's
 //! name, and behaves as an API server does where the operator can notice:
-//! a status write bumps the resourceVersion and is sent to watchers; a
+//! a status write bumps the resourceVersion and is sent to watchers, and
+//! one that names an older resourceVersion is refused with 409 Conflict; a
 //! server-side apply creates a missing object; metadata-only requests get
 //! `PartialObjectMetadata`.
 
@@ -448,6 +449,23 @@ impl FakeCluster {
         ));
     }
 
+    /// Changes an ActivationCode's label behind the watchers' backs (its
+    /// watch event is not sent), as another writer whose change the
+    /// operator's cache has not seen yet: its next status write carries an
+    /// old resourceVersion.
+    pub fn edit_unseen(&self, namespace: &str, name: &str) {
+        let mut state = self.state.lock().unwrap();
+        state.version += 1;
+        let version = format!("{}", 100 + state.version);
+        let object = state
+            .resources
+            .iter_mut()
+            .find(|r| r["metadata"]["namespace"] == namespace && r["metadata"]["name"] == name)
+            .expect("the resource exists");
+        object["metadata"]["labels"]["edited"] = json!(version);
+        object["metadata"]["resourceVersion"] = json!(version);
+    }
+
     /// Creates or changes a Secret, telling its (metadata) watchers.
     pub fn put_secret(&self, mut secret: Value) {
         let mut state = self.state.lock().unwrap();
@@ -549,6 +567,22 @@ impl FakeCluster {
                     list("SecretList", "v1", items)
                 })
             }
+            ("GET", "activationcodes", Some(name), None) => {
+                let namespace = target.namespace.clone().unwrap_or_default();
+                Reply::Now(
+                    match state.resources.iter().find(|r| {
+                        r["metadata"]["namespace"] == namespace.as_str()
+                            && r["metadata"]["name"] == name
+                    }) {
+                        Some(object) => (200, object.clone()),
+                        None => status(
+                            404,
+                            "NotFound",
+                            &format!("activationcodes \"{name}\" not found"),
+                        ),
+                    },
+                )
+            }
             ("GET", "secrets", Some(name), None) => {
                 let key = (
                     target.namespace.clone().unwrap_or_default(),
@@ -589,6 +623,15 @@ impl FakeCluster {
                 }) else {
                     return Reply::Now(status(404, "NotFound", "no such ActivationCode"));
                 };
+                let precondition = &call.body["metadata"]["resourceVersion"];
+                if !precondition.is_null() && *precondition != object["metadata"]["resourceVersion"]
+                {
+                    return Reply::Now(status(
+                        409,
+                        "Conflict",
+                        "the object has been modified; please apply your changes to the latest version and try again",
+                    ));
+                }
                 if object["status"] == call.body["status"] {
                     // An apply that changes nothing changes no resourceVersion.
                     return Reply::Now((200, object.clone()));
