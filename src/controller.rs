@@ -9,6 +9,7 @@
 //! across the whole operator, not per namespace.
 
 pub mod cluster_host;
+pub mod events;
 pub mod leader;
 pub mod triggers;
 
@@ -17,11 +18,12 @@ use crate::engine::conditions::READY;
 use crate::engine::{Engine, Mode, Next, ReconcileReport};
 use crate::telemetry::metrics::{Census, OperatorMetrics};
 use cluster_host::ClusterHost;
+use events::EventPublisher;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, PartialObjectMeta};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, predicates, watcher};
 use kube::{Client, ResourceExt};
@@ -40,7 +42,8 @@ pub const BACKOFF_MAX: Duration = Duration::from_secs(300);
 pub struct Context {
     pub client: Client,
     pub engine: Engine,
-    pub recorder: Recorder,
+    /// Writes the engine's events as Kubernetes Events.
+    pub events: EventPublisher,
     /// The resource caches of every controller (one per watched namespace).
     pub stores: Vec<Store<ActivationCode>>,
     pub metrics: Arc<OperatorMetrics>,
@@ -61,7 +64,7 @@ impl Context {
         metrics: Arc<OperatorMetrics>,
     ) -> Self {
         Self {
-            recorder: Recorder::new(client.clone(), reporter),
+            events: EventPublisher::new(client.clone(), reporter),
             client,
             engine,
             stores,

@@ -5,6 +5,7 @@
 //! a [`Host`].
 
 pub mod conditions;
+pub mod events;
 pub mod host;
 
 use crate::crd::{
@@ -17,7 +18,7 @@ use crate::metastudio::settings::ConnectionSettings;
 use crate::metastudio::{
     ActiveCode, ApiError, ApiErrorKind, Credentials, MetaStudioClient, Transport,
 };
-use crate::plan::{self, Action, CompletedReset, ResetReason};
+use crate::plan::{self, Action, CompletedReset};
 use conditions::{READY, SYNCED, reason};
 use futures::StreamExt;
 use host::{EngineEvent, Host};
@@ -320,20 +321,9 @@ impl Engine {
         for done in &settled.completed {
             info!(code = %done.code_id, "a reset recorded before an interruption did happen");
             record_reset(&mut last_resets, done);
-            let token = done.token.as_deref().map_or_else(
-                || "before expiry".to_owned(),
-                |t| format!("for token {t:?}"),
-            );
-            run.event(
-                false,
-                "CodeReset",
-                "Reset",
-                format!(
-                    "code {} was reset {token} (confirmed after an interruption)",
-                    done.code_id
-                ),
-            )
-            .await;
+        }
+        if let Some(event) = events::of_confirmed(&settled.completed) {
+            run.publish(event).await;
         }
         run.status.codes = code_statuses(spec, &remote, &last_resets);
         run.status.reset_token =
@@ -378,7 +368,6 @@ impl Engine {
                 if let Some(code) = code {
                     codes.insert(code.active_code_id.clone(), code);
                 }
-                self.announce(run, &result).await;
                 if let (Action::Reset { .. }, ActionOutcome::Done { .. }) =
                     (&result.action, &result.outcome)
                 {
@@ -404,6 +393,7 @@ impl Engine {
                 }
                 applied.push(result);
             }
+            self.announce(run, &applied).await;
         }
 
         let current: Vec<ActiveCode> = codes.into_values().collect();
@@ -587,46 +577,11 @@ impl Engine {
             .await
     }
 
-    async fn announce<H: Host>(&self, run: &Run<'_, H>, result: &ActionResult) {
-        let id = result.action.code_id();
-        let (warning, why, action, note) = match (&result.action, &result.outcome) {
-            (Action::Update { from, to, .. }, ActionOutcome::Done { request_id }) => (
-                false,
-                "CodeUpdated",
-                "Update",
-                format!(
-                    "code {id}: validPeriod {from} -> {to} days (X-Request-Id: {})",
-                    request_id.as_deref().unwrap_or("none")
-                ),
-            ),
-            (Action::Reset { reason: why, .. }, ActionOutcome::Done { request_id }) => (
-                false,
-                "CodeReset",
-                "Reset",
-                format!(
-                    "code {id} reset {} (X-Request-Id: {})",
-                    match why {
-                        ResetReason::Token(t) => format!("for token {t:?}"),
-                        ResetReason::Expiry { expire_time } =>
-                            format!("before expiry at {expire_time}"),
-                    },
-                    request_id.as_deref().unwrap_or("none")
-                ),
-            ),
-            (_, ActionOutcome::Failed { error, .. }) => (
-                true,
-                reason::REMOTE_ERROR,
-                "Sync",
-                format!("code {id}: {error}"),
-            ),
-            (_, ActionOutcome::Unconfirmed { error }) => (
-                true,
-                reason::RESET_UNCONFIRMED,
-                "Reset",
-                format!("code {id}: {error}; the next sync checks whether the reset happened"),
-            ),
-        };
-        run.event(warning, why, action, note).await;
+    /// Publishes the events of this sync's changes: one per kind.
+    async fn announce<H: Host>(&self, run: &Run<'_, H>, results: &[ActionResult]) {
+        for event in events::of_results(results) {
+            run.publish(event).await;
+        }
     }
 }
 
@@ -880,17 +835,20 @@ impl<H: Host> Run<'_, H> {
     }
 
     async fn event(&self, warning: bool, reason: &'static str, action: &'static str, note: String) {
-        self.host
-            .event(
-                self.resource,
-                &EngineEvent {
-                    warning,
-                    reason,
-                    action,
-                    note,
-                },
-            )
-            .await;
+        self.publish(EngineEvent {
+            warning,
+            reason,
+            action,
+            note,
+        })
+        .await;
+    }
+
+    /// Hands `event` to the host, its note within the Events API's limit:
+    /// every event of the engine passes here.
+    async fn publish(&self, mut event: EngineEvent) {
+        event.note = events::clipped(&event.note, events::NOTE_LIMIT);
+        self.host.event(self.resource, &event).await;
     }
 
     /// Ends early, before any remote change: Ready=False with `why`,

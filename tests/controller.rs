@@ -108,6 +108,37 @@ fn assert_no_secret(sim: &Simulator, text: &str) {
     }
 }
 
+/// The `X-Request-Id`s a note names, each one the simulator sent.
+fn request_ids<'a>(sim: &Simulator, note: &'a str) -> Vec<&'a str> {
+    let ids: Vec<&str> = note
+        .split("X-Request-Id: ")
+        .skip(1)
+        .map(|rest| rest.split_once(')').map_or(rest, |(id, _)| id))
+        .collect();
+    for id in &ids {
+        assert!(
+            sim.issued_request_id(id),
+            "not from the simulator: {id} in {note}"
+        );
+    }
+    ids
+}
+
+/// The note of an event, checked to be within the API's 1 KiB.
+fn note_of(event: &common::kube_mock::Received) -> &str {
+    let note = event.body["note"].as_str().expect("a note");
+    assert!(note.len() <= 1024, "{} bytes: {note}", note.len());
+    note
+}
+
+/// The ids of the simulator's codes.
+fn code_ids(sim: &Simulator) -> Vec<String> {
+    sim.with_store(|s| s.all_codes())
+        .into_iter()
+        .map(|c| c.active_code_id)
+        .collect()
+}
+
 fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
     status["conditions"]
         .as_array()
@@ -179,10 +210,21 @@ async fn first_sync_with_drift_updates_exports_records_status_and_events() {
     let task = run_reconcile(&r, &ctx).await;
 
     expect_creds(&mut api).await;
-    let mut notes = String::new();
-    for _ in 0..3 {
-        notes += &api.expect_event(NS, "CodeUpdated").await.raw;
-    }
+    // One Event for the three updates, naming each code and its request.
+    let event = api.expect_event(NS, "CodeUpdated").await;
+    let notes = event.raw.clone();
+    let note = note_of(&event);
+    assert!(
+        note.starts_with("updated 3 code(s): validPeriod 3 -> 10 days: "),
+        "{note}"
+    );
+    assert!(
+        code_ids(&sim).iter().all(|id| note.contains(id.as_str())),
+        "{note}"
+    );
+    let ids = request_ids(&sim, note);
+    assert_eq!(ids.len(), 3, "{note}");
+    assert!(!ids.iter().any(|id| sim.failed_answer_status(id).is_some()));
     api.expect(
         "GET",
         &format!("/api/v1/namespaces/{NS}/secrets/lobby-codes"),
@@ -234,6 +276,89 @@ async fn first_sync_with_drift_updates_exports_records_status_and_events() {
     );
     assert_eq!(sim.counters().total_updates(), 3);
     assert_no_secret(&sim, &format!("{status} {notes}"));
+}
+
+#[tokio::test]
+async fn forty_updates_are_one_event_within_the_note_limit() {
+    let sim = simulator(robot_seed(40, 3), FaultConfig::default()).await;
+    let (client, mut api) = mock_client();
+    let r = resource(
+        "fleet",
+        with_creds(json!({"robotId": ROBOT, "validPeriod": 30})),
+    );
+    let ctx = context(client, &sim, &[&r]);
+    let task = run_reconcile(&r, &ctx).await;
+    expect_creds(&mut api).await;
+    let event = api.expect_event(NS, "CodeUpdated").await;
+    let status = expect_status(&mut api, &r).await;
+    api.finish(task).await;
+    assert_eq!(sim.counters().total_updates(), 40);
+    assert_eq!(condition(&status, "Ready")["reason"], "Synced");
+
+    let note = note_of(&event);
+    let (listed, more) = note
+        .rsplit_once(", and ")
+        .unwrap_or_else(|| panic!("not all 40 fit in 1 KiB: {note}"));
+    let more: usize = more
+        .strip_suffix(" more")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("ends with \"and N more\": {note}"));
+    let codes = code_ids(&sim);
+    let named = codes
+        .iter()
+        .filter(|id| listed.contains(id.as_str()))
+        .count();
+    let ids = request_ids(&sim, listed);
+    assert!(
+        listed.starts_with("updated 40 code(s): validPeriod 3 -> 30 days: "),
+        "{note}"
+    );
+    assert_eq!(
+        named,
+        ids.len(),
+        "each listed code with its request id: {note}"
+    );
+    assert_eq!(named + more, 40, "{note}");
+    assert!(named > 5, "the note is filled: {note}");
+}
+
+#[tokio::test]
+async fn failed_updates_are_one_warning_naming_each_code_and_error() {
+    let faults = FaultConfig {
+        server_error_rate: 1.0,
+        operations: [Operation::UpdateActiveCode].into(),
+        seed: 6,
+        ..FaultConfig::default()
+    };
+    let sim = simulator(robot_seed(2, 3), faults).await;
+    let (client, mut api) = mock_client();
+    let r = resource(
+        "failing",
+        with_creds(json!({"robotId": ROBOT, "validPeriod": 9})),
+    );
+    let ctx = context(client, &sim, &[&r]);
+    let task = run_reconcile(&r, &ctx).await;
+    expect_creds(&mut api).await;
+    let event = api.expect_event(NS, "RemoteError").await;
+    let status = expect_status(&mut api, &r).await;
+    api.finish(task).await;
+    assert_eq!(event.body["type"], "Warning");
+    let note = note_of(&event);
+    assert!(note.starts_with("2 change(s) failed: "), "{note}");
+    for id in code_ids(&sim) {
+        assert!(
+            note.contains(&format!("{id}: UpdateActiveCode failed after ")),
+            "{note}"
+        );
+    }
+    let ids = request_ids(&sim, note);
+    assert_eq!(ids.len(), 2, "{note}");
+    assert!(
+        ids.iter()
+            .all(|id| sim.failed_answer_status(id) == Some(500)),
+        "{note}"
+    );
+    assert_eq!(condition(&status, "Ready")["reason"], "RemoteError");
 }
 
 #[tokio::test]
@@ -400,27 +525,46 @@ fn reset_fixture(sim: &Simulator) -> (ActivationCode, FingerprintKey, Vec<String
     (r, key, ids)
 }
 
-/// One reconcile of the reset fixture: `confirmed` resets found done after
-/// a crash (an event each), then `resets` new ones (intents first).
+/// What one reconcile of the reset fixture wrote.
+struct ResetRound {
+    /// The status recording the intents, when there were resets to make.
+    intents: Option<Value>,
+    /// The note of the one event for the resets confirmed after a crash.
+    confirmed: Option<String>,
+    /// The note of the one event for the resets made.
+    reset: Option<String>,
+    status: Value,
+}
+
+/// One reconcile of the reset fixture: resets found done after a crash
+/// (one event for all, when `confirmed`), then new ones (intents first,
+/// one event for all after them, when `resets`).
 async fn reset_round(
     api: &mut ApiServer,
     r: &ActivationCode,
-    confirmed: usize,
-    resets: usize,
-) -> (Option<Value>, Value) {
+    confirmed: bool,
+    resets: bool,
+) -> ResetRound {
     expect_creds(api).await;
-    for _ in 0..confirmed {
-        api.expect_event(NS, "CodeReset").await;
-    }
-    let intents = if resets > 0 {
+    let note =
+        async |api: &mut ApiServer| note_of(&api.expect_event(NS, "CodeReset").await).to_owned();
+    let confirmed = if confirmed {
+        Some(note(api).await)
+    } else {
+        None
+    };
+    let intents = if resets {
         Some(expect_status(api, r).await)
     } else {
         None
     };
-    for _ in 0..resets {
-        api.expect_event(NS, "CodeReset").await;
+    let reset = if resets { Some(note(api).await) } else { None };
+    ResetRound {
+        intents,
+        confirmed,
+        reset,
+        status: expect_status(api, r).await,
     }
-    (intents, expect_status(api, r).await)
 }
 
 #[tokio::test]
@@ -431,9 +575,23 @@ async fn a_reset_token_resets_each_code_exactly_once() {
     let ctx = context(client, &sim, &[&r]);
 
     let task = run_reconcile(&r, &ctx).await;
-    let (intents, status) = reset_round(&mut api, &r, 0, 3).await;
+    let round = reset_round(&mut api, &r, false, true).await;
     api.finish(task).await;
-    let intents = intents.unwrap();
+    let (intents, status) = (round.intents.unwrap(), round.status);
+    // One Event for the three resets: every code, every request id.
+    let note = round.reset.unwrap();
+    assert!(
+        note.starts_with("reset 3 code(s) for token \"t1\": "),
+        "{note}"
+    );
+    assert!(ids.iter().all(|id| note.contains(id.as_str())), "{note}");
+    let request_ids = request_ids(&sim, &note);
+    assert_eq!(request_ids.len(), 3, "{note}");
+    assert!(
+        !request_ids
+            .iter()
+            .any(|id| sim.failed_answer_status(id).is_some())
+    );
     assert_eq!(
         intents["pendingResets"].as_array().unwrap().len(),
         3,
@@ -450,11 +608,11 @@ async fn a_reset_token_resets_each_code_exactly_once() {
             .iter()
             .all(|c| c["lastReset"]["token"] == "t1")
     );
-    assert_no_secret(&sim, &format!("{intents} {status}"));
+    assert_no_secret(&sim, &format!("{intents} {status} {note}"));
 
     // The same resource again (the controller remembers the status it wrote).
     let task = run_reconcile(&r, &ctx).await;
-    reset_round(&mut api, &r, 0, 0).await;
+    reset_round(&mut api, &r, false, false).await;
     api.finish(task).await;
     let counters = sim.counters();
     assert!(
@@ -500,7 +658,7 @@ async fn a_crash_after_the_intent_was_recorded_resets_once_on_restart() {
     // On restart the resets may still be in flight at the server: they wait
     // out the grace, from now, and nothing is reset meanwhile.
     let task = run_reconcile(&r, &ctx).await;
-    let (_, status) = reset_round(&mut api, &r, 0, 0).await;
+    let status = reset_round(&mut api, &r, false, false).await.status;
     api.finish(task).await;
     assert_eq!(sim.counters().total_resets(), 0);
     let ready = condition(&status, "Ready");
@@ -522,8 +680,14 @@ async fn a_crash_after_the_intent_was_recorded_resets_once_on_restart() {
     let (client, mut api) = mock_client();
     let ctx = context(client, &sim, &[&r]);
     let task = run_reconcile(&r, &ctx).await;
-    let (_, status) = reset_round(&mut api, &r, 0, 2).await;
+    let round = reset_round(&mut api, &r, false, true).await;
     api.finish(task).await;
+    let (status, note) = (round.status, round.reset.unwrap());
+    assert!(
+        note.starts_with("reset 2 code(s) for token \"t1\": "),
+        "{note}"
+    );
+    assert_eq!(request_ids(&sim, &note).len(), 2, "{note}");
     assert!(
         status["codes"]
             .as_array()
@@ -554,8 +718,14 @@ async fn a_crash_after_the_remote_reset_does_not_reset_again() {
     let r = with_intents(r, intents);
     let ctx = context(client, &sim, &[&r]);
     let task = run_reconcile(&r, &ctx).await;
-    let (_, status) = reset_round(&mut api, &r, 2, 0).await;
+    let round = reset_round(&mut api, &r, true, false).await;
     api.finish(task).await;
+    let (status, note) = (round.status, round.confirmed.unwrap());
+    assert!(
+        note.starts_with("reset 2 code(s) for token \"t1\" (confirmed after an interruption): "),
+        "{note}"
+    );
+    assert!(ids.iter().all(|id| note.contains(id.as_str())), "{note}");
     assert!(
         status["codes"]
             .as_array()

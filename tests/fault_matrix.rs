@@ -345,9 +345,11 @@ fn check_reported(outcome: &ResourceOutcome, sim: &Simulator, reports: &mut Repo
         reports.found.answered += found.answered;
         reports.found.unanswered += found.unanswered;
     };
+    // An event lists the failures of one sync as far as its note holds;
+    // the action results hold every one, so they are counted.
     for event in &outcome.events {
         if event.warning {
-            add(check_failure_text(&event.note, sim));
+            check_failure_text(&event.note, sim);
         } else {
             check_success_note(&event.note, sim);
             reports.changes += 1;
@@ -356,7 +358,7 @@ fn check_reported(outcome: &ResourceOutcome, sim: &Simulator, reports: &mut Repo
     for result in &outcome.report.applied {
         match &result.outcome {
             ActionOutcome::Failed { error, .. } | ActionOutcome::Unconfirmed { error } => {
-                check_failure_text(error, sim);
+                add(check_failure_text(error, sim));
             }
             ActionOutcome::Done { request_id } => {
                 assert!(request_id.is_some(), "{result:?}");

@@ -60,9 +60,32 @@ fn a_reset_token_resets_each_code_once_across_runs() {
     let manifests = path_str(dir.path());
 
     fleet_manifests(dir.path(), 3, 7, Some("2026-11-22"));
-    for _ in 0..2 {
-        let out = run_reconcile(&sim, &["-f", &manifests, "--status-file", &status]);
+    for run in 0..2 {
+        let out = run_reconcile(
+            &sim,
+            &["-f", &manifests, "--status-file", &status, "-o", "json"],
+        );
         assert!(out.status.success(), "{}", text(&out));
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        for resource in report.as_array().unwrap() {
+            let events = resource["events"].as_array().unwrap();
+            if run == 1 {
+                assert!(events.is_empty(), "nothing left to do: {events:?}");
+                continue;
+            }
+            // One event for the resource's four resets, naming each.
+            assert_eq!(events.len(), 1, "{events:?}");
+            let note = events[0]["note"].as_str().unwrap();
+            assert_eq!(events[0]["reason"], "CodeReset");
+            assert!(
+                note.starts_with("reset 4 code(s) for token \"2026-11-22\": "),
+                "{note}"
+            );
+            assert_eq!(note.matches("X-Request-Id: ").count(), 4, "{note}");
+            for action in resource["actions"].as_array().unwrap() {
+                assert!(note.contains(action["codeId"].as_str().unwrap()), "{note}");
+            }
+        }
     }
     let counters = sim.counters();
     assert_eq!(counters.total_resets(), 12);

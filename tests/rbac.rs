@@ -136,8 +136,21 @@ async fn the_rules_file_grants_exactly_the_verbs_the_operator_uses() {
     })
     .await;
     // A Secret named "missing" appears, without the keys: orphan is
-    // reconciled again and its repeated warning becomes an Event series.
+    // reconciled again and warns with another note, a new Event; the
+    // Secret changes again (still without the keys) and the identical
+    // warning becomes that Event's series.
+    let new_note_posted = async || {
+        cluster.calls_of("operator").iter().any(|c| {
+            c.method == "POST"
+                && c.path.ends_with("/events")
+                && c.body["note"]
+                    .as_str()
+                    .is_some_and(|n| n.contains("has neither"))
+        })
+    };
     cluster.put_secret(secret("retail", "missing", &[("unrelated", "x")]));
+    eventually("an Event for the new note", new_note_posted).await;
+    cluster.put_secret(secret("retail", "missing", &[("unrelated", "y")]));
     eventually("an Event series", async || {
         cluster
             .calls_of("operator")

@@ -11,7 +11,6 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret as KubeSecret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams};
-use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -208,21 +207,10 @@ impl Host for ClusterHost<'_> {
     }
 
     async fn event(&self, resource: &ActivationCode, event: &EngineEvent) {
-        let kube_event = Event {
-            type_: if event.warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: event.reason.into(),
-            note: Some(event.note.chars().take(1000).collect()),
-            action: event.action.into(),
-            secondary: None,
-        };
         if let Err(err) = self
             .ctx
-            .recorder
-            .publish(&kube_event, &resource.object_ref(&()))
+            .events
+            .publish(&resource.object_ref(&()), event)
             .await
         {
             warn!(error = %err, reason = event.reason, "cannot publish event");

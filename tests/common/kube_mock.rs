@@ -11,11 +11,17 @@ pub type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
 
 pub fn mock_client() -> (kube::Client, ApiServer) {
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    (kube::Client::new(service, "default"), ApiServer { handle })
+    let events = std::collections::HashMap::new();
+    (
+        kube::Client::new(service, "default"),
+        ApiServer { handle, events },
+    )
 }
 
 pub struct ApiServer {
     handle: Handle,
+    /// The Events created so far, by name, as a series patch leaves them.
+    events: std::collections::HashMap<String, Value>,
 }
 
 /// A request the code under test made.
@@ -87,8 +93,9 @@ impl ApiServer {
         }
     }
 
-    /// An Event with this reason: a POST, or a PATCH when the recorder folds
-    /// a repeat of the same reason into a series. Answered with the event.
+    /// An Event with this reason: a POST, or a PATCH of an Event created
+    /// before when the publisher folds an identical repeat into its series.
+    /// Answered with the event; `body` is the whole Event after the request.
     pub async fn expect_event(&mut self, namespace: &str, reason: &str) -> Received {
         let path = format!("/apis/events.k8s.io/v1/namespaces/{namespace}/events");
         let next = tokio::time::timeout(Duration::from_secs(10), self.handle.next_request())
@@ -101,18 +108,28 @@ impl ApiServer {
         );
         let bytes = request.into_body().collect_bytes().await.unwrap();
         let raw = String::from_utf8_lossy(&bytes).into_owned();
-        let is_event = (method == "POST" && got_path == path)
-            || (method == "PATCH" && got_path.starts_with(&format!("{path}/")));
-        assert!(
-            is_event,
-            "expected event {reason}, got {method} {got_path}; body: {raw}"
-        );
-        let body: Value = serde_json::from_slice(&bytes).unwrap();
-        assert_eq!(body["reason"], reason, "event: {raw}");
+        let sent: Value = serde_json::from_slice(&bytes).unwrap();
+        let body = match (method.as_str(), got_path.strip_prefix(&format!("{path}/"))) {
+            ("POST", None) if got_path == path => {
+                let name = sent["metadata"]["name"].as_str().expect("a named Event");
+                self.events.insert(name.to_owned(), sent.clone());
+                sent
+            }
+            ("PATCH", Some(name)) => {
+                let event = self
+                    .events
+                    .get_mut(name)
+                    .unwrap_or_else(|| panic!("PATCH of an Event never created: {name}"));
+                event["series"] = sent["series"].clone();
+                event.clone()
+            }
+            _ => panic!("expected event {reason}, got {method} {got_path}; body: {raw}"),
+        };
+        assert_eq!(body["reason"], reason, "event: {body}");
         let response = Response::builder()
             .status(if method == "POST" { 201 } else { 200 })
             .header("Content-Type", "application/json")
-            .body(Body::from(bytes.to_vec()))
+            .body(Body::from(serde_json::to_vec(&body).unwrap()))
             .unwrap();
         send.send_response(response);
         Received {
