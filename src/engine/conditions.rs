@@ -38,6 +38,9 @@ pub mod reason {
     /// A reset's answer was lost and the remote state could not be read to
     /// confirm it; the next sync settles it.
     pub const RESET_UNCONFIRMED: &str = "ResetUnconfirmed";
+    /// An Event's, not a condition's: the spec has a field this operator
+    /// does not know (a newer CRD, or a rollback); it is ignored.
+    pub const UNKNOWN_FIELD: &str = "UnknownField";
 }
 
 /// What a `Ready` reason means for kstatus.
