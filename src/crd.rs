@@ -9,6 +9,10 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
+pub mod unknown_fields;
+
+pub use unknown_fields::UnknownFields;
+
 pub const GROUP: &str = "metastudio.huaweicloud.com";
 pub const VERSION: &str = "v1alpha1";
 pub const KIND: &str = "ActivationCode";
@@ -39,7 +43,7 @@ pub const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_secs(600);
     printcolumn = r#"{"name":"Last Sync","type":"date","jsonPath":".status.lastSyncTime"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct ActivationCodeSpec {
     /// The MetaStudio application (robot) whose activation codes this resource
     /// manages. Immutable: create a new resource to manage another robot.
@@ -93,12 +97,18 @@ pub struct ActivationCodeSpec {
     /// Stop all remote calls for this resource while true.
     #[serde(default)]
     pub suspend: bool,
+
+    /// Fields this operator does not know, e.g. of a newer CRD (see
+    /// [`unknown_fields`]); serialised back as they came.
+    #[serde(flatten)]
+    #[schemars(skip)]
+    pub unknown_fields: UnknownFields,
 }
 
 /// When the managed codes are reset. A reset mints a new code value for the
 /// same code id and restarts its validity window.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, KubeSchema, Default)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct ResetPolicy {
     /// Any string (a date works well, e.g. "2026-11-22"): every managed code
     /// is reset once for each value, unless its last reset was for this
@@ -119,6 +129,12 @@ pub struct ResetPolicy {
     /// that used the old code (they must activate again). Default true.
     #[serde(default = "default_true")]
     pub clean_auth_credential: bool,
+
+    /// Fields this operator does not know, e.g. of a newer CRD (see
+    /// [`unknown_fields`]); serialised back as they came.
+    #[serde(flatten)]
+    #[schemars(skip)]
+    pub unknown_fields: UnknownFields,
 }
 
 fn default_true() -> bool {
@@ -127,7 +143,7 @@ fn default_true() -> bool {
 
 /// Connection overrides for this resource.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema, Default)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct ConnectionSpec {
     /// Huawei Cloud project id of the region, e.g. 70b76xxxxxx34253880af501cdxxxxxx.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -155,15 +171,26 @@ pub struct ConnectionSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[ -~]+$"))]
     pub app_user_id: Option<String>,
+
+    /// Fields this operator does not know, e.g. of a newer CRD (see
+    /// [`unknown_fields`]); serialised back as they came.
+    #[serde(flatten)]
+    #[schemars(skip)]
+    pub unknown_fields: UnknownFields,
 }
 
 /// A Secret in the resource's own namespace.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct LocalSecretReference {
     /// Name of the Secret.
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
+
+    /// Fields this operator does not know, e.g. of a newer CRD (see
+    /// [`unknown_fields`]); serialised back as they came.
+    #[serde(flatten)]
+    #[schemars(skip)]
+    pub unknown_fields: UnknownFields,
 }
 
 /// Whether the operator changes remote codes or only reports drift.

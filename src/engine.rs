@@ -164,6 +164,9 @@ impl Engine {
             now,
         };
         run.status.observed_generation = run.generation;
+        if let Some(note) = unknown_fields_note(&resource.spec) {
+            run.event(true, reason::UNKNOWN_FIELD, "Sync", note).await;
+        }
         let (client, key, remote) = match self.prepare(&mut run, others).await {
             Ok(prepared) => prepared,
             Err(report) => return *report,
@@ -811,6 +814,25 @@ fn older(a: &(Option<Timestamp>, String, String), b: &(Option<Timestamp>, String
     }
 }
 
+/// The Warning Event's note for spec fields this operator does not know (a
+/// newer CRD, or a rollback), if any: they are named, and ignored.
+fn unknown_fields_note(spec: &ActivationCodeSpec) -> Option<String> {
+    let fields = crate::crd::unknown_fields::paths(spec);
+    let (is, ignored, it) = match fields.len() {
+        0 => return None,
+        1 => ("is", "it is", "it"),
+        _ => ("are", "they are", "them"),
+    };
+    let names = fields
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    Some(format!(
+        "{names} {is} not known to this version of the operator (a newer CRD, or the operator was rolled back): {ignored} ignored; upgrade the operator to use {it}"
+    ))
+}
+
 /// The state of one reconcile in progress.
 struct Run<'a, H> {
     resource: &'a ActivationCode,
@@ -980,5 +1002,30 @@ mod tests {
         let d = (None, "ns".to_owned(), "b".to_owned());
         assert!(older(&c, &d) && !older(&d, &c));
         assert!(older(&a, &c));
+    }
+
+    #[test]
+    fn unknown_fields_are_named_in_one_note() {
+        let spec = |json| serde_json::from_value::<ActivationCodeSpec>(json).unwrap();
+        let known = spec(serde_json::json!({"robotId": "r", "validPeriod": 1}));
+        assert_eq!(unknown_fields_note(&known), None);
+        let one =
+            spec(serde_json::json!({"robotId": "r", "validPeriod": 1, "reset": {"rollout": 1}}));
+        assert_eq!(
+            unknown_fields_note(&one).unwrap(),
+            "spec.reset.rollout is not known to this version of the operator (a newer CRD, or the operator was rolled back): it is ignored; upgrade the operator to use it"
+        );
+        let two = spec(
+            serde_json::json!({"robotId": "r", "validPeriod": 1, "a": 1, "exportSecretRef": {"name": "n", "b": 2}}),
+        );
+        let note = unknown_fields_note(&two).unwrap();
+        assert!(
+            note.starts_with("spec.a, spec.exportSecretRef.b are not known"),
+            "{note}"
+        );
+        assert!(
+            note.contains("they are ignored; upgrade the operator to use them"),
+            "{note}"
+        );
     }
 }

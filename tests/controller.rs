@@ -381,6 +381,33 @@ async fn in_sync_makes_no_remote_write() {
 }
 
 #[tokio::test]
+async fn an_unknown_spec_field_is_a_warning_event_and_the_sync_goes_on() {
+    // As after a rollback: the stored spec has a field of a newer CRD.
+    let sim = simulator(robot_seed(2, 5), FaultConfig::default()).await;
+    let (client, mut api) = mock_client();
+    let r = resource(
+        "newer",
+        with_creds(json!({"robotId": ROBOT, "validPeriod": 5, "reset": {"rollout": "gradual"}})),
+    );
+    let ctx = context(client, &sim, &[&r]);
+    let task = run_reconcile(&r, &ctx).await;
+    let event = api.expect_event(NS, "UnknownField").await;
+    assert_eq!(event.body["type"], "Warning", "{}", event.raw);
+    let note = event.body["note"].as_str().unwrap();
+    assert!(
+        note.starts_with("spec.reset.rollout is not known to this version of the operator"),
+        "{note}"
+    );
+    assert!(note.contains("upgrade the operator"), "{note}");
+    expect_creds(&mut api).await;
+    let status = expect_status(&mut api, &r).await;
+    api.finish(task).await;
+    assert_eq!(condition(&status, "Ready")["reason"], "Synced");
+    assert_eq!(condition(&status, "Synced")["reason"], "InSync");
+    assert_eq!(sim.counters().calls_of(Operation::ListActiveCode), 1);
+}
+
+#[tokio::test]
 async fn observe_reports_drift_and_changes_nothing() {
     let sim = simulator(robot_seed(2, 3), FaultConfig::default()).await;
     let (client, mut api) = mock_client();

@@ -393,6 +393,7 @@ fn the_unknown_field_table_covers_every_spec_field() {
         sync_interval: Some("10m".parse().unwrap()),
         management_policy: Default::default(),
         suspend: false,
+        unknown_fields: Default::default(),
     })
     .unwrap();
     let top: Vec<&str> = FIELDS

@@ -139,6 +139,8 @@ fn cases() -> Vec<Case> {
         Case::reconcile("unknown top-level field", format!("{}specs: {{}}\n", valid(""))).expect(["unknown top-level field `specs`", "apiVersion, kind, metadata and spec"]),
         Case::reconcile("unknown reset field", valid("reset: {token: t, when: now}")).expect(["spec.reset.when: unknown field", "`beforeExpiry`"]),
         Case::reconcile("unknown connection field", valid("connection: {regoin: cn-north-4}")).expect(["spec.connection.regoin: unknown field", "`region`"]),
+        Case::reconcile("unknown Secret reference field", valid("connection: {credentialsSecretRef: {name: c, namespce: n}}")).expect(["spec.connection.credentialsSecretRef.namespce: unknown field `namespce`, expected `name`", "remove it or correct its spelling"]),
+        Case::reconcile("unknown fields at two levels", valid("reset: {tokn: t}\nexportSecretRef: {name: e, format: json}")).expect(["spec.reset.tokn: unknown field", "spec.exportSecretRef.format: unknown field", "remove it or correct its spelling"]),
         Case::reconcile("unknown metadata field", valid("").replace("{name: lobby}", "{name: lobby, lables: {a: b}}")).expect(["metadata.lables: unknown field"]),
         // names
         Case::reconcile("name missing", valid("").replace("{name: lobby}", "{namespace: ns}")).expect(["metadata.name is missing"]),

@@ -45,6 +45,9 @@ pub mod reason {
     /// reconciled, so nothing was written and the reconcile was redone from
     /// the fresh state (the report's reason, counted in the metrics).
     pub const RESOURCE_CHANGED: &str = "ResourceChanged";
+    /// An Event's, not a condition's: the spec has a field this operator
+    /// does not know (a newer CRD, or a rollback); it is ignored.
+    pub const UNKNOWN_FIELD: &str = "UnknownField";
 }
 
 /// What a `Ready` reason means for kstatus.

@@ -4,7 +4,7 @@
 
 mod messages;
 
-use crate::crd::{API_VERSION, ActivationCode, GROUP, KIND};
+use crate::crd::{API_VERSION, ActivationCode, GROUP, KIND, unknown_fields};
 use crate::metastudio::models::hide_values;
 use crate::secret::Secret;
 use crate::simulator::seed::{self, Seed};
@@ -427,6 +427,10 @@ fn parse_activation_code(
         let path = e.path().to_string();
         error(source, messages::explain(&path, &e.inner().to_string()))
     })?;
+    let unknown = unknown_fields::paths(&resource.spec);
+    if !unknown.is_empty() {
+        return Err(error(source, messages::unknown_fields(&unknown)));
+    }
     match resource.metadata.name.as_deref() {
         None | Some("") => {
             return Err(error(source, "metadata.name is missing: name the resource"));

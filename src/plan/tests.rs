@@ -43,6 +43,7 @@ fn with_reset(
         token: token.map(Into::into),
         before_expiry: window.map(|w| w.parse().unwrap()),
         clean_auth_credential: true,
+        ..Default::default()
     });
     s
 }

@@ -1,7 +1,10 @@
 //! The words of manifest errors: YAML problems in one line, serde's
-//! messages with the hint each field needs, and the checks of metadata and
-//! simulator seeds that serde does not make.
+//! messages with the hint each field needs, fields this operator does not
+//! know, and the checks of metadata and simulator seeds that serde does not
+//! make.
 
+use crate::crd::ActivationCode;
+use crate::crd::unknown_fields::UnknownField;
 use crate::simulator::Seed;
 use serde_json::Value;
 
@@ -141,6 +144,54 @@ fn hint(path: &str, text: &str) -> Option<String> {
     Some(hint.to_owned())
 }
 
+/// The error for spec fields this operator does not know, one clause per
+/// field, worded as serde's own unknown-field error (with the fields the
+/// mapping has) and the fix.
+pub(super) fn unknown_fields(fields: &[UnknownField]) -> String {
+    fields
+        .iter()
+        .map(|field| {
+            let text = format!(
+                "unknown field `{}`, {}",
+                field.name,
+                expected(&known_fields(field.parent).unwrap_or_default())
+            );
+            explain(&field.to_string(), &text)
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The fields the CRD's schema gives the mapping at `parent` (e.g.
+/// `spec.reset`), in name order; `None` for a path it does not have.
+fn known_fields(parent: &str) -> Option<Vec<String>> {
+    use kube::CustomResourceExt;
+    let crd = ActivationCode::crd();
+    let root = crd
+        .spec
+        .versions
+        .first()?
+        .schema
+        .as_ref()?
+        .open_api_v3_schema
+        .as_ref()?;
+    let schema = parent
+        .split('.')
+        .try_fold(root, |schema, key| schema.properties.as_ref()?.get(key))?;
+    Some(schema.properties.as_ref()?.keys().cloned().collect())
+}
+
+/// serde's words for the fields a mapping has instead of an unknown one.
+fn expected(fields: &[String]) -> String {
+    let quoted: Vec<String> = fields.iter().map(|f| format!("`{f}`")).collect();
+    match quoted.as_slice() {
+        [] => "there are no fields".to_owned(),
+        [one] => format!("expected {one}"),
+        [a, b] => format!("expected {a} or {b}"),
+        all => format!("expected one of {}", all.join(", ")),
+    }
+}
+
 /// Why an ActivationCode's `metadata` is unusable before serde reads it:
 /// not a mapping, or a misspelt field that Kubernetes would drop silently.
 pub(super) fn metadata_problem(metadata: Option<&Value>) -> Option<String> {
@@ -156,9 +207,10 @@ pub(super) fn metadata_problem(metadata: Option<&Value>) -> Option<String> {
     }
 }
 
-/// The parts of an ActivationCode that are mappings. serde would read a
-/// list in their place field by field, in order (`connection: [a, b]` as
-/// projectId `a` and region `b`); Kubernetes refuses it, and so do we.
+/// The parts of an ActivationCode that are mappings. Kubernetes refuses a
+/// list in their place, and so do we, in its words: serde refuses one too
+/// (it reads these types as maps, to keep their unknown fields), but names
+/// the Rust type it expected (`expected struct ConnectionSpec`).
 const MAPPINGS: [&str; 5] = [
     "spec",
     "spec.reset",
@@ -235,6 +287,25 @@ mod tests {
             assert!(message.contains(fix), "{message}");
         }
         assert_eq!(explain(".", "oops"), "document: oops");
+    }
+
+    #[test]
+    fn unknown_fields_are_named_with_the_fields_known_there() {
+        let field = |parent, name: &str| UnknownField {
+            parent,
+            name: name.into(),
+        };
+        let message = unknown_fields(&[
+            field("spec.reset", "tokn"),
+            field("spec.exportSecretRef", "format"),
+        ]);
+        assert_eq!(
+            message,
+            "spec.reset.tokn: unknown field `tokn`, expected one of `beforeExpiry`, `cleanAuthCredential`, `token`; remove it or correct its spelling; \
+             spec.exportSecretRef.format: unknown field `format`, expected `name`; remove it or correct its spelling"
+        );
+        assert_eq!(known_fields("spec.nowhere"), None);
+        assert_eq!(expected(&[]), "there are no fields");
     }
 
     #[test]
