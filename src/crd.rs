@@ -3,6 +3,9 @@
 
 use crate::duration::HumanDuration;
 use jiff::Timestamp;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+    CustomResourceDefinition, JSONSchemaProps, JSONSchemaPropsOrArray,
+};
 use kube::CustomResource;
 use kube::KubeSchema;
 use schemars::JsonSchema;
@@ -399,9 +402,40 @@ impl ActivationCodeStatus {
     }
 }
 
+/// The CustomResourceDefinition the operator ships: kube's derived one
+/// without `nullable: true`. The operator never writes a null (it leaves an
+/// unset field out), and the API server drops a null that a user writes
+/// for a field that is not nullable, so it reads as unset. But OpenAPI v2,
+/// which `kubectl explain` reads from servers without OpenAPI v3 (1.20,
+/// say), publishes a nullable field without its type and fields:
+/// `kubectl explain activationcode.spec.reset` would list nothing.
+pub fn definition() -> CustomResourceDefinition {
+    use kube::CustomResourceExt;
+    let mut crd = ActivationCode::crd();
+    for version in &mut crd.spec.versions {
+        if let Some(schema) = version
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+        {
+            drop_nullable(schema);
+        }
+    }
+    crd
+}
+
+fn drop_nullable(schema: &mut JSONSchemaProps) {
+    schema.nullable = None;
+    for property in schema.properties.iter_mut().flat_map(|p| p.values_mut()) {
+        drop_nullable(property);
+    }
+    if let Some(JSONSchemaPropsOrArray::Schema(items)) = schema.items.as_mut() {
+        drop_nullable(items);
+    }
+}
+
 /// The CRD as YAML, exactly what `metastudio-operator crd` prints and
 /// `crds/activationcode.yaml` holds.
 pub fn crd_yaml() -> String {
-    use kube::CustomResourceExt;
-    serde_saphyr::to_string(&ActivationCode::crd()).expect("the CRD serialises")
+    serde_saphyr::to_string(&definition()).expect("the CRD serialises")
 }

@@ -344,6 +344,7 @@ impl Engine {
             let intents = intents_for(&planned, &codes, key, run.now);
             if !intents.is_empty() {
                 run.status.pending_resets = waiting.iter().chain(&intents).cloned().collect();
+                run.resetting(intents.len());
                 let recorded = Arc::new(run.status.clone());
                 if let Err(err) = run.host.save_status(run.resource, &recorded).await {
                     if err.stale {
@@ -888,6 +889,22 @@ impl<H: Host> Run<'_, H> {
             self.event(true, why, "Sync", message).await;
         }
         self.finish(why, false, Vec::new(), Vec::new(), next).await
+    }
+
+    /// While the recorded resets are under way, the status says so: the
+    /// generation is observed but not yet done, so neither kstatus nor
+    /// `kubectl wait --for=condition=Ready` takes the previous Ready=True
+    /// for this generation's.
+    fn resetting(&mut self, count: usize) {
+        let message = format!("resetting {count} code(s); their intents are recorded first");
+        self.set(READY, Some(false), reason::RESETTING, message.clone());
+        conditions::set_progress(
+            &mut self.status.conditions,
+            reason::RESETTING,
+            &message,
+            self.generation,
+            self.now,
+        );
     }
 
     /// Ends before any remote change and without writing status: the stored

@@ -624,6 +624,12 @@ async fn a_reset_token_resets_each_code_exactly_once() {
         3,
         "intents recorded before any reset"
     );
+    // While the resets run, this generation is observed but not Ready.
+    assert_eq!(intents["observedGeneration"], 2);
+    assert_eq!(condition(&intents, "Ready")["status"], "False");
+    assert_eq!(condition(&intents, "Ready")["reason"], "Resetting");
+    assert_eq!(condition(&intents, "Reconciling")["status"], "True");
+    assert_eq!(condition(&status, "Ready")["status"], "True");
     assert!(
         status.get("pendingResets").is_none(),
         "settled after the resets"

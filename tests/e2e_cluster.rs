@@ -126,21 +126,44 @@ async fn a_install_explain_get_and_cel() {
 
     let table = kubectl_ok(&["get", "ac", "-n", s.ns()]);
     let mut lines = table.lines();
-    let header: Vec<&str> = lines.next().unwrap().split("  ").map(str::trim).filter(|c| !c.is_empty()).collect();
+    let header: Vec<&str> = lines
+        .next()
+        .unwrap()
+        .split("  ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect();
     assert_eq!(
         header,
-        ["NAME", "ROBOT", "VALID (DAYS)", "CODES", "READY", "SYNCED", "LAST SYNC", "AGE"],
+        [
+            "NAME",
+            "ROBOT",
+            "VALID (DAYS)",
+            "CODES",
+            "READY",
+            "SYNCED",
+            "LAST SYNC",
+            "AGE"
+        ],
         "{table}"
     );
     let row: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
-    assert_eq!(&row[..6], ["kiosk", ROBOT, "30", "3", "True", "True"], "{table}");
+    assert_eq!(
+        &row[..6],
+        ["kiosk", ROBOT, "30", "3", "True", "True"],
+        "{table}"
+    );
 
     if s.cluster.supports_cel() {
         let mut changed = s.manifest("kiosk", "another-robot", json!({"validPeriod": 30}));
         changed["spec"]["robotId"] = json!("another-robot");
         let refused = s
             .resources()
-            .patch("kiosk", &PatchParams::apply("kubectl").force(), &Patch::Apply(&changed))
+            .patch(
+                "kiosk",
+                &PatchParams::apply("kubectl").force(),
+                &Patch::Apply(&changed),
+            )
             .await
             .expect_err("robotId is immutable");
         assert!(
@@ -171,7 +194,13 @@ const LEASE_SECONDS: u64 = 4;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn c_the_standby_takes_over_after_kill_9_of_the_leader() {
     let duration = format!("leaderElection.leaseDuration={LEASE_SECONDS}s");
-    let s = Scenario::start("leader", fleet_seed(2, 3, 7), FaultConfig::default(), &[&duration]).await;
+    let s = Scenario::start(
+        "leader",
+        fleet_seed(2, 3, 7),
+        FaultConfig::default(),
+        &[&duration],
+    )
+    .await;
     let lease = s
         .rendered
         .operator_env()
@@ -185,14 +214,24 @@ async fn c_the_standby_takes_over_after_kill_9_of_the_leader() {
     ];
     let names = ["fleet-0", "fleet-1"];
     for (i, name) in names.iter().enumerate() {
-        s.apply(&s.manifest(name, &format!("robot-{i}"), json!({"reset": {"token": "t1"}})))
-            .await;
+        s.apply(&s.manifest(
+            name,
+            &format!("robot-{i}"),
+            json!({"reset": {"token": "t1"}}),
+        ))
+        .await;
     }
     for name in names {
         s.ready(name).await;
     }
-    let holder = eventually("a leader", Duration::from_secs(30), || lease_holder(&s, &lease)).await;
-    let leader = replicas.iter().position(|r| r.identity() == holder).expect("a replica leads");
+    let holder = eventually("a leader", Duration::from_secs(30), || {
+        lease_holder(&s, &lease)
+    })
+    .await;
+    let leader = replicas
+        .iter()
+        .position(|r| r.identity() == holder)
+        .expect("a replica leads");
     let standby = 1 - leader;
     assert_eq!(replicas[leader].metric("metastudio_leader").await, 1.0);
     assert_eq!(replicas[standby].metric("metastudio_leader").await, 0.0);
@@ -214,13 +253,22 @@ async fn c_the_standby_takes_over_after_kill_9_of_the_leader() {
     .await;
     let took = killed.elapsed();
     let bound = Duration::from_secs(LEASE_SECONDS) + TAKEOVER_MARGIN;
-    println!("takeover after kill -9 of the leader: {took:?} (lease {LEASE_SECONDS}s, bound {bound:?})");
-    assert!(took <= bound, "the standby took {took:?} to take over, more than {bound:?}");
+    println!(
+        "takeover after kill -9 of the leader: {took:?} (lease {LEASE_SECONDS}s, bound {bound:?})"
+    );
+    assert!(
+        took <= bound,
+        "the standby took {took:?} to take over, more than {bound:?}"
+    );
 
     // The new leader rotates; nobody resets a code twice for one token.
     for (i, name) in names.iter().enumerate() {
-        s.apply(&s.manifest(name, &format!("robot-{i}"), json!({"reset": {"token": "t2"}})))
-            .await;
+        s.apply(&s.manifest(
+            name,
+            &format!("robot-{i}"),
+            json!({"reset": {"token": "t2"}}),
+        ))
+        .await;
     }
     for name in names {
         s.ready(name).await;
@@ -256,7 +304,8 @@ async fn d_kill_9_during_a_rotation_resets_each_code_once() {
     let names: Vec<String> = (0..FLEET).map(|i| format!("fleet-{i}")).collect();
     let mut operator = OperatorProcess::start(&replica);
     for (i, name) in names.iter().enumerate() {
-        s.apply(&s.manifest(name, &format!("robot-{i}"), json!({}))).await;
+        s.apply(&s.manifest(name, &format!("robot-{i}"), json!({})))
+            .await;
     }
     for name in &names {
         s.ready(name).await;
@@ -266,17 +315,25 @@ async fn d_kill_9_during_a_rotation_resets_each_code_once() {
     // The token rotates over every resource; the operator is killed at
     // seeded random moments: after 1..=12 more resets reached the simulator.
     for (i, name) in names.iter().enumerate() {
-        s.apply(&s.manifest(name, &format!("robot-{i}"), json!({"reset": {"token": "rotation-1"}})))
-            .await;
+        s.apply(&s.manifest(
+            name,
+            &format!("robot-{i}"),
+            json!({"reset": {"token": "rotation-1"}}),
+        ))
+        .await;
     }
-    let mut rng = StdRng::seed_from_u64(0x5EED_E2E);
+    let mut rng = StdRng::seed_from_u64(0x05EE_DE2E);
     for kill in 0..KILLS {
         let resets = |s: &Scenario| s.sim.counters().calls_of(Operation::ResetActiveCode);
         let after = resets(&s) + rng.random_range(1..=12);
-        eventually(&format!("{after} reset calls before kill {kill}"), Duration::from_secs(120), || {
-            let reached = resets(&s) >= after;
-            async move { reached.then_some(()) }
-        })
+        eventually(
+            &format!("{after} reset calls before kill {kill}"),
+            Duration::from_secs(120),
+            || {
+                let reached = resets(&s) >= after;
+                async move { reached.then_some(()) }
+            },
+        )
         .await;
         operator.kill_9();
         hidden.extend(s.secrets_to_hide());
@@ -284,7 +341,10 @@ async fn d_kill_9_during_a_rotation_resets_each_code_once() {
     }
     for name in &names {
         let done = s.ready(name).await;
-        assert!(done.status.unwrap().pending_resets.is_empty(), "{name}: intents left");
+        assert!(
+            done.status.unwrap().pending_resets.is_empty(),
+            "{name}: intents left"
+        );
     }
     let counters = s.sim.counters();
     assert_eq!(counters.resets.len(), FLEET * FLEET_CODES as usize);
@@ -312,11 +372,21 @@ async fn e_status_keeps_only_what_the_operator_reports() {
     let mut hidden = s.secrets_to_hide();
 
     // Observe: the drift is reported.
-    let observe = s.manifest("kiosk", ROBOT, json!({"validPeriod": 30, "managementPolicy": "Observe"}));
+    let observe = s.manifest(
+        "kiosk",
+        ROBOT,
+        json!({"validPeriod": 30, "managementPolicy": "Observe"}),
+    );
     let file = manifest_file(&s, "observe", &observe);
     kubectl_ok(&["apply", "-f", &file]);
     s.ready_reason("kiosk", "Observing").await;
-    assert_eq!(stored(&s, "kiosk").await["status"]["drift"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        stored(&s, "kiosk").await["status"]["drift"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
 
     // The user switches to Enforce with a client-side kubectl apply: no
     // conflict with the operator's field manager; the drift entries go.
@@ -324,7 +394,10 @@ async fn e_status_keeps_only_what_the_operator_reports() {
     kubectl_ok(&["apply", "-f", &manifest_file(&s, "enforce", &enforce)]);
     s.ready("kiosk").await;
     let status = stored(&s, "kiosk").await["status"].clone();
-    assert!(status["drift"].as_array().is_none_or(Vec::is_empty), "{status}");
+    assert!(
+        status["drift"].as_array().is_none_or(Vec::is_empty),
+        "{status}"
+    );
 
     // A missing credentials Secret stalls it; once the Secret exists the
     // Stalled condition is gone from the stored object.
@@ -341,7 +414,10 @@ async fn e_status_keeps_only_what_the_operator_reports() {
         name: Some("later".into()),
         ..Default::default()
     };
-    s.secrets().create(&PostParams::default(), &later).await.unwrap();
+    s.secrets()
+        .create(&PostParams::default(), &later)
+        .await
+        .unwrap();
     s.ready("kiosk").await;
     let status = stored(&s, "kiosk").await["status"].clone();
     let types = condition_types(&status);
@@ -360,16 +436,36 @@ async fn e_status_keeps_only_what_the_operator_reports() {
     kubectl_ok(&["apply", "-f", &manifest_file(&s, "rotate", &rotate)]);
     s.ready_reason("kiosk", "ResetUnconfirmed").await;
     let status = stored(&s, "kiosk").await["status"].clone();
-    assert_eq!(status["pendingResets"].as_array().map(Vec::len), Some(3), "{status}");
-    assert!(status["drift"].as_array().unwrap().iter().any(|d| d["field"] == "reset"), "{status}");
-    assert!(condition_types(&status).contains(&"Reconciling".to_owned()), "{status}");
+    assert_eq!(
+        status["pendingResets"].as_array().map(Vec::len),
+        Some(3),
+        "{status}"
+    );
+    assert!(
+        status["drift"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["field"] == "reset"),
+        "{status}"
+    );
+    assert!(
+        condition_types(&status).contains(&"Reconciling".to_owned()),
+        "{status}"
+    );
     s.sim.set_faults(FaultConfig::default());
     s.ready("kiosk").await;
     let object = stored(&s, "kiosk").await;
     let status = &object["status"];
     assert!(status.get("pendingResets").is_none(), "{status}");
-    assert!(status["drift"].as_array().is_none_or(Vec::is_empty), "{status}");
-    assert!(!condition_types(status).contains(&"Reconciling".to_owned()), "{status}");
+    assert!(
+        status["drift"].as_array().is_none_or(Vec::is_empty),
+        "{status}"
+    );
+    assert!(
+        !condition_types(status).contains(&"Reconciling".to_owned()),
+        "{status}"
+    );
 
     // The operator owns status only; the user's applies own the spec.
     for entry in object["metadata"]["managedFields"].as_array().unwrap() {
@@ -403,13 +499,21 @@ async fn f_the_export_secret_is_owned_collected_and_never_taken_over() {
     ));
     let s = Scenario::start("export", seed, FaultConfig::default(), &[]).await;
     let operator = OperatorProcess::start(&s.replica("export-0"));
-    s.apply(&s.manifest("owned", ROBOT, json!({"exportSecretRef": {"name": "owned-codes"}})))
-        .await;
+    s.apply(&s.manifest(
+        "owned",
+        ROBOT,
+        json!({"exportSecretRef": {"name": "owned-codes"}}),
+    ))
+    .await;
     let owner = s.ready("owned").await;
     let export = s.secrets().get("owned-codes").await.unwrap();
     let reference = &export.owner_references()[0];
     assert_eq!(
-        (reference.kind.as_str(), Some(&reference.uid), reference.controller),
+        (
+            reference.kind.as_str(),
+            Some(&reference.uid),
+            reference.controller
+        ),
         ("ActivationCode", owner.uid().as_ref(), Some(true))
     );
     assert_eq!(export.data.unwrap_or_default().len(), 3);
@@ -427,21 +531,41 @@ async fn f_the_export_secret_is_owned_collected_and_never_taken_over() {
         .await
         .unwrap();
     let before = serde_json::to_value(s.secrets().get("taken").await.unwrap()).unwrap();
-    s.apply(&s.manifest("foreign", "robot-other", json!({"exportSecretRef": {"name": "taken"}})))
-        .await;
+    s.apply(&s.manifest(
+        "foreign",
+        "robot-other",
+        json!({"exportSecretRef": {"name": "taken"}}),
+    ))
+    .await;
     let failed = s.ready_reason("foreign", "ExportFailed").await;
     let status = failed.status.unwrap();
     let message = &status.condition("Ready").unwrap().message;
-    assert!(message.contains("not owned by this ActivationCode"), "{message}");
+    assert!(
+        message.contains("not owned by this ActivationCode"),
+        "{message}"
+    );
     let after = serde_json::to_value(s.secrets().get("taken").await.unwrap()).unwrap();
-    assert_eq!(before, after, "the foreign Secret is left byte for byte as it was");
+    assert_eq!(
+        before, after,
+        "the foreign Secret is left byte for byte as it was"
+    );
 
     // Deleting the owner lets the garbage collector delete the export.
-    s.resources().delete("owned", &DeleteParams::background()).await.unwrap();
+    s.resources()
+        .delete("owned", &DeleteParams::background())
+        .await
+        .unwrap();
     eventually(
         "the garbage collector to delete the export Secret",
         Duration::from_secs(120),
-        || async { s.secrets().get_opt("owned-codes").await.ok()?.is_none().then_some(()) },
+        || async {
+            s.secrets()
+                .get_opt("owned-codes")
+                .await
+                .ok()?
+                .is_none()
+                .then_some(())
+        },
     )
     .await;
     s.assert_clean_logs(&[&operator], &s.secrets_to_hide());
@@ -465,7 +589,11 @@ async fn events_of(s: &Scenario, name: &str, reason: &str) -> Vec<Event> {
 fn request_ids(note: &str) -> Vec<String> {
     note.split("X-Request-Id: ")
         .skip(1)
-        .map(|rest| rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-').collect())
+        .map(|rest| {
+            rest.chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+                .collect()
+        })
         .collect()
 }
 
@@ -478,7 +606,8 @@ async fn g_events_list_every_change_with_its_request_id() {
     let operator = OperatorProcess::start(&s.replica("events-0"));
 
     // Three resets in one sync: one Event naming each code and request id.
-    s.apply(&s.manifest("three", ROBOT, json!({"reset": {"token": "t1"}}))).await;
+    s.apply(&s.manifest("three", ROBOT, json!({"reset": {"token": "t1"}})))
+        .await;
     s.ready("three").await;
     let resets = events_of(&s, "three", "CodeReset").await;
     assert_eq!(resets.len(), 1, "one CodeReset event per sync: {resets:?}");
@@ -492,13 +621,21 @@ async fn g_events_list_every_change_with_its_request_id() {
 
     // Forty updates in one sync: one Event under the 1 KiB limit that says
     // how many it could not list.
-    s.apply(&s.manifest("many", "robot-many", json!({"validPeriod": 30}))).await;
+    s.apply(&s.manifest("many", "robot-many", json!({"validPeriod": 30})))
+        .await;
     s.ready("many").await;
     let updates = events_of(&s, "many", "CodeUpdated").await;
-    assert_eq!(updates.len(), 1, "one CodeUpdated event per sync: {updates:?}");
+    assert_eq!(
+        updates.len(),
+        1,
+        "one CodeUpdated event per sync: {updates:?}"
+    );
     let note = updates[0].note.clone().unwrap_or_default();
     assert!(note.len() <= 1024, "{} bytes: {note}", note.len());
-    let listed = codes_of(&s, "robot-many").iter().filter(|c| note.contains(c.as_str())).count();
+    let listed = codes_of(&s, "robot-many")
+        .iter()
+        .filter(|c| note.contains(c.as_str()))
+        .count();
     let more: usize = note
         .rsplit("and ")
         .next()
@@ -507,7 +644,12 @@ async fn g_events_list_every_change_with_its_request_id() {
         .unwrap_or_else(|| panic!("the note ends with \"and N more\": {note}"));
     assert!(note.trim_end().ends_with("more"), "{note}");
     assert_eq!(listed + more, 40, "{note}");
-    assert!(request_ids(&note).iter().all(|id| s.sim.issued_request_id(id)), "{note}");
+    assert!(
+        request_ids(&note)
+            .iter()
+            .all(|id| s.sim.issued_request_id(id)),
+        "{note}"
+    );
     s.assert_clean_logs(&[&operator], &s.secrets_to_hide());
 }
 
@@ -525,7 +667,10 @@ impl Drop for ReleaseFinalizer {
         tokio::task::block_in_place(move || {
             runtime.block_on(async move {
                 let patch = json!({"metadata": {"finalizers": null}});
-                if let Err(err) = api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+                if let Err(err) = api
+                    .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                {
                     eprintln!("could not release the finalizer of {name}: {err}");
                 }
             })
@@ -537,26 +682,51 @@ impl Drop for ReleaseFinalizer {
 async fn h_a_resource_being_deleted_is_left_alone() {
     let s = Scenario::start("deleting", robot_seed(3, 7), FaultConfig::default(), &[]).await;
     // Held by someone else's finalizer, deleted before the operator starts.
-    let mut held = s.manifest("held", ROBOT, json!({"reset": {"token": "t1"}, "exportSecretRef": {"name": "held-codes"}}));
+    let mut held = s.manifest(
+        "held",
+        ROBOT,
+        json!({"reset": {"token": "t1"}, "exportSecretRef": {"name": "held-codes"}}),
+    );
     held["metadata"]["finalizers"] = json!(["example.com/hold"]);
     s.resources()
-        .create(&PostParams::default(), &serde_json::from_value(held).unwrap())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(held).unwrap(),
+        )
         .await
         .unwrap();
     let _release = ReleaseFinalizer {
         api: s.resources(),
         name: "held".into(),
     };
-    s.resources().delete("held", &DeleteParams::default()).await.unwrap();
-    assert!(s.resources().get("held").await.unwrap().meta().deletion_timestamp.is_some());
+    s.resources()
+        .delete("held", &DeleteParams::default())
+        .await
+        .unwrap();
+    assert!(
+        s.resources()
+            .get("held")
+            .await
+            .unwrap()
+            .meta()
+            .deletion_timestamp
+            .is_some()
+    );
 
     let operator = OperatorProcess::start(&s.replica("deleting-0"));
     let seen = s.ready_reason("held", "Deleting").await;
     let status = seen.status.unwrap();
     let message = &status.condition("Ready").unwrap().message;
     assert!(message.contains("example.com/hold"), "{message}");
-    assert_eq!(s.sim.counters().total_calls(), 0, "no MetaStudio call for a resource being deleted");
-    assert!(s.secrets().get_opt("held-codes").await.unwrap().is_none(), "no export written");
+    assert_eq!(
+        s.sim.counters().total_calls(),
+        0,
+        "no MetaStudio call for a resource being deleted"
+    );
+    assert!(
+        s.secrets().get_opt("held-codes").await.unwrap().is_none(),
+        "no export written"
+    );
     s.assert_clean_logs(&[&operator], &s.secrets_to_hide());
 }
 
@@ -571,7 +741,8 @@ async fn i_an_unknown_spec_field_breaks_nothing_and_is_named() {
     let mut newer = s.manifest("newer", ROBOT, json!({}));
     newer["spec"][e2e::cluster::NEWER_FIELD] = json!("from a newer release");
     s.apply(&newer).await;
-    s.apply(&s.manifest("plain", "robot-plain", json!({}))).await;
+    s.apply(&s.manifest("plain", "robot-plain", json!({})))
+        .await;
     assert_eq!(
         stored(&s, "newer").await["spec"][e2e::cluster::NEWER_FIELD],
         "from a newer release",
@@ -580,14 +751,21 @@ async fn i_an_unknown_spec_field_breaks_nothing_and_is_named() {
     let operator = OperatorProcess::start(&s.replica("skew-0"));
     s.ready("plain").await;
     s.ready("newer").await;
-    let warnings = eventually("an UnknownField warning", Duration::from_secs(60), || async {
-        let events = events_of(&s, "newer", "UnknownField").await;
-        (!events.is_empty()).then_some(events)
-    })
+    let warnings = eventually(
+        "an UnknownField warning",
+        Duration::from_secs(60),
+        || async {
+            let events = events_of(&s, "newer", "UnknownField").await;
+            (!events.is_empty()).then_some(events)
+        },
+    )
     .await;
     let note = warnings[0].note.clone().unwrap_or_default();
     assert_eq!(warnings[0].type_.as_deref(), Some("Warning"));
-    assert!(note.contains(&format!("spec.{}", e2e::cluster::NEWER_FIELD)), "{note}");
+    assert!(
+        note.contains(&format!("spec.{}", e2e::cluster::NEWER_FIELD)),
+        "{note}"
+    );
     s.assert_clean_logs(&[&operator], &s.secrets_to_hide());
 }
 
@@ -606,7 +784,13 @@ async fn j_two_controllers_on_the_same_objects_reset_each_code_once() {
         names
             .iter()
             .enumerate()
-            .map(|(i, name)| s.manifest(name, &format!("robot-{i}"), json!({"reset": {"token": token}})))
+            .map(|(i, name)| {
+                s.manifest(
+                    name,
+                    &format!("robot-{i}"),
+                    json!({"reset": {"token": token}}),
+                )
+            })
             .collect::<Vec<_>>()
     };
     for manifest in rotate("t1") {
@@ -641,7 +825,9 @@ async fn j_two_controllers_on_the_same_objects_reset_each_code_once() {
         .iter()
         .map(|c| c.log().matches("reading it again").count())
         .sum();
-    println!("two controllers, two tokens over {FENCED} resources: {replans} status writes refused as stale and replanned");
+    println!(
+        "two controllers, two tokens over {FENCED} resources: {replans} status writes refused as stale and replanned"
+    );
     hidden.extend(s.secrets_to_hide());
     s.assert_clean_logs(&[&controllers[0], &controllers[1]], &hidden);
 }

@@ -38,6 +38,9 @@ pub mod reason {
     /// A reset's answer was lost and the remote state could not be read to
     /// confirm it; the next sync settles it.
     pub const RESET_UNCONFIRMED: &str = "ResetUnconfirmed";
+    /// Resets are under way: their intents are recorded, their calls not
+    /// all answered (seen while a reconcile runs, or after it was cut off).
+    pub const RESETTING: &str = "Resetting";
     /// The resource is being deleted (a finalizer holds it): no remote call
     /// is made and the export Secret is left as it is.
     pub const DELETING: &str = "Deleting";
@@ -66,6 +69,7 @@ pub fn progress(ready_reason: &str) -> Progress {
         reason::REMOTE_ERROR
         | reason::RATE_LIMITED
         | reason::RESET_UNCONFIRMED
+        | reason::RESETTING
         | reason::STATUS_NOT_SAVED => Progress::Retrying,
         reason::INVALID_SPEC
         | reason::CREDENTIALS_NOT_FOUND

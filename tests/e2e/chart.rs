@@ -63,7 +63,12 @@ impl Rendered {
             .as_array()
             .expect("the container has an environment")
             .iter()
-            .filter_map(|e| Some((e["name"].as_str()?.to_owned(), e["value"].as_str()?.to_owned())))
+            .filter_map(|e| {
+                Some((
+                    e["name"].as_str()?.to_owned(),
+                    e["value"].as_str()?.to_owned(),
+                ))
+            })
             .collect()
     }
 

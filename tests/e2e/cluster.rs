@@ -5,10 +5,9 @@
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Client;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::config::Kubeconfig;
-use kube::{Client, CustomResourceExt};
-use metastudio_operator::crd::ActivationCode;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -161,9 +160,8 @@ fn parse_version(major: &str, minor: &str, git_version: &str) -> (u32, u32) {
 /// left it), without its CEL rules when the server predates them: the
 /// product targets 1.25 and later, and a 1.20 server refuses to apply them.
 pub fn suite_crd(with_cel: bool) -> Value {
-    let mut crd = serde_json::to_value(ActivationCode::crd()).unwrap();
-    let spec = &mut crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
-        ["properties"];
+    let mut crd = serde_json::to_value(metastudio_operator::crd::definition()).unwrap();
+    let spec = &mut crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"];
     assert!(
         spec.get(NEWER_FIELD).is_none(),
         "the CRD now has a field named {NEWER_FIELD}: pick another name for the version-skew test"

@@ -7,8 +7,8 @@
 
 pub mod chart;
 pub mod cluster;
-pub mod scenario;
 pub mod operator;
+pub mod scenario;
 pub mod tools;
 
 pub use cluster::{Cluster, TestNamespace};

@@ -115,14 +115,18 @@ impl OperatorProcess {
 
     /// The address of /metrics, from the log line that announces it.
     pub async fn metrics_addr(&mut self) -> SocketAddr {
-        super::eventually("the operator to serve /metrics", Duration::from_secs(30), || {
-            let found = if self.running() {
-                self.log().lines().find_map(metrics_addr_of)
-            } else {
-                panic!("the operator exited:\n{}", self.log())
-            };
-            async move { found }
-        })
+        super::eventually(
+            "the operator to serve /metrics",
+            Duration::from_secs(30),
+            || {
+                let found = if self.running() {
+                    self.log().lines().find_map(metrics_addr_of)
+                } else {
+                    panic!("the operator exited:\n{}", self.log())
+                };
+                async move { found }
+            },
+        )
         .await
     }
 
@@ -140,14 +144,13 @@ impl Drop for OperatorProcess {
     }
 }
 
-/// `{"fields":{"message":"serving /metrics, ...","addr":"127.0.0.1:4321"}}`.
+/// `{"message":"serving /metrics, ...","addr":"127.0.0.1:4321",...}`.
 fn metrics_addr_of(line: &str) -> Option<SocketAddr> {
     let entry: serde_json::Value = serde_json::from_str(line).ok()?;
-    let fields = &entry["fields"];
-    fields["message"]
+    entry["message"]
         .as_str()?
         .starts_with("serving /metrics")
-        .then(|| fields["addr"].as_str()?.parse().ok())?
+        .then(|| entry["addr"].as_str()?.parse().ok())?
 }
 
 /// The sum of the samples of `name` (any labels) in Prometheus text.
@@ -169,7 +172,9 @@ pub fn assert_no_forbidden(log: &str, who: &str) {
         .lines()
         .find(|l| l.contains("Forbidden") || l.contains("forbidden") || l.contains("code: 403"))
     {
-        panic!("{who} was refused by the API server's authorizer (the chart's RBAC lacks a rule): {line}");
+        panic!(
+            "{who} was refused by the API server's authorizer (the chart's RBAC lacks a rule): {line}"
+        );
     }
 }
 
@@ -179,7 +184,7 @@ mod tests {
 
     #[test]
     fn finds_the_metrics_address_and_sums_series() {
-        let line = r#"{"timestamp":"t","level":"INFO","fields":{"message":"serving /metrics, /healthz and /readyz","addr":"127.0.0.1:4321"},"target":"x"}"#;
+        let line = r#"{"timestamp":"t","level":"INFO","message":"serving /metrics, /healthz and /readyz","addr":"127.0.0.1:4321"}"#;
         assert_eq!(
             metrics_addr_of(line),
             Some("127.0.0.1:4321".parse().unwrap())

@@ -120,7 +120,11 @@ impl Scenario {
     pub async fn apply(&self, manifest: &Value) {
         let name = manifest["metadata"]["name"].as_str().unwrap();
         self.resources()
-            .patch(name, &PatchParams::apply("kubectl"), &Patch::Apply(manifest))
+            .patch(
+                name,
+                &PatchParams::apply("kubectl"),
+                &Patch::Apply(manifest),
+            )
             .await
             .unwrap_or_else(|e| panic!("apply ActivationCode {name}: {e}"));
     }
@@ -177,8 +181,10 @@ impl Scenario {
     /// Every replica's log: no refusal by the authorizer, no secret.
     pub fn assert_clean_logs(&self, processes: &[&OperatorProcess], hidden: &[String]) {
         for process in processes {
-            let log = std::fs::read_to_string(self.dir.path().join(format!("{}.log", process.identity())))
-                .unwrap_or_default();
+            let log = std::fs::read_to_string(
+                self.dir.path().join(format!("{}.log", process.identity())),
+            )
+            .unwrap_or_default();
             assert!(!log.is_empty(), "{} logged nothing", process.identity());
             assert_no_forbidden(&log, process.identity());
             assert_clean(&log, hidden);

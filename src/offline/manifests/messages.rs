@@ -3,7 +3,6 @@
 //! know, and the checks of metadata and simulator seeds that serde does not
 //! make.
 
-use crate::crd::ActivationCode;
 use crate::crd::unknown_fields::UnknownField;
 use crate::simulator::Seed;
 use serde_json::Value;
@@ -165,8 +164,7 @@ pub(super) fn unknown_fields(fields: &[UnknownField]) -> String {
 /// The fields the CRD's schema gives the mapping at `parent` (e.g.
 /// `spec.reset`), in name order; `None` for a path it does not have.
 fn known_fields(parent: &str) -> Option<Vec<String>> {
-    use kube::CustomResourceExt;
-    let crd = ActivationCode::crd();
+    let crd = crate::crd::definition();
     let root = crd
         .spec
         .versions
