@@ -9,8 +9,11 @@
 //! across the whole operator, not per namespace.
 
 pub mod cluster_host;
+pub mod connections;
+pub mod directory;
 pub mod events;
 pub mod leader;
+pub mod nudges;
 pub mod triggers;
 
 use crate::crd::{ActivationCode, ActivationCodeStatus};
@@ -18,6 +21,8 @@ use crate::engine::conditions::READY;
 use crate::engine::{Engine, Mode, Next, ReconcileReport};
 use crate::telemetry::metrics::{Census, OperatorMetrics};
 use cluster_host::ClusterHost;
+use connections::ConnectionWatches;
+use directory::ClusterDirectory;
 use events::EventPublisher;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
@@ -27,8 +32,10 @@ use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, predicates, watcher};
 use kube::{Client, ResourceExt};
+use nudges::Nudges;
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Semaphore;
@@ -46,6 +53,11 @@ pub struct Context {
     pub events: EventPublisher,
     /// The resource caches of every controller (one per watched namespace).
     pub stores: Vec<Store<ActivationCode>>,
+    /// The connection resources and namespaces the tenancy decision reads.
+    pub directory: ClusterDirectory,
+    /// Whether `directory` has its first lists: before, a connection that
+    /// exists may look missing, so no ActivationCode is decided.
+    directory_ready: AtomicBool,
     pub metrics: Arc<OperatorMetrics>,
     /// The last status this process wrote, by uid: fresher than a cache
     /// that has not yet seen our own write, so a reset is never planned
@@ -68,10 +80,28 @@ impl Context {
             client,
             engine,
             stores,
+            directory: ClusterDirectory::of(&[], &[], &[]),
+            directory_ready: AtomicBool::new(true),
             metrics,
             statuses: Mutex::default(),
             failures: Mutex::default(),
         }
+    }
+
+    /// The connection resources and namespaces of the cluster; until their
+    /// caches have synced ([`run`] tells), reconciles wait.
+    pub fn with_directory(mut self, directory: ClusterDirectory) -> Self {
+        self.directory = directory;
+        self.directory_ready = AtomicBool::new(false);
+        self
+    }
+
+    /// A directory that holds everything there is already (no watch feeds
+    /// it): see [`ClusterDirectory::of`].
+    pub fn with_synced_directory(mut self, directory: ClusterDirectory) -> Self {
+        self.directory = directory;
+        self.directory_ready = AtomicBool::new(true);
+        self
     }
 
     pub(crate) fn remember_status(&self, uid: String, status: RememberedStatus) {
@@ -229,6 +259,10 @@ pub async fn reconcile(
     let key = key_of(&resource);
     let span = info_span!("reconcile", resource = %key, generation = resource.metadata.generation);
     async move {
+        if !ctx.directory_ready.load(Ordering::Acquire) {
+            // Deciding now could refuse a connection that exists.
+            return Ok(Action::requeue(Duration::from_secs(1)));
+        }
         ctx.prune();
         let mut current = ctx.freshest(&resource);
         let mut replans = 0;
@@ -337,8 +371,14 @@ impl WatchScope {
     }
 }
 
-/// One controller and the Secrets (metadata only) that trigger it.
-pub type Watched = (Controller<ActivationCode>, Api<PartialObjectMeta<Secret>>);
+/// One controller, the Secrets (metadata only) that trigger it, and the
+/// namespace it watches (`None`: every namespace).
+pub struct Watched {
+    pub controller: Controller<ActivationCode>,
+    /// Metadata only.
+    pub secrets: Api<PartialObjectMeta<Secret>>,
+    pub namespace: Option<String>,
+}
 
 /// Builds one controller per watched namespace (or one for all).
 pub fn controllers(client: &Client, scope: &WatchScope) -> Vec<Watched> {
@@ -346,23 +386,21 @@ pub fn controllers(client: &Client, scope: &WatchScope) -> Vec<Watched> {
     if let Some(selector) = scope.label_selector.as_deref().filter(|s| !s.is_empty()) {
         config = config.labels(selector);
     }
-    let apis: Vec<(Api<ActivationCode>, Api<PartialObjectMeta<Secret>>)> =
-        if scope.namespaces.is_empty() {
-            vec![(Api::all(client.clone()), Api::all(client.clone()))]
-        } else {
-            scope
-                .namespaces
-                .iter()
-                .map(|ns| {
-                    (
-                        Api::namespaced(client.clone(), ns),
-                        Api::namespaced(client.clone(), ns),
-                    )
-                })
-                .collect()
-        };
-    apis.into_iter()
-        .map(|(resources, secrets)| {
+    let namespaces: Vec<Option<&String>> = if scope.namespaces.is_empty() {
+        vec![None]
+    } else {
+        scope.namespaces.iter().map(Some).collect()
+    };
+    namespaces
+        .into_iter()
+        .map(|namespace| {
+            let (resources, secrets) = match namespace {
+                None => (Api::all(client.clone()), Api::all(client.clone())),
+                Some(ns) => (
+                    Api::namespaced(client.clone(), ns),
+                    Api::namespaced(client.clone(), ns),
+                ),
+            };
             let (reader, writer) = reflector::store();
             // The cache keeps every change, but only new resources and spec
             // changes (a new generation) trigger a reconcile: the status each
@@ -375,7 +413,11 @@ pub fn controllers(client: &Client, scope: &WatchScope) -> Vec<Watched> {
                 .reflect(writer)
                 .applied_objects()
                 .predicate_filter(predicates::generation, Default::default());
-            (Controller::for_stream(changes, reader), secrets)
+            Watched {
+                controller: Controller::for_stream(changes, reader),
+                secrets,
+                namespace: namespace.cloned(),
+            }
         })
         .collect()
 }
@@ -403,66 +445,28 @@ pub struct RunLimits {
 /// doubled.
 pub async fn run(
     built: Vec<Watched>,
+    connections: ConnectionWatches,
     ctx: Arc<Context>,
     limits: RunLimits,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
     on_synced: impl FnOnce() + Send + 'static,
 ) {
-    let stores = ctx.stores.clone();
-    tokio::spawn(async move {
-        for store in &stores {
-            // kube-runtime's readiness signal wakes only its most recent
-            // waiter (the controller's own runner), so poll it.
-            loop {
-                match tokio::time::timeout(Duration::from_millis(200), store.wait_until_ready())
-                    .await
-                {
-                    Ok(Ok(())) => break,
-                    Ok(Err(_)) => return,
-                    Err(_) => continue,
-                }
-            }
-        }
-        on_synced();
-    });
+    tokio::spawn(announce_when_synced(ctx.clone(), on_synced));
     let shutdown = futures::future::FutureExt::shared(Box::pin(shutdown));
     let permits = Arc::new(Semaphore::new(usize::from(limits.concurrency.max(1))));
-    let runs = built.into_iter().map(|(controller, secrets)| {
-        let store = controller.store();
-        let ctx = ctx.clone();
-        let permits = permits.clone();
-        controller
-            .with_config(
-                kube::runtime::controller::Config::default().concurrency(limits.concurrency),
-            )
-            // An Api of PartialObjectMeta makes metadata-only requests:
-            // Secret data never streams through the operator.
-            .watches(
-                secrets,
-                watcher::Config::default(),
-                move |secret: PartialObjectMeta<Secret>| {
-                    triggers::resources_for_secret(&store, &secret)
-                },
-            )
-            .graceful_shutdown_on(shutdown.clone())
-            .run(
-                move |resource, ctx| {
-                    let permits = permits.clone();
-                    async move {
-                        let _permit = permits.acquire_owned().await.expect("never closed");
-                        reconcile(resource, ctx).await
-                    }
-                },
-                error_policy,
-                ctx,
-            )
-            .for_each(|result| async move {
-                if let Err(err) = result {
-                    warn!(error = %err, "controller event");
-                }
-            })
-    });
-    let drained = futures::future::join_all(runs);
+    let nudges = Nudges::default();
+    let runs: Vec<_> = built
+        .into_iter()
+        .map(|watched| {
+            let nudged = nudges.channel(watched.namespace.clone());
+            run_controller(watched, nudged, &ctx, &permits, shutdown.clone(), limits)
+        })
+        .collect();
+    let connection_tasks = connections.into_tasks(ctx.clone(), nudges, shutdown.clone());
+    let drained = futures::future::join(
+        futures::future::join_all(runs),
+        futures::future::join_all(connection_tasks),
+    );
     let deadline = async {
         shutdown.clone().await;
         tokio::time::sleep(limits.drain_timeout).await;
@@ -474,6 +478,76 @@ pub async fn run(
             "in-flight reconciles did not finish in time after shutdown was requested: abandoned them (recorded reset intents make the next reconcile settle them)"
         ),
     }
+}
+
+/// Waits until every cache has its first list, then lets reconciles
+/// decide connections and runs `on_synced`.
+async fn announce_when_synced(ctx: Arc<Context>, on_synced: impl FnOnce()) {
+    for store in &ctx.stores {
+        // kube-runtime's readiness signal wakes only its most recent waiter
+        // (the controller's own runner), so poll it.
+        loop {
+            match tokio::time::timeout(Duration::from_millis(200), store.wait_until_ready()).await {
+                Ok(Ok(())) => break,
+                Ok(Err(_)) => return,
+                Err(_) => continue,
+            }
+        }
+    }
+    if ctx.directory.wait_until_ready().await.is_err() {
+        return;
+    }
+    ctx.directory_ready.store(true, Ordering::Release);
+    on_synced();
+}
+
+/// One ActivationCode controller, triggered by its resources, their
+/// Secrets and the nudges of its namespace.
+fn run_controller(
+    watched: Watched,
+    nudged: futures::channel::mpsc::UnboundedReceiver<
+        kube::runtime::reflector::ObjectRef<ActivationCode>,
+    >,
+    ctx: &Arc<Context>,
+    permits: &Arc<Semaphore>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+    limits: RunLimits,
+) -> impl Future<Output = ()> {
+    let store = watched.controller.store();
+    let trigger_ctx = ctx.clone();
+    let permits = permits.clone();
+    watched
+        .controller
+        .with_config(kube::runtime::controller::Config::default().concurrency(limits.concurrency))
+        // A metadata-only watch: Secret data never streams through the
+        // operator, and the metadata it needs not is dropped on arrival.
+        .watches_stream(
+            watcher(watched.secrets, watcher::Config::default())
+                .default_backoff()
+                .modify(triggers::strip)
+                .touched_objects(),
+            move |secret: PartialObjectMeta<Secret>| {
+                triggers::resources_for_secret(&store, &trigger_ctx.directory, &secret)
+            },
+        )
+        .reconcile_on(nudged)
+        .graceful_shutdown_on(shutdown)
+        .run(
+            move |resource, ctx| {
+                let permits = permits.clone();
+                async move {
+                    let _permit = permits.acquire_owned().await.expect("never closed");
+                    reconcile(resource, ctx).await
+                }
+            },
+            error_policy,
+            ctx.clone(),
+        )
+        .for_each(|result| async move {
+            if let Err(err) = result {
+                warn!(error = %err, "controller event");
+            }
+        })
 }
 
 #[cfg(test)]

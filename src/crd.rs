@@ -12,6 +12,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
+pub mod connection;
 pub mod unknown_fields;
 
 pub use unknown_fields::UnknownFields;
@@ -76,10 +77,20 @@ pub struct ActivationCodeSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reset: Option<ResetPolicy>,
 
-    /// Where and as whom to call MetaStudio. Unset fields fall back to the
-    /// operator's defaults (its flags and environment).
+    /// Where and as whom to call MetaStudio, inline. Unset fields fall back
+    /// to the operator's defaults (its flags and environment). An endpoint,
+    /// region or projectId of the resource's own needs its own
+    /// credentialsSecretRef: the operator's credentials never go where a
+    /// resource chooses. Instead of connectionRef.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection: Option<ConnectionSpec>,
+
+    /// A MetaStudioConnection in this namespace, or a
+    /// ClusterMetaStudioConnection whose conditions admit this namespace
+    /// (and robot): where and as whom to call MetaStudio. Instead of
+    /// connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_ref: Option<connection::ConnectionReference>,
 
     /// A Secret, in this namespace, that receives the code values (one key
     /// per code id). It is owned by this resource and deleted with it. Code
@@ -402,16 +413,33 @@ impl ActivationCodeStatus {
     }
 }
 
-/// The CustomResourceDefinition the operator ships: kube's derived one
-/// without `nullable: true`. The operator never writes a null (it leaves an
-/// unset field out), and the API server drops a null that a user writes
-/// for a field that is not nullable, so it reads as unset. But OpenAPI v2,
-/// which `kubectl explain` reads from servers without OpenAPI v3 (1.20,
-/// say), publishes a nullable field without its type and fields:
-/// `kubectl explain activationcode.spec.reset` would list nothing.
+/// The ActivationCode CustomResourceDefinition the operator ships.
 pub fn definition() -> CustomResourceDefinition {
     use kube::CustomResourceExt;
-    let mut crd = ActivationCode::crd();
+    without_nullable(ActivationCode::crd())
+}
+
+/// Every CustomResourceDefinition the operator ships, each with the file
+/// name it has in `crds/`.
+pub fn definitions() -> [(&'static str, CustomResourceDefinition); 3] {
+    [
+        ("activationcode.yaml", definition()),
+        ("metastudioconnection.yaml", connection::definition()),
+        (
+            "clustermetastudioconnection.yaml",
+            connection::cluster_definition(),
+        ),
+    ]
+}
+
+/// kube's derived CRD without `nullable: true`. The operator never writes
+/// a null (it leaves an unset field out), and the API server drops a null
+/// that a user writes for a field that is not nullable, so it reads as
+/// unset. But OpenAPI v2, which `kubectl explain` reads from servers
+/// without OpenAPI v3 (1.20, say), publishes a nullable field without its
+/// type and fields: `kubectl explain activationcode.spec.reset` would list
+/// nothing.
+pub fn without_nullable(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
     for version in &mut crd.spec.versions {
         if let Some(schema) = version
             .schema
@@ -434,8 +462,16 @@ fn drop_nullable(schema: &mut JSONSchemaProps) {
     }
 }
 
-/// The CRD as YAML, exactly what `metastudio-operator crd` prints and
-/// `crds/activationcode.yaml` holds.
+/// One CRD as YAML, exactly what its file in `crds/` holds.
+pub fn yaml_of(crd: &CustomResourceDefinition) -> String {
+    serde_saphyr::to_string(crd).expect("the CRD serialises")
+}
+
+/// Every CRD as one YAML stream, what `metastudio-operator crd` prints.
 pub fn crd_yaml() -> String {
-    serde_saphyr::to_string(&definition()).expect("the CRD serialises")
+    definitions()
+        .iter()
+        .map(|(_, crd)| yaml_of(crd))
+        .collect::<Vec<_>>()
+        .join("---\n")
 }

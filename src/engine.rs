@@ -5,6 +5,7 @@
 //! a [`Host`].
 
 pub mod conditions;
+mod connect;
 pub mod events;
 pub mod host;
 
@@ -12,12 +13,8 @@ use crate::crd::{
     ActivationCode, ActivationCodeSpec, ActivationCodeStatus, CodeStatus, LastReset,
     ManagementPolicy, ResetIntent,
 };
-use crate::credentials;
 use crate::fingerprint::FingerprintKey;
-use crate::metastudio::settings::ConnectionSettings;
-use crate::metastudio::{
-    ActiveCode, ApiError, ApiErrorKind, Credentials, MetaStudioClient, Transport,
-};
+use crate::metastudio::{ActiveCode, ApiError, ApiErrorKind, MetaStudioClient, Transport};
 use crate::plan::{self, Action, CompletedReset};
 use conditions::{READY, SYNCED, reason};
 use futures::StreamExt;
@@ -29,13 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tracing::{debug, info, warn};
 
-/// The operator-wide defaults a resource's `spec.connection` overlays.
-#[derive(Debug, Clone, Default)]
-pub struct OperatorDefaults {
-    pub settings: ConnectionSettings,
-    /// From `CLOUD_SDK_AK`/`CLOUD_SDK_SK` or `--auth-token`.
-    pub credentials: Option<Credentials>,
-}
+pub use crate::tenancy::OperatorDefaults;
 
 /// Whether remote changes may be made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -205,36 +196,18 @@ impl Engine {
                 .await,
             ));
         }
-        let credentials = match self.credentials(run).await {
-            Ok(credentials) => credentials,
-            Err((why, message, next)) => return Err(Box::new(run.stop(why, message, next).await)),
-        };
-        let overrides = spec
-            .connection
-            .as_ref()
-            .map(|c| ConnectionSettings {
-                endpoint: c.endpoint.clone(),
-                region: c.region.clone(),
-                project_id: c.project_id.clone(),
-                app_user_id: c.app_user_id.clone(),
-            })
-            .unwrap_or_default();
-        let key = FingerprintKey::from_credentials(&credentials);
-        let connection = match self
-            .defaults
-            .settings
-            .overlay(&overrides)
-            .resolve(credentials)
-        {
-            Ok(connection) => connection,
-            Err(err) => {
-                let message = format!("{err} (or set it in spec.connection)");
-                return Err(Box::new(
-                    run.stop(reason::INVALID_SPEC, message, Next::AwaitChange)
-                        .await,
-                ));
-            }
-        };
+        let (connection, grant) =
+            match connect::connect(run.resource, run.host, &self.defaults).await {
+                Ok(connected) => connected,
+                Err((why, message, next)) => {
+                    return Err(Box::new(run.stop(why, message, next).await));
+                }
+            };
+        if let Some(note) = connect::insecure_note(&connection, &grant) {
+            run.event(true, reason::INSECURE_TRANSPORT, "Sync", note)
+                .await;
+        }
+        let key = FingerprintKey::from_credentials(&connection.credentials);
         let client = self.transport.client(connection);
         let remote = match client.list_all(&spec.robot_id, None).await {
             Ok(remote) => remote,
@@ -248,49 +221,6 @@ impl Engine {
             return Err(Box::new(run.stop(reason::CONFLICT, message, next).await));
         }
         Ok((client, key, remote))
-    }
-
-    /// Resolves the credentials: the resource's Secret, or the operator's.
-    async fn credentials<H: Host>(
-        &self,
-        run: &Run<'_, H>,
-    ) -> Result<Credentials, (&'static str, String, Next)> {
-        let resource = run.resource;
-        let reference = resource
-            .spec
-            .connection
-            .as_ref()
-            .and_then(|c| c.credentials_secret_ref.as_ref());
-        let Some(reference) = reference else {
-            return self.defaults.credentials.clone().ok_or((
-                reason::CREDENTIALS_NOT_FOUND,
-                "no credentials: set spec.connection.credentialsSecretRef to a Secret with accessKey and secretKey, or give the operator CLOUD_SDK_AK and CLOUD_SDK_SK".into(),
-                Next::Retry { at_least: None },
-            ));
-        };
-        let namespace = resource.namespace().unwrap_or_default();
-        let secret = format!("{namespace}/{}", reference.name);
-        match run.host.secret_data(&namespace, &reference.name).await {
-            Ok(Some(data)) => credentials::from_secret_data(&secret, &data).map_err(|err| {
-                (
-                    reason::CREDENTIALS_NOT_FOUND,
-                    err.to_string(),
-                    Next::Retry { at_least: None },
-                )
-            }),
-            Ok(None) => Err((
-                reason::CREDENTIALS_NOT_FOUND,
-                format!(
-                    "Secret {secret} (spec.connection.credentialsSecretRef) does not exist: create it with keys accessKey and secretKey"
-                ),
-                Next::Retry { at_least: None },
-            )),
-            Err(err) => Err((
-                reason::CREDENTIALS_NOT_FOUND,
-                format!("cannot read Secret {secret}: {err}"),
-                Next::Retry { at_least: None },
-            )),
-        }
     }
 
     /// Settle, plan, apply or report, export, write status.

@@ -14,5 +14,6 @@ pub mod plan;
 pub mod secret;
 pub mod simulator;
 pub mod telemetry;
+pub mod tenancy;
 pub mod tls;
 pub mod validate;

@@ -162,6 +162,7 @@ mod tests {
                 ..ConnectionSettings::default()
             },
             credentials: Some(Credentials::ak_sk(DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY)),
+            credentials_scope: crate::tenancy::DefaultCredentialsScope::Everyone,
         };
         let engine = Engine::new(transport, defaults);
         let host = OfflineHost::new(BTreeMap::new(), None, None).unwrap();

@@ -3,6 +3,7 @@
 //! for manifests that never met an API server (`reconcile -f`).
 
 use crate::crd::ActivationCodeSpec;
+use crate::crd::connection::ConnectionTarget;
 use crate::metastudio::connection::{is_app_user_id, is_project_id, parse_endpoint};
 use std::time::Duration;
 
@@ -13,13 +14,13 @@ pub const MIN_SYNC_INTERVAL: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {problem}")]
 pub struct SpecProblem {
-    pub field: &'static str,
+    pub field: String,
     pub problem: String,
 }
 
-fn problem(field: &'static str, problem: impl Into<String>) -> SpecProblem {
+fn problem(field: impl Into<String>, problem: impl Into<String>) -> SpecProblem {
     SpecProblem {
-        field,
+        field: field.into(),
         problem: problem.into(),
     }
 }
@@ -177,36 +178,15 @@ pub fn validate(spec: &ActivationCodeSpec) -> Vec<SpecProblem> {
         }
     }
     if let Some(conn) = &spec.connection {
-        if let Some(endpoint) = &conn.endpoint
-            && let Err(err) = parse_endpoint(endpoint)
-        {
-            problems.push(problem("spec.connection.endpoint", err.to_string()));
-        }
-        if let Some(region) = &conn.region
-            && let Err(err) = crate::metastudio::connection::regional_endpoint(region)
-        {
-            problems.push(problem("spec.connection.region", err.to_string()));
-        }
-        if conn
-            .app_user_id
-            .as_deref()
-            .is_some_and(|u| u.is_empty() || !is_app_user_id(u))
-        {
-            problems.push(problem(
-                "spec.connection.appUserId",
-                "must be printable ASCII (MetaStudio forbids Chinese characters): use an ASCII user id",
-            ));
-        }
-        if conn
-            .project_id
-            .as_deref()
-            .is_some_and(|p| !is_project_id(p))
-        {
-            problems.push(problem(
-                "spec.connection.projectId",
-                "may hold only letters, digits, `-` and `_`: copy the project id of the region (IAM console, My Credentials, API Credentials)",
-            ));
-        }
+        problems.extend(target_problems(
+            "spec.connection",
+            &Target {
+                endpoint: conn.endpoint.as_deref(),
+                region: conn.region.as_deref(),
+                project_id: conn.project_id.as_deref(),
+                app_user_id: conn.app_user_id.as_deref(),
+            },
+        ));
         if let Some(reference) = &conn.credentials_secret_ref
             && let Some(why) = dns_subdomain_problem(&reference.name)
         {
@@ -222,6 +202,97 @@ pub fn validate(spec: &ActivationCodeSpec) -> Vec<SpecProblem> {
         problems.push(problem(
             "spec.exportSecretRef.name",
             format!("{why}: name the Secret that should receive the code values"),
+        ));
+    }
+    problems.extend(connection_ref_problems(spec));
+    problems
+}
+
+/// Where a connection points, as a spec states it.
+struct Target<'a> {
+    endpoint: Option<&'a str>,
+    region: Option<&'a str>,
+    project_id: Option<&'a str>,
+    app_user_id: Option<&'a str>,
+}
+
+/// The problems of the endpoint, region, project id and app user id under
+/// `prefix` (e.g. `spec.connection`).
+fn target_problems(prefix: &str, target: &Target) -> Vec<SpecProblem> {
+    let mut problems = Vec::new();
+    if let Some(Err(err)) = target.endpoint.map(parse_endpoint) {
+        problems.push(problem(format!("{prefix}.endpoint"), err.to_string()));
+    }
+    if let Some(Err(err)) = target
+        .region
+        .map(crate::metastudio::connection::regional_endpoint)
+    {
+        problems.push(problem(format!("{prefix}.region"), err.to_string()));
+    }
+    if target
+        .app_user_id
+        .is_some_and(|u| u.is_empty() || !is_app_user_id(u))
+    {
+        problems.push(problem(
+            format!("{prefix}.appUserId"),
+            "must be printable ASCII (MetaStudio forbids Chinese characters): use an ASCII user id",
+        ));
+    }
+    if target.project_id.is_some_and(|p| !is_project_id(p)) {
+        problems.push(problem(
+            format!("{prefix}.projectId"),
+            "may hold only letters, digits, `-` and `_`: copy the project id of the region (IAM console, My Credentials, API Credentials)",
+        ));
+    }
+    problems
+}
+
+/// Every problem of a connection resource's spec (either kind): where it
+/// points, and that it points somewhere.
+pub fn connection_target(target: &ConnectionTarget) -> Vec<SpecProblem> {
+    let mut problems = target_problems(
+        "spec",
+        &Target {
+            endpoint: target.endpoint.as_deref(),
+            region: target.region.as_deref(),
+            project_id: Some(&target.project_id),
+            app_user_id: target.app_user_id.as_deref(),
+        },
+    );
+    if target.endpoint.is_none() && target.region.is_none() {
+        problems.push(problem(
+            "spec.region",
+            "neither spec.region nor spec.endpoint is set: set one of them (e.g. region: cn-north-4)",
+        ));
+    }
+    if let Some(budget) = &target.budget
+        && !(budget.requests_per_second.is_finite() && budget.requests_per_second >= 0.0)
+    {
+        problems.push(problem(
+            "spec.budget.requestsPerSecond",
+            "must be a number of at least 0 (0 = no limit)",
+        ));
+    }
+    problems
+}
+
+/// `spec.connectionRef`: a valid name, and not together with
+/// `spec.connection` (which of the two would win is not obvious).
+fn connection_ref_problems(spec: &ActivationCodeSpec) -> Vec<SpecProblem> {
+    let Some(reference) = &spec.connection_ref else {
+        return Vec::new();
+    };
+    let mut problems = Vec::new();
+    if spec.connection.is_some() {
+        problems.push(problem(
+            "spec.connectionRef",
+            "is set together with spec.connection: use one of them (connectionRef names a connection resource that holds everything spec.connection would)",
+        ));
+    }
+    if let Some(why) = dns_subdomain_problem(&reference.name) {
+        problems.push(problem(
+            "spec.connectionRef.name",
+            format!("{why}: name a MetaStudioConnection or ClusterMetaStudioConnection"),
         ));
     }
     problems
@@ -278,7 +349,8 @@ mod tests {
             "exportSecretRef": {"name": "../../etc"}
         }))
         .unwrap();
-        let fields: Vec<_> = validate(&s).iter().map(|p| p.field).collect();
+        let problems = validate(&s);
+        let fields: Vec<_> = problems.iter().map(|p| p.field.as_str()).collect();
         assert_eq!(
             fields,
             [
@@ -300,7 +372,8 @@ mod tests {
             "connection": {"endpoint": "ftp://x", "appUserId": "用户"}
         }))
         .unwrap();
-        let fields: Vec<_> = validate(&s).iter().map(|p| p.field).collect();
+        let problems = validate(&s);
+        let fields: Vec<_> = problems.iter().map(|p| p.field.as_str()).collect();
         assert_eq!(
             fields,
             [

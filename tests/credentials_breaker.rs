@@ -127,7 +127,7 @@ async fn the_engine_reports_credentials_rejected_and_a_changed_secret_is_tried_a
                 project_id: Some(sim.project_id().to_owned()),
                 ..Default::default()
             },
-            credentials: None,
+            ..OperatorDefaults::default()
         },
     );
     let mut ac = resource();

@@ -161,6 +161,8 @@ async fn scenario(fault: Fault, rate: f64, seed: u64, logs: &Captured) {
             ..ConnectionSettings::default()
         },
         credentials: Some(credentials()),
+        // No tenants here: the operator's credentials serve every namespace.
+        credentials_scope: metastudio_operator::tenancy::DefaultCredentialsScope::Everyone,
     };
     // The simulator never applies a call after its caller gave up (hyper
     // drops the handler), so resets in doubt need only a short grace here.

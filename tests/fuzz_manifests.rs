@@ -136,7 +136,7 @@ enum Shape {
 }
 
 /// The spec's fields: path below `spec` and shape.
-const FIELDS: [(&str, Shape); 15] = [
+const FIELDS: [(&str, Shape); 17] = [
     ("robotId", Shape::Text),
     ("validPeriod", Shape::Days),
     ("roomId", Shape::Text),
@@ -152,6 +152,8 @@ const FIELDS: [(&str, Shape); 15] = [
     ("connection.region", Shape::Text),
     ("exportSecretRef", Shape::Mapping),
     ("exportSecretRef.name", Shape::Text),
+    ("connectionRef", Shape::Mapping),
+    ("connectionRef.name", Shape::Text),
 ];
 
 fn wrong_value(shape: Shape) -> BoxedStrategy<Value> {
@@ -389,6 +391,7 @@ fn the_unknown_field_table_covers_every_spec_field() {
         active_code_ids: Some(vec!["a".into()]),
         reset: Some(Default::default()),
         connection: Some(Default::default()),
+        connection_ref: Some(serde_json::from_value(json!({"name": "c"})).unwrap()),
         export_secret_ref: Some(serde_json::from_value(json!({"name": "n"})).unwrap()),
         sync_interval: Some("10m".parse().unwrap()),
         management_policy: Default::default(),

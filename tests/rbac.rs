@@ -13,7 +13,8 @@
 mod common;
 
 use common::fake_api::{
-    Call, FakeCluster, Operator, RUN_TOKEN, activation_code, eventually, secret,
+    Call, FakeCluster, Operator, RUN_TOKEN, activation_code, connection, eventually, namespace,
+    secret,
 };
 use common::{ROBOT, robot_seed};
 use metastudio_operator::simulator::{DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY, FaultConfig};
@@ -68,7 +69,9 @@ fn rules_file() -> BTreeSet<Grant> {
     };
     let mut grants = BTreeSet::new();
     let rules = doc["rules"].as_array().unwrap().iter();
-    for rule in rules.chain(std::iter::once(&doc["leases"])) {
+    let cluster_rules = doc["clusterRules"].as_array().unwrap().iter();
+    let single = [&doc["leases"], &doc["connectionSecrets"]];
+    for rule in rules.chain(cluster_rules).chain(single) {
         for group in strings(&rule["apiGroups"]) {
             for resource in strings(&rule["resources"]) {
                 for verb in strings(&rule["verbs"]) {
@@ -99,14 +102,44 @@ async fn the_rules_file_grants_exactly_the_verbs_the_operator_uses() {
                        "connection": {"credentialsSecretRef": {"name": "missing"}}}),
             ),
         ],
-        vec![secret(
-            "retail",
-            "metastudio-credentials",
-            &[
-                ("accessKey", DEFAULT_ACCESS_KEY),
-                ("secretKey", DEFAULT_SECRET_KEY),
-            ],
-        )],
+        vec![
+            secret(
+                "retail",
+                "metastudio-credentials",
+                &[
+                    ("accessKey", DEFAULT_ACCESS_KEY),
+                    ("secretKey", DEFAULT_SECRET_KEY),
+                ],
+            ),
+            secret(
+                "metastudio-system",
+                "shared-credentials",
+                &[
+                    ("accessKey", DEFAULT_ACCESS_KEY),
+                    ("secretKey", DEFAULT_SECRET_KEY),
+                ],
+            ),
+        ],
+    )
+    .with_connections(
+        vec![
+            connection(
+                "MetaStudioConnection",
+                Some("retail"),
+                "team",
+                json!({"endpoint": sim.endpoint(), "projectId": sim.project_id(),
+                       "credentialsSecretRef": {"name": "metastudio-credentials"}}),
+            ),
+            connection(
+                "ClusterMetaStudioConnection",
+                None,
+                "shared",
+                json!({"endpoint": sim.endpoint(), "projectId": sim.project_id(),
+                       "credentialsSecretRef": {"name": "shared-credentials", "namespace": "metastudio-system"},
+                       "conditions": [{"namespaceSelector": {"matchLabels": {"tier": "kiosk"}}}]}),
+            ),
+        ],
+        vec![namespace("retail", json!({"tier": "kiosk"}))],
     );
     let operator = Operator::start(
         &sim,
@@ -129,11 +162,24 @@ async fn the_rules_file_grants_exactly_the_verbs_the_operator_uses() {
                 .map(|c| c["reason"].as_str().unwrap_or_default().to_owned())
         })
     };
-    eventually("lobby synced and orphan without credentials", async || {
-        reason("lobby").as_deref() == Some("Synced")
-            && reason("orphan").as_deref() == Some("CredentialsNotFound")
-            && cluster.secret("retail", "lobby-codes").is_some()
-    })
+    let connection_ready = |kind: &str, name: &str| {
+        cluster.connection(kind, name).is_some_and(|c| {
+            c["status"]["conditions"].as_array().is_some_and(|all| {
+                all.iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            })
+        })
+    };
+    eventually(
+        "lobby synced, orphan without credentials, connections ready",
+        async || {
+            reason("lobby").as_deref() == Some("Synced")
+                && reason("orphan").as_deref() == Some("CredentialsNotFound")
+                && cluster.secret("retail", "lobby-codes").is_some()
+                && connection_ready("MetaStudioConnection", "team")
+                && connection_ready("ClusterMetaStudioConnection", "shared")
+        },
+    )
     .await;
     // A Secret named "missing" appears, without the keys: orphan is
     // reconciled again and warns with another note, a new Event; the

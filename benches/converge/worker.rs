@@ -87,6 +87,7 @@ async fn run(spec: Spec) -> Result<(), String> {
             ..ConnectionSettings::default()
         },
         credentials: Some(Credentials::ak_sk(DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY)),
+        credentials_scope: metastudio_operator::tenancy::DefaultCredentialsScope::Everyone,
     };
     let engine = Engine::new(transport, defaults).with_concurrency(spec.code_concurrency as usize);
     let host = OfflineHost::new(BTreeMap::new(), None, None).map_err(|e| e.to_string())?;

@@ -27,6 +27,11 @@ pub struct ConnectionArgs {
     /// Third-party user id sent as X-App-UserId (ASCII only).
     #[arg(long, env = "METASTUDIO_APP_USER_ID", value_parser = parsers::app_user_id)]
     pub app_user_id: Option<String>,
+    /// Allow a plain-http --endpoint on a host other than loopback (a
+    /// private test endpoint) although a token (--auth-token,
+    /// CLOUD_SDK_SECURITY_TOKEN) then travels unencrypted.
+    #[arg(long, env = "METASTUDIO_INSECURE_HTTP", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub insecure_http: bool,
     #[command(flatten)]
     pub client: ClientArgs,
 }
@@ -97,6 +102,8 @@ impl ConnectionArgs {
             region: self.region.clone(),
             project_id: self.project_id.clone(),
             app_user_id: self.app_user_id.clone(),
+            insecure_http: self.insecure_http,
+            rate_limit: None,
         }
     }
 

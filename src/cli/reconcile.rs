@@ -14,6 +14,7 @@ use crate::simulator::{
     Accepted, DEFAULT_ACCESS_KEY, DEFAULT_PROJECT_ID, DEFAULT_SECRET_KEY, Simulator,
     SimulatorConfig,
 };
+use crate::tenancy::DefaultCredentialsScope;
 use clap::Args;
 use std::path::PathBuf;
 
@@ -94,9 +95,11 @@ pub struct ReconcileOutput {
 pub async fn run(args: ReconcileArgs) -> Result<ReconcileOutput, ReconcileCommandError> {
     let mut manifests =
         manifests::load(&args.paths, &args.namespace).map_err(ReconcileCommandError::Manifests)?;
+    // No tenants on disk: the operator's own credentials serve everyone.
     let mut defaults = OperatorDefaults {
         settings: args.connection.settings(),
         credentials: args.connection.credentials()?,
+        credentials_scope: DefaultCredentialsScope::Everyone,
     };
     let mut notes = Vec::new();
     let simulator = if args.simulate {
@@ -117,14 +120,16 @@ pub async fn run(args: ReconcileArgs) -> Result<ReconcileOutput, ReconcileComman
         .engine(transport.clone(), defaults)
         .with_concurrency(usize::from(args.concurrency));
     let (host, mode) = if args.dry_run {
-        let host = OfflineHost::read_only(manifests.secrets.clone(), status_path.as_deref())?;
+        let host = OfflineHost::read_only(manifests.secrets.clone(), status_path.as_deref())?
+            .with_catalog(manifests.catalog.clone());
         (host, Mode::DryRun)
     } else {
         let host = OfflineHost::new(
             manifests.secrets.clone(),
             status_path.clone(),
             args.export_dir.clone(),
-        )?;
+        )?
+        .with_catalog(manifests.catalog.clone());
         (host, Mode::Normal)
     };
     let outcomes = reconcile_all(

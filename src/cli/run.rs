@@ -2,6 +2,7 @@
 //! health endpoints, graceful shutdown.
 
 use super::connection_args::{ConnectionArgs, EngineArgs};
+use crate::controller::connections::ConnectionWatches;
 use crate::controller::leader::{LeaderError, LeaseSettings, run_while_leading};
 use crate::controller::{self, Context, RunLimits, WatchScope};
 use crate::duration::HumanDuration;
@@ -10,13 +11,14 @@ use crate::metastudio::client::TransportError;
 use crate::metastudio::{ConnectionError, Transport};
 use crate::telemetry::http::{self, Health};
 use crate::telemetry::metrics::OperatorMetrics;
+use crate::tenancy::DefaultCredentialsScope;
 use clap::Args;
 use kube::Client;
 use kube::runtime::events::Reporter;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::watch;
-use tracing::info;
+use tracing::{info, warn};
 
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
@@ -46,6 +48,13 @@ pub struct RunArgs {
     /// resources across releases), e.g. shard=a.
     #[arg(long, env = "LABEL_SELECTOR")]
     pub label_selector: Option<String>,
+    /// Namespaces whose ActivationCodes may use the operator's own
+    /// credentials (CLOUD_SDK_AK/SK, --auth-token), comma-separated; `*`
+    /// for every namespace (single-tenant installs). Default: none, so each
+    /// resource names its connection (spec.connectionRef) or its own
+    /// credentials Secret.
+    #[arg(long, env = "DEFAULT_CREDENTIALS_NAMESPACES", value_delimiter = ',')]
+    pub default_credentials_namespaces: Vec<String>,
     /// ActivationCodes reconciled at once, across every watched namespace.
     #[arg(long, env = "CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub concurrency: u16,
@@ -112,7 +121,17 @@ pub async fn run(
     let defaults = OperatorDefaults {
         settings: args.connection.settings(),
         credentials: args.connection.credentials()?,
+        credentials_scope: DefaultCredentialsScope::from_names(
+            &args.default_credentials_namespaces,
+        ),
     };
+    if defaults.credentials.is_some()
+        && defaults.credentials_scope == DefaultCredentialsScope::Nobody
+    {
+        warn!(
+            "the operator has credentials of its own, but --default-credentials-namespaces allows no namespace to use them"
+        );
+    }
     let transport = Transport::with_metrics(args.connection.client.options(), metrics.api.clone())?;
     let health = Arc::new(Health::default());
     let (addr, _server) = http::serve(
@@ -152,15 +171,19 @@ pub async fn run(
         );
         move || {
             let built = controller::controllers(&client, &scope);
-            let stores = built.iter().map(|(c, _)| c.store()).collect();
+            let stores = built.iter().map(|w| w.controller.store()).collect();
+            let connections = ConnectionWatches::new(&client, &scope.namespaces);
             let engine = engine_args.engine(transport.clone(), defaults.clone());
-            let ctx = Arc::new(Context::new(
-                client.clone(),
-                engine,
-                reporter.clone(),
-                stores,
-                metrics.clone(),
-            ));
+            let ctx = Arc::new(
+                Context::new(
+                    client.clone(),
+                    engine,
+                    reporter.clone(),
+                    stores,
+                    metrics.clone(),
+                )
+                .with_directory(connections.directory()),
+            );
             // The gauges describe this term's caches, and read 0 once the
             // work ends (a lost lease drops this future).
             let census = {
@@ -172,6 +195,7 @@ pub async fn run(
             health.set_ready(false);
             let running = controller::run(
                 built,
+                connections,
                 ctx,
                 limits,
                 async move {

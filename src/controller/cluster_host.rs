@@ -3,10 +3,12 @@
 //! Secrets owned by their resource, Kubernetes Events.
 
 use super::{Context, RememberedStatus};
+use crate::crd::connection::{ClusterMetaStudioConnectionSpec, MetaStudioConnectionSpec};
 use crate::crd::{API_VERSION, ActivationCode, ActivationCodeStatus, KIND};
 use crate::engine::host::{EngineEvent, Host, HostError};
 use crate::metastudio::ActiveCode;
 use crate::secret::Secret;
+use crate::tenancy::Directory;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret as KubeSecret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
@@ -86,6 +88,20 @@ fn controlled_by(secret: &KubeSecret, resource: &ActivationCode) -> bool {
         .owner_references()
         .iter()
         .any(|o| o.controller == Some(true) && Some(&o.uid) == uid.as_ref())
+}
+
+impl Directory for ClusterHost<'_> {
+    fn connection(&self, namespace: &str, name: &str) -> Option<MetaStudioConnectionSpec> {
+        self.ctx.directory.connection(namespace, name)
+    }
+
+    fn cluster_connection(&self, name: &str) -> Option<ClusterMetaStudioConnectionSpec> {
+        self.ctx.directory.cluster_connection(name)
+    }
+
+    fn namespace_labels(&self, namespace: &str) -> Option<BTreeMap<String, String>> {
+        self.ctx.directory.namespace_labels(namespace)
+    }
 }
 
 impl Host for ClusterHost<'_> {

@@ -7,6 +7,7 @@
 //! Warning Event and carries on without the field.
 
 use super::ActivationCodeSpec;
+use super::connection::{ClusterMetaStudioConnectionSpec, MetaStudioConnectionSpec};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -22,8 +23,8 @@ pub struct UnknownFields(BTreeMap<String, Value>);
 /// `parent`. Displayed as its path, e.g. `spec.reset.rollout`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UnknownField {
-    /// The mapping that holds it, e.g. `spec.reset`.
-    pub parent: &'static str,
+    /// The mapping that holds it, e.g. `spec.reset` or `spec.conditions[0]`.
+    pub parent: String,
     /// The field's name, as written.
     pub name: String,
 }
@@ -36,9 +37,9 @@ impl std::fmt::Display for UnknownField {
 
 impl UnknownFields {
     /// Each unknown field, in name order, as held by `parent`.
-    fn under(&self, parent: &'static str) -> impl Iterator<Item = UnknownField> + '_ {
+    fn under(&self, parent: String) -> impl Iterator<Item = UnknownField> + '_ {
         self.0.keys().map(move |name| UnknownField {
-            parent,
+            parent: parent.clone(),
             name: name.clone(),
         })
     }
@@ -63,12 +64,61 @@ pub fn paths(spec: &ActivationCodeSpec) -> Vec<UnknownField> {
             "spec.exportSecretRef",
             spec.export_secret_ref.as_ref().map(|r| &r.unknown_fields),
         ),
+        (
+            "spec.connectionRef",
+            spec.connection_ref.as_ref().map(|r| &r.unknown_fields),
+        ),
     ];
+    listed(levels.map(|(parent, fields)| (parent.to_owned(), fields)))
+}
+
+fn listed<'a>(
+    levels: impl IntoIterator<Item = (String, Option<&'a UnknownFields>)>,
+) -> Vec<UnknownField> {
     levels
         .into_iter()
-        .filter_map(|(parent, fields)| fields.map(|f| f.under(parent)))
+        .filter_map(|(parent, fields)| fields.map(|f| f.under(parent).collect::<Vec<_>>()))
         .flatten()
         .collect()
+}
+
+/// Every unknown field of a MetaStudioConnection's spec.
+pub fn connection_paths(spec: &MetaStudioConnectionSpec) -> Vec<UnknownField> {
+    listed([
+        ("spec".to_owned(), Some(&spec.unknown_fields)),
+        (
+            "spec.credentialsSecretRef".to_owned(),
+            Some(&spec.credentials_secret_ref.unknown_fields),
+        ),
+        (
+            "spec.budget".to_owned(),
+            spec.target.budget.as_ref().map(|b| &b.unknown_fields),
+        ),
+    ])
+}
+
+/// Every unknown field of a ClusterMetaStudioConnection's spec.
+pub fn cluster_connection_paths(spec: &ClusterMetaStudioConnectionSpec) -> Vec<UnknownField> {
+    let conditions = spec
+        .conditions
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (format!("spec.conditions[{i}]"), Some(&c.unknown_fields)));
+    listed(
+        [
+            ("spec".to_owned(), Some(&spec.unknown_fields)),
+            (
+                "spec.credentialsSecretRef".to_owned(),
+                Some(&spec.credentials_secret_ref.unknown_fields),
+            ),
+            (
+                "spec.budget".to_owned(),
+                spec.target.budget.as_ref().map(|b| &b.unknown_fields),
+            ),
+        ]
+        .into_iter()
+        .chain(conditions),
+    )
 }
 
 #[cfg(test)]

@@ -48,6 +48,17 @@ pub mod reason {
     /// reconciled, so nothing was written and the reconcile was redone from
     /// the fresh state (the report's reason, counted in the metrics).
     pub const RESOURCE_CHANGED: &str = "ResourceChanged";
+    /// spec.connectionRef names a connection that does not exist (in this
+    /// namespace, for a MetaStudioConnection).
+    pub const CONNECTION_NOT_FOUND: &str = "ConnectionNotFound";
+    /// The resource may not use the connection it asks for: a
+    /// ClusterMetaStudioConnection that does not admit its namespace or
+    /// robot, an endpoint of its own without credentials of its own, or the
+    /// operator's credentials where they are not allowed.
+    pub const CONNECTION_NOT_ALLOWED: &str = "ConnectionNotAllowed";
+    /// An Event's: tokens travel unencrypted to a connection's plain-http
+    /// endpoint, which its owner allowed.
+    pub const INSECURE_TRANSPORT: &str = "InsecureTransport";
     /// An Event's, not a condition's: the spec has a field this operator
     /// does not know (a newer CRD, or a rollback); it is ignored.
     pub const UNKNOWN_FIELD: &str = "UnknownField";
@@ -75,6 +86,8 @@ pub fn progress(ready_reason: &str) -> Progress {
         | reason::CREDENTIALS_NOT_FOUND
         | reason::CREDENTIALS_REJECTED
         | reason::CONFLICT
+        | reason::CONNECTION_NOT_FOUND
+        | reason::CONNECTION_NOT_ALLOWED
         | reason::EXPORT_FAILED => Progress::NeedsHuman,
         _ => Progress::Settled,
     }

@@ -59,7 +59,9 @@ pub struct EngineEvent {
     pub note: String,
 }
 
-pub trait Host: Sync {
+/// The connection resources and namespaces the tenancy decision reads
+/// come from the host too ([`crate::tenancy::Directory`]).
+pub trait Host: Sync + crate::tenancy::Directory {
     /// The decoded data of a Secret in `namespace`; `Ok(None)` when it does
     /// not exist.
     fn secret_data(

@@ -176,6 +176,15 @@ impl Breakers {
         }
     }
 
+    /// The last rejection of these credentials (401/403) while no other
+    /// answer has cleared it: status, error code and request id.
+    pub fn rejection(&self, id: CredentialsId) -> Option<(u16, String, Option<String>)> {
+        self.states()
+            .get(&id)
+            .filter(|state| state.rejections > 0)
+            .map(|state| state.last.clone())
+    }
+
     /// A probe that got no verdict (a network fault, or its call was
     /// cancelled) ends, so the next call may probe again.
     fn release_probe(&self, id: CredentialsId) {

@@ -106,16 +106,36 @@ impl Transport {
         &self.metrics
     }
 
-    /// A client for one connection; the rate limit of its endpoint is shared
-    /// with every other client of this transport to the same endpoint.
+    /// Whether MetaStudio rejected these credentials (401/403) in its last
+    /// answer to them: the status, error code and request id.
+    pub fn rejection(&self, connection: &Connection) -> Option<(u16, String, Option<String>)> {
+        self.breakers.rejection(CredentialsId::of(connection))
+    }
+
+    /// A client for one connection. MetaStudio's quotas are per tenant, so
+    /// the rate limit is shared by every client of this transport to the
+    /// same endpoint and project (a project belongs to one tenant), and one
+    /// tenant's rotation does not slow another's. It is the connection's
+    /// budget, or the transport's default; a client with another budget
+    /// for the same project replaces it (give connections that share a
+    /// project one budget).
     pub fn client(self: &Arc<Self>, connection: Connection) -> MetaStudioClient {
-        let limiter = self
-            .limiters
-            .lock()
-            .expect("limiter map lock")
-            .entry(connection.endpoint.as_str().to_owned())
-            .or_insert_with(|| Arc::new(RateLimiter::new(self.options.rate_limit)))
-            .clone();
+        let key = format!("{} {}", connection.endpoint, connection.project_id);
+        let limit = connection
+            .options
+            .rate_limit
+            .unwrap_or(self.options.rate_limit);
+        let limiter = {
+            let mut limiters = self.limiters.lock().expect("limiter map lock");
+            match limiters.get(&key) {
+                Some(limiter) if limiter.limit() == limit => limiter.clone(),
+                _ => {
+                    let limiter = Arc::new(RateLimiter::new(limit));
+                    limiters.insert(key, limiter.clone());
+                    limiter
+                }
+            }
+        };
         MetaStudioClient {
             transport: self.clone(),
             credentials_id: CredentialsId::of(&connection),
@@ -771,10 +791,10 @@ fn code_path(operation: Operation, id: &str, suffix: &str) -> Result<String, Api
 mod tests {
     use super::*;
 
-    fn connection(endpoint: &str, secret_key: &str) -> Connection {
+    fn connection(endpoint: &str, project: &str, secret_key: &str) -> Connection {
         Connection::new(
             endpoint.parse().unwrap(),
-            "p".to_owned(),
+            project.to_owned(),
             Credentials::ak_sk("ak", secret_key),
             None,
         )
@@ -782,14 +802,33 @@ mod tests {
     }
 
     #[test]
-    fn clients_of_one_endpoint_share_one_rate_limit() {
+    fn clients_of_one_project_share_one_rate_limit() {
         crate::tls::install_crypto_provider();
         let transport = Transport::new(ClientOptions::default()).unwrap();
-        let a = transport.client(connection("https://a.example", "sk-1"));
-        // Other credentials, same endpoint: the same budget.
-        let b = transport.client(connection("https://a.example", "sk-2"));
-        let other = transport.client(connection("https://b.example", "sk-1"));
+        let a = transport.client(connection("https://a.example", "p", "sk-1"));
+        // Other credentials of the same project (tenant): the same budget.
+        let b = transport.client(connection("https://a.example", "p", "sk-2"));
+        let other_endpoint = transport.client(connection("https://b.example", "p", "sk-1"));
+        let other_tenant = transport.client(connection("https://a.example", "q", "sk-1"));
         assert!(Arc::ptr_eq(&a.limiter, &b.limiter));
-        assert!(!Arc::ptr_eq(&a.limiter, &other.limiter));
+        assert!(!Arc::ptr_eq(&a.limiter, &other_endpoint.limiter));
+        assert!(!Arc::ptr_eq(&a.limiter, &other_tenant.limiter));
+        assert_eq!(a.limiter.limit(), RateLimit::default());
+    }
+
+    #[test]
+    fn a_connection_budget_sets_its_projects_rate_limit() {
+        crate::tls::install_crypto_provider();
+        let transport = Transport::new(ClientOptions::default()).unwrap();
+        let budget = RateLimit {
+            per_second: 2.5,
+            burst: 3,
+        };
+        let mut budgeted = connection("https://a.example", "p", "sk");
+        budgeted.options.rate_limit = Some(budget);
+        let a = transport.client(budgeted.clone());
+        let b = transport.client(budgeted);
+        assert_eq!(a.limiter.limit(), budget);
+        assert!(Arc::ptr_eq(&a.limiter, &b.limiter));
     }
 }

@@ -1,5 +1,6 @@
 //! Where and as whom to call MetaStudio: endpoint, project and credentials.
 
+use super::rate_limit::RateLimit;
 use crate::secret::Secret;
 use reqwest::Url;
 
@@ -38,10 +39,23 @@ impl Credentials {
             Credentials::Token(_) => "token",
         }
     }
+
+    /// Whether a request carries a token that must not travel in clear
+    /// text: `X-Auth-Token`, or `X-Security-Token` of temporary AK/SK.
+    pub fn carries_token(&self) -> bool {
+        matches!(
+            self,
+            Credentials::Token(_)
+                | Credentials::AkSk {
+                    security_token: Some(_),
+                    ..
+                }
+        )
+    }
 }
 
 /// A resolved, validated connection.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Connection {
     /// Base URL, e.g. `https://metastudio.cn-north-4.myhuaweicloud.com`.
     pub endpoint: Url,
@@ -49,6 +63,17 @@ pub struct Connection {
     pub credentials: Credentials,
     /// Optional `X-App-UserId` (third-party user id), ASCII only.
     pub app_user_id: Option<String>,
+    pub options: ConnectionOptions,
+}
+
+/// How a connection may be used.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct ConnectionOptions {
+    /// Whoever configured the connection allowed tokens over plain http to
+    /// a host other than loopback.
+    pub insecure_http: bool,
+    /// The client budget of these credentials; `None`: the transport's.
+    pub rate_limit: Option<RateLimit>,
 }
 
 /// Why a connection could not be built; each message names the setting and
@@ -87,6 +112,10 @@ pub enum ConnectionError {
         "X-App-UserId must be printable ASCII (the API forbids Chinese characters): use an ASCII user id"
     )]
     NonAsciiAppUserId,
+    #[error(
+        "refusing to send a token (X-Auth-Token or X-Security-Token) over plain http to {host}, which is not a loopback address: use https, or opt in for a private test endpoint (spec.insecureHttp of a MetaStudioConnection, or --insecure-http for the operator's own endpoint)"
+    )]
+    InsecureTransport { host: String },
 }
 
 /// A project id holds only letters, digits, `-` and `_`.
@@ -134,6 +163,18 @@ pub fn parse_endpoint(value: &str) -> Result<Url, ConnectionError> {
     Ok(url)
 }
 
+/// Whether `url`'s host is this machine: `localhost` or a loopback address.
+pub fn is_loopback(url: &Url) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 impl Connection {
     pub fn new(
         endpoint: Url,
@@ -141,6 +182,31 @@ impl Connection {
         credentials: Credentials,
         app_user_id: Option<String>,
     ) -> Result<Self, ConnectionError> {
+        Self::with_options(
+            endpoint,
+            project_id,
+            credentials,
+            app_user_id,
+            ConnectionOptions::default(),
+        )
+    }
+
+    /// Like [`Connection::new`], with `options`. A connection that would
+    /// send a token over plain http to a host other than loopback is
+    /// refused unless `options.insecure_http` allows it.
+    pub fn with_options(
+        endpoint: Url,
+        project_id: impl Into<String>,
+        credentials: Credentials,
+        app_user_id: Option<String>,
+        options: ConnectionOptions,
+    ) -> Result<Self, ConnectionError> {
+        let in_clear = endpoint.scheme() == "http" && !is_loopback(&endpoint);
+        if in_clear && credentials.carries_token() && !options.insecure_http {
+            return Err(ConnectionError::InsecureTransport {
+                host: endpoint.host_str().unwrap_or_default().to_owned(),
+            });
+        }
         let project_id = project_id.into();
         if project_id.is_empty() {
             return Err(ConnectionError::MissingProjectId);
@@ -156,7 +222,16 @@ impl Connection {
             project_id,
             credentials,
             app_user_id,
+            options,
         })
+    }
+
+    /// Whether tokens of this connection travel unencrypted (allowed by
+    /// its options): worth a warning wherever it is used.
+    pub fn sends_token_in_clear(&self) -> bool {
+        self.endpoint.scheme() == "http"
+            && !is_loopback(&self.endpoint)
+            && self.credentials.carries_token()
     }
 
     /// The `Host` header value for this endpoint, as an HTTP client sends
@@ -215,6 +290,51 @@ mod tests {
         assert_eq!(err, ConnectionError::NonAsciiAppUserId);
         assert!(err.to_string().contains("X-App-UserId"));
         assert!(conn("https://h.example", Some("kiosk-1")).is_ok());
+    }
+
+    #[test]
+    fn tokens_never_go_over_plain_http_to_another_host_unless_allowed() {
+        let token = || Credentials::Token(Secret::new("t"));
+        let temporary = || Credentials::AkSk {
+            access_key: Secret::new("a"),
+            secret_key: Secret::new("s"),
+            security_token: Some(Secret::new("t")),
+        };
+        let at = |url: &str, credentials: Credentials, insecure_http: bool| {
+            Connection::with_options(
+                parse_endpoint(url).unwrap(),
+                "p",
+                credentials,
+                None,
+                ConnectionOptions {
+                    insecure_http,
+                    rate_limit: None,
+                },
+            )
+        };
+        for credentials in [token(), temporary()] {
+            let err = at("http://evil.example:8080", credentials.clone(), false).unwrap_err();
+            assert_eq!(
+                err,
+                ConnectionError::InsecureTransport {
+                    host: "evil.example".into()
+                }
+            );
+            assert!(err.to_string().contains("spec.insecureHttp"), "{err}");
+            let allowed = at("http://evil.example:8080", credentials.clone(), true).unwrap();
+            assert!(allowed.sends_token_in_clear());
+            for fine in [
+                "https://h.example",
+                "http://127.0.0.1:9",
+                "http://localhost:9",
+                "http://[::1]:9",
+            ] {
+                let connection = at(fine, credentials.clone(), false).unwrap();
+                assert!(!connection.sends_token_in_clear(), "{fine}");
+            }
+        }
+        // A plain AK/SK signs; it sends no token.
+        assert!(at("http://h.example", Credentials::ak_sk("a", "s"), false).is_ok());
     }
 
     #[test]

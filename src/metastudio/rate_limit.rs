@@ -35,6 +35,7 @@ impl Default for RateLimit {
 
 #[derive(Debug)]
 pub struct RateLimiter {
+    limit: RateLimit,
     interval: Option<Duration>,
     tolerance: Duration,
     /// Theoretical arrival time of the next request.
@@ -47,10 +48,16 @@ impl RateLimiter {
             .then(|| Duration::from_secs_f64(1.0 / limit.per_second));
         let tolerance = interval.unwrap_or_default() * limit.burst.saturating_sub(1);
         Self {
+            limit,
             interval,
             tolerance,
             next: Mutex::new(None),
         }
+    }
+
+    /// The limit it enforces.
+    pub fn limit(&self) -> RateLimit {
+        self.limit
     }
 
     /// Reserves a slot; returns how long the caller must wait for it.

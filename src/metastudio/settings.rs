@@ -2,8 +2,9 @@
 //! (flags and environment) overlaid by a resource's own `spec.connection`.
 
 use super::connection::{
-    Connection, ConnectionError, Credentials, parse_endpoint, regional_endpoint,
+    Connection, ConnectionError, ConnectionOptions, Credentials, parse_endpoint, regional_endpoint,
 };
+use super::rate_limit::RateLimit;
 use crate::secret::Secret;
 
 /// The environment variables of the official SDK examples.
@@ -11,24 +12,38 @@ pub const ENV_ACCESS_KEY: &str = "CLOUD_SDK_AK";
 pub const ENV_SECRET_KEY: &str = "CLOUD_SDK_SK";
 pub const ENV_SECURITY_TOKEN: &str = "CLOUD_SDK_SECURITY_TOKEN";
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ConnectionSettings {
     pub endpoint: Option<String>,
     pub region: Option<String>,
     pub project_id: Option<String>,
     pub app_user_id: Option<String>,
+    /// Tokens may go over plain http to this (non-loopback) endpoint.
+    pub insecure_http: bool,
+    /// The budget of the credentials; `None`: the transport's default.
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl ConnectionSettings {
     /// `other`'s values where it has them, ours elsewhere. An endpoint or a
-    /// region in `other` replaces both of ours: a resource that names its
-    /// region must not inherit the operator's endpoint.
+    /// region in `other` replaces both of ours, with our permission for
+    /// plain http: a resource that names its region must not inherit the
+    /// operator's endpoint, nor a permission given for it.
     pub fn overlay(&self, other: &ConnectionSettings) -> ConnectionSettings {
-        let (endpoint, region) = if other.endpoint.is_some() || other.region.is_some() {
-            (other.endpoint.clone(), other.region.clone())
-        } else {
-            (self.endpoint.clone(), self.region.clone())
-        };
+        let (endpoint, region, insecure_http) =
+            if other.endpoint.is_some() || other.region.is_some() {
+                (
+                    other.endpoint.clone(),
+                    other.region.clone(),
+                    other.insecure_http,
+                )
+            } else {
+                (
+                    self.endpoint.clone(),
+                    self.region.clone(),
+                    self.insecure_http,
+                )
+            };
         ConnectionSettings {
             endpoint,
             region,
@@ -37,6 +52,8 @@ impl ConnectionSettings {
                 .app_user_id
                 .clone()
                 .or_else(|| self.app_user_id.clone()),
+            insecure_http,
+            rate_limit: other.rate_limit.or(self.rate_limit),
         }
     }
 
@@ -51,11 +68,15 @@ impl ConnectionSettings {
             .clone()
             .filter(|p| !p.is_empty())
             .ok_or(ConnectionError::MissingProjectId)?;
-        Connection::new(
+        Connection::with_options(
             parse_endpoint(&endpoint)?,
             project_id,
             credentials,
             self.app_user_id.clone(),
+            ConnectionOptions {
+                insecure_http: self.insecure_http,
+                rate_limit: self.rate_limit,
+            },
         )
     }
 }
@@ -101,7 +122,7 @@ mod tests {
             endpoint: endpoint.map(Into::into),
             region: region.map(Into::into),
             project_id: project.map(Into::into),
-            app_user_id: None,
+            ..ConnectionSettings::default()
         }
     }
 

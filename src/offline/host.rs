@@ -11,11 +11,13 @@
 //! every change made before it began.
 
 use super::status_file::{StatusFile, StatusFileError, StatusFileLock};
+use crate::crd::connection::{ClusterMetaStudioConnectionSpec, MetaStudioConnectionSpec};
 use crate::crd::{ActivationCode, ActivationCodeStatus};
 use crate::engine::host::{EngineEvent, Host, HostError};
 use crate::metastudio::ActiveCode;
 use crate::offline::manifests::key_of;
 use crate::secret::Secret;
+use crate::tenancy::{Catalog, Directory};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -30,6 +32,8 @@ pub struct OfflineHost {
     _lock: Option<StatusFileLock>,
     export_dir: Option<PathBuf>,
     events: Mutex<Vec<(String, EngineEvent)>>,
+    /// The connection resources and namespaces of the manifests.
+    catalog: Catalog,
 }
 
 /// The statuses in memory and a counter of their changes.
@@ -89,7 +93,14 @@ impl OfflineHost {
             _lock: lock,
             export_dir,
             events: Mutex::new(Vec::new()),
+            catalog: Catalog::default(),
         }
+    }
+
+    /// The connection resources and namespaces the resources may refer to.
+    pub fn with_catalog(mut self, catalog: Catalog) -> Self {
+        self.catalog = catalog;
+        self
     }
 
     fn statuses(&self) -> std::sync::MutexGuard<'_, Statuses> {
@@ -143,6 +154,20 @@ impl OfflineHost {
 
     pub fn exports_enabled(&self) -> bool {
         self.export_dir.is_some()
+    }
+}
+
+impl Directory for OfflineHost {
+    fn connection(&self, namespace: &str, name: &str) -> Option<MetaStudioConnectionSpec> {
+        self.catalog.connection(namespace, name)
+    }
+
+    fn cluster_connection(&self, name: &str) -> Option<ClusterMetaStudioConnectionSpec> {
+        self.catalog.cluster_connection(name)
+    }
+
+    fn namespace_labels(&self, namespace: &str) -> Option<BTreeMap<String, String>> {
+        self.catalog.namespace_labels(namespace)
     }
 }
 

@@ -2,12 +2,15 @@
 //! GitOps repository holds them. ActivationCodes are kept, credentials
 //! Secrets and simulator seeds noted, other kinds skipped.
 
+mod connections;
 mod messages;
 
+use crate::crd::connection::{CLUSTER_CONNECTION_KIND, CONNECTION_KIND};
 use crate::crd::{API_VERSION, ActivationCode, GROUP, KIND, unknown_fields};
 use crate::metastudio::models::hide_values;
 use crate::secret::Secret;
 use crate::simulator::seed::{self, Seed};
+use crate::tenancy::Catalog;
 use k8s_openapi::api::core::v1::Secret as KubeSecret;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -26,6 +29,8 @@ pub struct Manifests {
     /// `namespace/name` to decoded data.
     pub secrets: BTreeMap<String, BTreeMap<String, Secret>>,
     pub seeds: Vec<(PathBuf, Seed)>,
+    /// Connection resources and namespace labels.
+    pub catalog: Catalog,
     /// Kinds skipped, e.g. `Kustomization`, with counts.
     pub skipped: BTreeMap<String, usize>,
 }
@@ -312,6 +317,18 @@ fn load_document(
                 ),
             ));
         }
+        (Some(CONNECTION_KIND), Some(API_VERSION)) => {
+            let (key, spec) = connections::parse_connection(document, source, default_namespace)?;
+            out.catalog.connections.insert(key, spec);
+        }
+        (Some(CLUSTER_CONNECTION_KIND), Some(API_VERSION)) => {
+            let (name, spec) = connections::parse_cluster_connection(document, source)?;
+            out.catalog.cluster_connections.insert(name, spec);
+        }
+        (Some("Namespace"), Some("v1")) => {
+            let (name, labels) = connections::parse_namespace(document, source)?;
+            out.catalog.namespace_labels.insert(name, labels);
+        }
         (Some(kind), _) if kind.eq_ignore_ascii_case(KIND) => {
             return Err(error(
                 source,
@@ -325,7 +342,7 @@ fn load_document(
             return Err(error(
                 source,
                 format!(
-                    "kind `{kind}` does not exist in {GROUP}: write kind: {KIND} (apiVersion: {API_VERSION})"
+                    "kind `{kind}` does not exist in {GROUP}: write kind: {KIND}, {CONNECTION_KIND} or {CLUSTER_CONNECTION_KIND} (apiVersion: {API_VERSION})"
                 ),
             ));
         }
@@ -429,26 +446,17 @@ fn parse_activation_code(
     })?;
     let unknown = unknown_fields::paths(&resource.spec);
     if !unknown.is_empty() {
-        return Err(error(source, messages::unknown_fields(&unknown)));
+        return Err(error(
+            source,
+            messages::unknown_fields(&unknown, &crate::crd::definition()),
+        ));
     }
-    match resource.metadata.name.as_deref() {
-        None | Some("") => {
-            return Err(error(source, "metadata.name is missing: name the resource"));
-        }
-        Some(name) => {
-            if let Some(why) = crate::validate::dns_subdomain_problem(name) {
-                return Err(error(source, format!("metadata.name: {why}")));
-            }
-        }
-    }
-    match &resource.metadata.namespace {
-        None => resource.metadata.namespace = Some(default_namespace.to_owned()),
-        Some(namespace) => {
-            if let Some(why) = crate::validate::dns_label_problem(namespace) {
-                return Err(error(source, format!("metadata.namespace: {why}")));
-            }
-        }
-    }
+    connections::name_of(&resource.metadata, source)?;
+    resource.metadata.namespace = Some(connections::namespace_of(
+        &resource.metadata,
+        source,
+        default_namespace,
+    )?);
     let problems = crate::validate::validate(&resource.spec);
     if !problems.is_empty() {
         let all = problems

@@ -315,6 +315,10 @@ pub fn secret(namespace: &str, name: &str, data: &[(&str, &str)]) -> Value {
 #[derive(Default)]
 struct Cluster {
     resources: Vec<Value>,
+    /// MetaStudioConnections and ClusterMetaStudioConnections.
+    connections: Vec<Value>,
+    /// Namespaces (their metadata).
+    namespaces: Vec<Value>,
     secrets: BTreeMap<(String, String), Value>,
     /// Every request, with the name of the client that made it.
     calls: Vec<(String, Call)>,
@@ -372,6 +376,27 @@ impl FakeCluster {
             }
         }
         cluster
+    }
+
+    /// Adds connection resources (either kind) and Namespaces.
+    pub fn with_connections(self, connections: Vec<Value>, namespaces: Vec<Value>) -> Self {
+        {
+            let mut state = self.state.lock().unwrap();
+            state.connections = connections;
+            state.namespaces = namespaces;
+        }
+        self
+    }
+
+    /// A connection resource as the fake holds it now.
+    pub fn connection(&self, kind: &str, name: &str) -> Option<Value> {
+        self.state
+            .lock()
+            .unwrap()
+            .connections
+            .iter()
+            .find(|c| c["kind"] == kind && c["metadata"]["name"] == name)
+            .cloned()
     }
 
     /// Makes lists of ActivationCodes wait (true) or answer (false).
@@ -528,7 +553,16 @@ impl FakeCluster {
             target.name.as_deref(),
             target.subresource.as_deref(),
         ) {
-            ("GET", plural @ ("activationcodes" | "secrets"), None, None) if call.is_watch() => {
+            (
+                "GET",
+                plural @ ("activationcodes"
+                | "secrets"
+                | "metastudioconnections"
+                | "clustermetastudioconnections"
+                | "namespaces"),
+                None,
+                None,
+            ) if call.is_watch() => {
                 let (mine, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut state.queued)
                     .into_iter()
                     .partition(|(p, ns, _)| *p == plural && in_scope(ns));
@@ -552,6 +586,58 @@ impl FakeCluster {
                     .cloned()
                     .collect();
                 Reply::Now(list("ActivationCodeList", AC_API_VERSION, items))
+            }
+            (
+                "GET",
+                plural @ ("metastudioconnections" | "clustermetastudioconnections"),
+                None,
+                None,
+            ) => {
+                let kind = connection_kind(plural);
+                let items = state
+                    .connections
+                    .iter()
+                    .filter(|c| c["kind"] == kind)
+                    .filter(|c| in_scope(c["metadata"]["namespace"].as_str().unwrap_or_default()))
+                    .cloned()
+                    .collect();
+                Reply::Now(list(&format!("{kind}List"), AC_API_VERSION, items))
+            }
+            ("GET", "namespaces", None, None) => {
+                let items = state.namespaces.iter().map(partial).collect();
+                Reply::Now(list("PartialObjectMetadataList", "meta.k8s.io/v1", items))
+            }
+            (
+                "PATCH",
+                plural @ ("metastudioconnections" | "clustermetastudioconnections"),
+                Some(name),
+                Some("status"),
+            ) => {
+                let kind = connection_kind(plural);
+                state.version += 1;
+                let version = format!("{}", 100 + state.version);
+                let Some(object) = state
+                    .connections
+                    .iter_mut()
+                    .find(|c| c["kind"] == kind && c["metadata"]["name"] == name)
+                else {
+                    return Reply::Now(status(404, "NotFound", "no such connection"));
+                };
+                object["status"] = call.body["status"].clone();
+                object["metadata"]["resourceVersion"] = json!(version);
+                let (object, namespace) = (
+                    object.clone(),
+                    object["metadata"]["namespace"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                );
+                state.queued.push((
+                    plural_of(kind),
+                    namespace,
+                    json!({"type": "MODIFIED", "object": object.clone()}),
+                ));
+                Reply::Now((200, object))
             }
             ("GET", "secrets", None, None) => {
                 let metadata_only = call.accept.contains("as=PartialObjectMetadataList");
@@ -654,6 +740,39 @@ impl FakeCluster {
     }
 }
 
+fn connection_kind(plural: &str) -> &'static str {
+    if plural == "clustermetastudioconnections" {
+        "ClusterMetaStudioConnection"
+    } else {
+        "MetaStudioConnection"
+    }
+}
+
+fn plural_of(kind: &str) -> &'static str {
+    if kind == "ClusterMetaStudioConnection" {
+        "clustermetastudioconnections"
+    } else {
+        "metastudioconnections"
+    }
+}
+
+/// A connection resource as the API server returns it (either kind; a
+/// namespace only for a MetaStudioConnection).
+pub fn connection(kind: &str, namespace: Option<&str>, name: &str, spec: Value) -> Value {
+    let mut metadata = json!({"name": name, "uid": format!("uid-{name}"), "generation": 1,
+                              "resourceVersion": "5", "creationTimestamp": "2026-11-01T00:00:00Z"});
+    if let Some(namespace) = namespace {
+        metadata["namespace"] = json!(namespace);
+    }
+    json!({"apiVersion": AC_API_VERSION, "kind": kind, "metadata": metadata, "spec": spec})
+}
+
+/// A Namespace with labels.
+pub fn namespace(name: &str, labels: Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "Namespace",
+           "metadata": {"name": name, "uid": format!("uid-ns-{name}"), "resourceVersion": "2", "labels": labels}})
+}
+
 /// The token `Operator` authenticates to MetaStudio with: add it to the
 /// simulator's `accepted.tokens`.
 pub const RUN_TOKEN: &str = "run-test-token";
@@ -693,6 +812,8 @@ impl Operator {
             sim.project_id(),
             "--auth-token",
             RUN_TOKEN,
+            "--default-credentials-namespaces",
+            "*",
         ];
         argv.extend_from_slice(extra);
         let args = RunFlags::try_parse_from(argv).expect("valid flags").args;

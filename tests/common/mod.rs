@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod capture;
+pub mod controller;
 pub mod failure_text;
 pub mod fake_api;
 pub mod fuzz;

@@ -5,6 +5,9 @@
 
 use crate::crd::unknown_fields::UnknownField;
 use crate::simulator::Seed;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+    CustomResourceDefinition, JSONSchemaPropsOrArray,
+};
 use serde_json::Value;
 
 /// The most codes the embedded simulator (`reconcile --simulate`) is seeded
@@ -146,14 +149,14 @@ fn hint(path: &str, text: &str) -> Option<String> {
 /// The error for spec fields this operator does not know, one clause per
 /// field, worded as serde's own unknown-field error (with the fields the
 /// mapping has) and the fix.
-pub(super) fn unknown_fields(fields: &[UnknownField]) -> String {
+pub(super) fn unknown_fields(fields: &[UnknownField], crd: &CustomResourceDefinition) -> String {
     fields
         .iter()
         .map(|field| {
             let text = format!(
                 "unknown field `{}`, {}",
                 field.name,
-                expected(&known_fields(field.parent).unwrap_or_default())
+                expected(&known_fields(&field.parent, crd).unwrap_or_default())
             );
             explain(&field.to_string(), &text)
         })
@@ -161,10 +164,10 @@ pub(super) fn unknown_fields(fields: &[UnknownField]) -> String {
         .join("; ")
 }
 
-/// The fields the CRD's schema gives the mapping at `parent` (e.g.
-/// `spec.reset`), in name order; `None` for a path it does not have.
-fn known_fields(parent: &str) -> Option<Vec<String>> {
-    let crd = crate::crd::definition();
+/// The fields `crd`'s schema gives the mapping at `parent` (e.g.
+/// `spec.reset`, or `spec.conditions[0]` for an item of a list), in name
+/// order; `None` for a path it does not have.
+fn known_fields(parent: &str, crd: &CustomResourceDefinition) -> Option<Vec<String>> {
     let root = crd
         .spec
         .versions
@@ -173,9 +176,21 @@ fn known_fields(parent: &str) -> Option<Vec<String>> {
         .as_ref()?
         .open_api_v3_schema
         .as_ref()?;
-    let schema = parent
-        .split('.')
-        .try_fold(root, |schema, key| schema.properties.as_ref()?.get(key))?;
+    let schema = parent.split('.').try_fold(root, |schema, key| {
+        let (key, item) = match key.split_once('[') {
+            Some((key, _)) => (key, true),
+            None => (key, false),
+        };
+        let field = schema.properties.as_ref()?.get(key)?;
+        if item {
+            match field.items.as_ref()? {
+                JSONSchemaPropsOrArray::Schema(items) => Some(&**items),
+                JSONSchemaPropsOrArray::Schemas(_) => None,
+            }
+        } else {
+            Some(field)
+        }
+    })?;
     Some(schema.properties.as_ref()?.keys().cloned().collect())
 }
 
@@ -289,20 +304,29 @@ mod tests {
 
     #[test]
     fn unknown_fields_are_named_with_the_fields_known_there() {
-        let field = |parent, name: &str| UnknownField {
-            parent,
+        let field = |parent: &str, name: &str| UnknownField {
+            parent: parent.into(),
             name: name.into(),
         };
-        let message = unknown_fields(&[
-            field("spec.reset", "tokn"),
-            field("spec.exportSecretRef", "format"),
-        ]);
+        let crd = crate::crd::definition();
+        let message = unknown_fields(
+            &[
+                field("spec.reset", "tokn"),
+                field("spec.exportSecretRef", "format"),
+            ],
+            &crd,
+        );
         assert_eq!(
             message,
             "spec.reset.tokn: unknown field `tokn`, expected one of `beforeExpiry`, `cleanAuthCredential`, `token`; remove it or correct its spelling; \
              spec.exportSecretRef.format: unknown field `format`, expected `name`; remove it or correct its spelling"
         );
-        assert_eq!(known_fields("spec.nowhere"), None);
+        assert_eq!(known_fields("spec.nowhere", &crd), None);
+        let cluster = crate::crd::connection::cluster_definition();
+        assert_eq!(
+            unknown_fields(&[field("spec.conditions[1]", "namspaces")], &cluster),
+            "spec.conditions[1].namspaces: unknown field `namspaces`, expected one of `namespaceSelector`, `namespaces`, `robotIds`; remove it or correct its spelling"
+        );
         assert_eq!(expected(&[]), "there are no fields");
     }
 

@@ -1,0 +1,107 @@
+//! The connection of one reconcile: the tenancy decision (which connection
+//! the resource may use), then the credentials that connection names, then
+//! the resolved endpoint. Every refusal comes before any remote call.
+
+use super::Next;
+use super::conditions::reason;
+use super::host::Host;
+use crate::crd::ActivationCode;
+use crate::credentials;
+use crate::metastudio::{Connection, ConnectionError, Credentials};
+use crate::tenancy::{self, CredentialsSource, Grant, OperatorDefaults};
+use kube::ResourceExt;
+
+/// Why a reconcile stops before any remote call: the Ready reason, the
+/// message (naming the field and the fix), when to look again.
+pub(super) type Stop = (&'static str, String, Next);
+
+/// The connection `resource` may use, and what granted it.
+pub(super) async fn connect<H: Host>(
+    resource: &ActivationCode,
+    host: &H,
+    defaults: &OperatorDefaults,
+) -> Result<(Connection, Grant), Stop> {
+    let namespace = resource.namespace().unwrap_or_default();
+    let grant = tenancy::decide(&namespace, &resource.spec, host, defaults)
+        .map_err(|refusal| (refusal.reason, refusal.message, Next::AwaitChange))?;
+    let credentials = credentials_of(&grant, host, defaults).await?;
+    let connection = grant.settings.resolve(credentials).map_err(|err| {
+        let (why, message) = unresolved(&grant, &err);
+        (why, message, Next::AwaitChange)
+    })?;
+    Ok((connection, grant))
+}
+
+/// Why the granted settings do not make a connection (the reason and a
+/// message naming where to fix it).
+fn unresolved(grant: &Grant, err: &ConnectionError) -> (&'static str, String) {
+    match (&grant.reference, err) {
+        (_, ConnectionError::InsecureTransport { .. }) => (
+            reason::CONNECTION_NOT_ALLOWED,
+            format!("{}: {err}", grant.via),
+        ),
+        (Some(_), ConnectionError::MissingEndpoint) => (
+            reason::INVALID_SPEC,
+            format!(
+                "{} sets neither spec.region nor spec.endpoint: set one of them",
+                grant.via
+            ),
+        ),
+        (Some(_), _) => (reason::INVALID_SPEC, format!("{}: {err}", grant.via)),
+        (None, _) => (
+            reason::INVALID_SPEC,
+            format!("{err} (or set it in spec.connection)"),
+        ),
+    }
+}
+
+/// The credentials the grant names: a Secret, read now, or the operator's.
+async fn credentials_of<H: Host>(
+    grant: &Grant,
+    host: &H,
+    defaults: &OperatorDefaults,
+) -> Result<Credentials, Stop> {
+    let retry = Next::Retry { at_least: None };
+    let (namespace, name, field) = match &grant.credentials {
+        CredentialsSource::Operator => {
+            return defaults.credentials.clone().ok_or((
+                reason::CREDENTIALS_NOT_FOUND,
+                "no credentials: set spec.connection.credentialsSecretRef to a Secret with accessKey and secretKey, or give the operator CLOUD_SDK_AK and CLOUD_SDK_SK".into(),
+                retry,
+            ));
+        }
+        CredentialsSource::Secret {
+            namespace,
+            name,
+            field,
+        } => (namespace, name, field),
+    };
+    let secret = format!("{namespace}/{name}");
+    match host.secret_data(namespace, name).await {
+        Ok(Some(data)) => credentials::from_secret_data(&secret, &data)
+            .map_err(|err| (reason::CREDENTIALS_NOT_FOUND, err.to_string(), retry)),
+        Ok(None) => Err((
+            reason::CREDENTIALS_NOT_FOUND,
+            format!(
+                "Secret {secret} ({field}) does not exist: create it with keys accessKey and secretKey"
+            ),
+            retry,
+        )),
+        Err(err) => Err((
+            reason::CREDENTIALS_NOT_FOUND,
+            format!("cannot read Secret {secret} ({field}): {err}"),
+            retry,
+        )),
+    }
+}
+
+/// The warning for a connection whose tokens travel unencrypted, which its
+/// owner allowed; `None` for every other connection.
+pub(super) fn insecure_note(connection: &Connection, grant: &Grant) -> Option<String> {
+    connection.sends_token_in_clear().then(|| {
+        format!(
+            "calls to {} carry a token (X-Auth-Token or X-Security-Token) unencrypted, as {} allows plain http: use https",
+            connection.endpoint, grant.via
+        )
+    })
+}

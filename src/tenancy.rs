@@ -1,0 +1,362 @@
+//! Who may use which credentials: one decision, made in one place, before
+//! any remote call. An ActivationCode in namespace N gets its connection
+//!
+//! * from `spec.connectionRef`: a MetaStudioConnection in N, or a
+//!   ClusterMetaStudioConnection whose conditions admit N (and the robot);
+//! * from `spec.connection` with N's own `credentialsSecretRef`;
+//! * from the operator's defaults, only when N may use the operator's own
+//!   credentials (`--default-credentials-namespaces`), and then without an
+//!   endpoint, region or project of the resource's choosing: the operator
+//!   never signs for, or sends its token to, a place a tenant picked.
+//!
+//! The result is a [`Grant`] (what to resolve) or a [`Refusal`] that names
+//! the field, the connection and the rule. Pure: the lookups come through
+//! a [`Directory`], the cluster's caches or the manifests on disk.
+
+use crate::crd::ActivationCodeSpec;
+use crate::crd::connection::{
+    AccessCondition, ClusterMetaStudioConnectionSpec, ConnectionKind, ConnectionReference,
+    ConnectionTarget, MetaStudioConnectionSpec,
+};
+use crate::engine::conditions::reason::{CONNECTION_NOT_ALLOWED, CONNECTION_NOT_FOUND};
+use crate::metastudio::Credentials;
+use crate::metastudio::rate_limit::RateLimit;
+use crate::metastudio::settings::ConnectionSettings;
+use kube::core::{Selector, SelectorExt};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The connection resources and namespace labels the decision reads.
+pub trait Directory {
+    /// The MetaStudioConnection `namespace/name`, if it exists.
+    fn connection(&self, namespace: &str, name: &str) -> Option<MetaStudioConnectionSpec>;
+    /// The ClusterMetaStudioConnection `name`, if it exists.
+    fn cluster_connection(&self, name: &str) -> Option<ClusterMetaStudioConnectionSpec>;
+    /// The labels of `namespace`; `None` when they are not known (then
+    /// only a selector that matches every namespace admits it).
+    fn namespace_labels(&self, namespace: &str) -> Option<BTreeMap<String, String>>;
+}
+
+/// A [`Directory`] held in memory: the manifests on disk, or a test's.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    /// By `(namespace, name)`.
+    pub connections: BTreeMap<(String, String), MetaStudioConnectionSpec>,
+    pub cluster_connections: BTreeMap<String, ClusterMetaStudioConnectionSpec>,
+    pub namespace_labels: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+impl Directory for Catalog {
+    fn connection(&self, namespace: &str, name: &str) -> Option<MetaStudioConnectionSpec> {
+        self.connections
+            .get(&(namespace.to_owned(), name.to_owned()))
+            .cloned()
+    }
+
+    fn cluster_connection(&self, name: &str) -> Option<ClusterMetaStudioConnectionSpec> {
+        self.cluster_connections.get(name).cloned()
+    }
+
+    fn namespace_labels(&self, namespace: &str) -> Option<BTreeMap<String, String>> {
+        self.namespace_labels.get(namespace).cloned()
+    }
+}
+
+/// Which namespaces may use the operator's own credentials.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum DefaultCredentialsScope {
+    /// None (the chart's default).
+    #[default]
+    Nobody,
+    /// Every namespace (`*`: single-tenant installs, `reconcile -f`).
+    Everyone,
+    /// These namespaces.
+    Only(BTreeSet<String>),
+}
+
+impl DefaultCredentialsScope {
+    /// `*` for everyone, otherwise namespace names; empty for nobody.
+    pub fn from_names(names: &[String]) -> Self {
+        let names: BTreeSet<String> = names
+            .iter()
+            .map(|n| n.trim().to_owned())
+            .filter(|n| !n.is_empty())
+            .collect();
+        if names.contains("*") {
+            Self::Everyone
+        } else if names.is_empty() {
+            Self::Nobody
+        } else {
+            Self::Only(names)
+        }
+    }
+
+    pub fn admits(&self, namespace: &str) -> bool {
+        match self {
+            Self::Nobody => false,
+            Self::Everyone => true,
+            Self::Only(names) => names.contains(namespace),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Self::Nobody => "none".into(),
+            Self::Everyone => "all".into(),
+            Self::Only(names) => names.iter().cloned().collect::<Vec<_>>().join(", "),
+        }
+    }
+}
+
+/// Where the credentials come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CredentialsSource {
+    /// A Secret, named by `field` (for messages), e.g.
+    /// `spec.credentialsSecretRef of MetaStudioConnection retail/main`.
+    Secret {
+        namespace: String,
+        name: String,
+        field: String,
+    },
+    /// The operator's own (`CLOUD_SDK_AK`/`SK`, `--auth-token`).
+    Operator,
+}
+
+/// A connection the resource may use, not yet resolved (its Secret is read
+/// when it is used).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Grant {
+    pub settings: ConnectionSettings,
+    pub credentials: CredentialsSource,
+    /// What granted it, for messages: `MetaStudioConnection retail/main`,
+    /// `spec.connection`, `the operator's defaults`.
+    pub via: String,
+    /// The connection resource, when one granted it.
+    pub reference: Option<(ConnectionKind, String)>,
+}
+
+/// Why the resource may not have the connection it asks for.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct Refusal {
+    /// `ConnectionNotFound` or `ConnectionNotAllowed`.
+    pub reason: &'static str,
+    /// Names the field, the connection and the rule.
+    pub message: String,
+}
+
+fn not_allowed(message: String) -> Refusal {
+    Refusal {
+        reason: CONNECTION_NOT_ALLOWED,
+        message,
+    }
+}
+
+/// The operator's own connection settings and credentials, and who may use
+/// the credentials.
+#[derive(Debug, Clone, Default)]
+pub struct OperatorDefaults {
+    /// Endpoint, region, project and app user id defaults (its flags).
+    pub settings: ConnectionSettings,
+    /// From `CLOUD_SDK_AK`/`CLOUD_SDK_SK` or `--auth-token`.
+    pub credentials: Option<Credentials>,
+    /// Who may use `credentials` (`--default-credentials-namespaces`).
+    pub credentials_scope: DefaultCredentialsScope,
+}
+
+/// Decides which connection the ActivationCode `spec` in `namespace` may
+/// use.
+pub fn decide(
+    namespace: &str,
+    spec: &ActivationCodeSpec,
+    directory: &(impl Directory + ?Sized),
+    policy: &OperatorDefaults,
+) -> Result<Grant, Refusal> {
+    if let Some(reference) = &spec.connection_ref {
+        return by_reference(namespace, &spec.robot_id, reference, directory);
+    }
+    let inline = spec.connection.clone().unwrap_or_default();
+    let overrides = ConnectionSettings {
+        endpoint: inline.endpoint.clone(),
+        region: inline.region.clone(),
+        project_id: inline.project_id.clone(),
+        app_user_id: inline.app_user_id.clone(),
+        ..ConnectionSettings::default()
+    };
+    let settings = policy.settings.overlay(&overrides);
+    if let Some(secret) = &inline.credentials_secret_ref {
+        return Ok(Grant {
+            settings,
+            credentials: CredentialsSource::Secret {
+                namespace: namespace.to_owned(),
+                name: secret.name.clone(),
+                field: "spec.connection.credentialsSecretRef".into(),
+            },
+            via: "spec.connection".into(),
+            reference: None,
+        });
+    }
+    if let Some(field) = chosen_target(&overrides) {
+        return Err(not_allowed(format!(
+            "spec.connection.{field} is set without spec.connection.credentialsSecretRef: the operator's own credentials are never sent to an endpoint, region or project a resource chooses; add credentialsSecretRef with credentials of your own, or use spec.connectionRef"
+        )));
+    }
+    if !policy.credentials_scope.admits(namespace) {
+        return Err(not_allowed(format!(
+            "no connection: namespace {namespace} may not use the operator's own credentials (--default-credentials-namespaces allows: {}); set spec.connectionRef to a MetaStudioConnection or ClusterMetaStudioConnection, or spec.connection.credentialsSecretRef",
+            policy.credentials_scope.describe()
+        )));
+    }
+    Ok(Grant {
+        settings,
+        credentials: CredentialsSource::Operator,
+        via: "the operator's defaults".into(),
+        reference: None,
+    })
+}
+
+/// The credentials `resource` would use, if the decision grants it any:
+/// which Secret changes concern it.
+pub fn decide_secret(
+    resource: &crate::crd::ActivationCode,
+    directory: &(impl Directory + ?Sized),
+) -> Option<CredentialsSource> {
+    let namespace = kube::ResourceExt::namespace(resource).unwrap_or_default();
+    let everyone = OperatorDefaults {
+        credentials_scope: DefaultCredentialsScope::Everyone,
+        ..OperatorDefaults::default()
+    };
+    decide(&namespace, &resource.spec, directory, &everyone)
+        .ok()
+        .map(|grant| grant.credentials)
+}
+
+/// The first of endpoint, region and projectId a resource set itself.
+fn chosen_target(overrides: &ConnectionSettings) -> Option<&'static str> {
+    [
+        ("endpoint", &overrides.endpoint),
+        ("region", &overrides.region),
+        ("projectId", &overrides.project_id),
+    ]
+    .into_iter()
+    .find_map(|(field, value)| value.is_some().then_some(field))
+}
+
+fn by_reference(
+    namespace: &str,
+    robot: &str,
+    reference: &ConnectionReference,
+    directory: &(impl Directory + ?Sized),
+) -> Result<Grant, Refusal> {
+    let name = &reference.name;
+    match reference.kind {
+        ConnectionKind::MetaStudioConnection => {
+            let connection = directory.connection(namespace, name).ok_or_else(|| Refusal {
+                reason: CONNECTION_NOT_FOUND,
+                message: format!(
+                    "spec.connectionRef: MetaStudioConnection {namespace}/{name} does not exist: create it in namespace {namespace} (a MetaStudioConnection serves only its own namespace), or refer to a ClusterMetaStudioConnection"
+                ),
+            })?;
+            let via = format!("MetaStudioConnection {namespace}/{name}");
+            Ok(Grant {
+                settings: target_settings(&connection.target),
+                credentials: CredentialsSource::Secret {
+                    namespace: namespace.to_owned(),
+                    name: connection.credentials_secret_ref.name.clone(),
+                    field: format!("spec.credentialsSecretRef of {via}"),
+                },
+                via,
+                reference: Some((reference.kind, name.clone())),
+            })
+        }
+        ConnectionKind::ClusterMetaStudioConnection => {
+            let connection = directory.cluster_connection(name).ok_or_else(|| Refusal {
+                reason: CONNECTION_NOT_FOUND,
+                message: format!(
+                    "spec.connectionRef: ClusterMetaStudioConnection {name} does not exist: ask the cluster's administrators which connections your namespace may use"
+                ),
+            })?;
+            admit(namespace, robot, name, &connection.conditions, directory)?;
+            let via = format!("ClusterMetaStudioConnection {name}");
+            let secret = &connection.credentials_secret_ref;
+            Ok(Grant {
+                settings: target_settings(&connection.target),
+                credentials: CredentialsSource::Secret {
+                    namespace: secret.namespace.clone(),
+                    name: secret.name.clone(),
+                    field: format!("spec.credentialsSecretRef of {via}"),
+                },
+                via,
+                reference: Some((reference.kind, name.clone())),
+            })
+        }
+    }
+}
+
+/// The settings a connection resource states: all of them, no operator
+/// default mixed in.
+pub fn target_settings(target: &ConnectionTarget) -> ConnectionSettings {
+    ConnectionSettings {
+        endpoint: target.endpoint.clone(),
+        region: target.region.clone(),
+        project_id: Some(target.project_id.clone()),
+        app_user_id: target.app_user_id.clone(),
+        insecure_http: target.insecure_http,
+        rate_limit: target.budget.as_ref().map(|b| RateLimit {
+            per_second: b.requests_per_second,
+            burst: b.burst.max(1),
+        }),
+    }
+}
+
+/// Whether the conditions of ClusterMetaStudioConnection `name` admit
+/// `namespace` and `robot`.
+fn admit(
+    namespace: &str,
+    robot: &str,
+    name: &str,
+    conditions: &[AccessCondition],
+    directory: &(impl Directory + ?Sized),
+) -> Result<(), Refusal> {
+    let labels = directory.namespace_labels(namespace).unwrap_or_default();
+    let admitting: Vec<(usize, &AccessCondition)> = conditions
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| admits_namespace(c, namespace, &labels))
+        .collect();
+    if admitting.is_empty() {
+        return Err(not_allowed(format!(
+            "spec.connectionRef: ClusterMetaStudioConnection {name} does not admit namespace {namespace}: none of its spec.conditions names it or selects its labels; ask its owner to add the namespace there"
+        )));
+    }
+    let robot_ok = admitting
+        .iter()
+        .any(|(_, c)| c.robot_ids.is_empty() || c.robot_ids.iter().any(|r| r == robot));
+    if robot_ok {
+        return Ok(());
+    }
+    let rules: Vec<String> = admitting
+        .iter()
+        .map(|(i, c)| format!("spec.conditions[{i}].robotIds [{}]", c.robot_ids.join(", ")))
+        .collect();
+    Err(not_allowed(format!(
+        "spec.robotId: ClusterMetaStudioConnection {name} admits namespace {namespace} only for other robots ({}): robot {robot} is not among them; ask its owner to add it",
+        rules.join("; ")
+    )))
+}
+
+fn admits_namespace(
+    condition: &AccessCondition,
+    namespace: &str,
+    labels: &BTreeMap<String, String>,
+) -> bool {
+    condition.namespaces.iter().any(|n| n == namespace)
+        || condition
+            .namespace_selector
+            .as_ref()
+            .is_some_and(|selector| {
+                Selector::try_from(selector.clone()).is_ok_and(|s| s.matches(labels))
+            })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,318 @@
+//! Tenancy against kube's mocked API service: which connection an
+//! ActivationCode may use. Every refusal is a Stalled condition naming the
+//! field, the connection and the rule, and is made before any remote call:
+//! the simulator sees no request, and no credentials Secret is read. The
+//! allowed paths read the Secret the connection names, where it is.
+
+mod common;
+
+use common::controller::*;
+use common::kube_mock::{ApiServer, mock_client, secret};
+use common::{ROBOT, robot_seed, simulator};
+use kube::api::PartialObjectMeta;
+use metastudio_operator::controller::directory::ClusterDirectory;
+use metastudio_operator::crd::ActivationCode;
+use metastudio_operator::crd::connection::{ClusterMetaStudioConnection, MetaStudioConnection};
+use metastudio_operator::engine::OperatorDefaults;
+use metastudio_operator::metastudio::Credentials;
+use metastudio_operator::simulator::{
+    DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY, FaultConfig, Simulator,
+};
+use metastudio_operator::tenancy::DefaultCredentialsScope;
+use serde_json::{Value, json};
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+const OPERATOR_NS: &str = "metastudio-system";
+
+fn target(sim: &Simulator) -> Value {
+    json!({"endpoint": sim.endpoint(), "projectId": sim.project_id()})
+}
+
+/// `team` in retail; `shared` (its Secret in metastudio-system) for
+/// namespaces labelled tier=kiosk, robot ROBOT only; retail is labelled so.
+fn directory(sim: &Simulator, shared_conditions: Value) -> ClusterDirectory {
+    let mut team = target(sim);
+    team["credentialsSecretRef"] = json!({"name": "team-credentials"});
+    let team: MetaStudioConnection = serde_json::from_value(json!({
+        "apiVersion": "metastudio.huaweicloud.com/v1alpha1", "kind": "MetaStudioConnection",
+        "metadata": {"name": "team", "namespace": NS}, "spec": team,
+    }))
+    .unwrap();
+    let mut shared = target(sim);
+    shared["credentialsSecretRef"] =
+        json!({"name": "shared-credentials", "namespace": OPERATOR_NS});
+    shared["conditions"] = shared_conditions;
+    let shared: ClusterMetaStudioConnection = serde_json::from_value(json!({
+        "apiVersion": "metastudio.huaweicloud.com/v1alpha1", "kind": "ClusterMetaStudioConnection",
+        "metadata": {"name": "shared"}, "spec": shared,
+    }))
+    .unwrap();
+    let retail: PartialObjectMeta<k8s_openapi::api::core::v1::Namespace> =
+        serde_json::from_value(json!({
+            "apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+            "metadata": {"name": NS, "labels": {"tier": "kiosk"}},
+        }))
+        .unwrap();
+    ClusterDirectory::of(&[team], &[shared], &[retail])
+}
+
+fn kiosks_only() -> Value {
+    json!([{"namespaceSelector": {"matchLabels": {"tier": "kiosk"}}, "robotIds": [ROBOT]}])
+}
+
+/// The operator's defaults with credentials of its own, for `scope`.
+fn operator_with(sim: &Simulator, scope: DefaultCredentialsScope) -> OperatorDefaults {
+    OperatorDefaults {
+        credentials: Some(Credentials::ak_sk(DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY)),
+        credentials_scope: scope,
+        ..defaults(sim)
+    }
+}
+
+fn keys() -> [(&'static str, &'static str); 2] {
+    [
+        ("accessKey", DEFAULT_ACCESS_KEY),
+        ("secretKey", DEFAULT_SECRET_KEY),
+    ]
+}
+
+/// A refusal: one Warning Event with the reason, then the status. Nothing
+/// else: no Secret read, no MetaStudio call.
+async fn expect_refusal(
+    api: &mut ApiServer,
+    r: &ActivationCode,
+    reason: &str,
+    task: tokio::task::JoinHandle<kube::runtime::controller::Action>,
+    sim: &Simulator,
+) -> String {
+    let event = api.expect_event(NS, reason).await;
+    let status = expect_status(api, r).await;
+    api.finish(task).await;
+    let ready = condition(&status, "Ready");
+    assert_eq!(
+        (ready["status"].as_str(), ready["reason"].as_str()),
+        (Some("False"), Some(reason)),
+        "{status}"
+    );
+    assert_eq!(
+        condition(&status, "Stalled")["status"],
+        "True",
+        "a human must act: {status}"
+    );
+    assert_eq!(
+        sim.counters().total_calls(),
+        0,
+        "no MetaStudio call for a refusal"
+    );
+    assert_eq!(event.body["note"], ready["message"]);
+    ready["message"].as_str().unwrap().to_owned()
+}
+
+async fn refused(
+    spec: Value,
+    operator: impl FnOnce(&Simulator) -> OperatorDefaults,
+    conditions: Value,
+    reason: &str,
+) -> String {
+    let sim = simulator(robot_seed(2, 7), FaultConfig::default()).await;
+    let (client, mut api) = mock_client();
+    let r = resource("kiosk", spec);
+    let ctx = context_with(client, &[&r], operator(&sim), directory(&sim, conditions));
+    let task = run_reconcile(&r, &ctx).await;
+    expect_refusal(&mut api, &r, reason, task, &sim).await
+}
+
+#[tokio::test]
+async fn a_connection_of_another_namespace_cannot_be_named() {
+    // `team` exists in retail only; this resource is in retail, so a name
+    // it does not have in its own namespace is refused.
+    let message = refused(
+        json!({"robotId": ROBOT, "validPeriod": 7, "connectionRef": {"name": "other-team"}}),
+        defaults,
+        kiosks_only(),
+        "ConnectionNotFound",
+    )
+    .await;
+    assert!(
+        message.starts_with("spec.connectionRef: MetaStudioConnection retail/other-team does not exist: create it in namespace retail"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn a_cluster_connection_that_does_not_admit_the_namespace_refuses_it() {
+    let message = refused(
+        json!({"robotId": ROBOT, "validPeriod": 7,
+               "connectionRef": {"kind": "ClusterMetaStudioConnection", "name": "shared"}}),
+        defaults,
+        json!([{"namespaces": ["museum"]}]),
+        "ConnectionNotAllowed",
+    )
+    .await;
+    assert!(
+        message.starts_with(
+            "spec.connectionRef: ClusterMetaStudioConnection shared does not admit namespace retail"
+        ),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn a_cluster_connection_refuses_a_robot_it_does_not_list() {
+    let message = refused(
+        json!({"robotId": "someone-elses-robot", "validPeriod": 7,
+               "connectionRef": {"kind": "ClusterMetaStudioConnection", "name": "shared"}}),
+        defaults,
+        kiosks_only(),
+        "ConnectionNotAllowed",
+    )
+    .await;
+    assert!(
+        message.starts_with("spec.robotId: ClusterMetaStudioConnection shared admits namespace retail only for other robots (spec.conditions[0].robotIds"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn the_operators_credentials_are_not_for_namespaces_that_may_not_use_them() {
+    let message = refused(
+        json!({"robotId": ROBOT, "validPeriod": 7}),
+        |sim| operator_with(sim, DefaultCredentialsScope::from_names(&["museum".into()])),
+        kiosks_only(),
+        "ConnectionNotAllowed",
+    )
+    .await;
+    assert!(
+        message.contains("namespace retail may not use the operator's own credentials (--default-credentials-namespaces allows: museum)"),
+        "{message}"
+    );
+}
+
+/// A listener that counts the connections made to it.
+fn counting_listener() -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            if stream.is_ok() {
+                seen.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    });
+    (endpoint, count)
+}
+
+#[tokio::test]
+async fn an_endpoint_of_the_resources_choosing_never_gets_the_operators_credentials() {
+    let (endpoint, connections) = counting_listener();
+    let message = refused(
+        json!({"robotId": ROBOT, "validPeriod": 7, "connection": {"endpoint": endpoint}}),
+        |sim| operator_with(sim, DefaultCredentialsScope::Everyone),
+        kiosks_only(),
+        "ConnectionNotAllowed",
+    )
+    .await;
+    assert!(
+        message.starts_with(
+            "spec.connection.endpoint is set without spec.connection.credentialsSecretRef"
+        ),
+        "{message}"
+    );
+    assert_eq!(
+        connections.load(Ordering::SeqCst),
+        0,
+        "nothing reached the named endpoint"
+    );
+}
+
+#[tokio::test]
+async fn a_namespaced_connection_reads_its_secret_in_the_resources_namespace() {
+    let sim = simulator(robot_seed(2, 7), FaultConfig::default()).await;
+    let (client, mut api) = mock_client();
+    let r = resource(
+        "kiosk",
+        json!({"robotId": ROBOT, "validPeriod": 7, "connectionRef": {"name": "team"}}),
+    );
+    let ctx = context_with(
+        client,
+        &[&r],
+        defaults(&sim),
+        directory(&sim, kiosks_only()),
+    );
+    let task = run_reconcile(&r, &ctx).await;
+    api.expect(
+        "GET",
+        &format!("/api/v1/namespaces/{NS}/secrets/team-credentials"),
+        200,
+        secret(NS, "team-credentials", &keys()),
+    )
+    .await;
+    let status = expect_status(&mut api, &r).await;
+    api.finish(task).await;
+    assert_eq!(condition(&status, "Ready")["reason"], "Synced", "{status}");
+    assert!(sim.counters().total_calls() > 0);
+}
+
+#[tokio::test]
+async fn a_cluster_connection_reads_its_secret_where_it_names_it() {
+    let sim = simulator(robot_seed(2, 7), FaultConfig::default()).await;
+    let (client, mut api) = mock_client();
+    let r = resource(
+        "kiosk",
+        json!({"robotId": ROBOT, "validPeriod": 7,
+               "connectionRef": {"kind": "ClusterMetaStudioConnection", "name": "shared"}}),
+    );
+    let ctx = context_with(
+        client,
+        &[&r],
+        defaults(&sim),
+        directory(&sim, kiosks_only()),
+    );
+    let task = run_reconcile(&r, &ctx).await;
+    api.expect(
+        "GET",
+        &format!("/api/v1/namespaces/{OPERATOR_NS}/secrets/shared-credentials"),
+        200,
+        secret(OPERATOR_NS, "shared-credentials", &keys()),
+    )
+    .await;
+    let status = expect_status(&mut api, &r).await;
+    api.finish(task).await;
+    assert_eq!(condition(&status, "Ready")["reason"], "Synced", "{status}");
+}
+
+#[tokio::test]
+async fn a_token_never_goes_over_plain_http_to_another_host_unless_the_connection_allows_it() {
+    let sim = simulator(robot_seed(2, 7), FaultConfig::default()).await;
+    let (client, mut api) = mock_client();
+    let (endpoint, connections) = counting_listener();
+    // Not loopback as far as the rule goes: the name is not localhost.
+    let remote = endpoint.replace("127.0.0.1", "kiosk-gateway.internal");
+    let r = resource(
+        "kiosk",
+        json!({"robotId": ROBOT, "validPeriod": 7,
+               "connection": {"endpoint": remote, "credentialsSecretRef": {"name": CREDS}}}),
+    );
+    let ctx = context_with(
+        client,
+        &[&r],
+        defaults(&sim),
+        directory(&sim, kiosks_only()),
+    );
+    let task = run_reconcile(&r, &ctx).await;
+    api.expect(
+        "GET",
+        &format!("/api/v1/namespaces/{NS}/secrets/{CREDS}"),
+        200,
+        secret(NS, CREDS, &[("authToken", "a-static-token")]),
+    )
+    .await;
+    let message = expect_refusal(&mut api, &r, "ConnectionNotAllowed", task, &sim).await;
+    assert!(message.contains("refusing to send a token (X-Auth-Token or X-Security-Token) over plain http to kiosk-gateway.internal"), "{message}");
+    assert!(!message.contains("a-static-token"), "{message}");
+    assert_eq!(connections.load(Ordering::SeqCst), 0);
+}
