@@ -227,3 +227,78 @@ fn bad_manifests_are_refused_before_any_remote_call() {
     );
     assert_eq!(sim.counters().total_calls(), 0);
 }
+
+#[test]
+fn connection_resources_on_disk_serve_their_namespace_and_refusals_call_nothing() {
+    let rt = runtime();
+    let sim = rt.block_on(simulator(fleet_seed(2, 2, 7), FaultConfig::default()));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (endpoint, project) = (sim.endpoint(), sim.project_id().to_owned());
+    let elsewhere = format!("http://{}", listener.local_addr().unwrap());
+    std::fs::write(
+        dir.path().join("tenant.yaml"),
+        format!(
+            "apiVersion: metastudio.huaweicloud.com/v1alpha1
+kind: MetaStudioConnection
+metadata: {{name: team, namespace: retail}}
+spec: {{endpoint: \"{endpoint}\", projectId: {project}, credentialsSecretRef: {{name: team-credentials}}}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: team-credentials, namespace: retail}}
+stringData: {{accessKey: {}, secretKey: {}}}
+---
+apiVersion: metastudio.huaweicloud.com/v1alpha1
+kind: ActivationCode
+metadata: {{name: through-team, namespace: retail}}
+spec: {{robotId: robot-0, validPeriod: 9, connectionRef: {{name: team}}}}
+---
+apiVersion: metastudio.huaweicloud.com/v1alpha1
+kind: ActivationCode
+metadata: {{name: elsewhere, namespace: retail}}
+spec: {{robotId: robot-1, validPeriod: 9, connection: {{endpoint: \"{elsewhere}\"}}}}
+",
+            metastudio_operator::simulator::DEFAULT_ACCESS_KEY,
+            metastudio_operator::simulator::DEFAULT_SECRET_KEY,
+        ),
+    )
+    .unwrap();
+    let status = path_str(&status_file(dir.path()));
+    let out = run_reconcile(
+        &sim,
+        &["-f", &path_str(dir.path()), "--status-file", &status],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "one resource is refused: {}",
+        text(&out)
+    );
+    let file = StatusFile::load(&status_file(dir.path())).unwrap();
+    let through = file.statuses["retail/through-team"]
+        .condition("Ready")
+        .unwrap();
+    assert_eq!(through.reason, "Synced", "{through:?}");
+    assert_eq!(
+        sim.counters().total_updates(),
+        2,
+        "robot-0's codes went to 9 days"
+    );
+    let refused = file.statuses["retail/elsewhere"]
+        .condition("Ready")
+        .unwrap();
+    assert_eq!(refused.reason, "ConnectionNotAllowed", "{refused:?}");
+    assert!(
+        refused.message.starts_with(
+            "spec.connection.endpoint is set without spec.connection.credentialsSecretRef"
+        ),
+        "{}",
+        refused.message
+    );
+    assert!(
+        matches!(listener.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "nothing reached the endpoint the resource chose"
+    );
+}
