@@ -55,8 +55,10 @@ pub struct ReconcileArgs {
     /// region or project it names.
     #[arg(long)]
     pub simulate: bool,
-    /// Write each exportSecretRef as a Secret manifest file into this
-    /// directory (mode 0600). Without it, code values are not exported.
+    /// Write each exportSecretRef as a Secret manifest file
+    /// DIR/NAMESPACE/NAME.yaml (mode 0600, replaced atomically; a symbolic
+    /// link below DIR is refused, DIR itself may be one). Without it, code
+    /// values are not exported.
     #[arg(long)]
     pub export_dir: Option<PathBuf>,
     /// Resources reconciled at once.
