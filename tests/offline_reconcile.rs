@@ -1,6 +1,8 @@
 //! `reconcile -f` against the simulator: a drifted fleet converges, a second
 //! run writes nothing, tokens reset each code once across runs, and a kill
-//! -9 in the middle of a reset storm loses no reset and repeats none.
+//! -9 in the middle of a reset storm loses no reset and repeats none;
+//! `--simulate` (the embedded simulator) reconciles examples/, and points
+//! connection resources at itself as it does spec.connection.
 
 mod common;
 
@@ -226,6 +228,114 @@ fn bad_manifests_are_refused_before_any_remote_call() {
         "{stderr}"
     );
     assert_eq!(sim.counters().total_calls(), 0);
+}
+
+/// The README's main job: `reconcile -f examples/ --simulate`.
+#[test]
+fn the_examples_converge_against_the_embedded_simulator() {
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
+    let out = run_simulated(&["-f", examples, "-o", "json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let resources = report.as_array().unwrap();
+    assert_eq!(resources.len(), 2, "{report:#}");
+    for resource in resources {
+        assert_eq!(resource["converged"], true, "{resource:#}");
+    }
+    let lobby = resources
+        .iter()
+        .find(|r| r["resource"] == "retail/lobby-kiosk")
+        .expect("lobby-kiosk is reported");
+    assert!(
+        !lobby["actions"].as_array().unwrap().is_empty(),
+        "lobby-kiosk changed its codes through its MetaStudioConnection: {lobby:#}"
+    );
+}
+
+/// Connection resources take no operator default, so `--simulate` names the
+/// simulator in them: a MetaStudioConnection with a region and a
+/// ClusterMetaStudioConnection with a remote endpoint both reach it, with
+/// their own credentials.
+#[test]
+fn simulate_points_connection_resources_at_the_simulator() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("manifests.yaml"),
+        r#"apiVersion: simulator.metastudio-operator.dev/v1alpha1
+kind: SimulatorSeed
+metadata: {name: seed}
+spec:
+  robots:
+    - {robotId: robot-a, generate: {count: 2, validPeriod: 3}}
+    - {robotId: robot-b, generate: {count: 3, validPeriod: 3}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop, labels: {tier: kiosk}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: own, namespace: shop}
+stringData: {accessKey: shop-access-key, secretKey: shop-secret-key}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: shared, namespace: ops}
+stringData: {accessKey: ops-access-key, secretKey: ops-secret-key}
+---
+apiVersion: metastudio.huaweicloud.com/v1alpha1
+kind: MetaStudioConnection
+metadata: {name: own-account, namespace: shop}
+spec:
+  region: cn-north-4
+  projectId: 70b76e1c2d3f4a253880af501cd1a2b3
+  credentialsSecretRef: {name: own}
+---
+apiVersion: metastudio.huaweicloud.com/v1alpha1
+kind: ClusterMetaStudioConnection
+metadata: {name: shared}
+spec:
+  endpoint: https://metastudio.example.invalid
+  projectId: another-project
+  credentialsSecretRef: {name: shared, namespace: ops}
+  conditions:
+    - namespaceSelector: {matchLabels: {tier: kiosk}}
+---
+apiVersion: metastudio.huaweicloud.com/v1alpha1
+kind: ActivationCode
+metadata: {name: a, namespace: shop}
+spec: {robotId: robot-a, validPeriod: 7, connectionRef: {name: own-account}}
+---
+apiVersion: metastudio.huaweicloud.com/v1alpha1
+kind: ActivationCode
+metadata: {name: b, namespace: shop}
+spec:
+  robotId: robot-b
+  validPeriod: 7
+  connectionRef: {kind: ClusterMetaStudioConnection, name: shared}
+"#,
+    )
+    .unwrap();
+    let out = run_simulated(&["-f", &path_str(dir.path()), "-o", "json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let updates = |name: &str| {
+        let resource = report
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["resource"] == format!("shop/{name}"))
+            .unwrap_or_else(|| panic!("{name} is reported: {report:#}"));
+        assert_eq!(resource["converged"], true, "{resource:#}");
+        resource["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["result"].as_str().is_some_and(|r| r.starts_with("done")))
+            .count()
+    };
+    assert_eq!(updates("a"), 2, "{report:#}");
+    assert_eq!(updates("b"), 3, "{report:#}");
 }
 
 #[test]
