@@ -1,19 +1,17 @@
 //! `examples/` is what users copy: every manifest loads through the same
 //! loader as `reconcile -f`, every ActivationCode passes the operator's own
-//! spec validation, every resource of one of the operator's kinds matches
-//! its CRD's schema in `crds/` (scripts/chart-check validates them with
-//! jsonschema too), the tenancy decision grants every ActivationCode its
+//! spec validation, the tenancy decision grants every ActivationCode its
 //! connection, the ClusterMetaStudioConnection admits the example
 //! namespace, the credentials Secret holds only placeholders, and the
-//! kustomization lists every manifest but the seed.
+//! kustomization lists every manifest but the seed. (scripts/chart-check
+//! validates each resource of the operator's kinds against its CRD schema.)
 
 use metastudio_operator::crd::ActivationCodeSpec;
 use metastudio_operator::offline::manifests;
 use metastudio_operator::tenancy::{self, DefaultCredentialsScope, OperatorDefaults};
 use metastudio_operator::validate::validate;
-use serde_json::{Value, json};
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use serde_json::json;
+use std::path::PathBuf;
 
 fn examples() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/examples"))
@@ -174,174 +172,6 @@ fn every_example_activation_code_is_granted_its_connection() {
                 .iter()
                 .all(|c| c.namespace_selector.is_some() && !c.robot_ids.is_empty()),
             "ClusterMetaStudioConnection {name} shows a namespaceSelector and robotIds"
-        );
-    }
-}
-
-/// The `openAPIV3Schema` of each CRD in `crds/`, by kind.
-fn crd_schemas() -> BTreeMap<String, Value> {
-    let crds = Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
-    let mut schemas = BTreeMap::new();
-    for entry in std::fs::read_dir(crds).unwrap() {
-        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
-        let crd: Value = serde_saphyr::from_str(&text).unwrap();
-        let version = crd["spec"]["versions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|v| v["storage"] == true)
-            .expect("a storage version");
-        let kind = crd["spec"]["names"]["kind"].as_str().unwrap().to_owned();
-        schemas.insert(kind, version["schema"]["openAPIV3Schema"].clone());
-    }
-    schemas
-}
-
-/// What the API server refuses by a CRD's structural schema when a
-/// manifest is applied strictly (kubectl's default): an unknown field, a
-/// missing required one, a wrong type, a value outside its enum, length or
-/// range. Patterns are left to the loader's validation (above) and to
-/// scripts/chart-check's jsonschema.
-fn schema_problems(value: &Value, schema: &Value, path: &str, problems: &mut Vec<String>) {
-    let type_ok = match schema.get("type").and_then(Value::as_str) {
-        Some("object") => value.is_object(),
-        Some("array") => value.is_array(),
-        Some("string") => value.is_string(),
-        Some("integer") => value.is_i64() || value.is_u64(),
-        Some("number") => value.is_number(),
-        Some("boolean") => value.is_boolean(),
-        _ => true,
-    };
-    if !type_ok {
-        problems.push(format!("{path}: {value} is not of type {}", schema["type"]));
-        return;
-    }
-    if let Some(options) = schema.get("enum").and_then(Value::as_array)
-        && !options.contains(value)
-    {
-        problems.push(format!("{path}: {value} is not one of {options:?}"));
-    }
-    let bound = |key: &str| schema.get(key).and_then(Value::as_f64);
-    if let Some(text) = value.as_str() {
-        let length = text.chars().count() as f64;
-        if bound("minLength").is_some_and(|min| length < min)
-            || bound("maxLength").is_some_and(|max| length > max)
-        {
-            problems.push(format!("{path}: the length of {value} is out of range"));
-        }
-    }
-    if let Some(number) = value.as_f64() {
-        if bound("minimum").is_some_and(|min| number < min)
-            || bound("maximum").is_some_and(|max| number > max)
-        {
-            problems.push(format!("{path}: {value} is out of range"));
-        }
-    }
-    match value {
-        Value::Object(fields) => {
-            for required in schema["required"].as_array().into_iter().flatten() {
-                if !fields.contains_key(required.as_str().unwrap()) {
-                    problems.push(format!(
-                        "{path}.{}: is required",
-                        required.as_str().unwrap()
-                    ));
-                }
-            }
-            let properties = schema.get("properties").and_then(Value::as_object);
-            let additional = schema.get("additionalProperties").filter(|a| a.is_object());
-            for (key, child) in fields {
-                let child_path = format!("{path}.{key}");
-                match (properties.and_then(|p| p.get(key)), additional) {
-                    (Some(child_schema), _) | (None, Some(child_schema)) => {
-                        schema_problems(child, child_schema, &child_path, problems);
-                    }
-                    (None, None) => problems.push(format!("{child_path}: unknown field")),
-                }
-            }
-        }
-        Value::Array(items) => {
-            if let Some(item_schema) = schema.get("items") {
-                for (i, item) in items.iter().enumerate() {
-                    schema_problems(item, item_schema, &format!("{path}[{i}]"), problems);
-                }
-            }
-        }
-        _ => {}
-    }
-}
-
-#[test]
-fn every_example_of_the_operators_kinds_matches_its_crd_schema() {
-    let schemas = crd_schemas();
-    assert_eq!(schemas.len(), 3, "{:?}", schemas.keys());
-    let mut checked: BTreeMap<String, usize> = BTreeMap::new();
-    for entry in std::fs::read_dir(examples()).unwrap() {
-        let path = entry.unwrap().path();
-        let text = std::fs::read_to_string(&path).unwrap();
-        let documents: Vec<Value> = serde_saphyr::from_multiple(&text).unwrap();
-        for mut document in documents {
-            let Some(kind) = document["kind"].as_str().map(str::to_owned) else {
-                continue;
-            };
-            let Some(schema) = schemas.get(&kind) else {
-                continue;
-            };
-            *checked.entry(kind.clone()).or_default() += 1;
-            // The API server knows apiVersion, kind and metadata itself.
-            let object = document.as_object_mut().unwrap();
-            for field in ["apiVersion", "kind", "metadata"] {
-                object.remove(field);
-            }
-            let mut problems = Vec::new();
-            schema_problems(&document, schema, "", &mut problems);
-            assert!(
-                problems.is_empty(),
-                "{}: {kind} does not match crds/: {}",
-                path.display(),
-                problems.join("; ")
-            );
-        }
-    }
-    for kind in schemas.keys() {
-        assert!(
-            checked.contains_key(kind),
-            "no {kind} among the examples: {checked:?}"
-        );
-    }
-}
-
-#[test]
-fn the_schema_check_refuses_what_the_api_server_would() {
-    let schemas = crd_schemas();
-    let schema = &schemas["MetaStudioConnection"];
-    let cases = [
-        (
-            json!({"spec": {"projectId": "p", "credentialsSecretRef": {"name": "s"}, "regon": "x"}}),
-            ".spec.regon: unknown field",
-        ),
-        (
-            json!({"spec": {"projectId": "p"}}),
-            ".spec.credentialsSecretRef: is required",
-        ),
-        (
-            json!({"spec": {"projectId": "p", "credentialsSecretRef": {"name": ""}}}),
-            ".spec.credentialsSecretRef.name: the length",
-        ),
-        (
-            json!({"spec": {"projectId": "p", "credentialsSecretRef": {"name": "s"}, "insecureHttp": "yes"}}),
-            ".spec.insecureHttp: \"yes\" is not of type",
-        ),
-        (
-            json!({"spec": {"projectId": "p", "credentialsSecretRef": {"name": "s"}, "budget": {"requestsPerSecond": 5000}}}),
-            ".spec.budget.requestsPerSecond: 5000 is out of range",
-        ),
-    ];
-    for (document, expected) in cases {
-        let mut problems = Vec::new();
-        schema_problems(&document, schema, "", &mut problems);
-        assert!(
-            problems.iter().any(|p| p.starts_with(expected)),
-            "{document}: {problems:?}"
         );
     }
 }
