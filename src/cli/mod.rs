@@ -35,7 +35,7 @@ pub enum Command {
     /// Print the ActivationCode CustomResourceDefinition (YAML).
     Crd,
     /// Run the controller in a cluster (uses KUBECONFIG or the pod's service account).
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// Reconcile ActivationCode manifests on disk, without a cluster.
     Reconcile(reconcile::ReconcileArgs),
     /// Call the activation-code API directly.
