@@ -1,5 +1,6 @@
 //! Command-line arguments, shared by the binary and its tests.
 
+pub mod broker_args;
 pub mod broker_client;
 pub mod codes;
 pub mod connection_args;
@@ -35,7 +36,7 @@ pub enum Command {
     /// Print the ActivationCode CustomResourceDefinition (YAML).
     Crd,
     /// Run the controller in a cluster (uses KUBECONFIG or the pod's service account).
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// Reconcile ActivationCode manifests on disk, without a cluster.
     Reconcile(reconcile::ReconcileArgs),
     /// Call the activation-code API directly.

@@ -5,6 +5,7 @@
 //! the MetaStudio simulator in the test process.
 #![allow(dead_code)]
 
+pub mod broker;
 pub mod chart;
 pub mod cluster;
 pub mod operator;
