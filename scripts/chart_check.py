@@ -977,7 +977,8 @@ def main():
         check_scheduling("default", d, grace=30, anti_affinity="preferred", spread=False)
 
     d = check_render("scoped", renders["scoped"], watched=WATCHED, service_monitor=True, network_policy=True,
-                     broker=Broker(issuer={"name": "cluster-ca", "kind": "ClusterIssuer"}))
+                     # Three replicas share broker.quota (20/s).
+                     broker=Broker(quota=str(20 / 3), issuer={"name": "cluster-ca", "kind": "ClusterIssuer"}))
     if d:
         check(d["spec"]["replicas"] == 3, "scoped", "replicas is not 3")
         expect_env("scoped", d, {**base_env, "WATCH_NAMESPACES": "team-a,team-b", "LEADER_ELECTION": "true"},
