@@ -29,7 +29,7 @@ pub const DEFAULT_TOKEN_FILE: &str = "/var/run/secrets/metastudio-operator/token
 /// never mixes the two ways of getting a code.
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Once-code broker (instead of AK/SK)")]
-pub struct BrokerArgs {
+pub struct BrokerClientArgs {
     /// Get the code from the operator's once-code broker at this URL (e.g.
     /// https://metastudio-operator-broker.metastudio-system.svc), as this
     /// pod's ServiceAccount, instead of calling MetaStudio with AK/SK.
@@ -60,11 +60,11 @@ pub struct BrokerArgs {
 pub struct BrokerRequest<'a> {
     pub broker: &'a reqwest::Url,
     pub connection: &'a str,
-    pub args: &'a BrokerArgs,
+    pub args: &'a BrokerClientArgs,
     pub timeout: Duration,
 }
 
-impl BrokerArgs {
+impl BrokerClientArgs {
     /// The request these flags ask for; `None` without `--broker` (clap
     /// makes `--connection` come with it).
     pub fn request(&self, timeout: Duration) -> Option<BrokerRequest<'_>> {
@@ -103,7 +103,7 @@ mod tests {
     use clap::Parser;
     use clap::error::ErrorKind;
 
-    fn parse(args: &[&str]) -> Result<super::BrokerArgs, ErrorKind> {
+    fn parse(args: &[&str]) -> Result<super::BrokerClientArgs, ErrorKind> {
         let argv = ["metastudio-operator", "once-code"].iter().chain(args);
         match Cli::try_parse_from(argv).map_err(|e| e.kind())?.command {
             Command::OnceCode(args) => Ok(args.broker),

@@ -1,7 +1,7 @@
 //! `codes list|show|update|reset` and `once-code`: the API, directly
 //! (`once-code --broker`: through the operator's broker instead).
 
-use super::broker_client::{self, BrokerArgs, BrokerError};
+use super::broker_client::{self, BrokerClientArgs, BrokerError};
 use super::connection_args::ConnectionArgs;
 use super::output::{OutputFormat, structured, table};
 use super::parsers;
@@ -81,7 +81,7 @@ pub struct OnceCodeArgs {
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
-    pub broker: BrokerArgs,
+    pub broker: BrokerClientArgs,
     #[command(flatten)]
     pub connection: ConnectionArgs,
 }
