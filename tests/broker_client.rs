@@ -11,7 +11,7 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 use std::sync::{Arc, Mutex};
 use tokio::net::TcpListener;
@@ -506,20 +506,33 @@ fn a_broker_that_hangs_up_is_named() {
     assert_no_secrets(&out);
 }
 
-fn tls_data(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data/broker-tls")
-        .join(name)
+/// A throwaway CA and a certificate it signs for localhost, as PEM files
+/// in `dir`: ca.crt, tls.crt, tls.key.
+fn write_tls_files(dir: &Path) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "metastudio-operator test CA");
+    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
+    let mut leaf = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    leaf.distinguished_name
+        .push(DnType::CommonName, "localhost");
+    let key = KeyPair::generate().unwrap();
+    let cert = leaf.signed_by(&key, &ca).unwrap();
+    std::fs::write(dir.join("ca.crt"), ca.pem()).unwrap();
+    std::fs::write(dir.join("tls.crt"), cert.pem()).unwrap();
+    std::fs::write(dir.join("tls.key"), key.serialize_pem()).unwrap();
 }
 
-fn tls_acceptor() -> tokio_rustls::TlsAcceptor {
+fn tls_acceptor(dir: &Path) -> tokio_rustls::TlsAcceptor {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let certs: Vec<CertificateDer> = CertificateDer::pem_file_iter(tls_data("tls.crt"))
+    let certs: Vec<CertificateDer> = CertificateDer::pem_file_iter(dir.join("tls.crt"))
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    let key = PrivateKeyDer::from_pem_file(tls_data("tls.key")).unwrap();
+    let key = PrivateKeyDer::from_pem_file(dir.join("tls.key")).unwrap();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -532,16 +545,18 @@ fn tls_acceptor() -> tokio_rustls::TlsAcceptor {
 
 #[test]
 fn tls_is_verified_with_the_ca_file() {
-    let broker = Broker::start_with(answer(200, GRANT), Some(tls_acceptor()));
-    let url = format!("https://localhost:{}", broker.port);
     let files = Files::new(TOKEN);
-    let ca = tls_data("ca.crt").display().to_string();
+    let tls = files.dir.path();
+    write_tls_files(tls);
+    let broker = Broker::start_with(answer(200, GRANT), Some(tls_acceptor(tls)));
+    let url = format!("https://localhost:{}", broker.port);
+    let ca = tls.join("ca.crt").display().to_string();
     let out = once_code(&url, &files, &["--broker-ca-file", &ca]);
     assert!(out.status.success(), "{}", describe(&out));
     assert_eq!(text(&out.stdout), format!("{CODE}\n"));
 
     // The server's own certificate is no CA: nothing is sent.
-    let leaf = tls_data("tls.crt").display().to_string();
+    let leaf = tls.join("tls.crt").display().to_string();
     let out = once_code(&url, &files, &["--broker-ca-file", &leaf]);
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     assert!(
@@ -551,7 +566,7 @@ fn tls_is_verified_with_the_ca_file() {
     );
     assert_no_secrets(&out);
 
-    let garbage = files.dir.path().join("ca.crt");
+    let garbage = tls.join("garbage.crt");
     std::fs::write(&garbage, "not a certificate").unwrap();
     let garbage = garbage.display().to_string();
     let out = once_code(&url, &files, &["--broker-ca-file", &garbage]);
