@@ -11,6 +11,9 @@ configured.yaml, deploy.yaml, and helm3-*.yaml when Helm 3 ran); this script
   * checks that each of the chart's CRDs equals its file in crds/, that the
     examples validate against the CRDs and that
     deploy/metastudio-operator.yaml equals a fresh render;
+  * validates the broker client example (deploy/broker-client/) against the
+    Kubernetes schemas and checks that it matches the chart's broker (its
+    Service, audience) and the example MetaStudioConnection;
   * runs deploy/argocd/health.lua against sample ActivationCodes (with lupa,
     when it is installed).
 
@@ -65,12 +68,14 @@ def chart_crds(chart):
     return [os.path.join(directory, f) for f in sorted(os.listdir(directory)) if f.endswith(".yaml")]
 
 
-def validate(renders, crd_paths):
+def validate(renders, crd_paths, extra=()):
+    """Validates the renders, the CRDs and `extra` ((where, object) pairs, e.g. examples)."""
     import kubernetes_validate
 
     validated, skipped = {}, {}
     targets = [(name, o) for name, objs in renders.items() for o in objs]
     targets += [(path, o) for path in crd_paths for o in load(path)]
+    targets += list(extra)
     for where, obj in targets:
         kind = obj.get("kind", "?")
         try:
@@ -89,7 +94,8 @@ def validate(renders, crd_paths):
     if skipped:
         print("skipped (no schema for these kinds): " + ", ".join(f"{k} {n}" for k, n in sorted(skipped.items())))
     check(total > 0, "validation", "nothing was validated")
-    check(set(skipped) <= {"ServiceMonitor"}, "validation", f"unexpected kinds without a schema: {sorted(skipped)}")
+    check(set(skipped) <= {"ServiceMonitor", "Certificate", "Kustomization"}, "validation",
+          f"unexpected kinds without a schema: {sorted(skipped)}")
 
 
 # --- the operator's pods
@@ -226,6 +232,13 @@ class Rules:
     connection_secrets: dict = dataclasses.field(default_factory=dict)
     # `leases`: the verbs of the leader-election Role.
     lease_verbs: set = dataclasses.field(default_factory=set)
+    # `broker`: the once-code broker's ClusterRole, when broker.enabled.
+    broker: dict = dataclasses.field(default_factory=dict)
+
+
+# The once-code broker may create TokenReviews and SubjectAccessReviews, nothing more.
+BROKER_GRANTS = {("authentication.k8s.io", "tokenreviews"): {"create"},
+                 ("authorization.k8s.io", "subjectaccessreviews"): {"create"}}
 
 
 def load_rules(path=RULES_FILE):
@@ -236,7 +249,11 @@ def load_rules(path=RULES_FILE):
         doc = yaml.safe_load(f)
     rules = Rules(namespaced=grants({"rules": doc["rules"]}), cluster=grants({"rules": doc["clusterRules"]}),
                   connection_secrets=grants({"rules": [doc["connectionSecrets"]]}),
-                  lease_verbs=set(doc["leases"]["verbs"]))
+                  lease_verbs=set(doc["leases"]["verbs"]), broker=grants({"rules": doc["broker"]}))
+    check(rules.broker == BROKER_GRANTS, path, f"broker grants {sorted((k, sorted(v)) for k, v in rules.broker.items())}, "
+          f"expected exactly create on tokenreviews and subjectaccessreviews")
+    check(not any(r.get("resourceNames") or r.get("nonResourceURLs") for r in doc["broker"]), path,
+          "broker rules name resources or URLs: TokenReviews and SubjectAccessReviews take none")
     leases = doc["leases"]
     check(leases.get("apiGroups") == ["coordination.k8s.io"] and leases.get("resources") == ["leases"], path,
           f"leases is not coordination.k8s.io/leases: {leases}")
@@ -296,7 +313,8 @@ def check_rbac(name, objs, watched, leader_election, sa):
                   f"{' or '.join(str(sorted(v)) for v in allowed)} (rbac/operator-rules.yaml)")
             check(r.get("apiGroups") == [""], where, f"secrets rule has apiGroups {r.get('apiGroups')}")
 
-    cluster_roles = of_kind(objs, "ClusterRole")
+    # The broker's ClusterRole is check_broker's.
+    cluster_roles = [cr for cr in of_kind(objs, "ClusterRole") if cr["metadata"]["name"] != BROKER_NAME]
     roles = of_kind(objs, "Role")
     # The Secrets of ClusterMetaStudioConnections: a Role of their own in the release namespace when the
     # operator has no other access to Secrets there (watchNamespaces set and leaving it out).
@@ -329,7 +347,8 @@ def check_rbac(name, objs, watched, leader_election, sa):
                   f"{ident(cr)} grants cluster-wide access although watchNamespaces is set: {sorted(g)}")
             check(g == RULES.cluster, name, f"{ident(cr)} grants more than the clusterRules although watchNamespaces "
                   f"is set: {sorted(g)}")
-        stray = [b for b in of_kind(objs, "ClusterRoleBinding") if b["roleRef"].get("name") != cluster_name]
+        stray = [b for b in of_kind(objs, "ClusterRoleBinding")
+                 if b["roleRef"].get("name") not in (cluster_name, BROKER_NAME)]
         check(not stray, name, "a ClusterRoleBinding other than the clusterRules' exists although watchNamespaces "
               "is set: " + ", ".join(map(ident, stray)))
         for ns in watched:
@@ -369,7 +388,7 @@ def check_rbac(name, objs, watched, leader_election, sa):
 
 
 def check_render(name, objs, *, watched=(), service_monitor=False, network_policy=False, pdb=True,
-                 leader_election=True):
+                 leader_election=True, broker=None):
     for o in objs:
         meta = o.get("metadata", {})
         check(meta.get("labels", {}).get("app.kubernetes.io/name") == RELEASE or o["kind"] == "Namespace",
@@ -386,8 +405,8 @@ def check_render(name, objs, *, watched=(), service_monitor=False, network_polic
         check(d["spec"]["template"]["spec"].get("serviceAccountName") == sa, name, "the Deployment does not use the ServiceAccount")
     check_rbac(name, objs, list(watched), leader_election, sa)
 
-    services = of_kind(objs, "Service")
-    ok = check(len(services) == 1, name, f"expected one Service, found {len(services)}")
+    services = [s for s in of_kind(objs, "Service") if s["metadata"]["name"] != BROKER_NAME]
+    ok = check(len(services) == 1, name, f"expected one Service besides the broker's, found {len(services)}")
     if ok:
         ports = services[0]["spec"]["ports"]
         check([(p.get("name"), p.get("port")) for p in ports] == [("metrics", 8080)], f"{name}: {ident(services[0])}",
@@ -416,15 +435,225 @@ def check_render(name, objs, *, watched=(), service_monitor=False, network_polic
         spec = np["spec"]
         check(sorted(spec.get("policyTypes", [])) == ["Egress", "Ingress"], where, "policyTypes are not Ingress and Egress")
         ingress_ports = [p.get("port") for rule in spec.get("ingress", []) for p in rule.get("ports", [])]
-        check(ingress_ports and set(ingress_ports) <= {"metrics", 8080}, where,
-              f"ingress is not limited to the metrics port: {ingress_ports}")
+        allowed = {"metrics", 8080} | ({"broker"} if broker else set())
+        check(ingress_ports and set(ingress_ports) <= allowed, where,
+              f"ingress is not limited to the ports {sorted(map(str, allowed))}: {ingress_ports}")
         check(all(rule.get("ports") and rule.get("from") for rule in spec.get("ingress", [])), where,
               "an ingress rule without ports or peers")
         egress = {(p.get("protocol", "TCP"), p.get("port")) for rule in spec.get("egress", []) for p in rule.get("ports", [])}
         check(egress == {("UDP", 53), ("TCP", 53), ("TCP", 443), ("TCP", 6443)}, where,
               f"egress ports are {sorted(egress, key=str)}, expected DNS 53/UDP+TCP, 443 and 6443")
         check(all(rule.get("ports") for rule in spec.get("egress", [])), where, "an egress rule without ports")
+    check_broker(name, objs, d, broker, sa)
     return d
+
+
+# --- the once-code broker
+
+BROKER_NAME = f"{RELEASE}-broker"
+BROKER_TLS_DIR = "/etc/metastudio-operator/broker-tls"
+BROKER_ENV = ("BROKER_ADDR", "BROKER_TLS_CERT", "BROKER_TLS_KEY", "BROKER_AUDIENCE", "BROKER_CALLER_RATE",
+              "BROKER_CALLER_BURST", "BROKER_QUOTA")
+
+
+@dataclasses.dataclass
+class Broker:
+    """What a render with broker.enabled must hold: the values, as the operator receives them."""
+
+    port: int = 8443
+    audience: str = "metastudio-operator"
+    caller_rate: str = "1"
+    caller_burst: str = "5"
+    quota: str = "20"
+    secret: str = f"{RELEASE}-broker-tls"
+    # The NetworkPolicy peers of the broker port (broker.networkPolicy.from).
+    peers: list = dataclasses.field(default_factory=lambda: [{"namespaceSelector": {}}])
+    # The cert-manager issuerRef; None: no Certificate (an existing Secret).
+    issuer: dict = None
+
+
+def check_broker(name, objs, d, broker, sa):
+    """The broker's objects are there exactly when `broker` (a Broker) is given, and say what it says."""
+    where = f"{name}: broker"
+    if d:
+        check_broker_pod(where, d, broker)
+    check_broker_service(where, objs, d, broker)
+    check_broker_rbac(where, objs, broker, sa)
+    check_broker_network_policy(where, objs, broker)
+    check_broker_certificate(where, objs, broker)
+
+
+def check_broker_pod(where, d, broker):
+    (c,) = d["spec"]["template"]["spec"]["containers"]
+    env = container_env(c)
+    ports = {p.get("name"): p.get("containerPort") for p in c.get("ports", [])}
+    volumes = {v["name"]: v for v in d["spec"]["template"]["spec"].get("volumes", [])}
+    mounts = {m["name"]: m for m in c.get("volumeMounts", [])}
+    if not broker:
+        check(not [v for v in BROKER_ENV if v in env], where, f"BROKER_* env set with the broker off: {sorted(env)}")
+        check("broker" not in ports and "broker-tls" not in volumes and "broker-tls" not in mounts, where,
+              "a broker port, volume or mount with the broker off")
+        return
+    expected = {"BROKER_ADDR": f"0.0.0.0:{broker.port}", "BROKER_TLS_CERT": f"{BROKER_TLS_DIR}/tls.crt",
+                "BROKER_TLS_KEY": f"{BROKER_TLS_DIR}/tls.key", "BROKER_AUDIENCE": broker.audience,
+                "BROKER_CALLER_RATE": broker.caller_rate, "BROKER_CALLER_BURST": broker.caller_burst,
+                "BROKER_QUOTA": broker.quota}
+    for var, value in expected.items():
+        check(env.get(var, {}).get("value") == value, where, f"env {var} is {env.get(var, {}).get('value')!r}, "
+              f"expected {value!r}")
+    check(ports.get("broker") == broker.port, where, f"container port broker is {ports.get('broker')}, expected {broker.port}")
+    secret = volumes.get("broker-tls", {}).get("secret", {})
+    check(secret.get("secretName") == broker.secret and not secret.get("items"), where,
+          f"volume broker-tls is not the whole Secret {broker.secret}: {volumes.get('broker-tls')}")
+    mount = mounts.get("broker-tls", {})
+    # A subPath mount would never see a renewed Secret.
+    check(mount.get("mountPath") == BROKER_TLS_DIR and mount.get("readOnly") is True and "subPath" not in mount, where,
+          f"broker-tls is not mounted read-only at {BROKER_TLS_DIR} (without subPath): {mount}")
+
+
+def check_broker_service(where, objs, d, broker):
+    services = [s for s in of_kind(objs, "Service") if s["metadata"]["name"] == BROKER_NAME]
+    if not check(len(services) == (1 if broker else 0), where,
+                 f"expected {1 if broker else 0} Service {BROKER_NAME}, found {len(services)}") or not broker:
+        return
+    (svc,) = services
+    ports = [(p.get("name"), p.get("port"), p.get("targetPort")) for p in svc["spec"]["ports"]]
+    check(ports == [("https", 443, "broker")], where, f"Service ports are {ports}, expected https 443 -> broker")
+    check(svc["spec"].get("type", "ClusterIP") == "ClusterIP", where, "the broker Service is not a ClusterIP")
+    if d:
+        check(svc["spec"]["selector"] == d["spec"]["selector"]["matchLabels"], where,
+              "the broker Service does not select the Deployment's pods")
+
+
+def check_broker_rbac(where, objs, broker, sa):
+    mine = [cr for cr in of_kind(objs, "ClusterRole") if cr["metadata"]["name"] == BROKER_NAME]
+    reviews = {k for k in BROKER_GRANTS}
+    others = [o for o in of_kind(objs, "ClusterRole") + of_kind(objs, "Role")
+              if o not in mine and set(grants(o)) & reviews]
+    check(not others, where, "roles other than the broker's create reviews: " + ", ".join(map(ident, others)))
+    if not check(len(mine) == (1 if broker else 0), where,
+                 f"expected {1 if broker else 0} ClusterRole {BROKER_NAME}, found {len(mine)}") or not broker:
+        return
+    (role,) = mine
+    check(grants(role) == BROKER_GRANTS == RULES.broker, where,
+          f"{ident(role)} grants {sorted((k, sorted(v)) for k, v in grants(role).items())}, expected exactly "
+          "create on tokenreviews and subjectaccessreviews (rbac/operator-rules.yaml)")
+    check(not any(r.get("resourceNames") for r in role.get("rules", [])), where, f"{ident(role)} names resources")
+    check(len(bindings_of(objs, role, sa)) == 1, where, f"no ClusterRoleBinding binds {ident(role)} to ServiceAccount {sa}")
+    refs = [b for b in of_kind(objs, "ClusterRoleBinding") if b["roleRef"].get("name") == BROKER_NAME]
+    check(len(refs) == 1 and len(refs[0].get("subjects", [])) == 1, where,
+          f"{BROKER_NAME} is bound more than once, or to more than the operator: {[b.get('subjects') for b in refs]}")
+
+
+def check_broker_network_policy(where, objs, broker):
+    for np in of_kind(objs, "NetworkPolicy"):
+        rules = [r for r in np["spec"].get("ingress", []) if any(p.get("port") == "broker" for p in r.get("ports", []))]
+        if not broker:
+            check(not rules, where, f"{ident(np)} opens the broker port with the broker off")
+            continue
+        if check(len(rules) == 1, where, f"{ident(np)} has {len(rules)} ingress rules for the broker port, expected 1"):
+            rule = rules[0]
+            check(rule["ports"] == [{"port": "broker", "protocol": "TCP"}], where,
+                  f"the broker rule opens more than the broker port: {rule['ports']}")
+            check(rule.get("from") == broker.peers, where,
+                  f"the broker rule admits {rule.get('from')}, expected broker.networkPolicy.from {broker.peers}")
+
+
+def check_broker_certificate(where, objs, broker):
+    certificates = of_kind(objs, "Certificate")
+    want = 1 if broker and broker.issuer else 0
+    if not check(len(certificates) == want, where, f"expected {want} cert-manager Certificate, found "
+                 f"{len(certificates)}") or not want:
+        return
+    (cert,) = certificates
+    spec = cert["spec"]
+    names = [BROKER_NAME, f"{BROKER_NAME}.{NAMESPACE}", f"{BROKER_NAME}.{NAMESPACE}.svc",
+             f"{BROKER_NAME}.{NAMESPACE}.svc.cluster.local"]
+    check(cert["apiVersion"] == "cert-manager.io/v1" and cert["metadata"].get("namespace") == NAMESPACE, where,
+          f"{ident(cert)} is not a cert-manager.io/v1 Certificate in {NAMESPACE}")
+    check(spec.get("secretName") == broker.secret, where,
+          f"the Certificate writes Secret {spec.get('secretName')}, the pod mounts {broker.secret}")
+    check(spec.get("dnsNames") == names, where, f"dnsNames are {spec.get('dnsNames')}, expected {names}")
+    check(spec.get("issuerRef") == broker.issuer, where, f"issuerRef is {spec.get('issuerRef')}, expected {broker.issuer}")
+    check("server auth" in spec.get("usages", []), where, f"usages lack server auth: {spec.get('usages')}")
+
+
+# --- the broker client example (deploy/broker-client/)
+
+BROKER_TOKEN_FILE = "/var/run/secrets/metastudio-operator/token"  # once-code's default --token-file
+
+
+def broker_client_objects(directory):
+    """(where, object) for every manifest of the broker client example."""
+    return [(os.path.join(directory, f), o) for f in sorted(os.listdir(directory)) if f.endswith(".yaml")
+            for o in load(os.path.join(directory, f))]
+
+
+def check_broker_client(directory, chart, examples="examples"):
+    """The example client: its kustomization lists every file; a ServiceAccount, a Role granting create on
+    oncecodes of exactly the example MetaStudioConnection of its namespace, bound to it; a Deployment whose pod
+    has the projected token (the chart's default broker.audience) where once-code reads it and calls the chart's
+    broker Service for that connection."""
+    objs = broker_client_objects(directory)
+    files = sorted(f for f in os.listdir(directory) if f.endswith(".yaml") and f != "kustomization.yaml")
+    (kustomization,) = [o for _, o in objs if o.get("kind") == "Kustomization"] or [{}]
+    check(sorted(kustomization.get("resources", [])) == files, directory,
+          f"kustomization.yaml lists {kustomization.get('resources')}, the files are {files}")
+    by_kind = {}
+    for _, o in objs:
+        by_kind.setdefault(o.get("kind"), []).append(o)
+    kinds = ("ServiceAccount", "Role", "RoleBinding", "Deployment")
+    counted = [check(len(by_kind.get(k, [])) == 1, directory, f"expected one {k}, found {len(by_kind.get(k, []))}")
+               for k in kinds]
+    if not all(counted):
+        return
+    (sa,), (role,), (binding,), (d,) = (by_kind[k] for k in kinds)
+    namespace = sa["metadata"]["namespace"]
+    connections = [o["metadata"]["name"] for f in sorted(os.listdir(examples)) if f.endswith(".yaml")
+                   for o in load(os.path.join(examples, f))
+                   if o.get("kind") == "MetaStudioConnection" and o["metadata"].get("namespace") == namespace]
+    check(len(connections) == 1, directory, f"expected one MetaStudioConnection in {examples}/ for namespace "
+          f"{namespace}, found {connections}")
+    connection = connections[0] if connections else "?"
+    check(role.get("rules") == [{"apiGroups": [GROUP], "resources": ["oncecodes"], "resourceNames": [connection],
+                                 "verbs": ["create"]}], directory,
+          f"{ident(role)} does not grant exactly create on oncecodes [{connection}]: {role.get('rules')}")
+    check(binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role["metadata"]["name"]}
+          and binding.get("subjects") == [{"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": namespace}],
+          directory, f"{ident(binding)} does not bind {ident(role)} to {ident(sa)} alone")
+    for o in (role, binding, d):
+        check(o["metadata"].get("namespace") == namespace, directory, f"{ident(o)} is not in namespace {namespace}")
+    check_broker_client_pod(directory, d, sa, connection, chart)
+
+
+def check_broker_client_pod(where, d, sa, connection, chart):
+    with open(os.path.join(chart, "values.yaml")) as f:
+        audience = yaml.safe_load(f)["broker"]["audience"]
+    pod = d["spec"]["template"]["spec"]
+    check(pod.get("serviceAccountName") == sa["metadata"]["name"], where, "the Deployment does not use the ServiceAccount")
+    check(pod.get("automountServiceAccountToken") is False, where, "the pod mounts an API token it does not need")
+    (c,) = pod["containers"]
+    args = c.get("args", [])
+    flags = dict(zip(args[1::2], args[2::2])) if args[:1] == ["once-code"] else {}
+    url = f"https://{BROKER_NAME}.{NAMESPACE}.svc"
+    check(flags.get("--broker") == url and flags.get("--connection") == connection, where,
+          f"the container does not run once-code --broker {url} --connection {connection}: {args}")
+    tokens = [(v["name"], s["serviceAccountToken"]) for v in pod.get("volumes", [])
+              for s in v.get("projected", {}).get("sources", []) if "serviceAccountToken" in s]
+    if not check(len(tokens) == 1, where, f"expected one projected serviceAccountToken, found {len(tokens)}"):
+        return
+    (volume, token) = tokens[0]
+    check(token == {"audience": audience, "expirationSeconds": 3600, "path": "token"}, where,
+          f"the projected token is {token}, expected audience {audience} (broker.audience), 3600 s, path token")
+    mounts = [m for m in c.get("volumeMounts", []) if m["name"] == volume]
+    check(len(mounts) == 1 and os.path.join(mounts[0]["mountPath"], token.get("path", "")) == BROKER_TOKEN_FILE
+          and mounts[0].get("readOnly") is True, where,
+          f"the token is not mounted read-only at {BROKER_TOKEN_FILE} (once-code's default --token-file): {mounts}")
+    sc = c.get("securityContext", {})
+    check(sc.get("readOnlyRootFilesystem") is True and sc.get("allowPrivilegeEscalation") is False
+          and pod.get("securityContext", {}).get("runAsNonRoot") is True, where, "the example pod is not hardened")
+    print(f"broker client example: {d['metadata']['namespace']}/{sa['metadata']['name']} gets codes of {connection} "
+          f"from {url}")
 
 
 # --- files that must match
@@ -713,6 +942,7 @@ def main():
     ap.add_argument("--chart", required=True)
     ap.add_argument("--deploy", required=True, help="the committed plain manifests")
     ap.add_argument("--lua", required=True)
+    ap.add_argument("--broker-client", required=True, help="the broker client example's directory")
     args = ap.parse_args()
 
     renders = {}
@@ -723,7 +953,7 @@ def main():
              if os.path.exists(os.path.join(args.out, f"{n}.yaml"))]
 
     crds = chart_crds(args.chart)
-    validate(renders, crds)
+    validate(renders, crds, broker_client_objects(args.broker_client))
     global RULES
     RULES = load_rules(os.path.join(args.chart, "rbac", "operator-rules.yaml"))
 
@@ -746,14 +976,20 @@ def main():
               "default", f"resources are {c['resources']}")
         check_scheduling("default", d, grace=30, anti_affinity="preferred", spread=False)
 
-    d = check_render("scoped", renders["scoped"], watched=WATCHED, service_monitor=True, network_policy=True)
+    d = check_render("scoped", renders["scoped"], watched=WATCHED, service_monitor=True, network_policy=True,
+                     # Three replicas share broker.quota (20/s).
+                     broker=Broker(quota=str(20 / 3), issuer={"name": "cluster-ca", "kind": "ClusterIssuer"}))
     if d:
         check(d["spec"]["replicas"] == 3, "scoped", "replicas is not 3")
         expect_env("scoped", d, {**base_env, "WATCH_NAMESPACES": "team-a,team-b", "LEADER_ELECTION": "true"},
                    absent=[v for v in unset if v != "WATCH_NAMESPACES"])
         check_scheduling("scoped", d, grace=30, anti_affinity="required", spread=True)
 
-    d = check_render("configured", renders["configured"], pdb=False, leader_election=False)
+    d = check_render("configured", renders["configured"], pdb=False, leader_election=False, network_policy=True,
+                     broker=Broker(port=9443, audience="metastudio-broker", caller_rate="0.5", caller_burst="2",
+                                   quota="10", secret="kiosk-broker-tls", peers=[{
+                                       "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "retail"}},
+                                       "podSelector": {"matchLabels": {"app": "kiosk-backend"}}}]))
     if d:
         expect_env("configured", d, {
             "LEADER_ELECTION": "false", "CONCURRENCY": "8", "LOG_LEVEL": "debug", "LOG_FORMAT": "text",
@@ -796,6 +1032,7 @@ def main():
 
     check_schema_covers_values(args.chart)
     check_examples(crds)
+    check_broker_client(args.broker_client, args.chart)
     check_image()
     check_lua(args.lua)
 

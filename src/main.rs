@@ -75,9 +75,10 @@ async fn main() -> ExitCode {
 /// A direct command's error and exit code: settings that cannot work are
 /// bad input (nothing was sent); a failed call is a failure.
 fn command_failure(err: codes::CommandError) -> (Box<dyn std::error::Error>, u8) {
-    let code = match err {
-        codes::CommandError::Connection(_) => BAD_INPUT,
-        _ => FAILED,
+    let code = if err.is_bad_input() {
+        BAD_INPUT
+    } else {
+        FAILED
     };
     (err.into(), code)
 }

@@ -1139,6 +1139,13 @@ async fn m_workloads_get_once_codes_by_their_service_account() {
         (403, Some("Forbidden")),
         "{body}"
     );
+    // The workload's CLI names the refusal, and never the token.
+    let broker = url.trim_end_matches("/v1/oncecodes/kiosks").to_owned();
+    let out = once_code_cli(&s, &broker, "stranger", &stranger, &cert).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("HTTP 403 Forbidden"), "{stderr}");
+    assert!(!stderr.contains(&stranger), "the token is on stderr");
     let api_audience = s.cluster.token_for(s.ns(), "kiosk-backend", &[]).await;
     let (status, _, body) = ask(&client, &url, &api_audience).await;
     assert_eq!(
@@ -1148,8 +1155,25 @@ async fn m_workloads_get_once_codes_by_their_service_account() {
     );
     let (status, _, _) = ask(&client, &url, "garbage.not.a-token").await;
     assert_eq!(status, 401);
-    // The bucket held two: one is spent.
-    assert_eq!(ask(&client, &url, &token).await.0, 200);
+    // The bucket held two: one is spent; the workload's CLI gets the other.
+    let out = once_code_cli(&s, &broker, "kiosk-backend", &token, &cert).await;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let cli_code = stdout.trim_end_matches('\n').to_owned();
+    assert!(
+        !cli_code.is_empty() && !cli_code.contains('\n'),
+        "{stdout:?}"
+    );
+    assert!(
+        !stderr.contains(&token) && !stderr.contains(&cli_code),
+        "{stderr}"
+    );
+    assert!(
+        s.sim.with_store(|store| store.use_once_code(&cli_code))
+            == metastudio_operator::simulator::store::OnceCodeUse::Accepted,
+        "the simulator issued the CLI's code"
+    );
     let (status, retry_after, body) = ask(&client, &url, &token).await;
     assert_eq!(
         (status, body["reason"].as_str()),
@@ -1162,6 +1186,29 @@ async fn m_workloads_get_once_codes_by_their_service_account() {
         2.0
     );
     let mut hidden = s.secrets_to_hide();
-    hidden.extend([code, token, stranger, api_audience]);
+    hidden.extend([code, cli_code, token, stranger, api_audience]);
     s.assert_clean_logs(&[&operator], &hidden);
+}
+
+/// `metastudio-operator once-code --broker BROKER --connection kiosks` with
+/// `token` in a file, as a workload runs it.
+async fn once_code_cli(
+    s: &Scenario,
+    broker: &str,
+    who: &str,
+    token: &str,
+    ca: &std::path::Path,
+) -> std::process::Output {
+    let token_file = s.dir.path().join(format!("{who}.token"));
+    std::fs::write(&token_file, token).unwrap();
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_metastudio-operator"))
+        .args(["once-code", "--broker", broker, "--connection", "kiosks"])
+        .arg("--token-file")
+        .arg(&token_file)
+        .arg("--broker-ca-file")
+        .arg(ca)
+        .env_remove("RUST_LOG")
+        .output()
+        .await
+        .unwrap()
 }

@@ -1,5 +1,7 @@
-//! `codes list|show|update|reset` and `once-code`: the API, directly.
+//! `codes list|show|update|reset` and `once-code`: the API, directly
+//! (`once-code --broker`: through the operator's broker instead).
 
+use super::broker_client::{self, BrokerClientArgs, BrokerError};
 use super::connection_args::ConnectionArgs;
 use super::output::{OutputFormat, structured, table};
 use super::parsers;
@@ -74,9 +76,12 @@ pub struct OutputArgs {
 
 #[derive(Debug, Args)]
 pub struct OnceCodeArgs {
-    /// Print `{"once_code": ...}` instead of the bare code.
+    /// Print JSON instead of the bare code: `{"once_code": ...}` from the
+    /// API, the broker's `{"onceCode", "expiresAt", "requestId"}` with --broker.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub broker: BrokerClientArgs,
     #[command(flatten)]
     pub connection: ConnectionArgs,
 }
@@ -90,6 +95,19 @@ pub enum CommandError {
     Transport(#[from] TransportError),
     #[error(transparent)]
     Api(#[from] ApiError),
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+}
+
+impl CommandError {
+    /// Whether the settings could not work, so nothing was sent.
+    pub fn is_bad_input(&self) -> bool {
+        match self {
+            Self::Connection(_) => true,
+            Self::Broker(err) => err.is_bad_input(),
+            Self::Transport(_) | Self::Api(_) => false,
+        }
+    }
 }
 
 fn client(args: &ConnectionArgs) -> Result<MetaStudioClient, CommandError> {
@@ -218,8 +236,11 @@ pub async fn run_codes(command: CodesCommand) -> Result<String, CommandError> {
 }
 
 /// Runs `once-code` and returns what to print: the code itself, which is
-/// the point of the command.
+/// the point of the command. With `--broker`, the broker gets it.
 pub async fn run_once_code(args: OnceCodeArgs) -> Result<String, CommandError> {
+    if let Some(request) = args.broker.request(args.connection.client.timeout.0) {
+        return Ok(broker_client::once_code(request, args.json).await?);
+    }
     let once = client(&args.connection)?.once_code().await?.value;
     Ok(if args.json {
         serde_json::to_string(&once).expect("serialises") + "\n"

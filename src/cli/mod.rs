@@ -1,6 +1,7 @@
 //! Command-line arguments, shared by the binary and its tests.
 
 pub mod broker_args;
+pub mod broker_client;
 pub mod codes;
 pub mod connection_args;
 pub mod output;
@@ -41,7 +42,8 @@ pub enum Command {
     /// Call the activation-code API directly.
     #[command(subcommand)]
     Codes(codes::CodesCommand),
-    /// Create a one-off authentication code (single use, valid 5 minutes) and print it.
+    /// Create a one-off authentication code (single use, valid 5 minutes) and print it
+    /// (with --broker: get one from the operator's broker, by this pod's ServiceAccount).
     OnceCode(codes::OnceCodeArgs),
     /// Serve a local, faithful MetaStudio stand-in.
     Simulator(simulator::SimulatorArgs),

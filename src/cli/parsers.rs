@@ -106,6 +106,64 @@ pub fn namespace(value: &str) -> Result<String, String> {
     }
 }
 
+/// The name of a MetaStudioConnection or ClusterMetaStudioConnection (a
+/// Kubernetes object name: an RFC 1123 subdomain). Anything else is
+/// refused rather than escaped, so the name is always one safe path
+/// segment of a broker URL.
+pub fn connection_name(value: &str) -> Result<String, String> {
+    let problem = crate::validate::dns_subdomain_problem(value).or_else(|| {
+        let alnum = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+        let bad_label = value
+            .split('.')
+            .any(|label| !alnum(label.chars().next()) || !alnum(label.chars().last()));
+        bad_label.then(|| {
+            format!("`{value}` is not a valid name: each `.`-separated part must start and end with a letter or digit")
+        })
+    });
+    match problem {
+        Some(why) => Err(format!(
+            "the connection name {why} (the metadata.name of a MetaStudioConnection or ClusterMetaStudioConnection)"
+        )),
+        None => Ok(value.to_owned()),
+    }
+}
+
+/// A broker URL: https, or plain http to a loopback host only (the token
+/// would travel unencrypted); no user info, query or fragment.
+pub fn broker_url(value: &str) -> Result<reqwest::Url, String> {
+    let url = reqwest::Url::parse(value).map_err(|e| {
+        format!("{e}: write e.g. https://metastudio-operator-broker.metastudio-system.svc")
+    })?;
+    let host = url.host_str().unwrap_or_default();
+    let ip = host.trim_start_matches('[').trim_end_matches(']');
+    let loopback = host == "localhost"
+        || ip
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    match url.scheme() {
+        "https" => {}
+        "http" if loopback => {}
+        "http" => return Err("plain http would send the ServiceAccount token unencrypted: use https (plain http is for a loopback broker only)".into()),
+        other => return Err(format!("the scheme is {other}: use https")),
+    }
+    if host.is_empty() {
+        return Err(
+            "it has no host: write e.g. https://metastudio-operator-broker.metastudio-system.svc"
+                .into(),
+        );
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(
+            "it holds user info: leave it out (the broker authenticates the ServiceAccount token)"
+                .into(),
+        );
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("it has a query or fragment: give the broker's base URL only".into());
+    }
+    Ok(url)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,5 +191,48 @@ mod tests {
         assert_eq!(app_user_id("kiosk-1"), Ok("kiosk-1".into()));
         assert!(namespace("Bad NS").is_err());
         assert!(non_empty(" ").is_err());
+    }
+
+    #[test]
+    fn connection_names_are_object_names_and_nothing_else() {
+        for good in ["retail", "shared-account", "a.b-c.d", "0"] {
+            assert_eq!(connection_name(good), Ok(good.to_owned()), "{good}");
+        }
+        for bad in [
+            "", "..", ".", "../x", "a/b", "a..b", "a.-b", "Retail", "a%2Fb", "a b", "a?b", "a#b",
+        ] {
+            let err = connection_name(bad).unwrap_err();
+            assert!(err.contains("MetaStudioConnection"), "{bad}: {err}");
+        }
+        assert!(
+            connection_name(&"a".repeat(254))
+                .unwrap_err()
+                .contains("at most 253")
+        );
+    }
+
+    #[test]
+    fn broker_urls_are_https_or_loopback_http() {
+        for good in [
+            "https://metastudio-operator-broker.metastudio-system.svc",
+            "https://broker.example:8443/prefix/",
+            "http://127.0.0.1:8443",
+            "http://[::1]:1",
+            "http://localhost:9",
+        ] {
+            assert!(broker_url(good).is_ok(), "{good}");
+        }
+        let refused = [
+            ("http://broker.metastudio-system.svc", "unencrypted"),
+            ("ftp://x", "scheme is ftp"),
+            ("https://user:pass@broker", "user info"),
+            ("https://broker/?a=b", "query"),
+            ("https://broker/#f", "fragment"),
+            ("broker", "https://"),
+        ];
+        for (bad, why) in refused {
+            let err = broker_url(bad).unwrap_err();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
     }
 }

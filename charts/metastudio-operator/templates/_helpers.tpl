@@ -127,6 +127,57 @@ The verbs on the leader-election Lease, from rbac/operator-rules.yaml.
 {{- end }}
 
 {{/*
+RBAC rules of the once-code broker (TokenReview and SubjectAccessReview
+create, both cluster-scoped), from the broker section of
+rbac/operator-rules.yaml: in the ClusterRole <fullname>-broker when
+broker.enabled.
+*/}}
+{{- define "metastudio-operator.brokerRules" -}}
+{{- (.Files.Get "rbac/operator-rules.yaml" | fromYaml).broker | toYaml }}
+{{- end }}
+
+{{/*
+Where the broker's certificate and key are mounted (the server reloads them
+when the Secret is renewed).
+*/}}
+{{- define "metastudio-operator.brokerTlsDir" -}}
+/etc/metastudio-operator/broker-tls
+{{- end }}
+
+{{/*
+The name of the broker's kubernetes.io/tls Secret: broker.tls.secretName,
+or <fullname>-broker-tls when cert-manager makes it. Fails, naming both
+values, when the broker is enabled with neither.
+*/}}
+{{- define "metastudio-operator.brokerTlsSecretName" -}}
+{{- $tls := .Values.broker.tls }}
+{{- if $tls.secretName }}
+{{- $tls.secretName }}
+{{- else if $tls.certManager.enabled }}
+{{- include "metastudio-operator.suffixedName" (dict "root" . "suffix" "broker-tls") }}
+{{- else }}
+{{- fail "broker.enabled=true needs a TLS certificate: set broker.tls.secretName to an existing kubernetes.io/tls Secret in the release namespace, or broker.tls.certManager.enabled=true (with broker.tls.certManager.issuerRef) to have cert-manager make one" }}
+{{- end }}
+{{- end }}
+
+{{/*
+Refuses broker settings the schema cannot judge: a port shared with the
+metrics endpoint, cert-manager without an issuer. Renders nothing.
+*/}}
+{{- define "metastudio-operator.brokerChecks" -}}
+{{- $broker := .Values.broker }}
+{{- if $broker.enabled }}
+{{- if eq (int $broker.port) (int .Values.metrics.port) }}
+{{- fail (printf "broker.port and metrics.port are both %d: give the broker a port of its own" (int $broker.port)) }}
+{{- end }}
+{{- if and $broker.tls.certManager.enabled (not $broker.tls.certManager.issuerRef.name) }}
+{{- fail "broker.tls.certManager.enabled=true needs broker.tls.certManager.issuerRef.name (and kind: Issuer or ClusterIssuer): the cert-manager issuer that signs the broker's certificate" }}
+{{- end }}
+{{- $_ := include "metastudio-operator.brokerTlsSecretName" . }}
+{{- end }}
+{{- end }}
+
+{{/*
 The full name with a suffix, e.g. "cluster": the full name is shortened
 first, so that the result stays within 63 characters and never equals the
 full name itself. Takes a dict: root (the chart context) and suffix.
