@@ -487,12 +487,30 @@ async fn announce_when_synced(ctx: Arc<Context>, on_synced: impl FnOnce()) {
             }
         }
     }
-    if ctx.directory.wait_until_ready().await.is_err() {
-        return;
+    let started = std::time::Instant::now();
+    let mut warned_at = Duration::ZERO;
+    loop {
+        match tokio::time::timeout(Duration::from_millis(200), ctx.directory.wait_until_ready())
+            .await
+        {
+            Ok(Ok(())) => break,
+            Ok(Err(_)) => return,
+            Err(_) if started.elapsed() >= warned_at + DIRECTORY_PATIENCE => {
+                warned_at = started.elapsed();
+                warn!(
+                    "MetaStudioConnections, ClusterMetaStudioConnections and Namespaces are not listed yet, so no ActivationCode is reconciled: check that their CRDs are installed (kubectl apply --server-side -f crds/) and that the operator may list and watch them"
+                );
+            }
+            Err(_) => {}
+        }
     }
     ctx.directory_ready.store(true, Ordering::Release);
     on_synced();
 }
+
+/// How long the first lists of the connection resources may take before
+/// the operator says what may be missing (and again after as long).
+const DIRECTORY_PATIENCE: Duration = Duration::from_secs(30);
 
 /// One ActivationCode controller, triggered by its resources, their
 /// Secrets and the nudges of its namespace.

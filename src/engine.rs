@@ -213,7 +213,13 @@ impl Engine {
             Ok(remote) => remote,
             Err(err) => return Err(Box::new(run.remote_failure(&err).await)),
         };
-        if let Some(older) = conflicting(run.resource, others, &remote) {
+        let rivals: Vec<ActivationCode> = others
+            .iter()
+            .filter(|o| o.spec.robot_id == spec.robot_id)
+            .filter(|o| connect::same_target(o, run.host, &self.defaults, client.connection()))
+            .cloned()
+            .collect();
+        if let Some(older) = conflicting(run.resource, &rivals, &remote) {
             let message = format!(
                 "ActivationCode {older} manages some of the same codes and is older; this resource changes nothing until they select different codes (spec.roomId or spec.activeCodeIds)"
             );

@@ -2,6 +2,7 @@
 //! Statuses live in a status file instead of the status subresource, so
 //! rotation tokens and crash safety behave exactly as in the cluster.
 
+pub mod export_file;
 pub mod host;
 pub mod manifests;
 pub mod report;

@@ -26,12 +26,14 @@
 //! | h. deletion held by a finalizer | [`h_a_resource_being_deleted_is_left_alone`] |
 //! | i. version skew | [`i_an_unknown_spec_field_breaks_nothing_and_is_named`] |
 //! | j. fencing of two reconcilers | [`j_two_controllers_on_the_same_objects_reset_each_code_once`] |
+//! | tenancy: connections, scoped credentials | [`l_tenants_reach_only_the_connections_they_may_use`] |
 
 mod common;
 mod e2e;
 
 use common::offline::fleet_seed;
 use common::{ROBOT, robot_seed, seed_yaml};
+use e2e::chart::ClusterScoped;
 use e2e::tools::{describe, kubectl, succeed};
 use e2e::{OperatorProcess, Scenario, eventually};
 use k8s_openapi::api::coordination::v1::Lease;
@@ -831,3 +833,242 @@ async fn j_two_controllers_on_the_same_objects_reset_each_code_once() {
     hidden.extend(s.secrets_to_hide());
     s.assert_clean_logs(&[&controllers[0], &controllers[1]], &hidden);
 }
+
+/// A ServiceAccount of a tenant who may manage ActivationCodes (and read
+/// connections) in `namespace` only; a kubeconfig of it.
+async fn tenant(s: &Scenario, namespace: &str) -> kube::Client {
+    let rbac = json!([
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "tenant", "namespace": namespace}},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+         "metadata": {"name": "tenant", "namespace": namespace},
+         "rules": [
+            {"apiGroups": ["metastudio.huaweicloud.com"], "resources": ["activationcodes"],
+             "verbs": ["create", "get", "list", "watch", "patch", "update", "delete"]},
+            {"apiGroups": ["metastudio.huaweicloud.com"], "resources": ["metastudioconnections"],
+             "verbs": ["get", "list", "watch"]}]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+         "metadata": {"name": "tenant", "namespace": namespace},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "tenant"},
+         "subjects": [{"kind": "ServiceAccount", "name": "tenant", "namespace": namespace}]},
+    ]);
+    // Namespaced objects: deleted with the namespace.
+    for object in rbac.as_array().unwrap() {
+        e2e::chart::apply_object(&s.cluster.client, object).await;
+    }
+    let path = s
+        .cluster
+        .service_account_kubeconfig(namespace, "tenant", s.dir.path())
+        .await;
+    let config = kube::config::Kubeconfig::read_from(&path).unwrap();
+    let options = kube::config::KubeConfigOptions::default();
+    let config = kube::Config::from_custom_kubeconfig(config, &options)
+        .await
+        .unwrap();
+    kube::Client::try_from(config).unwrap()
+}
+
+/// A local listener that counts the connections it accepts.
+fn counting_listener() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let count = std::sync::Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            if stream.is_ok() {
+                seen.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    });
+    (endpoint, count)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn l_tenants_reach_only_the_connections_they_may_use() {
+    let s = Scenario::with_tenants(
+        "tenancy",
+        fleet_seed(2, 2, 7),
+        FaultConfig::default(),
+        &[],
+        &["a", "b"],
+    )
+    .await;
+    let (ops, a, b) = (
+        s.ns().to_owned(),
+        s.tenants[0].name.clone(),
+        s.tenants[1].name.clone(),
+    );
+    // Team B's own connection, with its Secret in its namespace.
+    let secret = |namespace: &str, name: &str| {
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": namespace},
+               "stringData": {"accessKey": metastudio_operator::simulator::DEFAULT_ACCESS_KEY,
+                              "secretKey": metastudio_operator::simulator::DEFAULT_SECRET_KEY}})
+    };
+    let target = json!({"endpoint": s.sim.endpoint(), "projectId": s.sim.project_id()});
+    let mut b_conn = target.clone();
+    b_conn["credentialsSecretRef"] = json!({"name": "b-credentials"});
+    let mut shared = target.clone();
+    shared["credentialsSecretRef"] = json!({"name": "shared-credentials", "namespace": ops});
+    shared["conditions"] = json!([{"namespaces": [b]}]);
+    for object in [
+        secret(&b, "b-credentials"),
+        secret(&ops, "shared-credentials"),
+        json!({"apiVersion": "metastudio.huaweicloud.com/v1alpha1", "kind": "MetaStudioConnection",
+               "metadata": {"name": "b-conn", "namespace": b}, "spec": b_conn}),
+    ] {
+        e2e::chart::apply_object(&s.cluster.client, &object).await;
+    }
+    let cluster_name = format!("shared-{}", &ops[ops.len() - 4..]);
+    let _shared = ClusterScoped::apply(
+        &s.cluster.client,
+        vec![json!({"apiVersion": "metastudio.huaweicloud.com/v1alpha1", "kind": "ClusterMetaStudioConnection",
+                    "metadata": {"name": cluster_name}, "spec": shared})],
+    )
+    .await;
+    // The operator has credentials of its own, for tenant A only.
+    let mut replica = s.replica("tenancy-0");
+    replica.set(
+        "CLOUD_SDK_AK",
+        metastudio_operator::simulator::DEFAULT_ACCESS_KEY,
+    );
+    replica.set(
+        "CLOUD_SDK_SK",
+        metastudio_operator::simulator::DEFAULT_SECRET_KEY,
+    );
+    replica.set("DEFAULT_CREDENTIALS_NAMESPACES", &a);
+    let operator = OperatorProcess::start(&replica);
+    let tenant_a = tenant(&s, &a).await;
+    let a_codes: Api<ActivationCode> = Api::namespaced(tenant_a.clone(), &a);
+
+    // Tenant A may not even write into B's namespace.
+    let into_b: Api<ActivationCode> = Api::namespaced(tenant_a.clone(), &b);
+    let mut in_b = s.manifest(
+        "sneaky",
+        "robot-0",
+        json!({"connectionRef": {"name": "b-conn"}}),
+    );
+    in_b["metadata"]["namespace"] = json!(b);
+    let denied = into_b
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(in_b).unwrap(),
+        )
+        .await
+        .expect_err("tenant A cannot create in B");
+    assert!(denied.to_string().contains("forbidden"), "{denied}");
+
+    // Naming B's connection from A finds nothing: a name means A's own.
+    let (listener, reached) = counting_listener();
+    let refusals = [
+        (
+            "uses-b",
+            json!({"robotId": "robot-0", "validPeriod": 9, "connectionRef": {"name": "b-conn"}}),
+            "ConnectionNotFound",
+        ),
+        (
+            "uses-shared",
+            json!({"robotId": "robot-0", "validPeriod": 9,
+            "connectionRef": {"kind": "ClusterMetaStudioConnection", "name": cluster_name}}),
+            "ConnectionNotAllowed",
+        ),
+        (
+            "points-away",
+            json!({"robotId": "robot-0", "validPeriod": 9, "connection": {"endpoint": listener}}),
+            "ConnectionNotAllowed",
+        ),
+    ];
+    for (name, spec, _) in &refusals {
+        let manifest = json!({"apiVersion": "metastudio.huaweicloud.com/v1alpha1", "kind": "ActivationCode",
+                              "metadata": {"name": name, "namespace": a}, "spec": spec});
+        a_codes
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(manifest).unwrap(),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("tenant A creates {name} in its namespace: {e}"));
+    }
+    for (name, _, reason) in &refusals {
+        let refused = eventually(
+            &format!("{name} refused with {reason}"),
+            Duration::from_secs(60),
+            || {
+                let a_codes = a_codes.clone();
+                async move {
+                    let current = a_codes.get(name).await.ok()?;
+                    let ready = current.status?.condition("Ready")?.clone();
+                    (ready.reason == *reason).then_some(ready)
+                }
+            },
+        )
+        .await;
+        println!("{name}: {reason}: {}", refused.message);
+    }
+    assert_eq!(
+        s.sim.counters().total_calls(),
+        0,
+        "no refusal made a MetaStudio call"
+    );
+    assert_eq!(
+        reached.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "nothing reached the endpoint A chose"
+    );
+
+    // Tenant B uses the cluster connection that admits it.
+    let mut in_b = s.manifest("uses-shared", "robot-1", json!({}));
+    in_b["metadata"]["namespace"] = json!(b);
+    in_b["spec"] = json!({"robotId": "robot-1", "validPeriod": 9,
+                          "connectionRef": {"kind": "ClusterMetaStudioConnection", "name": cluster_name}});
+    let b_codes: Api<ActivationCode> = Api::namespaced(s.cluster.client.clone(), &b);
+    b_codes
+        .patch(
+            "uses-shared",
+            &PatchParams::apply("kubectl"),
+            &Patch::Apply(&in_b),
+        )
+        .await
+        .unwrap();
+    eventually(
+        "B's resource Ready through the cluster connection",
+        READY_WAIT,
+        || {
+            let b_codes = b_codes.clone();
+            async move {
+                let ready = b_codes
+                    .get("uses-shared")
+                    .await
+                    .ok()?
+                    .status?
+                    .condition("Ready")?
+                    .clone();
+                (ready.status == "True").then_some(())
+            }
+        },
+    )
+    .await;
+    let connections: Api<metastudio_operator::crd::connection::ClusterMetaStudioConnection> =
+        Api::all(s.cluster.client.clone());
+    let status = eventually(
+        "the cluster connection's status",
+        Duration::from_secs(90),
+        || {
+            let (connections, cluster_name) = (connections.clone(), cluster_name.clone());
+            async move {
+                let status = connections.get(&cluster_name).await.ok()?.status?;
+                let ready = status.conditions.iter().find(|c| c.type_ == "Ready")?;
+                (ready.status == "True" && status.activation_codes == 2).then_some(status)
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        status.endpoint.as_deref(),
+        Some(format!("{}/", s.sim.endpoint()).as_str())
+    );
+    s.assert_clean_logs(&[&operator], &s.secrets_to_hide());
+}
+
+/// How long a resource may take to become Ready.
+const READY_WAIT: Duration = e2e::scenario::READY_TIMEOUT;

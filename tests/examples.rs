@@ -1,11 +1,16 @@
 //! `examples/` is what users copy: every manifest loads through the same
 //! loader as `reconcile -f`, every ActivationCode passes the operator's own
-//! spec validation (scripts/chart-check validates them against the CRD
-//! schema too), the credentials Secret holds only placeholders, and the
-//! kustomization lists every manifest but the seed.
+//! spec validation, the tenancy decision grants every ActivationCode its
+//! connection, the ClusterMetaStudioConnection admits the example
+//! namespace, the credentials Secret holds only placeholders, and the
+//! kustomization lists every manifest but the seed. (scripts/chart-check
+//! validates each resource of the operator's kinds against its CRD schema.)
 
+use metastudio_operator::crd::ActivationCodeSpec;
 use metastudio_operator::offline::manifests;
+use metastudio_operator::tenancy::{self, DefaultCredentialsScope, OperatorDefaults};
 use metastudio_operator::validate::validate;
+use serde_json::json;
 use std::path::PathBuf;
 
 fn examples() -> PathBuf {
@@ -64,6 +69,21 @@ fn every_example_loads_and_validates() {
         "{policies:?}"
     );
     assert!(!loaded.seeds.is_empty(), "the simulator seed loads");
+    assert!(
+        !loaded.catalog.connections.is_empty() && !loaded.catalog.cluster_connections.is_empty(),
+        "a MetaStudioConnection and a ClusterMetaStudioConnection are examples"
+    );
+    assert!(
+        loaded
+            .resources
+            .iter()
+            .any(|r| r.resource.spec.connection_ref.is_some())
+            && loaded
+                .resources
+                .iter()
+                .any(|r| r.resource.spec.connection.is_some()),
+        "an ActivationCode with spec.connectionRef and one with spec.connection"
+    );
 
     let credentials = loaded
         .secrets
@@ -96,5 +116,62 @@ fn the_kustomization_lists_every_manifest_but_the_seed() {
     assert_eq!(listed, files);
     for file in &files {
         assert!(examples().join(file).exists());
+    }
+}
+
+/// Nobody may use the operator's own credentials (the chart's default): the
+/// examples must bring their own.
+fn tenant_policy() -> OperatorDefaults {
+    OperatorDefaults {
+        credentials_scope: DefaultCredentialsScope::Nobody,
+        ..OperatorDefaults::default()
+    }
+}
+
+#[test]
+fn every_example_activation_code_is_granted_its_connection() {
+    let loaded = manifests::load(&[examples()], "default").expect("examples/ loads");
+    for resource in &loaded.resources {
+        let namespace = resource.resource.metadata.namespace.as_deref().unwrap();
+        let grant = tenancy::decide(
+            namespace,
+            &resource.resource.spec,
+            &loaded.catalog,
+            &tenant_policy(),
+        )
+        .unwrap_or_else(|refusal| panic!("{}: {refusal}", resource.origin));
+        if let tenancy::CredentialsSource::Secret {
+            namespace, name, ..
+        } = &grant.credentials
+        {
+            assert!(
+                loaded.secrets.contains_key(&format!("{namespace}/{name}")),
+                "{}: the Secret {namespace}/{name} ({}) is not among the examples",
+                resource.origin,
+                grant.via
+            );
+        }
+    }
+    // The cluster-wide connection admits the example namespace, for the
+    // example robots, by its label.
+    for (name, connection) in &loaded.catalog.cluster_connections {
+        for resource in &loaded.resources {
+            let namespace = resource.resource.metadata.namespace.as_deref().unwrap();
+            let spec: ActivationCodeSpec = serde_json::from_value(json!({
+                "robotId": resource.resource.spec.robot_id,
+                "validPeriod": 7,
+                "connectionRef": {"kind": "ClusterMetaStudioConnection", "name": name},
+            }))
+            .unwrap();
+            tenancy::decide(namespace, &spec, &loaded.catalog, &tenant_policy())
+                .unwrap_or_else(|refusal| panic!("ClusterMetaStudioConnection {name}: {refusal}"));
+        }
+        assert!(
+            connection
+                .conditions
+                .iter()
+                .all(|c| c.namespace_selector.is_some() && !c.robot_ids.is_empty()),
+            "ClusterMetaStudioConnection {name} shows a namespaceSelector and robotIds"
+        );
     }
 }

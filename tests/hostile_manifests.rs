@@ -35,6 +35,21 @@ fn ac(spec: &str) -> String {
     )
 }
 
+/// A MetaStudioConnection (`cluster`: a ClusterMetaStudioConnection)
+/// with `spec` (a YAML flow mapping's inside), beside a valid
+/// ActivationCode so the file has one.
+fn connection(cluster: bool, spec: &str) -> String {
+    let kind = if cluster {
+        "ClusterMetaStudioConnection"
+    } else {
+        "MetaStudioConnection"
+    };
+    format!(
+        "{}---\napiVersion: metastudio.huaweicloud.com/v1alpha1\nkind: {kind}\nmetadata: {{name: shared}}\nspec: {{{spec}}}\n",
+        valid("")
+    )
+}
+
 /// A valid spec plus `extra` lines.
 fn valid(extra: &str) -> String {
     ac(&format!("robotId: r1\nvalidPeriod: 3\n{extra}"))
@@ -166,6 +181,18 @@ fn cases() -> Vec<Case> {
         Case::reconcile("non-ASCII app user id", valid("connection: {appUserId: 用户}")).expect(["spec.connection.appUserId", "printable ASCII"]),
         Case::reconcile("list for a mapping", valid("connection: [p1, cn-north-4]")).expect(["spec.connection: invalid type: sequence, expected a mapping", "{region: cn-north-4}"]),
         Case::reconcile("spec null", ac("").replace("spec:\n", "spec: null")).expect(["a.yaml: spec: invalid type: null", "robotId and validPeriod"]),
+        // connection resources and spec.connectionRef
+        Case::reconcile("connection field misspelt", connection(false, "region: cn-north-4, projectId: p, credentialsSecretRef: {name: c}, rgion: x")).expect(["a.yaml#2: spec.rgion: unknown field `rgion`, expected one of", "`region`", "remove it or correct its spelling"]),
+        Case::reconcile("connection without region or endpoint", connection(false, "projectId: p, credentialsSecretRef: {name: c}")).expect(["a.yaml#2: spec.region: neither spec.region nor spec.endpoint is set"]),
+        Case::reconcile("connection without credentials", connection(false, "region: cn-north-4, projectId: p")).expect(["a.yaml#2: spec: missing field `credentialsSecretRef`"]),
+        Case::reconcile("connection endpoint not http", connection(false, "endpoint: ftp://x, projectId: p, credentialsSecretRef: {name: c}")).expect(["a.yaml#2: spec.endpoint", "http or https"]),
+        Case::reconcile("connection budget negative", connection(false, "region: cn-north-4, projectId: p, credentialsSecretRef: {name: c}, budget: {requestsPerSecond: -1}")).expect(["spec.budget.requestsPerSecond: must be a number of at least 0"]),
+        Case::reconcile("cluster connection in a namespace", connection(true, "region: cn-north-4, projectId: p, credentialsSecretRef: {name: c, namespace: ops}").replace("{name: shared}", "{name: shared, namespace: retail}")).expect(["metadata.namespace: a ClusterMetaStudioConnection is cluster-wide"]),
+        Case::reconcile("cluster connection Secret without namespace", connection(true, "region: cn-north-4, projectId: p, credentialsSecretRef: {name: c}")).expect(["spec.credentialsSecretRef: missing field `namespace`"]),
+        Case::reconcile("cluster condition misspelt", connection(true, "region: cn-north-4, projectId: p, credentialsSecretRef: {name: c, namespace: ops}, conditions: [{namespaces: [a]}, {namspaces: [b]}]")).expect(["spec.conditions[1].namspaces: unknown field `namspaces`, expected one of `namespaceSelector`, `namespaces`, `robotIds`"]),
+        Case::reconcile("connectionRef with connection", valid("connectionRef: {name: shared}\nconnection: {region: cn-north-4}")).expect(["spec.connectionRef: is set together with spec.connection"]),
+        Case::reconcile("connectionRef of an unknown kind", valid("connectionRef: {kind: SecretStore, name: shared}")).expect(["spec.connectionRef.kind: unknown variant `SecretStore`", "`MetaStudioConnection`"]),
+        Case::reconcile("connectionRef name not a DNS name", valid("connectionRef: {name: ../x}")).expect(["spec.connectionRef.name: `../x` is not a valid name"]),
         // apiVersion and kind
         Case::reconcile("wrong apiVersion", valid("").replace("v1alpha1", "v1")).expect(["apiVersion is `metastudio.huaweicloud.com/v1`", "apiVersion: metastudio.huaweicloud.com/v1alpha1"]),
         Case::reconcile("wrong kind", valid("").replace("kind: ActivationCode", "kind: ActivationCodes")).expect(["kind `ActivationCodes` does not exist", "kind: ActivationCode"]),

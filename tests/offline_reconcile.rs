@@ -1,6 +1,8 @@
 //! `reconcile -f` against the simulator: a drifted fleet converges, a second
 //! run writes nothing, tokens reset each code once across runs, and a kill
-//! -9 in the middle of a reset storm loses no reset and repeats none.
+//! -9 in the middle of a reset storm loses no reset and repeats none;
+//! `--simulate` (the embedded simulator) reconciles examples/, and points
+//! connection resources at itself as it does spec.connection.
 
 mod common;
 
@@ -226,4 +228,296 @@ fn bad_manifests_are_refused_before_any_remote_call() {
         "{stderr}"
     );
     assert_eq!(sim.counters().total_calls(), 0);
+}
+
+/// The README's main job: `reconcile -f examples/ --simulate`.
+#[test]
+fn the_examples_converge_against_the_embedded_simulator() {
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
+    let out = run_simulated(&["-f", examples, "-o", "json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let resources = report.as_array().unwrap();
+    assert_eq!(resources.len(), 2, "{report:#}");
+    for resource in resources {
+        assert_eq!(resource["converged"], true, "{resource:#}");
+    }
+    let lobby = resources
+        .iter()
+        .find(|r| r["resource"] == "retail/lobby-kiosk")
+        .expect("lobby-kiosk is reported");
+    assert!(
+        !lobby["actions"].as_array().unwrap().is_empty(),
+        "lobby-kiosk changed its codes through its MetaStudioConnection: {lobby:#}"
+    );
+}
+
+/// Connection resources take no operator default, so `--simulate` names the
+/// simulator in them: a MetaStudioConnection with a region and a
+/// ClusterMetaStudioConnection with a remote endpoint both reach it, with
+/// their own credentials.
+#[test]
+fn simulate_points_connection_resources_at_the_simulator() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("manifests.yaml"),
+        r#"apiVersion: simulator.metastudio-operator.dev/v1alpha1
+kind: SimulatorSeed
+metadata: {name: seed}
+spec:
+  robots:
+    - {robotId: robot-a, generate: {count: 2, validPeriod: 3}}
+    - {robotId: robot-b, generate: {count: 3, validPeriod: 3}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop, labels: {tier: kiosk}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: own, namespace: shop}
+stringData: {accessKey: shop-access-key, secretKey: shop-secret-key}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: shared, namespace: ops}
+stringData: {accessKey: ops-access-key, secretKey: ops-secret-key}
+---
+apiVersion: metastudio.huaweicloud.com/v1alpha1
+kind: MetaStudioConnection
+metadata: {name: own-account, namespace: shop}
+spec:
+  region: cn-north-4
+  projectId: 70b76e1c2d3f4a253880af501cd1a2b3
+  credentialsSecretRef: {name: own}
+---
+apiVersion: metastudio.huaweicloud.com/v1alpha1
+kind: ClusterMetaStudioConnection
+metadata: {name: shared}
+spec:
+  endpoint: https://metastudio.example.invalid
+  projectId: another-project
+  credentialsSecretRef: {name: shared, namespace: ops}
+  conditions:
+    - namespaceSelector: {matchLabels: {tier: kiosk}}
+---
+apiVersion: metastudio.huaweicloud.com/v1alpha1
+kind: ActivationCode
+metadata: {name: a, namespace: shop}
+spec: {robotId: robot-a, validPeriod: 7, connectionRef: {name: own-account}}
+---
+apiVersion: metastudio.huaweicloud.com/v1alpha1
+kind: ActivationCode
+metadata: {name: b, namespace: shop}
+spec:
+  robotId: robot-b
+  validPeriod: 7
+  connectionRef: {kind: ClusterMetaStudioConnection, name: shared}
+"#,
+    )
+    .unwrap();
+    let out = run_simulated(&["-f", &path_str(dir.path()), "-o", "json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let updates = |name: &str| {
+        let resource = report
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["resource"] == format!("shop/{name}"))
+            .unwrap_or_else(|| panic!("{name} is reported: {report:#}"));
+        assert_eq!(resource["converged"], true, "{resource:#}");
+        resource["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["result"].as_str().is_some_and(|r| r.starts_with("done")))
+            .count()
+    };
+    assert_eq!(updates("a"), 2, "{report:#}");
+    assert_eq!(updates("b"), 3, "{report:#}");
+}
+
+#[test]
+fn connection_resources_on_disk_serve_their_namespace_and_refusals_call_nothing() {
+    let rt = runtime();
+    let sim = rt.block_on(simulator(fleet_seed(2, 2, 7), FaultConfig::default()));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (endpoint, project) = (sim.endpoint(), sim.project_id().to_owned());
+    let elsewhere = format!("http://{}", listener.local_addr().unwrap());
+    std::fs::write(
+        dir.path().join("tenant.yaml"),
+        format!(
+            "apiVersion: metastudio.huaweicloud.com/v1alpha1
+kind: MetaStudioConnection
+metadata: {{name: team, namespace: retail}}
+spec: {{endpoint: \"{endpoint}\", projectId: {project}, credentialsSecretRef: {{name: team-credentials}}}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: team-credentials, namespace: retail}}
+stringData: {{accessKey: {}, secretKey: {}}}
+---
+apiVersion: metastudio.huaweicloud.com/v1alpha1
+kind: ActivationCode
+metadata: {{name: through-team, namespace: retail}}
+spec: {{robotId: robot-0, validPeriod: 9, connectionRef: {{name: team}}}}
+---
+apiVersion: metastudio.huaweicloud.com/v1alpha1
+kind: ActivationCode
+metadata: {{name: elsewhere, namespace: retail}}
+spec: {{robotId: robot-1, validPeriod: 9, connection: {{endpoint: \"{elsewhere}\"}}}}
+",
+            metastudio_operator::simulator::DEFAULT_ACCESS_KEY,
+            metastudio_operator::simulator::DEFAULT_SECRET_KEY,
+        ),
+    )
+    .unwrap();
+    let status = path_str(&status_file(dir.path()));
+    let out = run_reconcile(
+        &sim,
+        &["-f", &path_str(dir.path()), "--status-file", &status],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "one resource is refused: {}",
+        text(&out)
+    );
+    let file = StatusFile::load(&status_file(dir.path())).unwrap();
+    let through = file.statuses["retail/through-team"]
+        .condition("Ready")
+        .unwrap();
+    assert_eq!(through.reason, "Synced", "{through:?}");
+    assert_eq!(
+        sim.counters().total_updates(),
+        2,
+        "robot-0's codes went to 9 days"
+    );
+    let refused = file.statuses["retail/elsewhere"]
+        .condition("Ready")
+        .unwrap();
+    assert_eq!(refused.reason, "ConnectionNotAllowed", "{refused:?}");
+    assert!(
+        refused.message.starts_with(
+            "spec.connection.endpoint is set without spec.connection.credentialsSecretRef"
+        ),
+        "{}",
+        refused.message
+    );
+    assert!(
+        matches!(listener.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "nothing reached the endpoint the resource chose"
+    );
+}
+
+/// Two ActivationCodes whose export files used to collide: namespace `a-b`
+/// with Secret `c`, namespace `a` with Secret `b-c`.
+fn colliding_exports(dir: &std::path::Path) {
+    let doc = |namespace: &str, robot: usize, secret: &str| {
+        format!(
+            "---\napiVersion: metastudio.huaweicloud.com/v1alpha1\nkind: ActivationCode\nmetadata: {{name: kiosk, namespace: {namespace}}}\nspec: {{robotId: robot-{robot}, validPeriod: 3, exportSecretRef: {{name: {secret}}}}}\n"
+        )
+    };
+    let text = doc("a-b", 0, "c") + &doc("a", 1, "b-c");
+    std::fs::write(dir.join("exports.yaml"), text).unwrap();
+}
+
+#[test]
+fn export_dir_holds_one_directory_per_namespace_and_private_files() {
+    let rt = runtime();
+    let sim = rt.block_on(simulator(fleet_seed(2, 3, 3), FaultConfig::default()));
+    let dir = tempfile::tempdir().unwrap();
+    let manifests = dir.path().join("manifests");
+    std::fs::create_dir(&manifests).unwrap();
+    colliding_exports(&manifests);
+    let out_dir = dir.path().join("out");
+    let status = path_str(&status_file(dir.path()));
+    let args = [
+        "-f",
+        &path_str(&manifests),
+        "--status-file",
+        &status,
+        "--export-dir",
+        &path_str(&out_dir),
+    ];
+
+    let out = run_reconcile(&sim, &args);
+    assert!(out.status.success(), "{}", text(&out));
+    let codes = sim.with_store(|s| s.all_codes());
+    for (file, namespace, robot) in [
+        ("a-b/c.yaml", "a-b", "robot-0"),
+        ("a/b-c.yaml", "a", "robot-1"),
+    ] {
+        let path = out_dir.join(file);
+        let secret: serde_json::Value =
+            serde_saphyr::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(secret["metadata"]["namespace"], namespace, "{file}");
+        let data = secret["stringData"].as_object().unwrap();
+        let mine: Vec<_> = codes.iter().filter(|c| c.robot_id == robot).collect();
+        assert_eq!(data.len(), mine.len(), "{file}");
+        for code in mine {
+            assert_eq!(
+                data[&code.active_code_id],
+                code.active_code.expose(),
+                "{file}"
+            );
+            assert!(
+                !text(&out).contains(code.active_code.expose()),
+                "a code value in the output"
+            );
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{file}");
+        }
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn a_symlinked_namespace_directory_is_export_failed_and_nothing_goes_through_it() {
+    let rt = runtime();
+    let sim = rt.block_on(simulator(fleet_seed(2, 3, 3), FaultConfig::default()));
+    let dir = tempfile::tempdir().unwrap();
+    let manifests = dir.path().join("manifests");
+    std::fs::create_dir(&manifests).unwrap();
+    colliding_exports(&manifests);
+    let out_dir = dir.path().join("out");
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    std::fs::create_dir(&elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, out_dir.join("a")).unwrap();
+    let status = path_str(&status_file(dir.path()));
+
+    let out = run_reconcile(
+        &sim,
+        &[
+            "-f",
+            &path_str(&manifests),
+            "--status-file",
+            &status,
+            "--export-dir",
+            &path_str(&out_dir),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("ExportFailed"), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "{} is a symbolic link: remove the symbolic link",
+            out_dir.join("a").display()
+        )),
+        "{stdout}"
+    );
+    assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
+    assert!(
+        out_dir.join("a-b/c.yaml").is_file(),
+        "the other export is written"
+    );
 }

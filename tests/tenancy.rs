@@ -316,3 +316,35 @@ async fn a_token_never_goes_over_plain_http_to_another_host_unless_the_connectio
     assert!(!message.contains("a-static-token"), "{message}");
     assert_eq!(connections.load(Ordering::SeqCst), 0);
 }
+
+#[tokio::test]
+async fn a_resource_of_another_project_naming_the_same_robot_is_no_conflict() {
+    let sim = simulator(robot_seed(2, 7), FaultConfig::default()).await;
+    let (client, mut api) = mock_client();
+    // Older, of another tenant's project, claiming the same robot id.
+    let mut squatter = resource(
+        "squatter",
+        json!({"robotId": ROBOT, "validPeriod": 7,
+               "connection": {"projectId": "someone-elses-project", "credentialsSecretRef": {"name": "theirs"}}}),
+    );
+    squatter.metadata.namespace = Some("elsewhere".into());
+    squatter.metadata.creation_timestamp =
+        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            "2020-01-01T00:00:00Z".parse().unwrap(),
+        ));
+    let r = resource(
+        "kiosk",
+        with_creds(json!({"robotId": ROBOT, "validPeriod": 7})),
+    );
+    let ctx = context_with(
+        client,
+        &[&r, &squatter],
+        defaults(&sim),
+        directory(&sim, kiosks_only()),
+    );
+    let task = run_reconcile(&r, &ctx).await;
+    expect_creds(&mut api).await;
+    let status = expect_status(&mut api, &r).await;
+    api.finish(task).await;
+    assert_eq!(condition(&status, "Ready")["reason"], "Synced", "{status}");
+}

@@ -2,6 +2,7 @@
 
 use super::connection_args::{ConnectionArgs, EngineArgs};
 use crate::crd::ActivationCode;
+use crate::crd::connection::ConnectionTarget;
 use crate::engine::{Mode, OperatorDefaults};
 use crate::metastudio::client::TransportError;
 use crate::metastudio::{ConnectionError, Credentials, Transport};
@@ -49,11 +50,15 @@ pub struct ReconcileArgs {
     #[arg(short = 'n', long, default_value = "default", value_parser = super::parsers::namespace)]
     pub namespace: String,
     /// Run against an embedded simulator seeded from the SimulatorSeed
-    /// documents among the manifests (no cloud account needed).
+    /// documents among the manifests (no cloud account needed): every
+    /// ActivationCode and connection resource calls it, whatever endpoint,
+    /// region or project it names.
     #[arg(long)]
     pub simulate: bool,
-    /// Write each exportSecretRef as a Secret manifest file into this
-    /// directory (mode 0600). Without it, code values are not exported.
+    /// Write each exportSecretRef as a Secret manifest file
+    /// DIR/NAMESPACE/NAME.yaml (mode 0600, replaced atomically; a symbolic
+    /// link below DIR is refused, DIR itself may be one). Without it, code
+    /// values are not exported.
     #[arg(long)]
     pub export_dir: Option<PathBuf>,
     /// Resources reconciled at once.
@@ -194,7 +199,8 @@ pub async fn run(args: ReconcileArgs) -> Result<ReconcileOutput, ReconcileComman
     })
 }
 
-/// Starts the embedded simulator and points every resource at it.
+/// Starts the embedded simulator and points every resource at it: the
+/// ActivationCodes and the connection resources.
 async fn start_simulator(
     manifests: &mut Manifests,
     defaults: &mut OperatorDefaults,
@@ -249,11 +255,21 @@ async fn start_simulator(
     let simulator = Simulator::start(config, "127.0.0.1:0".parse().expect("static address"))
         .await
         .map_err(ReconcileCommandError::Simulator)?;
-    defaults.settings.endpoint = Some(simulator.endpoint());
+    let endpoint = simulator.endpoint();
+    defaults.settings.endpoint = Some(endpoint.clone());
     defaults.settings.region = None;
-    defaults.settings.project_id = Some(project_id);
+    defaults.settings.project_id = Some(project_id.clone());
     for loaded in &mut manifests.resources {
         point_at_simulator(&mut loaded.resource);
+    }
+    let catalog = &mut manifests.catalog;
+    let connections = catalog.connections.values_mut().map(|c| &mut c.target);
+    let cluster_connections = catalog
+        .cluster_connections
+        .values_mut()
+        .map(|c| &mut c.target);
+    for target in connections.chain(cluster_connections) {
+        point_connection_at_simulator(target, &endpoint, &project_id);
     }
     let note = format!(
         "embedded simulator at {} seeded with {} code(s) from {}",
@@ -264,10 +280,21 @@ async fn start_simulator(
     Ok((simulator, note))
 }
 
+/// An inline spec.connection falls back to the operator's defaults, which
+/// name the simulator: clear its own endpoint, region and project.
 fn point_at_simulator(resource: &mut ActivationCode) {
     if let Some(connection) = &mut resource.spec.connection {
         connection.endpoint = None;
         connection.region = None;
         connection.project_id = None;
     }
+}
+
+/// A connection resource takes none of the operator's defaults (see
+/// [`crate::tenancy::target_settings`]): name the simulator and its project
+/// in it. Its credentials Secret, budget and app user id are kept.
+fn point_connection_at_simulator(target: &mut ConnectionTarget, endpoint: &str, project_id: &str) {
+    target.endpoint = Some(endpoint.to_owned());
+    target.region = None;
+    target.project_id = project_id.to_owned();
 }

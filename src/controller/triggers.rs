@@ -60,3 +60,77 @@ pub fn resources_for_secret(
     refs.dedup();
     refs
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::connection::MetaStudioConnection;
+    use kube::runtime::watcher;
+    use serde_json::json;
+
+    fn secret(namespace: &str, name: &str) -> PartialObjectMeta<Secret> {
+        serde_json::from_value(json!({
+            "apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+            "metadata": {
+                "name": name, "namespace": namespace,
+                "labels": {"team": "kiosk"},
+                "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{\"data\":{\"secretKey\":\"c2s=\"}}"},
+                "managedFields": [{"manager": "kubectl", "operation": "Update"}],
+            },
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_secret_keeps_only_its_name_namespace_and_owners() {
+        let mut seen = secret("retail", "creds");
+        strip(&mut seen);
+        assert_eq!(
+            seen.metadata.annotations, None,
+            "last-applied holds the data"
+        );
+        assert_eq!(seen.metadata.managed_fields, None);
+        assert_eq!(seen.metadata.labels, None);
+        assert_eq!(seen.name_any(), "creds");
+    }
+
+    #[test]
+    fn a_secret_of_a_connection_reconciles_the_resources_that_use_the_connection() {
+        let resource = |name: &str, spec: serde_json::Value| -> ActivationCode {
+            serde_json::from_value(json!({
+                "apiVersion": "metastudio.huaweicloud.com/v1alpha1", "kind": "ActivationCode",
+                "metadata": {"name": name, "namespace": "retail"}, "spec": spec,
+            }))
+            .unwrap()
+        };
+        let (store, mut writer) = kube::runtime::reflector::store();
+        for r in [
+            resource(
+                "via-team",
+                json!({"robotId": "r", "validPeriod": 1, "connectionRef": {"name": "team"}}),
+            ),
+            resource(
+                "own",
+                json!({"robotId": "r", "validPeriod": 1, "connection": {"credentialsSecretRef": {"name": "own"}}}),
+            ),
+        ] {
+            writer.apply_watcher_event(&watcher::Event::Apply(r));
+        }
+        let team: MetaStudioConnection = serde_json::from_value(json!({
+            "apiVersion": "metastudio.huaweicloud.com/v1alpha1", "kind": "MetaStudioConnection",
+            "metadata": {"name": "team", "namespace": "retail"},
+            "spec": {"region": "cn-north-4", "projectId": "p", "credentialsSecretRef": {"name": "team-credentials"}},
+        }))
+        .unwrap();
+        let directory = ClusterDirectory::of(&[team], &[], &[]);
+        let names = |secret: &PartialObjectMeta<Secret>| -> Vec<String> {
+            resources_for_secret(&store, &directory, secret)
+                .into_iter()
+                .map(|r| r.name)
+                .collect()
+        };
+        assert_eq!(names(&secret("retail", "team-credentials")), ["via-team"]);
+        assert_eq!(names(&secret("retail", "own")), ["own"]);
+        assert!(names(&secret("museum", "team-credentials")).is_empty());
+    }
+}

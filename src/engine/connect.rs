@@ -105,3 +105,24 @@ pub(super) fn insecure_note(connection: &Connection, grant: &Grant) -> Option<St
         )
     })
 }
+
+/// Whether `other` would call the same endpoint and project as
+/// `connection`: only then is its robot the same robot, and only then can
+/// it conflict with this resource. A resource of another tenant's project
+/// that names the same robot id (by chance, or to squat it) is not a
+/// rival, and neither is one whose connection is refused (it touches
+/// nothing).
+pub(super) fn same_target(
+    other: &ActivationCode,
+    directory: &(impl crate::tenancy::Directory + ?Sized),
+    defaults: &OperatorDefaults,
+    connection: &Connection,
+) -> bool {
+    let namespace = other.namespace().unwrap_or_default();
+    tenancy::decide(&namespace, &other.spec, directory, defaults)
+        .ok()
+        .and_then(|grant| grant.settings.target())
+        .is_some_and(|(endpoint, project)| {
+            endpoint == connection.endpoint && project == connection.project_id
+        })
+}

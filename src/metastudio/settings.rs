@@ -57,6 +57,18 @@ impl ConnectionSettings {
         }
     }
 
+    /// Where calls would go: the endpoint and the project, when both are
+    /// known and valid (what makes two resources' robots the same robot).
+    pub fn target(&self) -> Option<(reqwest::Url, String)> {
+        let endpoint = match (&self.endpoint, &self.region) {
+            (Some(endpoint), _) => endpoint.clone(),
+            (None, Some(region)) => regional_endpoint(region).ok()?,
+            (None, None) => return None,
+        };
+        let project = self.project_id.clone().filter(|p| !p.is_empty())?;
+        Some((parse_endpoint(&endpoint).ok()?, project))
+    }
+
     pub fn resolve(&self, credentials: Credentials) -> Result<Connection, ConnectionError> {
         let endpoint = match (&self.endpoint, &self.region) {
             (Some(endpoint), _) => endpoint.clone(),

@@ -1,6 +1,7 @@
 //! The engine's host on disk: credentials from Secret manifests, statuses in
-//! the status file, export Secrets as manifest files, events collected for
-//! the report.
+//! the status file, export Secrets as manifest files
+//! (`DIR/{namespace}/{name}.yaml`, see [`super::export_file`]), events
+//! collected for the report.
 //!
 //! Statuses live in memory and reach the disk when it matters: a status
 //! that records reset intents is written (and fsynced) before the engine
@@ -10,6 +11,7 @@
 //! reset is never repeated. Concurrent writes are coalesced: a write covers
 //! every change made before it began.
 
+use super::export_file;
 use super::status_file::{StatusFile, StatusFileError, StatusFileLock};
 use crate::crd::connection::{ClusterMetaStudioConnectionSpec, MetaStudioConnectionSpec};
 use crate::crd::{ActivationCode, ActivationCodeStatus};
@@ -210,26 +212,19 @@ impl Host for OfflineHost {
         secret_name: &str,
         codes: &[ActiveCode],
     ) -> Result<(), HostError> {
-        let Some(dir) = &self.export_dir else {
+        let Some(dir) = self.export_dir.clone() else {
             return Ok(());
         };
         let namespace = resource.metadata.namespace.clone().unwrap_or_default();
-        let data: BTreeMap<String, String> = codes
-            .iter()
-            .map(|c| (c.active_code_id.clone(), c.active_code.expose().to_owned()))
-            .collect();
-        let manifest = serde_json::json!({
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": secret_name, "namespace": namespace},
-            "type": "Opaque",
-            "stringData": data,
-        });
-        let text = serde_saphyr::to_string(&manifest).expect("a Secret serialises");
-        let path = dir.join(format!("{namespace}-{secret_name}.yaml"));
-        let action = format!("write export Secret {}", path.display());
-        std::fs::create_dir_all(dir).map_err(|e| HostError::new(action.clone(), e))?;
-        write_private(&path, text.as_bytes()).map_err(|e| HostError::new(action, e))
+        let action = format!("write export Secret {namespace}/{secret_name}");
+        let text = secret_manifest(&namespace, secret_name, codes);
+        let name = secret_name.to_owned();
+        tokio::task::spawn_blocking(move || {
+            export_file::write(&dir, &namespace, &name, text.as_bytes())
+        })
+        .await
+        .expect("the export writer does not panic")
+        .map_err(|e| HostError::new(action, e))
     }
 
     async fn event(&self, resource: &ActivationCode, event: &EngineEvent) {
@@ -240,17 +235,18 @@ impl Host for OfflineHost {
     }
 }
 
-/// Writes a file only its owner can read.
-fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
+/// The export Secret `namespace/name` holding the codes' values, as YAML.
+fn secret_manifest(namespace: &str, name: &str, codes: &[ActiveCode]) -> String {
+    let data: BTreeMap<String, String> = codes
+        .iter()
+        .map(|c| (c.active_code_id.clone(), c.active_code.expose().to_owned()))
+        .collect();
+    let manifest = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": namespace},
+        "type": "Opaque",
+        "stringData": data,
+    });
+    serde_saphyr::to_string(&manifest).expect("a Secret serialises")
 }

@@ -101,6 +101,30 @@ pub fn run_reconcile(sim: &Simulator, args: &[&str]) -> Output {
         .expect("the binary runs")
 }
 
+/// Runs `reconcile --simulate ARGS...`: the binary's embedded simulator,
+/// none of the caller's MetaStudio settings or credentials.
+pub fn run_simulated(args: &[&str]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_metastudio-operator"));
+    command
+        .args(["reconcile", "--simulate"])
+        .args(args)
+        .args(["--rate-limit", "0", "--timeout", "5s"])
+        .env_remove("RUST_LOG");
+    for var in [
+        "CLOUD_SDK_AK",
+        "CLOUD_SDK_SK",
+        "CLOUD_SDK_SECURITY_TOKEN",
+        "METASTUDIO_AUTH_TOKEN",
+        "METASTUDIO_ENDPOINT",
+        "METASTUDIO_REGION",
+        "METASTUDIO_PROJECT_ID",
+        "METASTUDIO_INSECURE_HTTP",
+    ] {
+        command.env_remove(var);
+    }
+    command.output().expect("the binary runs")
+}
+
 pub fn text(output: &Output) -> String {
     format!(
         "exit {:?}\nstdout:\n{}\nstderr:\n{}",

@@ -24,16 +24,20 @@ pub struct Rendered {
 
 impl Rendered {
     /// `helm template RELEASE charts/metastudio-operator -n NAMESPACE` with
-    /// the operator confined to `NAMESPACE` (a Role there, nothing
-    /// cluster-wide) and `values` (`--set` arguments).
-    pub fn new(release: &str, namespace: &str, values: &[&str]) -> Self {
+    /// the operator confined to the `watched` namespaces (a Role in each;
+    /// cluster-wide only what cluster-scoped kinds need) and `values`
+    /// (`--set` arguments).
+    pub fn new(release: &str, namespace: &str, watched: &[String], values: &[&str]) -> Self {
         let chart = Path::new(env!("CARGO_MANIFEST_DIR")).join("charts/metastudio-operator");
         let mut command = super::tools::helm();
         command
             .args(["template", release])
             .arg(&chart)
             .args(["--namespace", namespace])
-            .args(["--set", &format!("watchNamespaces={{{namespace}}}")]);
+            .args([
+                "--set",
+                &format!("watchNamespaces={{{}}}", watched.join(",")),
+            ]);
         for value in values {
             command.args(["--set", value]);
         }
@@ -80,33 +84,90 @@ impl Rendered {
         &deployment["spec"]["template"]["spec"]
     }
 
-    /// Applies the ServiceAccount and every RBAC object, as rendered.
-    pub async fn apply_rbac(&self, client: &Client) {
+    /// Applies the ServiceAccount and every RBAC object, as rendered; the
+    /// cluster-scoped ones are deleted when the guard drops (a namespace's
+    /// deletion takes only what is in it).
+    pub async fn apply_rbac(&self, client: &Client) -> ClusterScoped {
+        let mut applied = Vec::new();
         for object in self
             .objects
             .iter()
             .filter(|o| RBAC_KINDS.iter().any(|k| o["kind"] == *k))
         {
             apply(client, object).await;
+            if object["metadata"]["namespace"].is_null() {
+                applied.push(object.clone());
+            }
+        }
+        ClusterScoped {
+            client: client.clone(),
+            objects: applied,
         }
     }
 }
 
-/// Server-side apply of one rendered object.
-async fn apply(client: &Client, object: &Value) {
+/// Cluster-scoped objects a test applied; deleted on drop.
+pub struct ClusterScoped {
+    client: Client,
+    objects: Vec<Value>,
+}
+
+impl ClusterScoped {
+    /// Applies `objects` (server-side) and deletes them on drop.
+    pub async fn apply(client: &Client, objects: Vec<Value>) -> Self {
+        for object in &objects {
+            apply(client, object).await;
+        }
+        Self {
+            client: client.clone(),
+            objects,
+        }
+    }
+}
+
+impl Drop for ClusterScoped {
+    fn drop(&mut self) {
+        let (client, objects) = (self.client.clone(), std::mem::take(&mut self.objects));
+        let runtime = tokio::runtime::Handle::current();
+        tokio::task::block_in_place(move || {
+            runtime.block_on(async move {
+                for object in objects {
+                    let (api, name) = api_for(&client, &object);
+                    if let Err(err) = api.delete(&name, &Default::default()).await {
+                        eprintln!("could not delete {} {name}: {err}", object["kind"]);
+                    }
+                }
+            })
+        });
+    }
+}
+
+/// The API of `object`'s kind (in its namespace, if it has one) and its name.
+fn api_for(client: &Client, object: &Value) -> (Api<DynamicObject>, String) {
     let (group, version) = match object["apiVersion"].as_str().unwrap().split_once('/') {
         Some((group, version)) => (group, version),
         None => ("", object["apiVersion"].as_str().unwrap()),
     };
     let gvk = GroupVersionKind::gvk(group, version, object["kind"].as_str().unwrap());
     let resource = ApiResource::from_gvk(&gvk);
-    let name = object["metadata"]["name"].as_str().unwrap();
-    let api: Api<DynamicObject> = match object["metadata"]["namespace"].as_str() {
+    let name = object["metadata"]["name"].as_str().unwrap().to_owned();
+    let api = match object["metadata"]["namespace"].as_str() {
         Some(namespace) => Api::namespaced_with(client.clone(), namespace, &resource),
         None => Api::all_with(client.clone(), &resource),
     };
+    (api, name)
+}
+
+/// Server-side apply of one object (any kind, from its JSON).
+pub async fn apply_object(client: &Client, object: &Value) {
+    apply(client, object).await;
+}
+
+/// Server-side apply of one rendered object.
+async fn apply(client: &Client, object: &Value) {
+    let (api, name) = api_for(client, object);
     api.patch(
-        name,
+        &name,
         &PatchParams::apply(super::cluster::SUITE_MANAGER).force(),
         &Patch::Apply(object),
     )

@@ -12,7 +12,6 @@ use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub const CRD_NAME: &str = "activationcodes.metastudio.huaweicloud.com";
 /// The field manager of everything the suite applies.
 pub const SUITE_MANAGER: &str = "metastudio-operator-e2e";
 /// A spec field that this binary does not know, as a newer release of the
@@ -55,30 +54,36 @@ impl Cluster {
         self.version >= (1, 25)
     }
 
-    /// Applies the suite's CRD (server-side, idempotent: every test does it)
-    /// and waits until it is established.
+    /// Applies the suite's CRDs (server-side, idempotent: every test does
+    /// it) and waits until they are established.
     async fn install_crd(&self) {
         let crds: Api<CustomResourceDefinition> = Api::all(self.client.clone());
-        let crd = suite_crd(self.supports_cel());
-        crds.patch(
-            CRD_NAME,
-            &PatchParams::apply(SUITE_MANAGER).force(),
-            &Patch::Apply(&crd),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("install the CRD by server-side apply: {e}"));
-        super::eventually("the CRD to be established", Duration::from_secs(60), || {
-            let crds = crds.clone();
-            async move {
-                let crd = crds.get(CRD_NAME).await.ok()?;
-                crd.status?
-                    .conditions?
-                    .iter()
-                    .any(|c| c.type_ == "Established" && c.status == "True")
-                    .then_some(())
-            }
-        })
-        .await;
+        for crd in suite_crds(self.supports_cel()) {
+            let name = crd["metadata"]["name"].as_str().unwrap().to_owned();
+            crds.patch(
+                &name,
+                &PatchParams::apply(SUITE_MANAGER).force(),
+                &Patch::Apply(&crd),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("install CRD {name} by server-side apply: {e}"));
+            super::eventually(
+                &format!("CRD {name} to be established"),
+                Duration::from_secs(60),
+                || {
+                    let (crds, name) = (crds.clone(), name.clone());
+                    async move {
+                        let crd = crds.get(&name).await.ok()?;
+                        crd.status?
+                            .conditions?
+                            .iter()
+                            .any(|c| c.type_ == "Established" && c.status == "True")
+                            .then_some(())
+                    }
+                },
+            )
+            .await;
+        }
     }
 
     /// A fresh namespace for one test, deleted when the guard drops.
@@ -154,6 +159,25 @@ fn parse_version(major: &str, minor: &str, git_version: &str) -> (u32, u32) {
         (Some(major), Some(minor)) => (major, minor),
         _ => panic!("cannot tell the server's version from {major:?}.{minor:?} ({git_version:?})"),
     }
+}
+
+/// Every CRD of the product: the ActivationCode's as [`suite_crd`] makes
+/// it, and the connection kinds' as they are (without CEL rules when the
+/// server predates them).
+pub fn suite_crds(with_cel: bool) -> Vec<Value> {
+    metastudio_operator::crd::definitions()
+        .into_iter()
+        .map(|(_, crd)| {
+            if crd.spec.names.kind == "ActivationCode" {
+                return suite_crd(with_cel);
+            }
+            let mut crd = serde_json::to_value(crd).unwrap();
+            if !with_cel {
+                strip_key(&mut crd, "x-kubernetes-validations");
+            }
+            crd
+        })
+        .collect()
 }
 
 /// The product's CRD plus [`NEWER_FIELD`] (as a newer release would have

@@ -3,7 +3,7 @@
 //! ServiceAccount, and a simulator. ActivationCodes made here point at the
 //! simulator through their own `spec.connection`.
 
-use super::chart::Rendered;
+use super::chart::{ClusterScoped, Rendered};
 use super::operator::{OperatorProcess, Replica, assert_no_forbidden};
 use super::{Cluster, TestNamespace, eventually};
 use crate::common::capture::assert_clean;
@@ -27,7 +27,11 @@ pub struct Scenario {
     pub rendered: Rendered,
     /// Authenticates as the chart's ServiceAccount.
     pub kubeconfig: PathBuf,
+    /// The chart's cluster-scoped RBAC, deleted on drop.
+    _cluster_rbac: ClusterScoped,
     pub namespace: TestNamespace,
+    /// More namespaces the operator watches (tenants), by the suffix given.
+    pub tenants: Vec<TestNamespace>,
     /// Logs and kubeconfigs.
     pub dir: tempfile::TempDir,
 }
@@ -35,11 +39,31 @@ pub struct Scenario {
 impl Scenario {
     /// Sets up `name`'s world; `values` are `--set` arguments for the chart.
     pub async fn start(name: &str, seed: Seed, faults: FaultConfig, values: &[&str]) -> Self {
+        Self::with_tenants(name, seed, faults, values, &[]).await
+    }
+
+    /// Like [`Scenario::start`], with more namespaces (one per suffix in
+    /// `tenants`) that the operator watches too.
+    pub async fn with_tenants(
+        name: &str,
+        seed: Seed,
+        faults: FaultConfig,
+        values: &[&str],
+        tenants: &[&str],
+    ) -> Self {
         let cluster = Cluster::connect().await;
         let namespace = cluster.namespace(name).await;
-        let release = format!("op-{name}");
-        let rendered = Rendered::new(&release, &namespace.name, values);
-        rendered.apply_rbac(&cluster.client).await;
+        let mut others = Vec::new();
+        for tenant in tenants {
+            others.push(cluster.namespace(&format!("{name}-{tenant}")).await);
+        }
+        let release = format!("op-{name}-{}", &namespace.name[namespace.name.len() - 4..]);
+        let watched: Vec<String> = std::iter::once(&namespace)
+            .chain(&others)
+            .map(|n| n.name.clone())
+            .collect();
+        let rendered = Rendered::new(&release, &namespace.name, &watched, values);
+        let cluster_rbac = rendered.apply_rbac(&cluster.client).await;
         let dir = tempfile::tempdir().unwrap();
         let kubeconfig = cluster
             .service_account_kubeconfig(&namespace.name, &rendered.service_account(), dir.path())
@@ -50,7 +74,9 @@ impl Scenario {
             sim,
             rendered,
             kubeconfig,
+            _cluster_rbac: cluster_rbac,
             namespace,
+            tenants: others,
             dir,
         };
         scenario.create_credentials().await;

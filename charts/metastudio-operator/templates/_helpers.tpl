@@ -102,8 +102,75 @@ checked against the code by tests/rbac.rs); no wildcards anywhere.
 {{- end }}
 
 {{/*
+RBAC rules on cluster-scoped kinds (ClusterMetaStudioConnections, their
+status, Namespaces), from the clusterRules of rbac/operator-rules.yaml:
+always in a ClusterRole, whatever watchNamespaces says.
+*/}}
+{{- define "metastudio-operator.clusterRules" -}}
+{{- (.Files.Get "rbac/operator-rules.yaml" | fromYaml).clusterRules | toYaml }}
+{{- end }}
+
+{{/*
+The RBAC rule for reading the credentials Secrets of
+ClusterMetaStudioConnections, from the connectionSecrets of
+rbac/operator-rules.yaml, as a list of one rule.
+*/}}
+{{- define "metastudio-operator.connectionSecretsRules" -}}
+{{- list (.Files.Get "rbac/operator-rules.yaml" | fromYaml).connectionSecrets | toYaml }}
+{{- end }}
+
+{{/*
 The verbs on the leader-election Lease, from rbac/operator-rules.yaml.
 */}}
 {{- define "metastudio-operator.leaseVerbs" -}}
 {{- (.Files.Get "rbac/operator-rules.yaml" | fromYaml).leases.verbs | toJson }}
+{{- end }}
+
+{{/*
+The full name with a suffix, e.g. "cluster": the full name is shortened
+first, so that the result stays within 63 characters and never equals the
+full name itself. Takes a dict: root (the chart context) and suffix.
+*/}}
+{{- define "metastudio-operator.suffixedName" -}}
+{{- $suffix := printf "-%s" .suffix }}
+{{- $base := include "metastudio-operator.fullname" .root | trunc (int (sub 63 (len $suffix))) | trimSuffix "-" }}
+{{- printf "%s%s" $base $suffix }}
+{{- end }}
+
+{{/*
+A Role or ClusterRole granting the given rules, and the RoleBinding or
+ClusterRoleBinding of the operator's ServiceAccount to it. Takes a dict:
+root (the chart context), kind (Role or ClusterRole), name, namespace
+(Roles only) and rules (YAML, a list of RBAC rules).
+*/}}
+{{- define "metastudio-operator.boundRole" -}}
+apiVersion: rbac.authorization.k8s.io/v1
+kind: {{ .kind }}
+metadata:
+  name: {{ .name }}
+  {{- with .namespace }}
+  namespace: {{ . }}
+  {{- end }}
+  labels:
+    {{- include "metastudio-operator.labels" .root | nindent 4 }}
+rules:
+  {{- .rules | nindent 2 }}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: {{ .kind }}Binding
+metadata:
+  name: {{ .name }}
+  {{- with .namespace }}
+  namespace: {{ . }}
+  {{- end }}
+  labels:
+    {{- include "metastudio-operator.labels" .root | nindent 4 }}
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: {{ .kind }}
+  name: {{ .name }}
+subjects:
+  - kind: ServiceAccount
+    name: {{ include "metastudio-operator.serviceAccountName" .root }}
+    namespace: {{ .root.Release.Namespace }}
 {{- end }}
