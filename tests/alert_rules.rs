@@ -28,6 +28,8 @@ const RULE_TESTS: &str = "tests/prometheus/alerts_test.yaml";
 const DASHBOARD: &str = "deploy/grafana/metastudio-operator-dashboard.json";
 const RUNBOOKS: &str =
     "https://github.com/metastudio-operator/metastudio-operator/blob/main/README.md#";
+/// The README section whose headings the runbook URLs point at.
+const RUNBOOK_SECTION: &str = "## Alert runbooks";
 /// Labels Prometheus attaches to every series of a scrape target.
 const TARGET_LABELS: [&str; 2] = ["job", "instance"];
 
@@ -426,11 +428,19 @@ fn anchor(heading: &str) -> String {
 #[test]
 fn every_alert_says_what_happened_what_to_do_and_links_its_runbook() {
     let readme = read("README.md");
+    // The headings of the README's runbook section, up to the next section.
     let anchors: BTreeSet<String> = readme
         .lines()
-        .filter_map(|l| l.strip_prefix("### ").or_else(|| l.strip_prefix("## ")))
+        .skip_while(|l| *l != RUNBOOK_SECTION)
+        .skip(1)
+        .take_while(|l| !l.starts_with("## "))
+        .filter_map(|l| l.strip_prefix("### "))
         .map(anchor)
         .collect();
+    assert!(
+        !anchors.is_empty(),
+        "README.md has no {RUNBOOK_SECTION:?} section with ### headings"
+    );
     for rule in alerting_rules() {
         let alert = rule["alert"].as_str().unwrap();
         let text = |key: &str| rule["annotations"][key].as_str().unwrap_or("").to_owned();
@@ -454,7 +464,7 @@ fn every_alert_says_what_happened_what_to_do_and_links_its_runbook() {
         );
         assert!(
             anchors.contains(target),
-            "{alert}: README.md has no heading with anchor #{target}"
+            "{alert}: README.md's {RUNBOOK_SECTION:?} has no heading with anchor #{target}"
         );
         let expr = rule["expr"].as_str().unwrap();
         if expr.contains("namespace, name") {
@@ -494,6 +504,25 @@ fn every_alert_has_a_promtool_case_where_it_fires_and_one_where_it_must_not() {
         assert!(
             silent.contains(alert),
             "{RULE_TESTS}: no case where {alert} must not fire"
+        );
+    }
+}
+
+#[test]
+fn the_chart_ships_the_same_rule_file_and_dashboard_as_deploy() {
+    for (plain, copy) in [
+        (
+            RULES,
+            "charts/metastudio-operator/monitoring/metastudio-operator.rules.yaml",
+        ),
+        (
+            DASHBOARD,
+            "charts/metastudio-operator/monitoring/metastudio-operator-dashboard.json",
+        ),
+    ] {
+        assert!(
+            read(plain) == read(copy),
+            "{copy} differs from {plain}: cp {plain} {copy}"
         );
     }
 }
