@@ -5,7 +5,7 @@
 //! a [`Host`].
 
 pub mod conditions;
-mod connect;
+pub(crate) mod connect;
 pub mod events;
 pub mod host;
 

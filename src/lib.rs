@@ -1,6 +1,7 @@
 //! metastudio-operator: keeps Huawei Cloud MetaStudio activation codes as an
 //! `ActivationCode` resource declares.
 
+pub mod broker;
 pub mod cli;
 pub mod controller;
 pub mod crd;

@@ -256,17 +256,7 @@ fn by_reference(
                     "spec.connectionRef: MetaStudioConnection {namespace}/{name} does not exist: create it in namespace {namespace} (a MetaStudioConnection serves only its own namespace), or refer to a ClusterMetaStudioConnection"
                 ),
             })?;
-            let via = format!("MetaStudioConnection {namespace}/{name}");
-            Ok(Grant {
-                settings: target_settings(&connection.target),
-                credentials: CredentialsSource::Secret {
-                    namespace: namespace.to_owned(),
-                    name: connection.credentials_secret_ref.name.clone(),
-                    field: format!("spec.credentialsSecretRef of {via}"),
-                },
-                via,
-                reference: Some((reference.kind, name.clone())),
-            })
+            Ok(namespaced_grant(namespace, name, &connection))
         }
         ConnectionKind::ClusterMetaStudioConnection => {
             let connection = directory.cluster_connection(name).ok_or_else(|| Refusal {
@@ -276,20 +266,80 @@ fn by_reference(
                 ),
             })?;
             admit(namespace, robot, name, &connection.conditions, directory)?;
-            let via = format!("ClusterMetaStudioConnection {name}");
-            let secret = &connection.credentials_secret_ref;
-            Ok(Grant {
-                settings: target_settings(&connection.target),
-                credentials: CredentialsSource::Secret {
-                    namespace: secret.namespace.clone(),
-                    name: secret.name.clone(),
-                    field: format!("spec.credentialsSecretRef of {via}"),
-                },
-                via,
-                reference: Some((reference.kind, name.clone())),
-            })
+            Ok(cluster_grant(name, &connection))
         }
     }
+}
+
+/// What the MetaStudioConnection `namespace/name` grants.
+fn namespaced_grant(namespace: &str, name: &str, connection: &MetaStudioConnectionSpec) -> Grant {
+    let via = format!("MetaStudioConnection {namespace}/{name}");
+    Grant {
+        settings: target_settings(&connection.target),
+        credentials: CredentialsSource::Secret {
+            namespace: namespace.to_owned(),
+            name: connection.credentials_secret_ref.name.clone(),
+            field: format!("spec.credentialsSecretRef of {via}"),
+        },
+        via,
+        reference: Some((ConnectionKind::MetaStudioConnection, name.to_owned())),
+    }
+}
+
+/// What the ClusterMetaStudioConnection `name` grants (once admitted).
+fn cluster_grant(name: &str, connection: &ClusterMetaStudioConnectionSpec) -> Grant {
+    let via = format!("ClusterMetaStudioConnection {name}");
+    let secret = &connection.credentials_secret_ref;
+    Grant {
+        settings: target_settings(&connection.target),
+        credentials: CredentialsSource::Secret {
+            namespace: secret.namespace.clone(),
+            name: secret.name.clone(),
+            field: format!("spec.credentialsSecretRef of {via}"),
+        },
+        via,
+        reference: Some((ConnectionKind::ClusterMetaStudioConnection, name.to_owned())),
+    }
+}
+
+/// The connection `name` that once-codes for a workload of `namespace`
+/// come from: the MetaStudioConnection `namespace/name` when it exists (a
+/// namespace's own connection shadows a cluster-wide one of the same
+/// name), else the ClusterMetaStudioConnection `name` if one of its
+/// conditions admits `namespace` for every robot. A once-code is not tied
+/// to a robot, so a condition limited to some robots (spec.conditions[].robotIds)
+/// does not admit it.
+pub fn once_code_grant(
+    namespace: &str,
+    name: &str,
+    directory: &(impl Directory + ?Sized),
+) -> Result<Grant, Refusal> {
+    if let Some(connection) = directory.connection(namespace, name) {
+        return Ok(namespaced_grant(namespace, name, &connection));
+    }
+    let connection = directory.cluster_connection(name).ok_or_else(|| Refusal {
+        reason: CONNECTION_NOT_FOUND,
+        message: format!(
+            "no MetaStudioConnection {namespace}/{name} and no ClusterMetaStudioConnection {name}: name a connection of namespace {namespace}, or one the cluster's administrators opened to it"
+        ),
+    })?;
+    let labels = directory.namespace_labels(namespace).unwrap_or_default();
+    let admitting: Vec<&AccessCondition> = connection
+        .conditions
+        .iter()
+        .filter(|c| admits_namespace(c, namespace, &labels))
+        .collect();
+    if admitting.is_empty() {
+        return Err(not_allowed(format!(
+            "ClusterMetaStudioConnection {name} does not admit namespace {namespace}: none of its spec.conditions names it or selects its labels; ask its owner to add the namespace there"
+        )));
+    }
+    if admitting.iter().all(|c| !c.robot_ids.is_empty()) {
+        return Err(not_allowed(format!(
+            "ClusterMetaStudioConnection {name} admits namespace {namespace} only for some robots (spec.conditions[].robotIds), and a once-code is valid for every robot of the project; ask its owner for a condition without robotIds"
+        )));
+    }
+    Ok(cluster_grant(name, &connection))
 }
 
 /// The settings a connection resource states: all of them, no operator

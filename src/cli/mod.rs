@@ -1,5 +1,6 @@
 //! Command-line arguments, shared by the binary and its tests.
 
+pub mod broker_args;
 pub mod codes;
 pub mod connection_args;
 pub mod output;

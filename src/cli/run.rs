@@ -1,7 +1,9 @@
 //! `run`: the controller, for production: leader election, metrics and
 //! health endpoints, graceful shutdown.
 
+use super::broker_args::{BrokerArgs, BrokerArgsError};
 use super::connection_args::{ConnectionArgs, EngineArgs};
+use crate::broker::launch::{BrokerError, BrokerParts, launch};
 use crate::controller::connections::ConnectionWatches;
 use crate::controller::leader::{LeaderError, LeaseSettings, run_while_leading};
 use crate::controller::{self, Context, RunLimits, WatchScope};
@@ -13,6 +15,7 @@ use crate::telemetry::http::{self, Health};
 use crate::telemetry::metrics::OperatorMetrics;
 use crate::tenancy::DefaultCredentialsScope;
 use clap::Args;
+use futures::FutureExt;
 use kube::Client;
 use kube::runtime::events::Reporter;
 use std::net::SocketAddr;
@@ -68,6 +71,8 @@ pub struct RunArgs {
     pub engine: EngineArgs,
     #[command(flatten)]
     pub connection: ConnectionArgs,
+    #[command(flatten)]
+    pub broker: BrokerArgs,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +90,10 @@ pub enum RunError {
     },
     #[error(transparent)]
     Leader(#[from] LeaderError),
+    #[error(transparent)]
+    BrokerArgs(#[from] BrokerArgsError),
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
     #[error(
         "the controllers stopped although no shutdown was requested; the operator exits so that it is restarted"
     )]
@@ -132,6 +141,7 @@ pub async fn run(
             "the operator has credentials of its own, but --default-credentials-namespaces allows no namespace to use them"
         );
     }
+    let broker = args.broker.config()?;
     let transport = Transport::with_metrics(args.connection.client.options(), metrics.api.clone())?;
     let health = Arc::new(Health::default());
     let (addr, _server) = http::serve(
@@ -153,6 +163,19 @@ pub async fn run(
         .filter(|i| !i.is_empty())
         .unwrap_or_else(default_identity);
     let scope = WatchScope::new(&args.watch_namespaces, args.label_selector.clone());
+    if let Some(config) = broker {
+        let parts = BrokerParts {
+            client: client.clone(),
+            namespaces: scope.namespaces.clone(),
+            transport: transport.clone(),
+            metrics: metrics.broker.clone(),
+        };
+        let mut stop = shutdown.clone();
+        let stopped = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        launch(config, parts, stopped.boxed().shared()).await?;
+    }
     let reporter = Reporter {
         controller: "metastudio-operator".into(),
         instance: Some(identity.clone()),

@@ -5,7 +5,7 @@
 use super::{Context, RememberedStatus};
 use crate::crd::connection::{ClusterMetaStudioConnectionSpec, MetaStudioConnectionSpec};
 use crate::crd::{API_VERSION, ActivationCode, ActivationCodeStatus, KIND};
-use crate::engine::host::{EngineEvent, Host, HostError};
+use crate::engine::host::{EngineEvent, Host, HostError, SecretSource};
 use crate::metastudio::ActiveCode;
 use crate::secret::Secret;
 use crate::tenancy::Directory;
@@ -104,13 +104,30 @@ impl Directory for ClusterHost<'_> {
     }
 }
 
-impl Host for ClusterHost<'_> {
+impl SecretSource for ClusterHost<'_> {
     async fn secret_data(
         &self,
         namespace: &str,
         name: &str,
     ) -> Result<Option<BTreeMap<String, Secret>>, HostError> {
-        let api: Api<KubeSecret> = Api::namespaced(self.ctx.client.clone(), namespace);
+        ApiSecrets(self.ctx.client.clone())
+            .secret_data(namespace, name)
+            .await
+    }
+}
+
+/// Secrets read from the API when they are used: never cached, never
+/// watched for their data.
+#[derive(Clone)]
+pub struct ApiSecrets(pub kube::Client);
+
+impl SecretSource for ApiSecrets {
+    async fn secret_data(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<BTreeMap<String, Secret>>, HostError> {
+        let api: Api<KubeSecret> = Api::namespaced(self.0.clone(), namespace);
         let secret = api
             .get_opt(name)
             .await
@@ -123,7 +140,9 @@ impl Host for ClusterHost<'_> {
                 .collect()
         }))
     }
+}
 
+impl Host for ClusterHost<'_> {
     async fn save_status(
         &self,
         resource: &ActivationCode,

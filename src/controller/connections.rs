@@ -103,6 +103,33 @@ impl ConnectionWatches {
         self.directory.clone()
     }
 
+    /// The tasks that only keep the caches, until `shutdown`: for readers
+    /// that write nothing (the once-code broker, on every replica).
+    pub fn into_reflectors(
+        self,
+        shutdown: impl Future<Output = ()> + Send + Sync + Clone + 'static,
+    ) -> Vec<Task> {
+        let mut watches: Vec<Task> = Vec::new();
+        for (_, api, writer) in self.connections {
+            watches.push(reflect(api, writer));
+        }
+        watches.push(reflect(self.cluster.0, self.cluster.1));
+        watches.push(reflect(self.namespaces.0, self.namespaces.1));
+        watches
+            .into_iter()
+            .map(|watch| {
+                let shutdown = shutdown.clone();
+                async move {
+                    tokio::select! {
+                        () = watch => {},
+                        () = shutdown => {},
+                    }
+                }
+                .boxed()
+            })
+            .collect()
+    }
+
     /// The tasks that keep the caches, nudge ActivationCodes and write the
     /// connections' status, until `shutdown`.
     pub fn into_tasks(
@@ -166,6 +193,18 @@ impl ConnectionWatches {
         );
         tasks
     }
+}
+
+/// Keeps `writer`'s cache of what `api` lists and watches.
+fn reflect<K>(api: Api<K>, writer: Writer<K>) -> Task
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    watcher(api, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .for_each(|_| async {})
+        .boxed()
 }
 
 /// Runs the status controller of one connection kind until `shutdown`.

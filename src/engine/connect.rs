@@ -4,7 +4,7 @@
 
 use super::Next;
 use super::conditions::reason;
-use super::host::Host;
+use super::host::{Host, SecretSource};
 use crate::crd::ActivationCode;
 use crate::credentials;
 use crate::metastudio::{Connection, ConnectionError, Credentials};
@@ -13,7 +13,7 @@ use kube::ResourceExt;
 
 /// Why a reconcile stops before any remote call: the Ready reason, the
 /// message (naming the field and the fix), when to look again.
-pub(super) type Stop = (&'static str, String, Next);
+pub(crate) type Stop = (&'static str, String, Next);
 
 /// The connection `resource` may use, and what granted it.
 pub(super) async fn connect<H: Host>(
@@ -24,12 +24,22 @@ pub(super) async fn connect<H: Host>(
     let namespace = resource.namespace().unwrap_or_default();
     let grant = tenancy::decide(&namespace, &resource.spec, host, defaults)
         .map_err(|refusal| (refusal.reason, refusal.message, Next::AwaitChange))?;
-    let credentials = credentials_of(&grant, host, defaults).await?;
-    let connection = grant.settings.resolve(credentials).map_err(|err| {
-        let (why, message) = unresolved(&grant, &err);
-        (why, message, Next::AwaitChange)
-    })?;
+    let connection = connect_grant(&grant, host, defaults).await?;
     Ok((connection, grant))
+}
+
+/// The connection `grant` names: its credentials, read now, and its
+/// resolved endpoint.
+pub(crate) async fn connect_grant(
+    grant: &Grant,
+    secrets: &impl SecretSource,
+    defaults: &OperatorDefaults,
+) -> Result<Connection, Stop> {
+    let credentials = credentials_of(grant, secrets, defaults).await?;
+    grant.settings.resolve(credentials).map_err(|err| {
+        let (why, message) = unresolved(grant, &err);
+        (why, message, Next::AwaitChange)
+    })
 }
 
 /// Why the granted settings do not make a connection (the reason and a
@@ -56,9 +66,9 @@ fn unresolved(grant: &Grant, err: &ConnectionError) -> (&'static str, String) {
 }
 
 /// The credentials the grant names: a Secret, read now, or the operator's.
-async fn credentials_of<H: Host>(
+async fn credentials_of(
     grant: &Grant,
-    host: &H,
+    secrets: &impl SecretSource,
     defaults: &OperatorDefaults,
 ) -> Result<Credentials, Stop> {
     let retry = Next::Retry { at_least: None };
@@ -77,7 +87,7 @@ async fn credentials_of<H: Host>(
         } => (namespace, name, field),
     };
     let secret = format!("{namespace}/{name}");
-    match host.secret_data(namespace, name).await {
+    match secrets.secret_data(namespace, name).await {
         Ok(Some(data)) => credentials::from_secret_data(&secret, &data)
             .map_err(|err| (reason::CREDENTIALS_NOT_FOUND, err.to_string(), retry)),
         Ok(None) => Err((

@@ -59,9 +59,9 @@ pub struct EngineEvent {
     pub note: String,
 }
 
-/// The connection resources and namespaces the tenancy decision reads
-/// come from the host too ([`crate::tenancy::Directory`]).
-pub trait Host: Sync + crate::tenancy::Directory {
+/// Where credentials Secrets are read: the cluster's API, or the Secret
+/// manifests on disk.
+pub trait SecretSource: Sync {
     /// The decoded data of a Secret in `namespace`; `Ok(None)` when it does
     /// not exist.
     fn secret_data(
@@ -69,7 +69,12 @@ pub trait Host: Sync + crate::tenancy::Directory {
         namespace: &str,
         name: &str,
     ) -> impl Future<Output = Result<Option<BTreeMap<String, Secret>>, HostError>> + Send;
+}
 
+/// The connection resources and namespaces the tenancy decision reads
+/// come from the host too ([`crate::tenancy::Directory`]), and so do the
+/// credentials Secrets ([`SecretSource`]).
+pub trait Host: SecretSource + crate::tenancy::Directory {
     /// Stores the resource's status. Called before resets (recording their
     /// intents) and at the end of every reconcile. A status with pending
     /// resets must be durable when this returns, as resets start right

@@ -73,6 +73,23 @@ impl RateLimiter {
         allowed_at.saturating_duration_since(now)
     }
 
+    /// Takes a slot only if one is free now; otherwise takes nothing and
+    /// returns how long until one is.
+    pub fn try_reserve(&self) -> Result<(), Duration> {
+        let Some(interval) = self.interval else {
+            return Ok(());
+        };
+        let now = Instant::now();
+        let mut next = self.next.lock().expect("rate limiter lock");
+        let tat = next.map_or(now, |t| t.max(now));
+        let allowed_at = tat.checked_sub(self.tolerance).unwrap_or(now);
+        if allowed_at > now {
+            return Err(allowed_at - now);
+        }
+        *next = Some(tat + interval);
+        Ok(())
+    }
+
     /// Waits for a slot; returns the time spent waiting.
     pub async fn acquire(&self) -> Duration {
         let wait = self.reserve();
@@ -112,6 +129,24 @@ mod tests {
         assert_eq!(limiter.reserve(), Duration::ZERO);
         assert_eq!(limiter.reserve(), Duration::ZERO);
         assert_eq!(limiter.reserve(), Duration::from_millis(100));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn try_reserve_takes_free_slots_only_and_says_when_the_next_is() {
+        let limiter = RateLimiter::new(RateLimit {
+            per_second: 4.0,
+            burst: 2,
+        });
+        assert_eq!(limiter.try_reserve(), Ok(()));
+        assert_eq!(limiter.try_reserve(), Ok(()));
+        assert_eq!(limiter.try_reserve(), Err(Duration::from_millis(250)));
+        assert_eq!(
+            limiter.try_reserve(),
+            Err(Duration::from_millis(250)),
+            "a refusal takes no slot"
+        );
+        tokio::time::advance(Duration::from_millis(250)).await;
+        assert_eq!(limiter.try_reserve(), Ok(()));
     }
 
     #[test]

@@ -15,7 +15,7 @@ use super::export_file;
 use super::status_file::{StatusFile, StatusFileError, StatusFileLock};
 use crate::crd::connection::{ClusterMetaStudioConnectionSpec, MetaStudioConnectionSpec};
 use crate::crd::{ActivationCode, ActivationCodeStatus};
-use crate::engine::host::{EngineEvent, Host, HostError};
+use crate::engine::host::{EngineEvent, Host, HostError, SecretSource};
 use crate::metastudio::ActiveCode;
 use crate::offline::manifests::key_of;
 use crate::secret::Secret;
@@ -173,7 +173,7 @@ impl Directory for OfflineHost {
     }
 }
 
-impl Host for OfflineHost {
+impl SecretSource for OfflineHost {
     async fn secret_data(
         &self,
         namespace: &str,
@@ -181,7 +181,9 @@ impl Host for OfflineHost {
     ) -> Result<Option<BTreeMap<String, Secret>>, HostError> {
         Ok(self.secrets.get(&format!("{namespace}/{name}")).cloned())
     }
+}
 
+impl Host for OfflineHost {
     async fn save_status(
         &self,
         resource: &ActivationCode,

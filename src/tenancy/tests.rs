@@ -267,3 +267,51 @@ fn a_connection_resource_brings_its_own_budget_and_plain_http_permission() {
         (4.0, RateLimit::default().burst)
     );
 }
+
+#[test]
+fn once_codes_come_from_the_namespaces_own_connection_first_then_an_open_cluster_one() {
+    let mut catalog = catalog();
+    // retail's own `shared` shadows the cluster-wide one of that name.
+    let own = catalog.connections[&("retail".to_owned(), "main".to_owned())].clone();
+    catalog
+        .connections
+        .insert(("retail".into(), "shared".into()), own);
+    let grant = once_code_grant("retail", "shared", &catalog).unwrap();
+    assert_eq!(grant.via, "MetaStudioConnection retail/shared");
+    let grant = once_code_grant("retail", "main", &catalog).unwrap();
+    assert_eq!(
+        secret_of(&grant),
+        ("retail".into(), "main-credentials".into())
+    );
+    let open = once_code_grant("retail", "closed", &catalog).unwrap_err();
+    assert_eq!(open.reason, CONNECTION_NOT_ALLOWED);
+    assert!(
+        open.message.contains("does not admit namespace retail"),
+        "{}",
+        open.message
+    );
+}
+
+#[test]
+fn a_robot_limited_condition_grants_no_once_codes_and_another_namespaces_connection_is_not_found() {
+    let catalog = catalog();
+    // museum is admitted to `shared` only for robots r-a and r-b.
+    let limited = once_code_grant("museum", "shared", &catalog).unwrap_err();
+    assert_eq!(limited.reason, CONNECTION_NOT_ALLOWED);
+    assert!(
+        limited.message.contains("only for some robots"),
+        "{}",
+        limited.message
+    );
+    let foreign = once_code_grant("museum", "main", &catalog).unwrap_err();
+    assert_eq!(foreign.reason, CONNECTION_NOT_FOUND);
+    assert!(
+        foreign.message.starts_with(
+            "no MetaStudioConnection museum/main and no ClusterMetaStudioConnection main"
+        ),
+        "{}",
+        foreign.message
+    );
+    let grant = once_code_grant("retail", "shared", &catalog).unwrap();
+    assert_eq!(grant.via, "ClusterMetaStudioConnection shared");
+}
