@@ -10,12 +10,13 @@
 //! it must not. `scripts/alert-check` parses the same expressions with
 //! promtool, Prometheus' own parser, and runs those promtool tests.
 
+use metastudio_operator::broker::metrics::IssuedLabels;
 use metastudio_operator::crd::{ActivationCode, ActivationCodeStatus};
 use metastudio_operator::engine::conditions::{READY, set, set_progress};
 use metastudio_operator::engine::{Next, ReconcileReport};
 use metastudio_operator::metastudio::Operation;
 use metastudio_operator::metastudio::metrics::{CallLabels, OperationLabels};
-use metastudio_operator::telemetry::metrics::{Census, OperatorMetrics};
+use metastudio_operator::telemetry::metrics::{Census, OperatorMetrics, ReasonLabels};
 use promql_parser::label::Labels;
 use promql_parser::parser::{self, Expr, LabelModifier, VectorSelector};
 use serde_json::Value;
@@ -75,6 +76,21 @@ fn sampled_metrics() -> Arc<OperatorMetrics> {
         .observe(0.02);
     api.rate_limit_waits.inc();
     api.rate_limit_wait_seconds.inc_by(0.5);
+    let broker = &metrics.broker;
+    broker
+        .issued
+        .get_or_create(&IssuedLabels {
+            namespace: "shop".into(),
+            connection: "shared".into(),
+        })
+        .inc();
+    broker
+        .denials
+        .get_or_create(&ReasonLabels {
+            reason: "Forbidden".into(),
+        })
+        .inc();
+    broker.duration.observe(0.01);
     metrics
 }
 
