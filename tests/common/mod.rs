@@ -1,6 +1,7 @@
 //! Shared test fixtures: a simulator on port 0 and clients for it.
 #![allow(dead_code)]
 
+pub mod broker;
 pub mod capture;
 pub mod controller;
 pub mod failure_text;
