@@ -30,6 +30,9 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once at start-up and moved into its command: the size of the
+// largest variant (run's flags, broker included) costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Print the ActivationCode CustomResourceDefinition (YAML).
