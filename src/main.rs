@@ -32,7 +32,7 @@ async fn main() -> ExitCode {
             .await
             .map(|out| (out, 0))
             .map_err(command_failure),
-        Command::Run(args) => run_operator(args)
+        Command::Run(args) => run_operator(*args)
             .await
             .map(|()| (String::new(), 0))
             .map_err(|e| (e, FAILED)),

@@ -28,6 +28,7 @@
 //! | j. fencing of two reconcilers | [`j_two_controllers_on_the_same_objects_reset_each_code_once`] |
 //! | tenancy: connections, scoped credentials | [`l_tenants_reach_only_the_connections_they_may_use`] |
 //! | k. the alerts in a real Prometheus | [`alerts::k_a_real_prometheus_fires_credentials_rejected_for_that_resource_only`] |
+//! | once-code broker: TokenReview, RBAC, limits | [`m_workloads_get_once_codes_by_their_service_account`] |
 
 mod common;
 mod e2e;
@@ -1077,3 +1078,95 @@ async fn l_tenants_reach_only_the_connections_they_may_use() {
 
 /// How long a resource may take to become Ready.
 const READY_WAIT: Duration = e2e::scenario::READY_TIMEOUT;
+
+/// The once-code broker under the real authenticator and authorizer: a
+/// workload whose ServiceAccount has the Role gets a code MetaStudio (the
+/// simulator) really issued, over HTTPS; one without it gets 403; a token
+/// for the API server's audience, and garbage, get 401; a caller past its
+/// bucket gets 429 with Retry-After; nothing logs a token or a code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn m_workloads_get_once_codes_by_their_service_account() {
+    use e2e::broker::{AUDIENCE, ask, certificate, client_trusting, workload};
+    let s = Scenario::start(
+        "broker",
+        robot_seed(1, 7),
+        FaultConfig::default(),
+        &["broker.enabled=true", "broker.tls.secretName=broker-tls"],
+    )
+    .await;
+    let connection = json!({"apiVersion": "metastudio.huaweicloud.com/v1alpha1", "kind": "MetaStudioConnection",
+        "metadata": {"name": "kiosks", "namespace": s.ns()},
+        "spec": {"endpoint": s.sim.endpoint(), "projectId": s.sim.project_id(),
+                 "credentialsSecretRef": {"name": e2e::scenario::CREDENTIALS}}});
+    e2e::chart::apply_object(&s.cluster.client, &connection).await;
+    workload(&s, "kiosk-backend", Some("kiosks")).await;
+    workload(&s, "stranger", None).await;
+    let (cert, key, cert_pem) = certificate(s.dir.path());
+    let mut replica = s.replica("broker-0");
+    replica.set("BROKER_ADDR", "127.0.0.1:0");
+    replica.set("BROKER_TLS_CERT", cert.to_str().unwrap());
+    replica.set("BROKER_TLS_KEY", key.to_str().unwrap());
+    replica.set("BROKER_CALLER_BURST", "2");
+    replica.set("BROKER_CALLER_RATE", "0.01");
+    let mut operator = OperatorProcess::start(&replica);
+    let url = format!(
+        "https://{}/v1/oncecodes/kiosks",
+        operator.broker_addr().await
+    );
+    let client = client_trusting(&cert_pem);
+    let token = s
+        .cluster
+        .token_for(s.ns(), "kiosk-backend", &[AUDIENCE])
+        .await;
+    let (status, _, body) = eventually(
+        "the broker to sync its caches",
+        Duration::from_secs(60),
+        || {
+            let (client, url, token) = (client.clone(), url.clone(), token.clone());
+            async move {
+                let answer = ask(&client, &url, &token).await;
+                (answer.0 != 503).then_some(answer)
+            }
+        },
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let code = body["onceCode"].as_str().unwrap().to_owned();
+    assert!(
+        s.sim.with_store(|store| store.use_once_code(&code))
+            == metastudio_operator::simulator::store::OnceCodeUse::Accepted,
+        "the simulator issued the code"
+    );
+    let stranger = s.cluster.token_for(s.ns(), "stranger", &[AUDIENCE]).await;
+    let (status, _, body) = ask(&client, &url, &stranger).await;
+    assert_eq!(
+        (status, body["reason"].as_str()),
+        (403, Some("Forbidden")),
+        "{body}"
+    );
+    let api_audience = s.cluster.token_for(s.ns(), "kiosk-backend", &[]).await;
+    let (status, _, body) = ask(&client, &url, &api_audience).await;
+    assert_eq!(
+        (status, body["reason"].as_str()),
+        (401, Some("Unauthenticated")),
+        "{body}"
+    );
+    let (status, _, _) = ask(&client, &url, "garbage.not.a-token").await;
+    assert_eq!(status, 401);
+    // The bucket held two: one is spent.
+    assert_eq!(ask(&client, &url, &token).await.0, 200);
+    let (status, retry_after, body) = ask(&client, &url, &token).await;
+    assert_eq!(
+        (status, body["reason"].as_str()),
+        (429, Some("CallerRateLimited")),
+        "{body}"
+    );
+    assert!(retry_after.is_some_and(|r| r.parse::<u64>().unwrap() >= 1));
+    assert_eq!(
+        operator.metric("metastudio_oncecodes_issued_total").await,
+        2.0
+    );
+    let mut hidden = s.secrets_to_hide();
+    hidden.extend([code, token, stranger, api_audience]);
+    s.assert_clean_logs(&[&operator], &hidden);
+}

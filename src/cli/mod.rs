@@ -30,15 +30,12 @@ pub struct Cli {
     pub command: Command,
 }
 
-// Parsed once at start-up and moved into its command: the size of the
-// largest variant (run's flags, broker included) costs nothing.
-#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Print the ActivationCode CustomResourceDefinition (YAML).
     Crd,
     /// Run the controller in a cluster (uses KUBECONFIG or the pod's service account).
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// Reconcile ActivationCode manifests on disk, without a cluster.
     Reconcile(reconcile::ReconcileArgs),
     /// Call the activation-code API directly.

@@ -113,15 +113,27 @@ impl Cluster {
         name: &str,
         dir: &Path,
     ) -> PathBuf {
+        let token = self.token_for(namespace, name, &[]).await;
+        let path = dir.join(format!("{name}.kubeconfig"));
+        std::fs::write(&path, kubeconfig_for_token(&token).to_string()).unwrap();
+        path
+    }
+
+    /// A token for the ServiceAccount `namespace/name` from the
+    /// TokenRequest API, for `audiences` (empty: the API server's own), as
+    /// a projected token volume gets it.
+    pub async fn token_for(&self, namespace: &str, name: &str, audiences: &[&str]) -> String {
         let accounts: Api<ServiceAccount> = Api::namespaced(self.client.clone(), namespace);
         let request = TokenRequest {
             spec: Some(TokenRequestSpec {
                 expiration_seconds: Some(3600),
+                audiences: (!audiences.is_empty())
+                    .then(|| audiences.iter().map(|a| (*a).to_owned()).collect()),
                 ..TokenRequestSpec::default()
             }),
             ..TokenRequest::default()
         };
-        let token = super::eventually(
+        super::eventually(
             "a token for the ServiceAccount",
             Duration::from_secs(30),
             || {
@@ -135,10 +147,7 @@ impl Cluster {
                 }
             },
         )
-        .await;
-        let path = dir.join(format!("{name}.kubeconfig"));
-        std::fs::write(&path, kubeconfig_for_token(&token).to_string()).unwrap();
-        path
+        .await
     }
 }
 

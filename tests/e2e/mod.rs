@@ -6,6 +6,7 @@
 //! Prometheus scraping that process.
 #![allow(dead_code)]
 
+pub mod broker;
 pub mod chart;
 pub mod cluster;
 pub mod operator;

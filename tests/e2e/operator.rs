@@ -115,12 +115,25 @@ impl OperatorProcess {
 
     /// The address of /metrics, from the log line that announces it.
     pub async fn metrics_addr(&mut self) -> SocketAddr {
+        self.announced_addr("serving /metrics").await
+    }
+
+    /// The address of the once-code broker, from the log line that
+    /// announces it.
+    pub async fn broker_addr(&mut self) -> SocketAddr {
+        self.announced_addr("serving the once-code broker").await
+    }
+
+    /// The `addr` of the first log line whose message starts with `message`.
+    async fn announced_addr(&mut self, message: &str) -> SocketAddr {
         super::eventually(
-            "the operator to serve /metrics",
+            &format!("the operator to log \"{message}\""),
             Duration::from_secs(30),
             || {
                 let found = if self.running() {
-                    self.log().lines().find_map(metrics_addr_of)
+                    self.log()
+                        .lines()
+                        .find_map(|l| announced_addr_of(l, message))
                 } else {
                     panic!("the operator exited:\n{}", self.log())
                 };
@@ -145,11 +158,11 @@ impl Drop for OperatorProcess {
 }
 
 /// `{"message":"serving /metrics, ...","addr":"127.0.0.1:4321",...}`.
-fn metrics_addr_of(line: &str) -> Option<SocketAddr> {
+fn announced_addr_of(line: &str, message: &str) -> Option<SocketAddr> {
     let entry: serde_json::Value = serde_json::from_str(line).ok()?;
     entry["message"]
         .as_str()?
-        .starts_with("serving /metrics")
+        .starts_with(message)
         .then(|| entry["addr"].as_str()?.parse().ok())?
 }
 
@@ -186,7 +199,7 @@ mod tests {
     fn finds_the_metrics_address_and_sums_series() {
         let line = r#"{"timestamp":"t","level":"INFO","message":"serving /metrics, /healthz and /readyz","addr":"127.0.0.1:4321"}"#;
         assert_eq!(
-            metrics_addr_of(line),
+            announced_addr_of(line, "serving /metrics"),
             Some("127.0.0.1:4321".parse().unwrap())
         );
         let text = "# HELP x\nmetastudio_api_calls_total{operation=\"a\",status=\"200\"} 3\nmetastudio_api_calls_total{operation=\"b\",status=\"200\"} 2\nmetastudio_api_calls_total_other 9\n";
