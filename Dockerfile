@@ -9,13 +9,14 @@ WORKDIR /src
 
 # Dependencies first: this layer is rebuilt only when Cargo.toml or
 # Cargo.lock change, not on every source change. Every target Cargo.toml
-# names must exist for cargo to read it: the benchmark gets a placeholder
-# (it is never built here).
+# names must exist for cargo to read it: the benchmarks get placeholders
+# (they are never built here).
 COPY Cargo.toml Cargo.lock ./
 RUN mkdir src benches \
  && echo 'fn main() {}' > src/main.rs \
  && touch src/lib.rs \
  && echo 'fn main() {}' > benches/converge.rs \
+ && echo 'fn main() {}' > benches/broker.rs \
  && cargo build --release --locked \
  && rm -rf src
 
