@@ -14,6 +14,8 @@ configured.yaml, deploy.yaml, and helm3-*.yaml when Helm 3 ran); this script
   * validates the broker client example (deploy/broker-client/) against the
     Kubernetes schemas and checks that it matches the chart's broker (its
     Service, audience) and the example MetaStudioConnection;
+  * checks the PrometheusRule and the dashboard ConfigMap (monitoring*.yaml)
+    against deploy/prometheus/ and deploy/grafana/;
   * runs deploy/argocd/health.lua against sample ActivationCodes (with lupa,
     when it is installed).
 
@@ -674,6 +676,111 @@ def same_file(a, b, what, regenerate):
                         + ("\n    ..." if len(lines) > 40 else ""))
 
 
+# --- the alerts and the dashboard (metrics.prometheusRule, metrics.dashboard)
+
+RULES_PLAIN = "deploy/prometheus/metastudio-operator.rules.yaml"
+DASHBOARD_PLAIN = "deploy/grafana/metastudio-operator-dashboard.json"
+# The target selector of the plain rule file; the chart replaces it.
+DEFAULT_TARGET = 'job="metastudio-operator-metrics"'
+SHARD_TARGET = 'job="shard-a-metrics",namespace="ops"'
+
+
+def validate_known(where, objs):
+    """Validates the objects whose kind Kubernetes knows (not PrometheusRule, ServiceMonitor)."""
+    import kubernetes_validate
+
+    for obj in objs:
+        try:
+            kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+        except kubernetes_validate.SchemaNotFoundError:
+            check(obj["kind"] in ("PrometheusRule", "ServiceMonitor"), where, f"{ident(obj)}: no schema for this kind")
+        except kubernetes_validate.ValidationError as e:
+            failures.append(f"{where}: {ident(obj)} is not a valid Kubernetes {K8S_VERSION} object: {e.message}")
+
+
+def check_rule_shape(where, groups):
+    """What the Prometheus Operator's PrometheusRule schema requires of each group and alerting rule."""
+    for group in groups:
+        check(isinstance(group.get("name"), str) and group.get("rules"), where, f"group {group.get('name')!r} without rules")
+        for rule in group.get("rules", []):
+            name = rule.get("alert", "?")
+            check(set(rule) <= {"alert", "expr", "for", "labels", "annotations"}, where, f"{name}: unexpected keys {sorted(rule)}")
+            check(isinstance(rule.get("expr"), str) and isinstance(rule.get("for"), str), where, f"{name}: expr or for is not a string")
+            for key in ("labels", "annotations"):
+                check(all(isinstance(v, str) for v in rule.get(key, {}).values()), where, f"{name}: a {key} value is not a string")
+
+
+def the_one(objs, kind, where):
+    found = of_kind(objs, kind)
+    check(len(found) == 1, where, f"expected one {kind}, found {len(found)}")
+    return found[0] if len(found) == 1 else None
+
+
+def check_prometheus_rule(where, objs, expected_groups, release_label):
+    rule = the_one(objs, "PrometheusRule", where)
+    if not rule:
+        return
+    check(rule["apiVersion"] == "monitoring.coreos.com/v1", where, f"PrometheusRule apiVersion is {rule['apiVersion']}")
+    check(rule["metadata"]["labels"].get("release") == release_label, where,
+          "metrics.prometheusRule.additionalLabels are not on the PrometheusRule")
+    check(list(rule["spec"]) == ["groups"], where, f"PrometheusRule spec has {sorted(rule['spec'])}")
+    check_rule_shape(where, rule["spec"]["groups"])
+    check(rule["spec"]["groups"] == expected_groups, where,
+          f"the PrometheusRule's groups differ from {RULES_PLAIN} (with the release's target selector)")
+
+
+def check_dashboard_configmap(where, objs, dashboard, namespace, annotations):
+    cm = the_one(objs, "ConfigMap", where)
+    if not cm:
+        return
+    meta = cm["metadata"]
+    check(meta["labels"].get("grafana_dashboard") == "1", where, "the dashboard ConfigMap lacks grafana_dashboard: \"1\"")
+    check(meta["namespace"] == namespace, where, f"the dashboard ConfigMap is in {meta['namespace']}, expected {namespace}")
+    check(meta.get("annotations", {}) == annotations, where, f"the dashboard ConfigMap's annotations are {meta.get('annotations')}")
+    import json
+
+    data = cm.get("data", {})
+    check(list(data) == ["metastudio-operator.json"], where, f"the dashboard ConfigMap holds {sorted(data)}")
+    check(json.loads(data.get("metastudio-operator.json", "null")) == dashboard, where,
+          f"the dashboard ConfigMap differs from {DASHBOARD_PLAIN}")
+
+
+def check_monitoring(out, chart, default_objs):
+    """The PrometheusRule and the dashboard ConfigMap: rendered only when enabled, equal to the plain files."""
+    import json
+
+    for plain, copy in ((RULES_PLAIN, "metastudio-operator.rules.yaml"), (DASHBOARD_PLAIN, "metastudio-operator-dashboard.json")):
+        copy = os.path.join(chart, "monitoring", copy)
+        same_file(plain, copy, f"differs from {plain}", f"copy it: cp {plain} {copy}")
+    with open(RULES_PLAIN) as f:
+        text = f.read()
+    plain_groups = yaml.safe_load(text)["groups"]
+    check(DEFAULT_TARGET in text, RULES_PLAIN, f"does not select the operator by {DEFAULT_TARGET}")
+    shard_groups = yaml.safe_load(text.replace(DEFAULT_TARGET, SHARD_TARGET))["groups"]
+    with open(DASHBOARD_PLAIN) as f:
+        dashboard = json.load(f)
+
+    check(not of_kind(default_objs, "PrometheusRule") and not of_kind(default_objs, "ConfigMap"), "default",
+          "the PrometheusRule or the dashboard ConfigMap is rendered although disabled")
+    renders = {n: load(os.path.join(out, f"{n}.yaml")) for n in ("monitoring", "monitoring-shard")}
+    for name, objs in renders.items():
+        validate_known(name, objs)
+        (monitor,) = of_kind(objs, "ServiceMonitor") or [None]
+        check(monitor and all(e.get("honorLabels") is True for e in monitor["spec"]["endpoints"]), name,
+              "the ServiceMonitor does not honour the per-resource namespace and name labels (honorLabels)")
+    check_prometheus_rule("monitoring", renders["monitoring"], plain_groups, "kube-prometheus-stack")
+    check_prometheus_rule("monitoring-shard", renders["monitoring-shard"], shard_groups, "kube-prometheus-stack")
+    check_dashboard_configmap("monitoring", renders["monitoring"], dashboard, NAMESPACE, {})
+    check_dashboard_configmap("monitoring-shard", renders["monitoring-shard"], dashboard, "monitoring",
+                              {"grafana_folder": "Operators"})
+    helm3 = os.path.join(out, "helm3-monitoring.yaml")
+    if os.path.exists(helm3):
+        check(load(helm3) == renders["monitoring"], helm3, "Helm 3 renders other objects than Helm 4 (monitoring values)")
+    alerts = [r["alert"] for g in plain_groups for r in g["rules"]]
+    print(f"alerts and dashboard: {len(alerts)} alerts in the PrometheusRule equal {RULES_PLAIN}, "
+          f"the dashboard ConfigMap equals {DASHBOARD_PLAIN} ({len(dashboard['panels'])} panels)")
+
+
 # --- Argo CD health check
 
 def _sample(generation, conditions, observed=None, spec=None):
@@ -1031,6 +1138,7 @@ def main():
               "regenerate it with scripts/chart-check --update")
 
     check_schema_covers_values(args.chart)
+    check_monitoring(args.out, args.chart, renders["default"])
     check_examples(crds)
     check_broker_client(args.broker_client, args.chart)
     check_image()

@@ -17,7 +17,6 @@ pub mod nudges;
 pub mod triggers;
 
 use crate::crd::{ActivationCode, ActivationCodeStatus};
-use crate::engine::conditions::READY;
 use crate::engine::{Engine, Mode, Next, ReconcileReport};
 use crate::telemetry::metrics::{Census, OperatorMetrics};
 use cluster_host::ClusterHost;
@@ -170,13 +169,7 @@ impl Context {
                 .uid()
                 .and_then(|uid| remembered.get(&uid).map(|s| &*s.status))
                 .or(resource.status.as_ref());
-            census.count(
-                status
-                    .and_then(|s| s.condition(READY))
-                    .map(|c| c.status.as_str()),
-                status.map_or(0, |s| u64::from(s.managed_codes)),
-                status.map_or(0, |s| s.drift.len() as u64),
-            );
+            census.add(resource, status);
         }
         census
     }

@@ -27,10 +27,15 @@
 //! | i. version skew | [`i_an_unknown_spec_field_breaks_nothing_and_is_named`] |
 //! | j. fencing of two reconcilers | [`j_two_controllers_on_the_same_objects_reset_each_code_once`] |
 //! | tenancy: connections, scoped credentials | [`l_tenants_reach_only_the_connections_they_may_use`] |
+//! | k. the alerts in a real Prometheus | [`alerts::k_a_real_prometheus_fires_credentials_rejected_for_that_resource_only`] |
 //! | once-code broker: TokenReview, RBAC, limits | [`m_workloads_get_once_codes_by_their_service_account`] |
 
 mod common;
 mod e2e;
+// Scenario k, in its own file (tests/e2e_cluster/, so that Cargo does not
+// take it for a test binary of its own).
+#[path = "e2e_cluster/alerts.rs"]
+mod alerts;
 
 use common::offline::fleet_seed;
 use common::{ROBOT, robot_seed, seed_yaml};

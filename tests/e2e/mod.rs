@@ -2,18 +2,21 @@
 //! the throwaway control plane of `scripts/control-plane`, kind, k3d, a
 //! current release), the operator as a separate process that runs as a
 //! ServiceAccount with the RBAC and environment the Helm chart renders, and
-//! the MetaStudio simulator in the test process.
+//! the MetaStudio simulator in the test process; for the alerts, a real
+//! Prometheus scraping that process.
 #![allow(dead_code)]
 
 pub mod broker;
 pub mod chart;
 pub mod cluster;
 pub mod operator;
+pub mod prometheus;
 pub mod scenario;
 pub mod tools;
 
 pub use cluster::{Cluster, TestNamespace};
 pub use operator::OperatorProcess;
+pub use prometheus::PrometheusProcess;
 pub use scenario::Scenario;
 
 use std::future::Future;
