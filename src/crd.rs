@@ -2,7 +2,6 @@
 //! field's description in the CRD, which is what `kubectl explain` prints.
 
 use crate::duration::HumanDuration;
-use jiff::Timestamp;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceDefinition, JSONSchemaProps, JSONSchemaPropsOrArray,
 };
@@ -13,8 +12,15 @@ use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 pub mod connection;
+pub mod rollout;
+pub mod status;
 pub mod unknown_fields;
 
+pub use rollout::{MaxCodes, Rollout};
+pub use status::{
+    ActivationCodeStatus, CodeStatus, Condition, Drift, LastReset, LedgerEntry, MissingCodes,
+    ResetIntent, TokenRollout,
+};
 pub use unknown_fields::UnknownFields;
 
 pub const GROUP: &str = "metastudio.huaweicloud.com";
@@ -44,6 +50,7 @@ pub const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_secs(600);
     printcolumn = r#"{"name":"Codes","type":"integer","jsonPath":".status.managedCodes","description":"Activation codes managed"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Synced","type":"string","jsonPath":".status.conditions[?(@.type==\"Synced\")].status"}"#,
+    printcolumn = r#"{"name":"Rotation","type":"string","jsonPath":".status.resetToken.progress","description":"Codes reset for spec.reset.token so far, of all it resets"}"#,
     printcolumn = r#"{"name":"Last Sync","type":"date","jsonPath":".status.lastSyncTime"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
@@ -76,6 +83,14 @@ pub struct ActivationCodeSpec {
     /// Rotation policy: when to reset (mint new values for) the managed codes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reset: Option<ResetPolicy>,
+
+    /// Renew codes that expire within this window, e.g. 24h: an update with
+    /// the code's own validPeriod restarts its validity window and keeps its
+    /// value, so devices stay activated. Must be shorter than validPeriod;
+    /// permanent codes are never renewed. Not together with
+    /// reset.beforeExpiry, which mints new values instead: choose one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renew_before_expiry: Option<HumanDuration>,
 
     /// Where and as whom to call MetaStudio, inline. Unset fields fall back
     /// to the operator's defaults (its flags and environment). An endpoint,
@@ -143,6 +158,12 @@ pub struct ResetPolicy {
     /// that used the old code (they must activate again). Default true.
     #[serde(default = "default_true")]
     pub clean_auth_credential: bool,
+
+    /// Spread a token's resets over time: at most maxCodes codes per
+    /// interval, the first batch at once. Default: every code at once.
+    /// Resets before expiry are not batched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<Rollout>,
 
     /// Fields this operator does not know, e.g. of a newer CRD (see
     /// [`unknown_fields`]); serialised back as they came.
@@ -217,174 +238,17 @@ pub enum ManagementPolicy {
     Observe,
 }
 
-/// Observed state, written by the operator.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ActivationCodeStatus {
-    /// The metadata.generation this status describes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub observed_generation: Option<i64>,
-
-    /// Ready: the last sync completed and the codes match the spec (or, in
-    /// Observe, were observed). Synced: the remote codes match the spec.
-    #[serde(default)]
-    pub conditions: Vec<Condition>,
-
-    /// How many codes this resource manages.
-    #[serde(default)]
-    #[schemars(schema_with = "count_schema")]
-    pub managed_codes: u32,
-
-    /// One entry per managed code (never the code value).
-    #[serde(default)]
-    pub codes: Vec<CodeStatus>,
-
-    /// Differences between the remote codes and the spec that are not (yet)
-    /// fixed: in Observe every difference, in Enforce those that failed.
-    #[serde(default)]
-    pub drift: Vec<Drift>,
-
-    /// The reset.token being rolled out and when this operator first saw
-    /// it. Codes created after that moment are fresh already: they are not
-    /// reset for this token.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reset_token: Option<TokenRollout>,
-
-    /// Resets started but not yet confirmed. A reset mints a new code, so the
-    /// intent is recorded before the call; after a crash or a lost answer the
-    /// operator checks the remote code to learn whether it happened, so each
-    /// code is reset exactly once per token.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub pending_resets: Vec<ResetIntent>,
-
-    /// When the remote codes were last listed and compared.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "date_time_schema")]
-    pub last_sync_time: Option<Timestamp>,
-}
-
-/// A kstatus-style condition.
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Condition {
-    /// Ready or Synced.
-    #[serde(rename = "type")]
-    pub type_: String,
-    /// "True", "False" or "Unknown".
-    pub status: String,
-    /// One word, CamelCase, that names the cause (e.g. CredentialsNotFound).
-    pub reason: String,
-    /// What happened and what to do about it.
-    pub message: String,
-    /// When status last changed.
-    #[schemars(schema_with = "date_time_schema")]
-    pub last_transition_time: Timestamp,
-    /// The metadata.generation this condition describes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub observed_generation: Option<i64>,
-}
-
-/// One managed code as last observed.
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct CodeStatus {
-    /// Activation code id.
-    pub id: String,
-    /// Interactive dialog (room) of the code.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub room_id: Option<String>,
-    /// Validity in days (0 = permanent).
-    #[schemars(schema_with = "days_schema")]
-    pub valid_period: u16,
-    /// When the code expires; absent for permanent codes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "date_time_schema")]
-    pub expire_time: Option<Timestamp>,
-    /// When MetaStudio last changed the code.
-    #[schemars(schema_with = "date_time_schema")]
-    pub update_time: Timestamp,
-    /// The last reset this operator made, if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_reset: Option<LastReset>,
-}
-
-/// A reset made by the operator.
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct LastReset {
-    /// The latest reset.token this code was reset for (a reset before expiry
-    /// keeps it); absent when it was never reset for a token.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub token: Option<String>,
-    /// When the last reset happened (the code's update time after it).
-    #[schemars(schema_with = "date_time_schema")]
-    pub time: Timestamp,
-}
-
-/// A reset.token value and when it was first seen.
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct TokenRollout {
-    /// The reset.token value.
-    pub token: String,
-    /// When the operator first saw this value.
-    #[schemars(schema_with = "date_time_schema")]
-    pub observed_at: Timestamp,
-}
-
-/// A reset about to be made, recorded before the call.
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ResetIntent {
-    /// Activation code id.
-    pub code_id: String,
-    /// The token the reset applies; absent for a reset before expiry.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub token: Option<String>,
-    /// The code's update time before the reset.
-    #[schemars(schema_with = "date_time_schema")]
-    pub previous_update_time: Timestamp,
-    /// A keyed fingerprint of the code value before the reset (not the value;
-    /// it cannot be reversed without the credentials). A reset is the only
-    /// change that alters the value, so this settles whether it happened.
-    pub previous_fingerprint: String,
-    /// When the intent was recorded.
-    #[schemars(schema_with = "date_time_schema")]
-    pub recorded_at: Timestamp,
-    /// When the reset's answer was lost (a timeout, a broken connection, a
-    /// 5xx), or when a later run found the intent of an interrupted one.
-    /// The server may still apply such a call late, so the code is not
-    /// reset again until a grace period after this has passed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "date_time_schema")]
-    pub unanswered_since: Option<Timestamp>,
-}
-
-/// A difference between a remote code and the spec.
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Drift {
-    /// Activation code id.
-    pub code_id: String,
-    /// What differs: validPeriod, or reset (a reset is due).
-    pub field: String,
-    /// The remote value.
-    pub observed: String,
-    /// The value the spec asks for.
-    pub desired: String,
-}
-
 /// Days, 0..=65535, without the `format: uint16` Kubernetes does not know.
-fn days_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+pub(crate) fn days_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({"type": "integer", "minimum": 0, "maximum": 65535})
 }
 
-fn count_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+pub(crate) fn count_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({"type": "integer", "minimum": 0})
 }
 
 /// An RFC 3339 time, as Kubernetes writes its own timestamps.
-fn date_time_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+pub(crate) fn date_time_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({"type": "string", "format": "date-time"})
 }
 
@@ -404,12 +268,6 @@ impl ActivationCodeSpec {
             .as_ref()
             .is_none_or(|ids| ids.iter().any(|id| id == code_id));
         room_ok && id_ok
-    }
-}
-
-impl ActivationCodeStatus {
-    pub fn condition(&self, type_: &str) -> Option<&Condition> {
-        self.conditions.iter().find(|c| c.type_ == type_)
     }
 }
 

@@ -1,18 +1,30 @@
-//! The planner: spec x status x remote codes x now -> actions. Pure: no I/O,
-//! no clock, no randomness, so it is tested as a table and as properties.
+//! The planner: spec x ledger x status x remote codes x now -> actions.
+//! Pure: no I/O, no clock, no randomness, so it is tested as a table and as
+//! properties.
 
-use crate::crd::{
-    ActivationCodeSpec, ActivationCodeStatus, Drift, LastReset, ResetIntent, TokenRollout,
-};
+pub mod batch;
+pub mod ledger;
+pub mod settle;
+
+use crate::crd::{ActivationCodeSpec, ActivationCodeStatus, Drift, TokenRollout};
 use crate::metastudio::ActiveCode;
 use jiff::{SignedDuration, Timestamp};
-use std::collections::HashMap;
+pub use ledger::Ledger;
+pub use settle::{CompletedReset, IntentOutcome, settle_intents};
+use std::collections::HashSet;
 
 /// One remote change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// Set `valid_period` (restarts the validity window).
     Update { code_id: String, from: u16, to: u16 },
+    /// Update the code with its own `valid_period`: restarts its validity
+    /// window and keeps its value (`spec.renewBeforeExpiry`).
+    Renew {
+        code_id: String,
+        valid_period: u16,
+        expire_time: Timestamp,
+    },
     /// Mint a new value for the code (restarts the validity window).
     Reset {
         code_id: String,
@@ -31,7 +43,9 @@ pub enum ResetReason {
 impl Action {
     pub fn code_id(&self) -> &str {
         match self {
-            Action::Update { code_id, .. } | Action::Reset { code_id, .. } => code_id,
+            Action::Update { code_id, .. }
+            | Action::Renew { code_id, .. }
+            | Action::Reset { code_id, .. } => code_id,
         }
     }
 
@@ -46,27 +60,37 @@ impl Action {
         }
     }
 
+    pub fn is_reset(&self) -> bool {
+        matches!(self, Action::Reset { .. })
+    }
+
     /// The action as drift: what differs and what the spec wants.
     pub fn as_drift(&self) -> Drift {
-        match self {
-            Action::Update { code_id, from, to } => Drift {
-                code_id: code_id.clone(),
-                field: "validPeriod".into(),
-                observed: from.to_string(),
-                desired: to.to_string(),
+        let (field, observed, desired) = match self {
+            Action::Update { from, to, .. } => ("validPeriod", from.to_string(), to.to_string()),
+            Action::Renew { expire_time, .. } => (
+                "expiry",
+                format!("expires {expire_time}"),
+                "renewed before expiry".into(),
+            ),
+            Action::Reset { reason, .. } => match reason {
+                ResetReason::Token(token) => (
+                    "reset",
+                    "not reset for this token".into(),
+                    format!("reset for token {token:?}"),
+                ),
+                ResetReason::Expiry { expire_time } => (
+                    "reset",
+                    format!("expires {expire_time}"),
+                    "reset before expiry".into(),
+                ),
             },
-            Action::Reset { code_id, reason } => Drift {
-                code_id: code_id.clone(),
-                field: "reset".into(),
-                observed: match reason {
-                    ResetReason::Token(_) => "not reset for this token".into(),
-                    ResetReason::Expiry { expire_time } => format!("expires {expire_time}"),
-                },
-                desired: match reason {
-                    ResetReason::Token(token) => format!("reset for token {token:?}"),
-                    ResetReason::Expiry { .. } => "reset before expiry".into(),
-                },
-            },
+        };
+        Drift {
+            code_id: self.code_id().to_owned(),
+            field: field.into(),
+            observed,
+            desired,
         }
     }
 }
@@ -98,173 +122,217 @@ pub fn token_rollout(
         _ => TokenRollout {
             token: token.to_owned(),
             observed_at: now,
+            done: 0,
+            total: 0,
+            progress: String::new(),
+            batch_started_at: None,
+            batch_resets: 0,
+            next_batch_time: None,
         },
     })
+}
+
+/// What a sync should do, and the token's rollout as it stands.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Plan {
+    pub actions: Vec<Action>,
+    /// The token's rollout, its progress counted and its batch window
+    /// opened when one is due.
+    pub rollout: Option<TokenRollout>,
+    /// Token resets that wait for a later batch of spec.reset.rollout.
+    pub deferred: u32,
+}
+
+/// What is due for one code.
+struct Due {
+    token: bool,
+    expiry: Option<Timestamp>,
+    update: bool,
+    renewal: Option<Timestamp>,
+}
+
+/// Windows of the spec, as durations.
+struct Windows {
+    reset: Option<SignedDuration>,
+    renew: Option<SignedDuration>,
+}
+
+impl Windows {
+    fn of(spec: &ActivationCodeSpec) -> Self {
+        let signed = |d: crate::duration::HumanDuration| SignedDuration::try_from(d.0).ok();
+        Self {
+            reset: spec
+                .reset
+                .as_ref()
+                .and_then(|r| r.before_expiry)
+                .and_then(signed),
+            renew: spec.renew_before_expiry.and_then(signed),
+        }
+    }
+}
+
+/// Whether the token resets `code` at all: codes created after the token
+/// was first seen are fresh already.
+fn token_applies(rollout: &TokenRollout, code: &ActiveCode) -> bool {
+    code.create_time < rollout.observed_at + CLOCK_SKEW_MARGIN
+}
+
+/// Done and total of a token's rollout over the selected codes.
+pub fn progress(
+    spec: &ActivationCodeSpec,
+    ledger: &Ledger,
+    rollout: &mut TokenRollout,
+    remote: &[ActiveCode],
+) {
+    let applies: Vec<&ActiveCode> = select(spec, remote)
+        .into_iter()
+        .filter(|c| token_applies(rollout, c))
+        .collect();
+    let done = applies
+        .iter()
+        .filter(|c| ledger.token(&c.active_code_id) == Some(rollout.token.as_str()))
+        .count();
+    rollout.total = applies.len() as u32;
+    rollout.done = done as u32;
+    rollout.progress = format!("{}/{}", rollout.done, rollout.total);
 }
 
 /// The actions that bring the selected codes to the spec. Per code, a reset
 /// comes before an update, so a crash between them never hides a reset
 /// behind a newer change.
 ///
-/// A token resets each code not yet reset for it, except codes created
-/// after the token was first seen (`status.resetToken`): they are fresh
-/// already. A reset before expiry is left out when an update is planned for
-/// the code, as the update restarts the validity window anyway. A code
-/// with a reset still pending (its answer lost moments ago) gets no reset
-/// until that one is settled.
+/// A token resets each code not yet reset for it (by the ledger), except
+/// codes created after the token was first seen (`status.resetToken`):
+/// they are fresh already. With `spec.reset.rollout`, only as many token
+/// resets as the current batch has left; a code whose reset is due anyway
+/// (inside beforeExpiry) gets its token reset at once. A reset before
+/// expiry, or a renewal, is left out when an update is planned for the
+/// code, as the update restarts the validity window anyway. A code with a
+/// reset still pending (its answer lost moments ago) gets no reset until
+/// that one is settled.
 pub fn plan(
     spec: &ActivationCodeSpec,
+    ledger: &Ledger,
     status: &ActivationCodeStatus,
     remote: &[ActiveCode],
     now: Timestamp,
-) -> Vec<Action> {
-    let last_tokens: HashMap<&str, Option<&str>> = status
-        .codes
-        .iter()
-        .map(|c| {
-            (
-                c.id.as_str(),
-                c.last_reset.as_ref().and_then(|r| r.token.as_deref()),
-            )
-        })
-        .collect();
-    let rollout = token_rollout(spec, status.reset_token.as_ref(), now);
-    let token = rollout.as_ref().map(|r| r.token.as_str());
-    let window = spec
-        .reset
-        .as_ref()
-        .and_then(|r| r.before_expiry)
-        .and_then(|w| SignedDuration::try_from(w.0).ok());
-
-    let pending: Vec<&str> = status
+) -> Plan {
+    let mut rollout = token_rollout(spec, status.reset_token.as_ref(), now);
+    let pending: HashSet<&str> = status
         .pending_resets
         .iter()
         .map(|i| i.code_id.as_str())
         .collect();
-    let mut actions = Vec::new();
-    for code in select(spec, remote) {
-        let id = &code.active_code_id;
-        // A reset still in doubt is settled before any other.
-        let resettable = !pending.contains(&id.as_str());
-        let fresh = rollout
-            .as_ref()
-            .is_some_and(|r| code.create_time >= r.observed_at + CLOCK_SKEW_MARGIN);
-        let token_due = token.filter(|t| {
-            resettable && !fresh && last_tokens.get(id.as_str()).copied().flatten() != Some(*t)
-        });
-        let update_due = code.valid_period != spec.valid_period;
-        let expiry_due = window.filter(|_| resettable && !update_due).and_then(|w| {
-            code.expire_time
-                .filter(|&expires| expires.duration_since(now) <= w)
-        });
-        if let Some(token) = token_due {
-            actions.push(Action::Reset {
-                code_id: id.clone(),
-                reason: ResetReason::Token(token.to_owned()),
-            });
-        } else if let Some(expire_time) = expiry_due {
-            actions.push(Action::Reset {
-                code_id: id.clone(),
-                reason: ResetReason::Expiry { expire_time },
-            });
+    let windows = Windows::of(spec);
+    let codes: Vec<(&ActiveCode, Due)> = select(spec, remote)
+        .into_iter()
+        .map(|code| {
+            let resettable = !pending.contains(code.active_code_id.as_str());
+            (
+                code,
+                due(
+                    spec,
+                    ledger,
+                    rollout.as_ref(),
+                    &windows,
+                    code,
+                    resettable,
+                    now,
+                ),
+            )
+        })
+        .collect();
+    let token_due = codes.iter().filter(|(_, d)| d.token).count() as u32;
+    let mut allowance = match rollout.as_mut() {
+        Some(rollout) => {
+            progress(spec, ledger, rollout, remote);
+            batch::allowance(
+                spec.reset.as_ref().and_then(|r| r.rollout.as_ref()),
+                rollout,
+                token_due,
+                now,
+            )
         }
-        if update_due {
-            actions.push(Action::Update {
+        None => None,
+    };
+    let token = rollout
+        .as_ref()
+        .map(|r| r.token.clone())
+        .unwrap_or_default();
+    let mut plan = Plan::default();
+    for (code, due) in codes {
+        let id = &code.active_code_id;
+        let in_batch = due.token && (due.expiry.is_some() || batch::take(&mut allowance));
+        if in_batch {
+            plan.actions
+                .push(reset(id, ResetReason::Token(token.clone())));
+        } else if let Some(expire_time) = due.expiry {
+            plan.actions
+                .push(reset(id, ResetReason::Expiry { expire_time }));
+        }
+        if due.token && !in_batch {
+            plan.deferred += 1;
+        }
+        if due.update {
+            plan.actions.push(Action::Update {
                 code_id: id.clone(),
                 from: code.valid_period,
                 to: spec.valid_period,
             });
+        } else if let Some(expire_time) = due.renewal {
+            plan.actions.push(Action::Renew {
+                code_id: id.clone(),
+                valid_period: code.valid_period,
+                expire_time,
+            });
         }
     }
-    actions
+    if let Some(rollout) = rollout.as_mut() {
+        batch::schedule(
+            spec.reset.as_ref().and_then(|r| r.rollout.as_ref()),
+            rollout,
+            plan.deferred,
+        );
+    }
+    plan.rollout = rollout;
+    plan
 }
 
-/// A code's last reset after one more: a reset before expiry applies no
-/// token, so the code keeps the token it was last reset for.
-pub fn next_last_reset(
-    previous: Option<&LastReset>,
-    token: Option<&str>,
-    time: Timestamp,
-) -> LastReset {
-    LastReset {
-        token: token
-            .map(str::to_owned)
-            .or_else(|| previous.and_then(|p| p.token.clone())),
-        time,
+fn reset(id: &str, reason: ResetReason) -> Action {
+    Action::Reset {
+        code_id: id.to_owned(),
+        reason,
     }
 }
 
-/// A reset that is known to have happened.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CompletedReset {
-    pub code_id: String,
-    /// The token it applied; `None` for a reset before expiry.
-    pub token: Option<String>,
-    /// The code's update time after the reset.
-    pub time: Timestamp,
-}
-
-/// What became of the resets recorded before a crash or a lost answer.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct IntentOutcome {
-    /// Resets that did happen.
-    pub completed: Vec<CompletedReset>,
-    /// Intents whose reset did not happen (the planner will plan it again)
-    /// or whose code is gone.
-    pub abandoned: Vec<ResetIntent>,
-    /// Resets whose answer was lost so recently that the server may still
-    /// apply them: they stay pending, and their codes are not reset again.
-    pub waiting: Vec<ResetIntent>,
-}
-
-/// Settles pending intents against the remote codes. A reset is the only
-/// change that alters a code's value, so a changed value fingerprint proves
-/// it happened and an unchanged one proves it did not. `value_changed`
-/// compares the intent's fingerprint with the code now; when it cannot
-/// (`None`: the fingerprint was taken under other credentials), a newer
-/// update time counts as done: never twice beats never zero times.
-///
-/// A reset that shows no effect yet is still waiting while less than
-/// `grace` has passed since its answer was lost, as a server may apply a
-/// call after its caller gave up on the answer. An intent left by an
-/// interrupted run (a crash, a lost lease: no time on record) starts its
-/// grace now, as its call may have been in flight.
-pub fn settle_intents(
-    intents: &[ResetIntent],
-    remote: &[ActiveCode],
-    value_changed: impl Fn(&ResetIntent, &ActiveCode) -> Option<bool>,
+/// What is due for one selected code.
+fn due(
+    spec: &ActivationCodeSpec,
+    ledger: &Ledger,
+    rollout: Option<&TokenRollout>,
+    windows: &Windows,
+    code: &ActiveCode,
+    resettable: bool,
     now: Timestamp,
-    grace: SignedDuration,
-) -> IntentOutcome {
-    let by_id: HashMap<&str, &ActiveCode> = remote
-        .iter()
-        .map(|c| (c.active_code_id.as_str(), c))
-        .collect();
-    let mut outcome = IntentOutcome::default();
-    for intent in intents {
-        let Some(code) = by_id.get(intent.code_id.as_str()) else {
-            outcome.abandoned.push(intent.clone());
-            continue;
-        };
-        let happened = value_changed(intent, code)
-            .unwrap_or_else(|| code.update_time > intent.previous_update_time);
-        let since = intent.unanswered_since.unwrap_or(now);
-        if happened {
-            outcome.completed.push(CompletedReset {
-                code_id: intent.code_id.clone(),
-                token: intent.token.clone(),
-                time: code.update_time,
-            });
-        } else if now.duration_since(since) < grace {
-            outcome.waiting.push(ResetIntent {
-                unanswered_since: Some(since),
-                ..intent.clone()
-            });
-        } else {
-            outcome.abandoned.push(intent.clone());
-        }
+) -> Due {
+    let within = |window: Option<SignedDuration>| {
+        window.and_then(|w| code.expire_time.filter(|&t| t.duration_since(now) <= w))
+    };
+    let token = rollout.is_some_and(|r| {
+        resettable
+            && token_applies(r, code)
+            && ledger.token(&code.active_code_id) != Some(r.token.as_str())
+    });
+    let update = code.valid_period != spec.valid_period;
+    let expiry = within(windows.reset).filter(|_| resettable && !update);
+    let renewal = within(windows.renew).filter(|_| !update && code.valid_period != 0);
+    Due {
+        token,
+        // A token reset covers a due reset before expiry.
+        expiry,
+        update,
+        renewal,
     }
-    outcome
 }
 
 #[cfg(test)]

@@ -25,6 +25,48 @@ fn problem(field: impl Into<String>, problem: impl Into<String>) -> SpecProblem 
     }
 }
 
+/// Problems of `renewBeforeExpiry` and `reset.rollout`.
+fn window_problems(spec: &ActivationCodeSpec) -> Vec<SpecProblem> {
+    let mut problems = Vec::new();
+    let reset = spec.reset.as_ref();
+    if let Some(window) = spec.renew_before_expiry {
+        let validity = Duration::from_secs(86_400 * u64::from(spec.valid_period));
+        if reset.is_some_and(|r| r.before_expiry.is_some()) {
+            problems.push(problem(
+                "spec.renewBeforeExpiry",
+                "is set together with spec.reset.beforeExpiry: a code near expiry is either renewed (same value, devices stay activated) or reset (a new value, devices activate again); remove one of them",
+            ));
+        }
+        if spec.valid_period > 0 && window.0 >= validity {
+            problems.push(problem(
+                "spec.renewBeforeExpiry",
+                format!(
+                    "{window} is not shorter than spec.validPeriod ({} day(s)), so every renewal would land inside the window again: shorten renewBeforeExpiry or raise validPeriod",
+                    spec.valid_period
+                ),
+            ));
+        }
+        if window.0.is_zero() {
+            problems.push(problem(
+                "spec.renewBeforeExpiry",
+                "is 0: remove it, or set a window such as 24h",
+            ));
+        }
+    }
+    if let Some(rollout) = reset.and_then(|r| r.rollout.as_ref()) {
+        if let Err(why) = rollout.max_codes.parse() {
+            problems.push(problem("spec.reset.rollout.maxCodes", why));
+        }
+        if rollout.interval.0.is_zero() {
+            problems.push(problem(
+                "spec.reset.rollout.interval",
+                "is 0: set how long one batch lasts, e.g. 1h, or remove rollout to reset every code at once",
+            ));
+        }
+    }
+    problems
+}
+
 /// The longest MetaStudio id (robot, code) the schema accepts.
 pub const MAX_ID_LEN: usize = 128;
 /// The most `activeCodeIds` entries the schema accepts.
@@ -177,6 +219,7 @@ pub fn validate(spec: &ActivationCodeSpec) -> Vec<SpecProblem> {
             }
         }
     }
+    problems.extend(window_problems(spec));
     if let Some(conn) = &spec.connection {
         problems.extend(target_problems(
             "spec.connection",
@@ -325,6 +368,43 @@ mod tests {
         assert!(problems[0].to_string().contains("shorten beforeExpiry"));
         s.reset.as_mut().unwrap().before_expiry = Some("47h".parse().unwrap());
         assert!(validate(&s).is_empty());
+    }
+
+    #[test]
+    fn renewal_and_rollout_problems_name_the_field_and_the_fix() {
+        let of = |json| {
+            let s: ActivationCodeSpec = serde_json::from_value(json).unwrap();
+            validate(&s)
+                .into_iter()
+                .map(|p| (p.field, p.problem))
+                .collect::<Vec<_>>()
+        };
+        let both = of(serde_json::json!({"robotId": "r", "validPeriod": 2,
+            "renewBeforeExpiry": "24h", "reset": {"beforeExpiry": "24h"}}));
+        assert_eq!(both.len(), 1, "{both:?}");
+        assert_eq!(both[0].0, "spec.renewBeforeExpiry");
+        assert!(both[0].1.contains("remove one of them"), "{both:?}");
+        let long =
+            of(serde_json::json!({"robotId": "r", "validPeriod": 2, "renewBeforeExpiry": "48h"}));
+        assert!(long[0].1.contains("shorten renewBeforeExpiry"), "{long:?}");
+        let permanent =
+            of(serde_json::json!({"robotId": "r", "validPeriod": 0, "renewBeforeExpiry": "48h"}));
+        assert!(
+            permanent.is_empty(),
+            "permanent codes are never renewed: {permanent:?}"
+        );
+        let rollout = of(serde_json::json!({"robotId": "r", "validPeriod": 2,
+            "reset": {"token": "t", "rollout": {"maxCodes": "ten", "interval": "0s"}}}));
+        let fields: Vec<_> = rollout.iter().map(|(f, _)| f.as_str()).collect();
+        assert_eq!(
+            fields,
+            ["spec.reset.rollout.maxCodes", "spec.reset.rollout.interval"]
+        );
+        let fine = of(
+            serde_json::json!({"robotId": "r", "validPeriod": 2, "renewBeforeExpiry": "12h",
+            "reset": {"token": "t", "rollout": {"maxCodes": "10%", "interval": "1h"}}}),
+        );
+        assert!(fine.is_empty(), "{fine:?}");
     }
 
     #[test]

@@ -53,13 +53,10 @@ fn assert_resets_on_record(file: &StatusFile, counters: &Counters, token: &str, 
     let statuses: Vec<&ActivationCodeStatus> = file.statuses.values().map(|s| &**s).collect();
     let on_record = |code: &str| {
         statuses.iter().any(|s| {
-            s.codes.iter().any(|c| {
-                c.id == code
-                    && c.last_reset.as_ref().and_then(|r| r.token.as_deref()) == Some(token)
-            }) || s
-                .pending_resets
-                .iter()
-                .any(|i| i.code_id == code && i.token.as_deref() == Some(token))
+            s.last_token(code) == Some(token)
+                || s.pending_resets
+                    .iter()
+                    .any(|i| i.code_id == code && i.token.as_deref() == Some(token))
         })
     };
     for (code, &resets) in &counters.resets {
@@ -172,12 +169,11 @@ fn kill_9_at_random_moments_while_tokens_roll_resets_each_code_once_per_token() 
         assert_eq!(file.statuses.len(), ROBOTS);
         for (key, status) in &file.statuses {
             assert!(status.pending_resets.is_empty(), "{key}: intents left");
-            assert_eq!(status.codes.len(), CODES as usize, "{key}");
-            assert!(
-                status.codes.iter().all(|c| c
-                    .last_reset
-                    .as_ref()
-                    .is_some_and(|r| r.token.as_deref() == Some(token))),
+            assert_eq!(status.managed_codes, CODES, "{key}");
+            let ledger = status.reset_ledger.iter().find(|e| e.token == token);
+            assert_eq!(
+                ledger.map(|e| e.codes.len()),
+                Some(CODES as usize),
                 "{key}: every code's last reset is for {token}"
             );
             assert_eq!(status.condition("Ready").unwrap().status, "True", "{key}");

@@ -116,6 +116,7 @@ fn schema_states_ranges_enums_and_immutability() {
             "Codes",
             "Ready",
             "Synced",
+            "Rotation",
             "Last Sync",
             "Age"
         ]

@@ -136,7 +136,7 @@ enum Shape {
 }
 
 /// The spec's fields: path below `spec` and shape.
-const FIELDS: [(&str, Shape); 17] = [
+const FIELDS: [(&str, Shape); 20] = [
     ("robotId", Shape::Text),
     ("validPeriod", Shape::Days),
     ("roomId", Shape::Text),
@@ -148,6 +148,9 @@ const FIELDS: [(&str, Shape); 17] = [
     ("reset.token", Shape::Text),
     ("reset.beforeExpiry", Shape::Duration),
     ("reset.cleanAuthCredential", Shape::Flag),
+    ("reset.rollout", Shape::Mapping),
+    ("reset.rollout.interval", Shape::Duration),
+    ("renewBeforeExpiry", Shape::Duration),
     ("connection", Shape::Mapping),
     ("connection.region", Shape::Text),
     ("exportSecretRef", Shape::Mapping),
@@ -390,6 +393,7 @@ fn the_unknown_field_table_covers_every_spec_field() {
         room_id: Some("x".into()),
         active_code_ids: Some(vec!["a".into()]),
         reset: Some(Default::default()),
+        renew_before_expiry: Some("1h".parse().unwrap()),
         connection: Some(Default::default()),
         connection_ref: Some(serde_json::from_value(json!({"name": "c"})).unwrap()),
         export_secret_ref: Some(serde_json::from_value(json!({"name": "n"})).unwrap()),

@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 pub struct UnknownFields(BTreeMap<String, Value>);
 
 /// One field this operator does not know: `name` in the mapping at
-/// `parent`. Displayed as its path, e.g. `spec.reset.rollout`.
+/// `parent`. Displayed as its path, e.g. `spec.reset.cadence`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UnknownField {
     /// The mapping that holds it, e.g. `spec.reset` or `spec.conditions[0]`.
@@ -53,6 +53,13 @@ pub fn paths(spec: &ActivationCodeSpec) -> Vec<UnknownField> {
     let levels = [
         ("spec", Some(&spec.unknown_fields)),
         ("spec.reset", spec.reset.as_ref().map(|r| &r.unknown_fields)),
+        (
+            "spec.reset.rollout",
+            spec.reset
+                .as_ref()
+                .and_then(|r| r.rollout.as_ref())
+                .map(|r| &r.unknown_fields),
+        ),
         ("spec.connection", connection.map(|c| &c.unknown_fields)),
         (
             "spec.connection.credentialsSecretRef",
@@ -141,7 +148,7 @@ mod tests {
     fn newer_spec() -> Value {
         json!({
             "robotId": "r1", "validPeriod": 7, "future": {"a": 1},
-            "reset": {"token": "t1", "rollout": "gradual"},
+            "reset": {"token": "t1", "cadence": "gradual"},
             "connection": {
                 "region": "cn-north-4", "proxy": "http://p",
                 "credentialsSecretRef": {"name": "creds", "namespace": "other"},
@@ -170,7 +177,7 @@ mod tests {
             listed,
             [
                 "spec.future",
-                "spec.reset.rollout",
+                "spec.reset.cadence",
                 "spec.connection.proxy",
                 "spec.connection.credentialsSecretRef.namespace",
                 "spec.exportSecretRef.format",
@@ -186,7 +193,7 @@ mod tests {
         let newer: ActivationCode = serde_json::from_value(code("a", newer_spec())).unwrap();
         let written = serde_json::to_value(&newer.spec).unwrap();
         assert_eq!(written["future"], json!({"a": 1}), "{written}");
-        assert_eq!(written["reset"]["rollout"], "gradual", "{written}");
+        assert_eq!(written["reset"]["cadence"], "gradual", "{written}");
         let again: ActivationCodeSpec = serde_json::from_value(written).unwrap();
         assert_eq!(again, newer.spec);
     }

@@ -41,6 +41,13 @@ pub mod reason {
     /// Resets are under way: their intents are recorded, their calls not
     /// all answered (seen while a reconcile runs, or after it was cut off).
     pub const RESETTING: &str = "Resetting";
+    /// A progressive rotation (spec.reset.rollout) is between batches: the
+    /// next one starts at status.resetToken.nextBatchTime.
+    pub const ROTATING: &str = "Rotating";
+    /// The pages of the listing did not add up (codes created or deleted
+    /// while paging, a short page): no code was taken as gone and the
+    /// export Secret was left as it was.
+    pub const LISTING_INCOMPLETE: &str = "ListingIncomplete";
     /// The resource is being deleted (a finalizer holds it): no remote call
     /// is made and the export Secret is left as it is.
     pub const DELETING: &str = "Deleting";
@@ -81,6 +88,8 @@ pub fn progress(ready_reason: &str) -> Progress {
         | reason::RATE_LIMITED
         | reason::RESET_UNCONFIRMED
         | reason::RESETTING
+        | reason::ROTATING
+        | reason::LISTING_INCOMPLETE
         | reason::STATUS_NOT_SAVED => Progress::Retrying,
         reason::INVALID_SPEC
         | reason::CREDENTIALS_NOT_FOUND

@@ -14,6 +14,8 @@ pub const NOTE_LIMIT: usize = 1024;
 pub const CODE_UPDATED: &str = "CodeUpdated";
 /// The reason of the event for reset codes.
 pub const CODE_RESET: &str = "CodeReset";
+/// The reason of the event for renewed codes.
+pub const CODE_RENEWED: &str = "CodeRenewed";
 
 /// Ends a text cut short.
 const ELLIPSIS: &str = "...";
@@ -140,6 +142,7 @@ fn request_id(id: Option<&str>) -> String {
 pub fn of_results(results: &[ActionResult]) -> Vec<EngineEvent> {
     [
         updated_event(results),
+        renewed_event(results),
         reset_event(results),
         failed_event(results),
         unconfirmed_event(results),
@@ -172,6 +175,33 @@ fn updated_event(results: &[ActionResult]) -> Option<EngineEvent> {
             format!("updated {n} code(s): "),
         );
         event(false, CODE_UPDATED, "Update", note)
+    })
+}
+
+/// The `CodeRenewed` event: codes whose validity window restarted with
+/// their value kept.
+fn renewed_event(results: &[ActionResult]) -> Option<EngineEvent> {
+    let entries: Vec<Entry> = results
+        .iter()
+        .filter_map(|r| match (&r.action, &r.outcome) {
+            (Action::Renew { valid_period, .. }, ActionOutcome::Done { request_id: id }) => {
+                Some(Entry {
+                    code: r.action.code_id().to_owned(),
+                    label: format!("validity restarted for {valid_period} days, value kept"),
+                    detail: Some(request_id(id.as_deref())),
+                })
+            }
+            _ => None,
+        })
+        .collect();
+    let n = entries.len();
+    (n > 0).then(|| {
+        let note = alike(
+            entries,
+            |label| format!("renewed {n} code(s) before expiry: {label}: "),
+            format!("renewed {n} code(s) before expiry: "),
+        );
+        event(false, CODE_RENEWED, "Renew", note)
     })
 }
 

@@ -18,7 +18,7 @@ use super::retry::RetryPolicy;
 use super::signer::{self, SignableRequest};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -220,49 +220,14 @@ impl MetaStudioClient {
     }
 
     /// Every code of a robot, all pages, optionally only those of one room
-    /// (the API has no room filter; it is applied here).
+    /// (the API has no room filter; it is applied here). Whether the
+    /// listing was complete is [`MetaStudioClient::listing`]'s to say.
     pub async fn list_all(
         &self,
         robot_id: &str,
         room_id: Option<&str>,
     ) -> Result<Vec<ActiveCode>, ApiError> {
-        let mut codes = Vec::new();
-        let mut seen = HashSet::new();
-        let mut offset = 0u32;
-        for pages in 1.. {
-            let reply = self.list_page(robot_id, offset, MAX_PAGE_SIZE).await?;
-            let page = reply.value;
-            let received = page.data.len() as u32;
-            let before = codes.len();
-            for code in page.data {
-                // Codes created or deleted between pages shift the offsets;
-                // never report one twice.
-                if seen.insert(code.active_code_id.clone()) {
-                    codes.push(code);
-                }
-            }
-            offset = offset.saturating_add(received);
-            // `count` is the total: a short page alone is no proof of the
-            // end, as a server may cap pages below the asked limit. A page
-            // with nothing new ends it too.
-            if received == 0 || offset >= page.count || codes.len() == before {
-                break;
-            }
-            if pages >= MAX_LIST_PAGES {
-                return Err(ApiError {
-                    operation: Operation::ListActiveCode,
-                    attempts: 1,
-                    kind: ApiErrorKind::Decode {
-                        status: 200,
-                        request_id: reply.request_id,
-                        detail: format!(
-                            "the listing did not end after {MAX_LIST_PAGES} pages ({offset} of {} codes)",
-                            page.count
-                        ),
-                    },
-                });
-            }
-        }
+        let mut codes = self.listing(robot_id).await?.codes;
         if let Some(room) = room_id {
             codes.retain(|c| c.room_id.as_deref() == Some(room));
         }

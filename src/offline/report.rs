@@ -10,6 +10,7 @@ use serde::Serialize;
 fn describe(action: &Action) -> (&'static str, String) {
     match action {
         Action::Update { from, to, .. } => ("update", format!("validPeriod {from} -> {to} days")),
+        Action::Renew { expire_time, .. } => ("renew", format!("expires {expire_time}")),
         Action::Reset {
             reason: ResetReason::Token(t),
             ..

@@ -1,7 +1,39 @@
 use super::*;
-use crate::crd::{CodeStatus, ResetPolicy, TokenRollout};
+use crate::crd::{CodeStatus, LastReset, ResetIntent, ResetPolicy, TokenRollout};
+use crate::metastudio::Listing;
 use crate::secret::Secret;
 use proptest::prelude::*;
+use std::collections::HashMap;
+
+/// The plan's actions for a status (its ledger read from it).
+fn plan(
+    spec: &ActivationCodeSpec,
+    status: &ActivationCodeStatus,
+    remote: &[ActiveCode],
+    now: Timestamp,
+) -> Vec<Action> {
+    super::plan(spec, &Ledger::of(status), status, remote, now).actions
+}
+
+fn complete(remote: &[ActiveCode]) -> Listing {
+    Listing {
+        codes: remote.to_vec(),
+        complete: true,
+    }
+}
+
+fn rollout_at(token: &str, observed_at: Timestamp) -> TokenRollout {
+    TokenRollout {
+        token: token.into(),
+        observed_at,
+        done: 0,
+        total: 0,
+        progress: String::new(),
+        batch_started_at: None,
+        batch_resets: 0,
+        next_batch_time: None,
+    }
+}
 
 fn now() -> Timestamp {
     "2026-11-22T12:00:00Z".parse().unwrap()
@@ -49,21 +81,29 @@ fn with_reset(
 }
 
 fn status_with_token(pairs: &[(&str, &str)]) -> ActivationCodeStatus {
+    let mut status = ActivationCodeStatus::default();
+    let mut ledger = Ledger::default();
+    for (id, token) in pairs {
+        ledger.record(id, token);
+    }
+    ledger.store(&mut status);
+    status
+}
+
+/// A status as an operator version before the ledger wrote it.
+fn legacy_status_with_token(id: &str, token: &str) -> ActivationCodeStatus {
     ActivationCodeStatus {
-        codes: pairs
-            .iter()
-            .map(|(id, token)| CodeStatus {
-                id: (*id).into(),
-                room_id: None,
-                valid_period: 0,
-                expire_time: None,
-                update_time: now(),
-                last_reset: Some(LastReset {
-                    token: Some((*token).into()),
-                    time: now(),
-                }),
-            })
-            .collect(),
+        codes: vec![CodeStatus {
+            id: id.into(),
+            room_id: None,
+            valid_period: 0,
+            expire_time: None,
+            update_time: now(),
+            last_reset: Some(LastReset {
+                token: Some(token.into()),
+                time: now(),
+            }),
+        }],
         ..Default::default()
     }
 }
@@ -132,6 +172,13 @@ fn table() {
             vec![],
         ),
         (
+            "token applied by an earlier operator version: nothing",
+            with_reset(spec(3), Some("t1"), None),
+            legacy_status_with_token("a", "t1"),
+            vec![code("a", None, 3, Some(40))],
+            vec![],
+        ),
+        (
             "changed token: reset again",
             with_reset(spec(3), Some("t2"), None),
             status_with_token(&[("a", "t1")]),
@@ -181,10 +228,7 @@ fn table() {
             "codes created after the token was first seen are fresh: not reset",
             with_reset(spec(3), Some("t1"), None),
             ActivationCodeStatus {
-                reset_token: Some(TokenRollout {
-                    token: "t1".into(),
-                    observed_at: now() - hours(2),
-                }),
+                reset_token: Some(rollout_at("t1", now() - hours(2))),
                 ..Default::default()
             },
             vec![code("old", None, 3, Some(40)), {
@@ -198,10 +242,7 @@ fn table() {
             "a code created within the clock-skew margin is reset all the same",
             with_reset(spec(3), Some("t1"), None),
             ActivationCodeStatus {
-                reset_token: Some(TokenRollout {
-                    token: "t1".into(),
-                    observed_at: now() - hours(2),
-                }),
+                reset_token: Some(rollout_at("t1", now() - hours(2))),
                 ..Default::default()
             },
             vec![{
@@ -215,10 +256,7 @@ fn table() {
             "a token seen before under another value is new again",
             with_reset(spec(3), Some("t2"), None),
             ActivationCodeStatus {
-                reset_token: Some(TokenRollout {
-                    token: "t1".into(),
-                    observed_at: now() - hours(2000),
-                }),
+                reset_token: Some(rollout_at("t1", now() - hours(2000))),
                 ..status_with_token(&[("a", "t1")])
             },
             vec![code("a", None, 3, Some(40))],
@@ -235,6 +273,121 @@ fn table() {
     for (name, spec, status, remote, expected) in cases {
         assert_eq!(plan(&spec, &status, &remote, now()), expected, "{name}");
     }
+}
+
+fn renewing(window: &str) -> ActivationCodeSpec {
+    let mut s = spec(3);
+    s.renew_before_expiry = Some(window.parse().unwrap());
+    s
+}
+
+fn renew(id: &str, valid_period: u16, expires_in_hours: i64) -> Action {
+    Action::Renew {
+        code_id: id.into(),
+        valid_period,
+        expire_time: now() + hours(expires_in_hours),
+    }
+}
+
+#[test]
+fn codes_near_expiry_are_renewed_with_their_own_validity() {
+    let remote = vec![
+        code("soon", None, 3, Some(23)),
+        code("gone", None, 3, Some(-5)),
+        code("later", None, 3, Some(25)),
+        code("forever", None, 0, None),
+        code("other", None, 2, Some(1)),
+    ];
+    let mut expected = vec![renew("soon", 3, 23), renew("gone", 3, -5)];
+    // A code whose validPeriod differs gets the update, which restarts
+    // its window anyway; a permanent one is never renewed.
+    expected.extend([update("forever", 0, 3), update("other", 2, 3)]);
+    let none = ActivationCodeStatus::default();
+    assert_eq!(plan(&renewing("24h"), &none, &remote, now()), expected);
+    assert_eq!(renew("soon", 3, 23).as_drift().field, "expiry");
+}
+
+fn rolling(max_codes: serde_json::Value, window: Option<&str>) -> ActivationCodeSpec {
+    let mut s = with_reset(spec(3), Some("t"), window);
+    s.reset.as_mut().unwrap().rollout = Some(
+        serde_json::from_value(serde_json::json!({"maxCodes": max_codes, "interval": "1h"}))
+            .unwrap(),
+    );
+    s
+}
+
+fn five_codes() -> Vec<ActiveCode> {
+    (1..=5)
+        .map(|i| code(&format!("c{i}"), None, 3, Some(400)))
+        .collect()
+}
+
+#[test]
+fn a_rollout_resets_one_batch_per_interval_the_first_at_once() {
+    let s = rolling(serde_json::json!(2), None);
+    let remote = five_codes();
+    let first = super::plan(
+        &s,
+        &Ledger::default(),
+        &ActivationCodeStatus::default(),
+        &remote,
+        now(),
+    );
+    assert_eq!(
+        first.actions,
+        vec![token_reset("c1", "t"), token_reset("c2", "t")]
+    );
+    assert_eq!(first.deferred, 3);
+    let rollout = first.rollout.clone().unwrap();
+    assert_eq!(
+        (rollout.done, rollout.total, rollout.progress.as_str()),
+        (0, 5, "0/5")
+    );
+    assert_eq!(rollout.batch_started_at, Some(now()));
+    assert_eq!(rollout.next_batch_time, Some(now() + hours(1)));
+
+    // Both done, half an hour later: the batch is used up.
+    let mut status = status_with_token(&[("c1", "t"), ("c2", "t")]);
+    let mut recorded = rollout;
+    recorded.batch_resets = 2;
+    status.reset_token = Some(recorded);
+    let later = now() + SignedDuration::from_mins(30);
+    let waiting = super::plan(&s, &Ledger::of(&status), &status, &remote, later);
+    assert_eq!(waiting.actions, vec![]);
+    assert_eq!(waiting.deferred, 3);
+    assert_eq!(waiting.rollout.as_ref().unwrap().progress, "2/5");
+
+    // An hour after the first batch: the next one.
+    let next = super::plan(&s, &Ledger::of(&status), &status, &remote, now() + hours(1));
+    assert_eq!(
+        next.actions,
+        vec![token_reset("c3", "t"), token_reset("c4", "t")]
+    );
+    assert_eq!(
+        next.rollout.unwrap().batch_started_at,
+        Some(now() + hours(1))
+    );
+}
+
+#[test]
+fn a_percentage_sizes_batches_and_a_code_due_before_expiry_is_not_kept_waiting() {
+    let s = rolling(serde_json::json!("20%"), Some("24h"));
+    let mut remote = five_codes();
+    remote[4].expire_time = Some(now() + hours(2));
+    let planned = super::plan(
+        &s,
+        &Ledger::default(),
+        &ActivationCodeStatus::default(),
+        &remote,
+        now(),
+    );
+    // 20% of 5 is one code per batch, and c5 needs a reset now anyway: it
+    // gets the token's rather than a second one later.
+    assert_eq!(
+        planned.actions,
+        vec![token_reset("c1", "t"), token_reset("c5", "t")]
+    );
+    assert_eq!(planned.deferred, 3);
 }
 
 #[test]
@@ -290,27 +443,6 @@ fn codes_outside_the_selection_are_left_alone() {
 }
 
 #[test]
-fn an_expiry_reset_keeps_the_token_the_code_was_reset_for() {
-    let previous = LastReset {
-        token: Some("t1".into()),
-        time: now(),
-    };
-    assert_eq!(
-        next_last_reset(Some(&previous), None, now())
-            .token
-            .as_deref(),
-        Some("t1")
-    );
-    assert_eq!(
-        next_last_reset(Some(&previous), Some("t2"), now())
-            .token
-            .as_deref(),
-        Some("t2")
-    );
-    assert_eq!(next_last_reset(None, None, now()).token, None);
-}
-
-#[test]
 fn drift_describes_the_action() {
     let drift = update("a", 3, 10).as_drift();
     assert_eq!(
@@ -350,7 +482,7 @@ fn settles_intents_by_fingerprint_then_by_update_time() {
         intent("reset", "fp-V-reset", reset.update_time),
         intent("deleted", "fp-x", now()),
     ];
-    let outcome = settle_intents(&intents, &remote, fp, now(), GRACE);
+    let outcome = settle_intents(&intents, &complete(&remote), fp, now(), GRACE);
     assert_eq!(outcome.completed.len(), 1);
     assert_eq!(outcome.completed[0].code_id, "reset");
     assert_eq!(outcome.completed[0].token.as_deref(), Some("t"));
@@ -358,14 +490,18 @@ fn settles_intents_by_fingerprint_then_by_update_time() {
     assert_eq!(outcome.waiting.len(), 1);
     assert_eq!(outcome.waiting[0].code_id, "same");
     assert_eq!(outcome.waiting[0].unanswered_since, Some(now()));
-    let abandoned: Vec<_> = outcome
-        .abandoned
-        .iter()
-        .map(|i| i.code_id.as_str())
-        .collect();
-    assert_eq!(abandoned, ["deleted"]);
+    // A code the listing lacks: the intent is parked, not abandoned.
+    assert!(outcome.abandoned.is_empty());
+    assert_eq!(outcome.parked.len(), 1);
+    assert_eq!(outcome.parked[0].code_id, "deleted");
     // Once the grace has passed with no effect, it did not happen.
-    let outcome = settle_intents(&outcome.waiting, &remote, fp, now() + GRACE, GRACE);
+    let outcome = settle_intents(
+        &outcome.waiting,
+        &complete(&remote),
+        fp,
+        now() + GRACE,
+        GRACE,
+    );
     assert_eq!(outcome.abandoned.len(), 1);
 
     // Fingerprints that cannot be compared (other credentials): a newer
@@ -374,7 +510,7 @@ fn settles_intents_by_fingerprint_then_by_update_time() {
     later.update_time = unchanged.update_time + hours(1);
     let outcome = settle_intents(
         &[intent("same", "other-key", unchanged.update_time)],
-        &[later],
+        &complete(&[later]),
         |_, _| None,
         now(),
         GRACE,
@@ -382,7 +518,7 @@ fn settles_intents_by_fingerprint_then_by_update_time() {
     assert_eq!(outcome.completed.len(), 1);
     let outcome = settle_intents(
         &[intent("same", "other-key", unchanged.update_time)],
-        std::slice::from_ref(&unchanged),
+        &complete(std::slice::from_ref(&unchanged)),
         |_, _| None,
         now(),
         GRACE,
@@ -403,7 +539,7 @@ fn a_reset_that_lost_its_answer_waits_out_the_grace_before_it_is_retried() {
     // Ten seconds after the lost answer the server may still apply it.
     let outcome = settle_intents(
         std::slice::from_ref(&lost),
-        &remote,
+        &complete(&remote),
         unchanged,
         now(),
         GRACE,
@@ -423,7 +559,7 @@ fn a_reset_that_lost_its_answer_waits_out_the_grace_before_it_is_retried() {
     let later = now() + GRACE;
     let outcome = settle_intents(
         std::slice::from_ref(&lost),
-        &remote,
+        &complete(&remote),
         unchanged,
         later,
         GRACE,
@@ -449,31 +585,14 @@ fn apply(
             .unwrap();
         match action {
             Action::Update { to, .. } => code.valid_period = *to,
+            Action::Renew { .. } => {}
             Action::Reset { reason, .. } => {
                 code.active_code = Secret::new(format!("{}'", code.active_code.expose()));
-                let entry = match status
-                    .codes
-                    .iter_mut()
-                    .find(|c| c.id == code.active_code_id)
-                {
-                    Some(entry) => entry,
-                    None => {
-                        status.codes.push(CodeStatus {
-                            id: code.active_code_id.clone(),
-                            room_id: None,
-                            valid_period: 0,
-                            expire_time: None,
-                            update_time: now,
-                            last_reset: None,
-                        });
-                        status.codes.last_mut().unwrap()
-                    }
-                };
-                let token = match reason {
-                    ResetReason::Token(t) => Some(t.as_str()),
-                    ResetReason::Expiry { .. } => None,
-                };
-                entry.last_reset = Some(next_last_reset(entry.last_reset.as_ref(), token, now));
+                if let ResetReason::Token(token) = reason {
+                    let mut ledger = Ledger::of(status);
+                    ledger.record(&code.active_code_id, token);
+                    ledger.store(status);
+                }
             }
         }
         code.update_time = now;

@@ -158,6 +158,26 @@ pub fn code_ids(sim: &Simulator) -> Vec<String> {
         .collect()
 }
 
+/// The code ids the status's reset ledger holds for `token`, as stored
+/// (sorted).
+pub fn ledger_codes(status: &Value, token: &str) -> Vec<String> {
+    status["resetLedger"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|entry| entry["token"] == token)
+        .flat_map(|entry| entry["codes"].as_array().cloned().unwrap_or_default())
+        .map(|id| id.as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// `ids`, sorted.
+pub fn sorted(ids: &[String]) -> Vec<String> {
+    let mut ids = ids.to_vec();
+    ids.sort();
+    ids
+}
+
 pub fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
     status["conditions"]
         .as_array()

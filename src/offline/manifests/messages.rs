@@ -124,14 +124,16 @@ fn hint(path: &str, text: &str) -> Option<String> {
         "spec.validPeriod" => {
             "write validPeriod as a whole number of days from 0 to 65535 (0 = permanent), without quotes"
         }
-        "spec.syncInterval" | "spec.reset.beforeExpiry" => {
-            "write a duration like 90s, 10m, 24h, 1h30m or 7d"
-        }
+        "spec.syncInterval"
+        | "spec.reset.beforeExpiry"
+        | "spec.renewBeforeExpiry"
+        | "spec.reset.rollout.interval" => "write a duration like 90s, 10m, 24h, 1h30m or 7d",
         "spec.suspend" | "spec.reset.cleanAuthCredential" => "write true or false",
         "spec.managementPolicy" => "write Enforce or Observe (capitalised)",
         "spec" => "spec is a mapping with at least robotId and validPeriod",
         "spec.activeCodeIds" => "write a list of activation code ids, e.g. [id1, id2]",
         "spec.reset" => "reset is a mapping, e.g. {token: \"2026-11-22\"} or {beforeExpiry: 24h}",
+        "spec.reset.rollout" => "rollout is a mapping, e.g. {maxCodes: \"10%\", interval: 1h}",
         "spec.connection" => "connection is a mapping, e.g. {region: cn-north-4}",
         "spec.exportSecretRef" | "spec.connection.credentialsSecretRef" => {
             "a Secret reference is a mapping, e.g. {name: my-secret}"
@@ -224,9 +226,10 @@ pub(super) fn metadata_problem(metadata: Option<&Value>) -> Option<String> {
 /// list in their place, and so do we, in its words: serde refuses one too
 /// (it reads these types as maps, to keep their unknown fields), but names
 /// the Rust type it expected (`expected struct ConnectionSpec`).
-const MAPPINGS: [&str; 5] = [
+const MAPPINGS: [&str; 6] = [
     "spec",
     "spec.reset",
+    "spec.reset.rollout",
     "spec.connection",
     "spec.connection.credentialsSecretRef",
     "spec.exportSecretRef",
@@ -318,7 +321,7 @@ mod tests {
         );
         assert_eq!(
             message,
-            "spec.reset.tokn: unknown field `tokn`, expected one of `beforeExpiry`, `cleanAuthCredential`, `token`; remove it or correct its spelling; \
+            "spec.reset.tokn: unknown field `tokn`, expected one of `beforeExpiry`, `cleanAuthCredential`, `rollout`, `token`; remove it or correct its spelling; \
              spec.exportSecretRef.format: unknown field `format`, expected `name`; remove it or correct its spelling"
         );
         assert_eq!(known_fields("spec.nowhere", &crd), None);

@@ -1,0 +1,284 @@
+//! The status of an `ActivationCode`: what the operator observed and did.
+//! Bounded whatever the number of codes: a few counts, at most
+//! [`MAX_DRIFT_SHOWN`] drift entries, the reset intents of one batch, and a
+//! reset ledger of one short entry per code (its id, grouped by the token
+//! it was last reset for). 10,000 codes of 32-character ids stay well under
+//! 512 KiB.
+
+use super::{count_schema, date_time_schema, days_schema};
+use jiff::Timestamp;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The most drift entries status lists; `driftCount` has the total.
+pub const MAX_DRIFT_SHOWN: usize = 20;
+
+/// Observed state, written by the operator.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ActivationCodeStatus {
+    /// The metadata.generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// Ready: the last sync completed and the codes match the spec (or, in
+    /// Observe, were observed). Synced: the remote codes match the spec.
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+
+    /// How many codes this resource manages.
+    #[serde(default)]
+    #[schemars(schema_with = "count_schema")]
+    pub managed_codes: u32,
+
+    /// The earliest expiry among the managed codes; absent when every
+    /// managed code is permanent. `metastudio-operator codes list` shows
+    /// each code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "date_time_schema")]
+    pub next_expire_time: Option<Timestamp>,
+
+    /// Deprecated: the per-code entries of operator versions before the
+    /// reset ledger. Read once into resetLedger (so no code is reset twice
+    /// for a token across the upgrade) and no longer written.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub codes: Vec<CodeStatus>,
+
+    /// Differences between the remote codes and the spec that are not (yet)
+    /// fixed: in Observe every difference, in Enforce those that failed. At
+    /// most 20 are listed; driftCount has how many there are.
+    #[serde(default)]
+    pub drift: Vec<Drift>,
+
+    /// How many differences there are (drift lists at most 20 of them).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    #[schemars(schema_with = "count_schema")]
+    pub drift_count: u32,
+
+    /// The reset.token being rolled out, when this operator first saw it,
+    /// and how far its rotation has come. Codes created after that moment
+    /// are fresh already: they are not reset for this token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reset_token: Option<TokenRollout>,
+
+    /// The token each code was last reset for, as the ids of the codes
+    /// grouped by token: what makes a token apply exactly once per code. A
+    /// code's entry is kept while the code is left out of the selection,
+    /// and for 7 days while it is missing from complete listings.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reset_ledger: Vec<LedgerEntry>,
+
+    /// Codes of the reset ledger that complete listings no longer show,
+    /// grouped by when they were first missed. Their entries are dropped 7
+    /// days after that; a code that shows up again is taken off this list.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing_codes: Vec<MissingCodes>,
+
+    /// Resets started but not yet confirmed, at most one batch of them. A
+    /// reset mints a new code, so the intent is recorded before the call;
+    /// after a crash or a lost answer the operator checks the remote code
+    /// to learn whether it happened, so each code is reset exactly once per
+    /// token.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending_resets: Vec<ResetIntent>,
+
+    /// When the remote codes were last listed and compared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "date_time_schema")]
+    pub last_sync_time: Option<Timestamp>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// A kstatus-style condition.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    /// Ready, Synced, Reconciling or Stalled.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// "True", "False" or "Unknown".
+    pub status: String,
+    /// One word, CamelCase, that names the cause (e.g. CredentialsNotFound).
+    pub reason: String,
+    /// What happened and what to do about it.
+    pub message: String,
+    /// When status last changed.
+    #[schemars(schema_with = "date_time_schema")]
+    pub last_transition_time: Timestamp,
+    /// The metadata.generation this condition describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+/// One managed code as an earlier operator version recorded it.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CodeStatus {
+    /// Activation code id.
+    pub id: String,
+    /// Interactive dialog (room) of the code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room_id: Option<String>,
+    /// Validity in days (0 = permanent).
+    #[schemars(schema_with = "days_schema")]
+    pub valid_period: u16,
+    /// When the code expires; absent for permanent codes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "date_time_schema")]
+    pub expire_time: Option<Timestamp>,
+    /// When MetaStudio last changed the code.
+    #[schemars(schema_with = "date_time_schema")]
+    pub update_time: Timestamp,
+    /// The last reset this operator made, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_reset: Option<LastReset>,
+}
+
+/// A reset made by an earlier operator version.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LastReset {
+    /// The latest reset.token this code was reset for (a reset before expiry
+    /// keeps it); absent when it was never reset for a token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// When the last reset happened (the code's update time after it).
+    #[schemars(schema_with = "date_time_schema")]
+    pub time: Timestamp,
+}
+
+/// The codes last reset for one token.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LedgerEntry {
+    /// The reset.token value.
+    pub token: String,
+    /// Ids of the codes whose latest reset was for this token, sorted.
+    pub codes: Vec<String>,
+}
+
+/// Ledger codes that complete listings stopped showing at one moment.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MissingCodes {
+    /// When a complete listing first lacked them.
+    #[schemars(schema_with = "date_time_schema")]
+    pub since: Timestamp,
+    /// Their ids, sorted.
+    pub codes: Vec<String>,
+}
+
+/// A reset.token value, when it was first seen, and its rotation's
+/// progress.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenRollout {
+    /// The reset.token value.
+    pub token: String,
+    /// When the operator first saw this value.
+    #[schemars(schema_with = "date_time_schema")]
+    pub observed_at: Timestamp,
+    /// Managed codes reset for this token so far.
+    #[serde(default)]
+    #[schemars(schema_with = "count_schema")]
+    pub done: u32,
+    /// Managed codes this token resets in all (codes created after it was
+    /// first seen are fresh and not counted).
+    #[serde(default)]
+    #[schemars(schema_with = "count_schema")]
+    pub total: u32,
+    /// "done/total", for `kubectl get`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub progress: String,
+    /// When the current batch of spec.reset.rollout began.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "date_time_schema")]
+    pub batch_started_at: Option<Timestamp>,
+    /// Resets the current batch has started (at most rollout.maxCodes).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    #[schemars(schema_with = "count_schema")]
+    pub batch_resets: u32,
+    /// When the next batch may start, while codes are left and this batch
+    /// is used up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "date_time_schema")]
+    pub next_batch_time: Option<Timestamp>,
+}
+
+/// A reset about to be made, recorded before the call.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResetIntent {
+    /// Activation code id.
+    pub code_id: String,
+    /// The token the reset applies; absent for a reset before expiry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// The code's update time before the reset.
+    #[schemars(schema_with = "date_time_schema")]
+    pub previous_update_time: Timestamp,
+    /// A keyed fingerprint of the code value before the reset (not the value;
+    /// it cannot be reversed without the credentials). A reset is the only
+    /// change that alters the value, so this settles whether it happened.
+    pub previous_fingerprint: String,
+    /// When the intent was recorded.
+    #[schemars(schema_with = "date_time_schema")]
+    pub recorded_at: Timestamp,
+    /// When the reset's answer was lost (a timeout, a broken connection, a
+    /// 5xx), or when a later run found the intent of an interrupted one.
+    /// The server may still apply such a call late, so the code is not
+    /// reset again until a grace period after this has passed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "date_time_schema")]
+    pub unanswered_since: Option<Timestamp>,
+}
+
+/// A difference between a remote code and the spec.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Drift {
+    /// Activation code id.
+    pub code_id: String,
+    /// What differs: validPeriod, reset (a reset is due) or expiry (a
+    /// renewal is due).
+    pub field: String,
+    /// The remote value.
+    pub observed: String,
+    /// The value the spec asks for.
+    pub desired: String,
+}
+
+impl ActivationCodeStatus {
+    pub fn condition(&self, type_: &str) -> Option<&Condition> {
+        self.conditions.iter().find(|c| c.type_ == type_)
+    }
+
+    /// The token `code_id` was last reset for, by the ledger (or, before
+    /// the first write of this version, by the deprecated per-code list).
+    pub fn last_token(&self, code_id: &str) -> Option<&str> {
+        self.reset_ledger
+            .iter()
+            .find(|e| {
+                e.codes
+                    .binary_search_by(|c| c.as_str().cmp(code_id))
+                    .is_ok()
+            })
+            .map(|e| e.token.as_str())
+            .or_else(|| {
+                self.codes
+                    .iter()
+                    .find(|c| c.id == code_id)
+                    .and_then(|c| c.last_reset.as_ref()?.token.as_deref())
+            })
+    }
+
+    /// Sets `drift` (at most [`MAX_DRIFT_SHOWN`]) and `driftCount`.
+    pub fn set_drift(&mut self, drift: impl IntoIterator<Item = Drift>) {
+        let mut all = drift.into_iter();
+        self.drift = all.by_ref().take(MAX_DRIFT_SHOWN).collect();
+        self.drift_count = (self.drift.len() + all.count()) as u32;
+    }
+}

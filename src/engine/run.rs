@@ -1,0 +1,195 @@
+//! The state of one reconcile in progress, and how it ends: conditions,
+//! events and the status write every reconcile finishes with.
+
+use super::conditions::{self, READY, SYNCED, reason};
+use super::events;
+use super::host::{EngineEvent, Host};
+use super::{ActionResult, Mode, Next, ReconcileReport};
+use crate::crd::{ActivationCode, ActivationCodeStatus};
+use crate::metastudio::ApiError;
+use crate::plan::Action;
+use jiff::Timestamp;
+use std::sync::Arc;
+use tracing::{info, warn};
+
+/// The state of one reconcile in progress.
+pub(super) struct Run<'a, H> {
+    pub resource: &'a ActivationCode,
+    pub host: &'a H,
+    pub mode: Mode,
+    pub generation: Option<i64>,
+    pub status: ActivationCodeStatus,
+    pub now: Timestamp,
+}
+
+impl<H: Host> Run<'_, H> {
+    pub fn set(&mut self, type_: &str, value: Option<bool>, why: &str, message: String) {
+        conditions::set(
+            &mut self.status.conditions,
+            type_,
+            value,
+            why,
+            message,
+            self.generation,
+            self.now,
+        );
+    }
+
+    pub async fn event(
+        &self,
+        warning: bool,
+        reason: &'static str,
+        action: &'static str,
+        note: String,
+    ) {
+        self.publish(EngineEvent {
+            warning,
+            reason,
+            action,
+            note,
+        })
+        .await;
+    }
+
+    /// Hands `event` to the host, its note within the Events API's limit:
+    /// every event of the engine passes here.
+    pub async fn publish(&self, mut event: EngineEvent) {
+        event.note = events::clipped(&event.note, events::NOTE_LIMIT);
+        self.host.event(self.resource, &event).await;
+    }
+
+    /// Ends early, before any remote change: Ready=False with `why`,
+    /// Synced=Unknown, a warning event, the status saved (not in a dry
+    /// run).
+    pub async fn stop(
+        &mut self,
+        why: &'static str,
+        message: String,
+        next: Next,
+    ) -> ReconcileReport {
+        self.set(READY, Some(false), why, message.clone());
+        self.set(
+            SYNCED,
+            None,
+            why,
+            "stopped before any change; see the Ready condition".into(),
+        );
+        if why != reason::SUSPENDED && why != reason::DELETING {
+            self.event(true, why, "Sync", message).await;
+        }
+        self.finish(why, false, Vec::new(), Vec::new(), next).await
+    }
+
+    /// While the recorded resets are under way, the status says so: the
+    /// generation is observed but not yet done, so neither kstatus nor
+    /// `kubectl wait --for=condition=Ready` takes the previous Ready=True
+    /// for this generation's.
+    pub fn resetting(&mut self, count: usize) {
+        let message = format!("resetting {count} code(s); their intents are recorded first");
+        self.set(READY, Some(false), reason::RESETTING, message.clone());
+        conditions::set_progress(
+            &mut self.status.conditions,
+            reason::RESETTING,
+            &message,
+            self.generation,
+            self.now,
+        );
+    }
+
+    /// Ends before any remote change and without writing status: the stored
+    /// resource changed since it was read.
+    pub fn replan(&mut self, planned: Vec<Action>) -> ReconcileReport {
+        info!("the resource changed since it was read: no reset started; planning again");
+        ReconcileReport {
+            status: Arc::new(std::mem::take(&mut self.status)),
+            reason: reason::RESOURCE_CHANGED,
+            converged: false,
+            planned,
+            applied: Vec::new(),
+            next: Next::Replan,
+        }
+    }
+
+    /// A failed list: the reason says whether to fix credentials or wait.
+    pub async fn remote_failure(&mut self, err: &ApiError) -> ReconcileReport {
+        let (why, next) = if err.is_auth_failure() {
+            // While the credentials pause, trying sooner is pointless.
+            let at_least = err.retry_after();
+            (reason::CREDENTIALS_REJECTED, Next::Retry { at_least })
+        } else if err.is_rate_limited() {
+            (
+                reason::RATE_LIMITED,
+                Next::Retry {
+                    at_least: err.retry_after(),
+                },
+            )
+        } else {
+            (reason::REMOTE_ERROR, Next::Retry { at_least: None })
+        };
+        let hint = match why {
+            reason::CREDENTIALS_REJECTED => "; check the access key, secret key and project id",
+            reason::RATE_LIMITED => "; the operator backs off and tries again",
+            _ => "",
+        };
+        self.stop(why, format!("{err}{hint}"), next).await
+    }
+
+    pub async fn finish(
+        &mut self,
+        why: &'static str,
+        converged: bool,
+        planned: Vec<Action>,
+        applied: Vec<ActionResult>,
+        next: Next,
+    ) -> ReconcileReport {
+        let mut next = next;
+        let message = self
+            .status
+            .condition(READY)
+            .map(|c| c.message.clone())
+            .unwrap_or_default();
+        conditions::set_progress(
+            &mut self.status.conditions,
+            why,
+            &message,
+            self.generation,
+            self.now,
+        );
+        // The run ends here: its status moves into the report.
+        let status = Arc::new(std::mem::take(&mut self.status));
+        if self.mode == Mode::Normal
+            && let Err(err) = self.host.save_status(self.resource, &status).await
+        {
+            if err.stale {
+                // What this run did is on record as intents or visible
+                // remotely; a run from the fresh state settles it.
+                info!("the resource changed while it was reconciled: reconciling it again");
+                return ReconcileReport {
+                    status,
+                    reason: reason::RESOURCE_CHANGED,
+                    converged: false,
+                    planned,
+                    applied,
+                    next: Next::Replan,
+                };
+            }
+            warn!(error = %err, "cannot save status");
+            self.event(
+                true,
+                reason::STATUS_NOT_SAVED,
+                "Sync",
+                format!("cannot save the status: {err}"),
+            )
+            .await;
+            next = Next::Retry { at_least: None };
+        }
+        ReconcileReport {
+            status,
+            reason: why,
+            converged,
+            planned,
+            applied,
+            next,
+        }
+    }
+}

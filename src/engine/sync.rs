@@ -1,0 +1,464 @@
+//! One sync of a resource whose codes were listed, as named phases:
+//! settle (earlier resets and the ledger), plan, then per batch of at most
+//! [`MAX_INTENTS`] resets: record (intents first) and apply; and report
+//! (status, export, conditions). The decisions are `plan`'s and
+//! `verdict`'s; this file sequences them and does the I/O.
+
+use super::apply::{self, Applied};
+use super::conditions::{READY, SYNCED, reason};
+use super::host::Host;
+use super::run::Run;
+use super::verdict::{self, Facts};
+use super::{ActionOutcome, ActionResult, Engine, Mode, Next, ReconcileReport, events};
+use crate::crd::{ActivationCodeSpec, ManagementPolicy, ResetIntent};
+use crate::fingerprint::FingerprintKey;
+use crate::metastudio::{ActiveCode, Listing, MetaStudioClient};
+use crate::plan::{self, Action, Ledger, Plan, batch};
+use jiff::Timestamp;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tracing::{info, warn};
+
+/// The most reset intents one status write records: the status stays
+/// small however many codes a resource has, and a rotation of thousands of
+/// codes proceeds batch after batch, each on record before it starts.
+pub const MAX_INTENTS: usize = 200;
+
+/// What a sync knows and has done so far.
+pub(super) struct Sync<'s> {
+    spec: &'s ActivationCodeSpec,
+    key: &'s FingerprintKey,
+    enforce: bool,
+    complete: bool,
+    ledger: Ledger,
+    /// The selected codes as they are now.
+    codes: BTreeMap<String, ActiveCode>,
+    /// Earlier intents still in doubt: they hold Ready.
+    waiting: Vec<ResetIntent>,
+    /// Earlier intents whose code the listing lacked: kept on record.
+    parked: Vec<ResetIntent>,
+    plan: Plan,
+    /// The intents of the batch being applied.
+    recorded: Vec<ResetIntent>,
+    /// Resets of this sync whose answer was lost.
+    unconfirmed: Vec<ResetIntent>,
+    applied: Vec<ActionResult>,
+}
+
+impl Engine {
+    /// Settle, plan, record and apply batch by batch, report.
+    pub(super) async fn sync<H: Host>(
+        &self,
+        run: &mut Run<'_, H>,
+        client: &MetaStudioClient,
+        key: &FingerprintKey,
+        listing: Listing,
+    ) -> ReconcileReport {
+        let mut sync = Sync::settle(run, key, listing, self.reset_grace).await;
+        sync.make_plan(run);
+        if sync.enforce {
+            let actions = std::mem::take(&mut sync.plan.actions);
+            for chunk in chunks(&actions, MAX_INTENTS) {
+                if let Err(report) = sync.record(run, chunk, &actions).await {
+                    return *report;
+                }
+                let clean = clean_auth_credential(sync.spec);
+                let results = apply::apply(client, chunk, &sync.codes, clean, self.concurrency);
+                let done = sync.absorb(results.await);
+                give_back_places(run, done);
+                for event in events::of_results(done) {
+                    run.publish(event).await;
+                }
+            }
+            sync.plan.actions = actions;
+        }
+        self.report(run, sync).await
+    }
+
+    /// Status, export and conditions, then the status write.
+    async fn report<H: Host>(&self, run: &mut Run<'_, H>, sync: Sync<'_>) -> ReconcileReport {
+        let spec = sync.spec;
+        let current: Vec<ActiveCode> = sync.codes.into_values().collect();
+        sync.ledger.store(&mut run.status);
+        run.status.pending_resets = sync
+            .waiting
+            .iter()
+            .chain(&sync.parked)
+            .chain(&sync.unconfirmed)
+            .cloned()
+            .collect();
+        run.status.managed_codes = current.len() as u32;
+        run.status.next_expire_time = current.iter().filter_map(|c| c.expire_time).min();
+        run.status.last_sync_time = Some(run.now);
+        if let Some(rollout) = run.status.reset_token.as_mut() {
+            plan::progress(spec, &sync.ledger, rollout, &current);
+        }
+        let failed = sync
+            .applied
+            .iter()
+            .filter(|r| !matches!(r.outcome, ActionOutcome::Done { .. }));
+        let drift: Vec<_> = if sync.enforce {
+            failed.map(|r| r.action.as_drift()).collect()
+        } else {
+            sync.plan.actions.iter().map(Action::as_drift).collect()
+        };
+        run.status.set_drift(
+            drift
+                .into_iter()
+                .chain(sync.waiting.iter().map(waiting_drift)),
+        );
+        let export_error = match (&spec.export_secret_ref, run.mode, sync.complete) {
+            (Some(reference), Mode::Normal, true) => run
+                .host
+                .export(run.resource, &reference.name, &current)
+                .await
+                .err()
+                .map(|err| {
+                    format!(
+                        "cannot write the code values to Secret {}: {err}",
+                        reference.name
+                    )
+                }),
+            _ => None,
+        };
+        if let Some(message) = &export_error {
+            run.event(true, reason::EXPORT_FAILED, "Export", message.clone())
+                .await;
+        }
+        let rotating = run
+            .status
+            .reset_token
+            .as_ref()
+            .filter(|_| sync.plan.deferred > 0);
+        let decided = verdict::decide(&Facts {
+            mode: run.mode,
+            enforce: sync.enforce,
+            export_error,
+            applied: &sync.applied,
+            complete: sync.complete,
+            waiting: &sync.waiting,
+            reset_grace: self.reset_grace,
+            managed: run.status.managed_codes,
+            planned: sync.plan.actions.len(),
+            rotating,
+            sync_interval: spec.sync_interval(),
+            now: run.now,
+        });
+        let in_sync = run.status.drift.is_empty() && rotating.is_none();
+        let ready = matches!(
+            decided.reason,
+            reason::SYNCED | reason::OBSERVING | "DryRun"
+        );
+        set_conditions(run, ready, in_sync, &decided);
+        if !in_sync && !sync.enforce && run.mode == Mode::Normal {
+            run.event(false, reason::DRIFT_DETECTED, "Observe", format!(
+                "{} difference(s) from the spec; managementPolicy is Observe, so nothing was changed",
+                run.status.drift_count
+            ))
+            .await;
+        }
+        // Observe asked only for a report, so an observed resource has done
+        // what it was asked; a dry run asks whether anything is left to do.
+        let converged = ready && (in_sync || (!sync.enforce && run.mode == Mode::Normal));
+        run.finish(
+            decided.reason,
+            converged,
+            sync.plan.actions,
+            sync.applied,
+            decided.next,
+        )
+        .await
+    }
+}
+
+fn clean_auth_credential(spec: &ActivationCodeSpec) -> bool {
+    spec.reset.as_ref().is_none_or(|r| r.clean_auth_credential)
+}
+
+/// Token resets that surely did not happen give their batch places back.
+fn give_back_places<H: Host>(run: &mut Run<'_, H>, results: &[ActionResult]) {
+    let failed = results
+        .iter()
+        .filter(|r| r.action.token().is_some() && matches!(r.outcome, ActionOutcome::Failed { .. }))
+        .count();
+    if let Some(rollout) = run.status.reset_token.as_mut() {
+        batch::count(rollout, -(failed as i64));
+    }
+}
+
+/// Ready and Synced from the verdict and the drift.
+fn set_conditions<H: Host>(
+    run: &mut Run<'_, H>,
+    ready: bool,
+    in_sync: bool,
+    decided: &verdict::Verdict,
+) {
+    run.set(READY, Some(ready), decided.reason, decided.message.clone());
+    let (why, message) = if in_sync {
+        (
+            reason::IN_SYNC,
+            "the remote codes match the spec".to_owned(),
+        )
+    } else if decided.reason == reason::ROTATING {
+        (reason::ROTATING, decided.message.clone())
+    } else {
+        (
+            reason::DRIFT_DETECTED,
+            format!(
+                "{} difference(s) remain (see status.drift)",
+                run.status.drift_count
+            ),
+        )
+    };
+    run.set(SYNCED, Some(in_sync), why, message);
+}
+
+impl<'s> Sync<'s> {
+    /// Settles earlier intents and brings the ledger up to the listing.
+    async fn settle<'r: 's, H: Host>(
+        run: &mut Run<'r, H>,
+        key: &'s FingerprintKey,
+        listing: Listing,
+        grace: jiff::SignedDuration,
+    ) -> Sync<'s> {
+        let resource = run.resource;
+        let spec = &resource.spec;
+        let mut ledger = Ledger::of(&run.status);
+        for id in ledger.observe(&listing, run.now) {
+            info!(code = %id, "a code missing from complete listings for 7 days leaves the reset ledger");
+        }
+        let settled = plan::settle_intents(
+            &run.status.pending_resets,
+            &listing,
+            |intent, code| key.value_changed(&intent.previous_fingerprint, code),
+            run.now,
+            grace,
+        );
+        for intent in &settled.abandoned {
+            info!(code = %intent.code_id, "a reset recorded earlier did not happen (or its code is gone for good)");
+        }
+        for done in &settled.completed {
+            info!(code = %done.code_id, "a reset recorded before an interruption did happen");
+            if let Some(token) = &done.token {
+                ledger.record(&done.code_id, token);
+            }
+        }
+        if let Some(event) = events::of_confirmed(&settled.completed) {
+            run.publish(event).await;
+        }
+        run.status.pending_resets = settled.kept().cloned().collect();
+        let enforce =
+            spec.management_policy == ManagementPolicy::Enforce && run.mode == Mode::Normal;
+        Sync {
+            spec,
+            key,
+            enforce,
+            complete: listing.complete,
+            ledger,
+            codes: plan::select(spec, &listing.codes)
+                .into_iter()
+                .map(|c| (c.active_code_id.clone(), c.clone()))
+                .collect(),
+            waiting: settled.waiting,
+            parked: settled.parked,
+            plan: Plan::default(),
+            recorded: Vec::new(),
+            unconfirmed: Vec::new(),
+            applied: Vec::new(),
+        }
+    }
+
+    fn make_plan<H: Host>(&mut self, run: &mut Run<'_, H>) {
+        let codes: Vec<ActiveCode> = self.codes.values().cloned().collect();
+        self.plan = plan::plan(self.spec, &self.ledger, &run.status, &codes, run.now);
+        run.status.reset_token = self.plan.rollout.clone();
+    }
+
+    /// Records the intents of `chunk`'s resets, with what the sync did so
+    /// far, before any of them starts. `Err` ends the sync: nothing of
+    /// `chunk` may start without its intents on record.
+    async fn record<H: Host>(
+        &mut self,
+        run: &mut Run<'_, H>,
+        chunk: &[Action],
+        planned: &[Action],
+    ) -> Result<(), Box<ReconcileReport>> {
+        self.recorded = intents_for(chunk, &self.codes, self.key, run.now);
+        if self.recorded.is_empty() {
+            return Ok(());
+        }
+        let tokens = self.recorded.iter().filter(|i| i.token.is_some()).count();
+        if let Some(rollout) = run.status.reset_token.as_mut() {
+            batch::count(rollout, tokens as i64);
+            plan::progress(
+                self.spec,
+                &self.ledger,
+                rollout,
+                &self.codes.values().cloned().collect::<Vec<_>>(),
+            );
+        }
+        let before = self.on_record();
+        run.status.pending_resets = before.iter().chain(&self.recorded).cloned().collect();
+        self.ledger.store(&mut run.status);
+        run.resetting(self.recorded.len());
+        let saved = run
+            .host
+            .save_status(run.resource, &Arc::new(run.status.clone()))
+            .await;
+        let Err(err) = saved else {
+            return Ok(());
+        };
+        run.status.pending_resets = before;
+        if err.stale {
+            // Someone else may be resetting these codes: start nothing,
+            // and plan again from what they recorded.
+            return Err(Box::new(run.replan(planned.to_vec())));
+        }
+        warn!(error = %err, "cannot record reset intents");
+        let message = format!("cannot record reset intents, so no reset was started: {err}");
+        let next = Next::Retry { at_least: None };
+        Err(Box::new(
+            run.stop(reason::STATUS_NOT_SAVED, message, next).await,
+        ))
+    }
+
+    /// The intents on record besides the current batch's.
+    fn on_record(&self) -> Vec<ResetIntent> {
+        self.waiting
+            .iter()
+            .chain(&self.parked)
+            .chain(&self.unconfirmed)
+            .cloned()
+            .collect()
+    }
+
+    /// Takes one batch's results in: the codes' new state, the ledger,
+    /// intents whose answer was lost, places given back to the rollout.
+    /// Returns the batch's results.
+    fn absorb(&mut self, results: Vec<Applied>) -> &[ActionResult] {
+        let first = self.applied.len();
+        for (result, code) in results {
+            if let Some(code) = code {
+                self.codes.insert(code.active_code_id.clone(), code);
+            }
+            let id = result.action.code_id();
+            match (&result.outcome, result.action.token()) {
+                (ActionOutcome::Done { .. }, Some(token)) => self.ledger.record(id, token),
+                (ActionOutcome::Unconfirmed { .. }, _) => {
+                    if let Some(intent) = self.recorded.iter().find(|i| i.code_id == id) {
+                        self.unconfirmed.push(ResetIntent {
+                            unanswered_since: Some(Timestamp::now()),
+                            ..intent.clone()
+                        });
+                    }
+                }
+                _ => {}
+            }
+            self.applied.push(result);
+        }
+        &self.applied[first..]
+    }
+}
+
+/// Consecutive slices of `actions` with at most `max_resets` resets each,
+/// never splitting one code's actions.
+pub fn chunks(actions: &[Action], max_resets: usize) -> Vec<&[Action]> {
+    let mut out = Vec::new();
+    let (mut start, mut resets) = (0, 0);
+    for (i, action) in actions.iter().enumerate() {
+        let new_code = i > start && actions[i - 1].code_id() != action.code_id();
+        if action.is_reset() && resets == max_resets && new_code {
+            out.push(&actions[start..i]);
+            (start, resets) = (i, 0);
+        }
+        resets += usize::from(action.is_reset());
+    }
+    if start < actions.len() {
+        out.push(&actions[start..]);
+    }
+    out
+}
+
+/// The intents to record before the resets of `actions`.
+fn intents_for(
+    actions: &[Action],
+    codes: &BTreeMap<String, ActiveCode>,
+    key: &FingerprintKey,
+    now: Timestamp,
+) -> Vec<ResetIntent> {
+    actions
+        .iter()
+        .filter(|a| a.is_reset())
+        .map(|a| {
+            let code = &codes[a.code_id()];
+            ResetIntent {
+                code_id: code.active_code_id.clone(),
+                token: a.token().map(str::to_owned),
+                previous_update_time: code.update_time,
+                previous_fingerprint: key.fingerprint(code),
+                recorded_at: now,
+                unanswered_since: None,
+            }
+        })
+        .collect()
+}
+
+/// A reset still in doubt, as drift.
+fn waiting_drift(intent: &ResetIntent) -> crate::crd::Drift {
+    crate::crd::Drift {
+        code_id: intent.code_id.clone(),
+        field: "reset".into(),
+        observed: "a reset whose answer was lost, not confirmed yet".into(),
+        desired: intent.token.as_deref().map_or_else(
+            || "reset before expiry".to_owned(),
+            |t| format!("reset for token {t:?}"),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::ResetReason;
+
+    fn reset(id: &str) -> Action {
+        Action::Reset {
+            code_id: id.into(),
+            reason: ResetReason::Token("t".into()),
+        }
+    }
+
+    fn update(id: &str) -> Action {
+        Action::Update {
+            code_id: id.into(),
+            from: 1,
+            to: 2,
+        }
+    }
+
+    fn ids(chunk: &[Action]) -> Vec<&str> {
+        chunk.iter().map(Action::code_id).collect()
+    }
+
+    #[test]
+    fn chunks_hold_at_most_the_resets_of_one_record_and_keep_a_codes_actions_together() {
+        let actions = [
+            reset("a"),
+            update("a"),
+            update("b"),
+            reset("c"),
+            reset("d"),
+            update("d"),
+            reset("e"),
+        ];
+        let got: Vec<Vec<&str>> = chunks(&actions, 2).into_iter().map(ids).collect();
+        assert_eq!(got, [vec!["a", "a", "b", "c"], vec!["d", "d", "e"]]);
+        let got: Vec<Vec<&str>> = chunks(&actions, 1).into_iter().map(ids).collect();
+        assert_eq!(
+            got,
+            [vec!["a", "a", "b"], vec!["c"], vec!["d", "d"], vec!["e"]]
+        );
+        assert!(chunks(&[], 2).is_empty());
+        assert_eq!(chunks(&[update("a"), update("b")], 1).len(), 1);
+    }
+}

@@ -1,0 +1,174 @@
+//! The end of a sync, decided: the Ready reason and message and when to
+//! look again, from what the sync found and did. Pure.
+
+use super::conditions::reason;
+use super::{ActionOutcome, ActionResult, Mode, Next};
+use crate::crd::{ResetIntent, TokenRollout};
+use jiff::{SignedDuration, Timestamp};
+use std::time::Duration;
+
+/// What a sync found and did, as far as its verdict goes.
+pub struct Facts<'a> {
+    pub mode: Mode,
+    pub enforce: bool,
+    /// Why the export Secret could not be written, if it could not.
+    pub export_error: Option<String>,
+    pub applied: &'a [ActionResult],
+    /// The listing added up (see [`crate::metastudio::Listing`]).
+    pub complete: bool,
+    /// Resets whose answer was lost, not yet settled.
+    pub waiting: &'a [ResetIntent],
+    pub reset_grace: SignedDuration,
+    pub managed: u32,
+    pub planned: usize,
+    /// The token's rollout, while token resets wait for a later batch.
+    pub rotating: Option<&'a TokenRollout>,
+    pub sync_interval: Duration,
+    pub now: Timestamp,
+}
+
+/// The Ready condition's reason and message, and when to look again.
+pub struct Verdict {
+    pub reason: &'static str,
+    pub message: String,
+    pub next: Next,
+}
+
+fn verdict(reason: &'static str, message: String, next: Next) -> Verdict {
+    Verdict {
+        reason,
+        message,
+        next,
+    }
+}
+
+pub fn decide(facts: &Facts) -> Verdict {
+    let retry = Next::Retry { at_least: None };
+    let failed: Vec<&ActionResult> = facts
+        .applied
+        .iter()
+        .filter(|r| !matches!(r.outcome, ActionOutcome::Done { .. }))
+        .collect();
+    if let Some(message) = &facts.export_error {
+        verdict(reason::EXPORT_FAILED, message.clone(), retry)
+    } else if !failed.is_empty() {
+        failures(&failed, facts.applied.len())
+    } else if !facts.complete {
+        verdict(
+            reason::LISTING_INCOMPLETE,
+            "the listing of the robot's codes did not add up (its pages changed while they were read, or came back short): no code was taken as gone and the export Secret was left as it was; listing again".into(),
+            retry,
+        )
+    } else if !facts.waiting.is_empty() {
+        waiting(facts)
+    } else if !facts.enforce {
+        let why = if facts.mode == Mode::DryRun {
+            "DryRun"
+        } else {
+            reason::OBSERVING
+        };
+        let message = format!(
+            "{} code(s) observed, {} difference(s) from the spec (see status.drift); nothing was changed",
+            facts.managed, facts.planned
+        );
+        verdict(why, message, Next::SyncAfter(facts.sync_interval))
+    } else if let Some(rollout) = facts.rotating {
+        rotating(rollout, facts)
+    } else {
+        let message = format!(
+            "{} code(s) match the spec ({} change(s) made)",
+            facts.managed,
+            facts.applied.len()
+        );
+        verdict(
+            reason::SYNCED,
+            message,
+            Next::SyncAfter(facts.sync_interval),
+        )
+    }
+}
+
+fn failures(failed: &[&ActionResult], attempted: usize) -> Verdict {
+    let rate_limited = failed.iter().any(|r| {
+        matches!(
+            r.outcome,
+            ActionOutcome::Failed {
+                rate_limited: true,
+                ..
+            }
+        )
+    });
+    let why = if failed
+        .iter()
+        .all(|r| matches!(r.outcome, ActionOutcome::Unconfirmed { .. }))
+    {
+        reason::RESET_UNCONFIRMED
+    } else if rate_limited {
+        reason::RATE_LIMITED
+    } else {
+        reason::REMOTE_ERROR
+    };
+    let first = failed.first().map(|r| describe(r)).unwrap_or_default();
+    let message = format!(
+        "{} of {attempted} changes failed; first: {first}",
+        failed.len()
+    );
+    verdict(why, message, Next::Retry { at_least: None })
+}
+
+fn describe(result: &ActionResult) -> String {
+    match &result.outcome {
+        ActionOutcome::Failed { error, .. } | ActionOutcome::Unconfirmed { error } => {
+            format!("code {}: {error}", result.action.code_id())
+        }
+        ActionOutcome::Done { .. } => String::new(),
+    }
+}
+
+/// Checked again once the server can no longer apply them late.
+fn waiting(facts: &Facts) -> Verdict {
+    let settles_in = facts
+        .waiting
+        .iter()
+        .filter_map(|i| i.unanswered_since)
+        .map(|since| facts.reset_grace - facts.now.duration_since(since))
+        .min()
+        .and_then(|left| Duration::try_from(left).ok());
+    let message = format!(
+        "{} reset(s) lost their answer and show no effect yet; the codes are checked again before any new reset",
+        facts.waiting.len()
+    );
+    verdict(
+        reason::RESET_UNCONFIRMED,
+        message,
+        Next::Retry {
+            at_least: settles_in,
+        },
+    )
+}
+
+/// A progressive rotation between batches: back when the next one is due.
+fn rotating(rollout: &TokenRollout, facts: &Facts) -> Verdict {
+    let until_next = rollout
+        .next_batch_time
+        .map(|t| t.duration_since(facts.now))
+        .and_then(|left| Duration::try_from(left).ok());
+    let next = until_next.map_or(facts.sync_interval, |d| d.min(facts.sync_interval));
+    let when = rollout
+        .next_batch_time
+        .map_or_else(|| "soon".to_owned(), |t| format!("at {t}"));
+    verdict(
+        reason::ROTATING,
+        format!(
+            "{} for token {:?}; the next batch starts {when}",
+            rotating_label(rollout),
+            rollout.token
+        ),
+        Next::SyncAfter(next),
+    )
+}
+
+/// "rotating 30/120 codes".
+pub fn rotating_label(rollout: &TokenRollout) -> String {
+    format!("rotating {}/{} codes", rollout.done, rollout.total)
+}

@@ -1,0 +1,153 @@
+//! A robot's codes, every page, and whether the pages added up.
+//!
+//! A listing is *complete* only when every page reported the same `count`
+//! and the distinct codes received equal it. Codes created or deleted while
+//! paging shift the offsets (a code is skipped, or seen twice), and a
+//! server may answer a short or empty page: such a listing still returns
+//! what it saw, but callers must not read a missing code as a deleted one.
+
+use super::client::{MAX_LIST_PAGES, MAX_PAGE_SIZE};
+use super::{ActiveCode, ApiError, ApiErrorKind, MetaStudioClient, Operation};
+use std::collections::HashSet;
+
+/// The codes of one robot, in remote order, each once.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Listing {
+    pub codes: Vec<ActiveCode>,
+    /// The pages agreed on `count` and delivered exactly that many codes.
+    pub complete: bool,
+}
+
+/// Pages folded into a listing.
+struct Pages {
+    codes: Vec<ActiveCode>,
+    seen: HashSet<String>,
+    count: Option<u32>,
+    /// No page contradicted another so far.
+    consistent: bool,
+}
+
+impl Pages {
+    fn new() -> Self {
+        Self {
+            codes: Vec::new(),
+            seen: HashSet::new(),
+            count: None,
+            consistent: true,
+        }
+    }
+
+    /// Adds one page; returns how many new codes it had.
+    fn add(&mut self, count: u32, data: Vec<ActiveCode>) -> usize {
+        if self.count.is_some_and(|c| c != count) {
+            self.consistent = false;
+        }
+        self.count = Some(count);
+        let before = self.codes.len();
+        for code in data {
+            if self.seen.insert(code.active_code_id.clone()) {
+                self.codes.push(code);
+            } else {
+                // The offsets shifted under the pages.
+                self.consistent = false;
+            }
+        }
+        self.codes.len() - before
+    }
+
+    fn finish(self) -> Listing {
+        let complete =
+            self.consistent && self.count.is_some_and(|c| c as usize == self.codes.len());
+        Listing {
+            codes: self.codes,
+            complete,
+        }
+    }
+}
+
+impl MetaStudioClient {
+    /// Every code of a robot, page by page, and whether the pages added up.
+    pub async fn listing(&self, robot_id: &str) -> Result<Listing, ApiError> {
+        let mut pages = Pages::new();
+        let mut offset = 0u32;
+        for page_number in 1.. {
+            let reply = self.list_page(robot_id, offset, MAX_PAGE_SIZE).await?;
+            let page = reply.value;
+            let received = page.data.len() as u32;
+            let new = pages.add(page.count, page.data);
+            offset = offset.saturating_add(received);
+            // `count` is the total: a short page alone is no proof of the
+            // end, as a server may cap pages below the asked limit. A page
+            // with nothing new ends it too.
+            if received == 0 || offset >= page.count || new == 0 {
+                break;
+            }
+            if page_number >= MAX_LIST_PAGES {
+                return Err(ApiError {
+                    operation: Operation::ListActiveCode,
+                    attempts: 1,
+                    kind: ApiErrorKind::Decode {
+                        status: 200,
+                        request_id: reply.request_id,
+                        detail: format!(
+                            "the listing did not end after {MAX_LIST_PAGES} pages ({offset} of {} codes)",
+                            page.count
+                        ),
+                    },
+                });
+            }
+        }
+        Ok(pages.finish())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(id: &str) -> ActiveCode {
+        serde_json::from_value(serde_json::json!({
+            "active_code_id": id, "active_code": "v", "robot_id": "r", "valid_period": 1,
+            "create_time": "2026-01-01T00:00:00Z", "update_time": "2026-01-01T00:00:00Z"
+        }))
+        .unwrap()
+    }
+
+    fn listed(pages: &[(u32, &[&str])]) -> (Vec<String>, bool) {
+        let mut folded = Pages::new();
+        for (count, ids) in pages {
+            folded.add(*count, ids.iter().map(|id| code(id)).collect());
+        }
+        let listing = folded.finish();
+        let ids = listing
+            .codes
+            .iter()
+            .map(|c| c.active_code_id.clone())
+            .collect();
+        (ids, listing.complete)
+    }
+
+    #[test]
+    fn only_pages_that_add_up_make_a_complete_listing() {
+        // Name, pages (count, ids), codes listed, complete.
+        type Case<'a> = (&'a str, &'a [(u32, &'a [&'a str])], usize, bool);
+        let cases: [Case; 6] = [
+            ("one full page", &[(2, &["a", "b"])], 2, true),
+            ("two pages", &[(3, &["a", "b"]), (3, &["c"])], 3, true),
+            ("short page", &[(3, &["a"]), (3, &[])], 1, false),
+            ("empty first page", &[(2, &[])], 0, false),
+            ("count changed", &[(3, &["a", "b"]), (2, &["c"])], 3, false),
+            (
+                "offsets shifted",
+                &[(3, &["a", "b"]), (3, &["b"])],
+                2,
+                false,
+            ),
+        ];
+        for (name, pages, len, complete) in cases {
+            let (ids, got) = listed(pages);
+            assert_eq!((ids.len(), got), (len, complete), "{name}: {ids:?}");
+        }
+        assert_eq!(listed(&[(0, &[])]), (vec![], true), "no codes at all");
+    }
+}
