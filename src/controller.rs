@@ -8,6 +8,7 @@
 //! share one semaphore, so `--concurrency` bounds the reconciles in flight
 //! across the whole operator, not per namespace.
 
+pub mod backoff;
 pub mod cluster_host;
 pub mod connections;
 pub mod directory;
@@ -41,8 +42,8 @@ use tokio::sync::Semaphore;
 use tracing::{Instrument, info, info_span, warn};
 
 /// First retry after an error; doubles per consecutive failure.
-pub const BACKOFF_BASE: Duration = Duration::from_secs(5);
-pub const BACKOFF_MAX: Duration = Duration::from_secs(300);
+pub use backoff::{BACKOFF_BASE, BACKOFF_MAX, ReconcileError, backoff};
+use backoff::{Failures, jittered};
 
 /// Everything a reconcile needs, shared by all of them.
 pub struct Context {
@@ -62,8 +63,8 @@ pub struct Context {
     /// that has not yet seen our own write, so a reset is never planned
     /// from a stale status.
     statuses: Mutex<HashMap<String, RememberedStatus>>,
-    /// Consecutive failures per `namespace/name`, for backoff.
-    failures: Mutex<HashMap<String, u32>>,
+    /// Consecutive failures per `namespace/name`, for `error_policy`.
+    failures: Failures,
 }
 
 impl Context {
@@ -83,7 +84,7 @@ impl Context {
             directory_ready: AtomicBool::new(true),
             metrics,
             statuses: Mutex::default(),
-            failures: Mutex::default(),
+            failures: Failures::default(),
         }
     }
 
@@ -150,10 +151,7 @@ impl Context {
             .lock()
             .expect("status cache lock")
             .retain(|uid, _| uids.contains(uid));
-        self.failures
-            .lock()
-            .expect("failure map lock")
-            .retain(|key, _| keys.contains(key));
+        self.failures.retain(&keys);
     }
 
     /// What the watched resources currently report (the status this process
@@ -174,45 +172,28 @@ impl Context {
         census
     }
 
-    /// The requeue for a report; counts failures for backoff.
-    fn next_action(&self, key: &str, next: Next) -> Action {
-        let mut failures = self.failures.lock().expect("failure map lock");
-        match next {
-            Next::SyncAfter(interval) => {
-                failures.remove(key);
-                Action::requeue(jittered(interval, 0.1))
-            }
-            Next::AwaitChange => {
-                failures.remove(key);
-                Action::await_change()
-            }
-            Next::Replan => {
-                let count = failures.entry(key.to_owned()).or_insert(0);
-                *count += 1;
-                Action::requeue(backoff(*count))
-            }
+    /// The requeue for a report that succeeded, or the fault for
+    /// `error_policy` to back off from.
+    fn outcome(
+        &self,
+        key: &str,
+        report: &ReconcileReport,
+        replans: u32,
+    ) -> Result<Action, ReconcileError> {
+        let action = match report.next {
+            Next::SyncAfter(interval) => Action::requeue(jittered(interval, 0.1)),
+            Next::AwaitChange => Action::await_change(),
+            Next::Replan => return Err(ReconcileError::KeptChanging { replans }),
             Next::Retry { at_least } => {
-                let count = failures.entry(key.to_owned()).or_insert(0);
-                *count += 1;
-                let delay = backoff(*count);
-                Action::requeue(at_least.map_or(delay, |floor| delay.max(floor)))
+                return Err(ReconcileError::Retry {
+                    reason: report.reason,
+                    at_least,
+                });
             }
-        }
+        };
+        self.failures.succeeded(key);
+        Ok(action)
     }
-}
-
-/// Exponential backoff with jitter: 5s, 10s, 20s, ... up to 5 minutes.
-pub fn backoff(failures: u32) -> Duration {
-    let exponent = failures.saturating_sub(1).min(16);
-    let delay = BACKOFF_BASE
-        .saturating_mul(1u32 << exponent)
-        .min(BACKOFF_MAX);
-    jittered(delay, 0.1)
-}
-
-/// `base` stretched by up to `share` at random, so resources spread out.
-fn jittered(base: Duration, share: f64) -> Duration {
-    base.mul_f64(1.0 + share * rand::random::<f64>())
 }
 
 fn same_robot_others(ctx: &Context, resource: &ActivationCode) -> Vec<ActivationCode> {
@@ -244,11 +225,12 @@ pub struct RememberedStatus {
 /// stored resource changed under it, before it backs off.
 const MAX_REPLANS: u32 = 3;
 
-/// One reconcile of one ActivationCode.
+/// One reconcile of one ActivationCode. A fault is an `Err` for
+/// [`error_policy`] to back off from; its details are in the status.
 pub async fn reconcile(
     resource: Arc<ActivationCode>,
     ctx: Arc<Context>,
-) -> Result<Action, std::convert::Infallible> {
+) -> Result<Action, ReconcileError> {
     let key = key_of(&resource);
     let span = info_span!("reconcile", resource = %key, generation = resource.metadata.generation);
     async move {
@@ -277,7 +259,7 @@ pub async fn reconcile(
             }
         };
         log_report(&report);
-        Ok(ctx.next_action(&key, report.next))
+        ctx.outcome(&key, &report, replans)
     }
     .instrument(span)
     .await
@@ -332,10 +314,14 @@ fn log_report(report: &ReconcileReport) {
     }
 }
 
-/// The reconcile never fails (the engine reports into status), so this only
-/// exists to satisfy the runtime.
-fn error_policy(_: Arc<ActivationCode>, _: &std::convert::Infallible, _: Arc<Context>) -> Action {
-    Action::requeue(BACKOFF_BASE)
+/// The requeue after a failed reconcile: exponential backoff per resource
+/// (see [`backoff`]), never sooner than the fault asks.
+pub fn error_policy(
+    resource: Arc<ActivationCode>,
+    err: &ReconcileError,
+    ctx: Arc<Context>,
+) -> Action {
+    Action::requeue(ctx.failures.delay_after(&key_of(&resource), err))
 }
 
 /// What to watch.
@@ -555,8 +541,13 @@ fn run_controller(
             ctx.clone(),
         )
         .for_each(|result| async move {
-            if let Err(err) = result {
-                warn!(error = %err, "controller event");
+            match result {
+                // The reconcile logged its report and wrote its status.
+                Err(kube::runtime::controller::Error::ReconcilerFailed(err, _)) => {
+                    tracing::debug!(error = %err, "reconcile failed");
+                }
+                Err(err) => warn!(error = %err, "controller event"),
+                Ok(_) => {}
             }
         })
 }
@@ -577,14 +568,5 @@ mod tests {
                 .namespaces
                 .is_empty()
         );
-    }
-
-    #[test]
-    fn backoff_doubles_within_jitter_and_caps() {
-        for (failures, base) in [(1, 5), (2, 10), (3, 20), (7, 300), (40, 300)] {
-            let d = backoff(failures);
-            let base = Duration::from_secs(base);
-            assert!(d >= base && d <= base.mul_f64(1.1), "{failures}: {d:?}");
-        }
     }
 }

@@ -275,6 +275,12 @@ impl ActivationCodeStatus {
             })
     }
 
+    /// How many differences remain (a status of an earlier version has no
+    /// driftCount, only its drift list).
+    pub fn drift_total(&self) -> u32 {
+        self.drift_count.max(self.drift.len() as u32)
+    }
+
     /// Sets `drift` (at most [`MAX_DRIFT_SHOWN`]) and `driftCount`.
     pub fn set_drift(&mut self, drift: impl IntoIterator<Item = Drift>) {
         let mut all = drift.into_iter();

@@ -102,7 +102,7 @@ impl ResourceCensus {
                 ManagementPolicy::Enforce => "Enforce",
                 ManagementPolicy::Observe => "Observe",
             },
-            drift: status.map_or(0, |s| s.drift.len() as u64),
+            drift: status.map_or(0, |s| u64::from(s.drift_total())),
         }
     }
 }
@@ -132,7 +132,7 @@ impl Census {
                 .and_then(|s| s.condition(READY))
                 .map(|c| c.status.as_str()),
             status.map_or(0, |s| u64::from(s.managed_codes)),
-            status.map_or(0, |s| s.drift.len() as u64),
+            status.map_or(0, |s| u64::from(s.drift_total())),
         );
         self.resources.push(ResourceCensus::of(resource, status));
     }
@@ -182,7 +182,7 @@ impl Collector for CensusCollector {
             ),
             (
                 "metastudio_drift",
-                "Differences between remote codes and specs that remain (status.drift): all found in Observe, those not corrected in Enforce",
+                "Differences between remote codes and specs that remain (status.driftCount): all found in Observe, those not corrected in Enforce",
                 census.drift,
             ),
         ] {
@@ -235,7 +235,7 @@ fn encode_resources(
     }
     let mut family = encoder.encode_descriptor(
         "metastudio_resource_drift",
-        "Differences that remain per ActivationCode (status.drift), labelled with its managementPolicy; none unless leading",
+        "Differences that remain per ActivationCode (status.driftCount), labelled with its managementPolicy; none unless leading",
         None,
         ConstGauge::<i64>::TYPE,
     )?;

@@ -9,7 +9,7 @@ use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher;
 use metastudio_operator::controller::directory::ClusterDirectory;
-use metastudio_operator::controller::{Context, reconcile};
+use metastudio_operator::controller::{Context, error_policy, reconcile};
 use metastudio_operator::crd::ActivationCode;
 use metastudio_operator::engine::{Engine, OperatorDefaults};
 use metastudio_operator::metastudio::Transport;
@@ -238,5 +238,11 @@ pub async fn run_reconcile(
     ctx: &Arc<Context>,
 ) -> tokio::task::JoinHandle<Action> {
     let (r, ctx) = (Arc::new(r.clone()), ctx.clone());
-    tokio::spawn(async move { reconcile(r, ctx).await.unwrap() })
+    // As kube-runtime does: a failed reconcile's requeue is error_policy's.
+    tokio::spawn(async move {
+        match reconcile(r.clone(), ctx.clone()).await {
+            Ok(action) => action,
+            Err(err) => error_policy(r, &err, ctx),
+        }
+    })
 }
