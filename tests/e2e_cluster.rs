@@ -29,6 +29,7 @@
 //! | tenancy: connections, scoped credentials | [`l_tenants_reach_only_the_connections_they_may_use`] |
 //! | k. the alerts in a real Prometheus | [`alerts::k_a_real_prometheus_fires_credentials_rejected_for_that_resource_only`] |
 //! | once-code broker: TokenReview, RBAC, limits | [`m_workloads_get_once_codes_by_their_service_account`] |
+//! | n. 10,000 codes rotate once each, the object under 512 KiB | [`scale::n_ten_thousand_codes_rotate_once_each_within_512_kib`] |
 
 mod common;
 mod e2e;
@@ -36,6 +37,9 @@ mod e2e;
 // take it for a test binary of its own).
 #[path = "e2e_cluster/alerts.rs"]
 mod alerts;
+// Scenario n, likewise.
+#[path = "e2e_cluster/scale.rs"]
+mod scale;
 
 use common::offline::fleet_seed;
 use common::{ROBOT, robot_seed, seed_yaml};
