@@ -17,6 +17,7 @@ RUN mkdir src benches \
  && touch src/lib.rs \
  && echo 'fn main() {}' > benches/converge.rs \
  && echo 'fn main() {}' > benches/broker.rs \
+ && echo 'fn main() {}' > benches/status_size.rs \
  && cargo build --release --locked \
  && rm -rf src
 
