@@ -261,31 +261,10 @@ pub fn plan(
         .unwrap_or_default();
     let mut plan = Plan::default();
     for (code, due) in codes {
-        let id = &code.active_code_id;
         let in_batch = due.token && (due.expiry.is_some() || batch::take(&mut allowance));
-        if in_batch {
-            plan.actions
-                .push(reset(id, ResetReason::Token(token.clone())));
-        } else if let Some(expire_time) = due.expiry {
-            plan.actions
-                .push(reset(id, ResetReason::Expiry { expire_time }));
-        }
-        if due.token && !in_batch {
-            plan.deferred += 1;
-        }
-        if due.update {
-            plan.actions.push(Action::Update {
-                code_id: id.clone(),
-                from: code.valid_period,
-                to: spec.valid_period,
-            });
-        } else if let Some(expire_time) = due.renewal {
-            plan.actions.push(Action::Renew {
-                code_id: id.clone(),
-                valid_period: code.valid_period,
-                expire_time,
-            });
-        }
+        plan.deferred += u32::from(due.token && !in_batch);
+        let token = in_batch.then_some(token.as_str());
+        plan.actions.extend(actions_for(spec, code, &due, token));
     }
     if let Some(rollout) = rollout.as_mut() {
         batch::schedule(
@@ -296,6 +275,38 @@ pub fn plan(
     }
     plan.rollout = rollout;
     plan
+}
+
+/// One code's actions, a reset before an update: the token's reset when
+/// `token` is given (the code is in this batch), else a reset before
+/// expiry if one is due; then the update, or else a renewal.
+fn actions_for(
+    spec: &ActivationCodeSpec,
+    code: &ActiveCode,
+    due: &Due,
+    token: Option<&str>,
+) -> Vec<Action> {
+    let id = &code.active_code_id;
+    let mut actions = Vec::with_capacity(2);
+    if let Some(token) = token {
+        actions.push(reset(id, ResetReason::Token(token.to_owned())));
+    } else if let Some(expire_time) = due.expiry {
+        actions.push(reset(id, ResetReason::Expiry { expire_time }));
+    }
+    if due.update {
+        actions.push(Action::Update {
+            code_id: id.clone(),
+            from: code.valid_period,
+            to: spec.valid_period,
+        });
+    } else if let Some(expire_time) = due.renewal {
+        actions.push(Action::Renew {
+            code_id: id.clone(),
+            valid_period: code.valid_period,
+            expire_time,
+        });
+    }
+    actions
 }
 
 fn reset(id: &str, reason: ResetReason) -> Action {

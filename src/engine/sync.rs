@@ -77,54 +77,9 @@ impl Engine {
 
     /// Status, export and conditions, then the status write.
     async fn report<H: Host>(&self, run: &mut Run<'_, H>, sync: Sync<'_>) -> ReconcileReport {
-        let spec = sync.spec;
-        let current: Vec<ActiveCode> = sync.codes.into_values().collect();
-        sync.ledger.store(&mut run.status);
-        run.status.pending_resets = sync
-            .waiting
-            .iter()
-            .chain(&sync.parked)
-            .chain(&sync.unconfirmed)
-            .cloned()
-            .collect();
-        run.status.managed_codes = current.len() as u32;
-        run.status.next_expire_time = current.iter().filter_map(|c| c.expire_time).min();
-        run.status.last_sync_time = Some(run.now);
-        if let Some(rollout) = run.status.reset_token.as_mut() {
-            plan::progress(spec, &sync.ledger, rollout, &current);
-        }
-        let failed = sync
-            .applied
-            .iter()
-            .filter(|r| !matches!(r.outcome, ActionOutcome::Done { .. }));
-        let drift: Vec<_> = if sync.enforce {
-            failed.map(|r| r.action.as_drift()).collect()
-        } else {
-            sync.plan.actions.iter().map(Action::as_drift).collect()
-        };
-        run.status.set_drift(
-            drift
-                .into_iter()
-                .chain(sync.waiting.iter().map(waiting_drift)),
-        );
-        let export_error = match (&spec.export_secret_ref, run.mode, sync.complete) {
-            (Some(reference), Mode::Normal, true) => run
-                .host
-                .export(run.resource, &reference.name, &current)
-                .await
-                .err()
-                .map(|err| {
-                    format!(
-                        "cannot write the code values to Secret {}: {err}",
-                        reference.name
-                    )
-                }),
-            _ => None,
-        };
-        if let Some(message) = &export_error {
-            run.event(true, reason::EXPORT_FAILED, "Export", message.clone())
-                .await;
-        }
+        let current: Vec<ActiveCode> = sync.codes.values().cloned().collect();
+        sync.store(run, &current);
+        let export_error = sync.export(run, &current).await;
         let rotating = run
             .status
             .reset_token
@@ -141,7 +96,7 @@ impl Engine {
             managed: run.status.managed_codes,
             planned: sync.plan.actions.len(),
             rotating,
-            sync_interval: spec.sync_interval(),
+            sync_interval: sync.spec.sync_interval(),
             now: run.now,
         });
         let in_sync = run.status.drift.is_empty() && rotating.is_none();
@@ -160,14 +115,9 @@ impl Engine {
         // Observe asked only for a report, so an observed resource has done
         // what it was asked; a dry run asks whether anything is left to do.
         let converged = ready && (in_sync || (!sync.enforce && run.mode == Mode::Normal));
-        run.finish(
-            decided.reason,
-            converged,
-            sync.plan.actions,
-            sync.applied,
-            decided.next,
-        )
-        .await
+        let (planned, applied) = (sync.plan.actions, sync.applied);
+        run.finish(decided.reason, converged, planned, applied, decided.next)
+            .await
     }
 }
 
@@ -330,6 +280,56 @@ impl<'s> Sync<'s> {
             .chain(&self.unconfirmed)
             .cloned()
             .collect()
+    }
+
+    /// Writes what the sync found and did into the status: the ledger, the
+    /// intents still on record, the counts, the rollout's progress, drift.
+    fn store<H: Host>(&self, run: &mut Run<'_, H>, current: &[ActiveCode]) {
+        self.ledger.store(&mut run.status);
+        run.status.pending_resets = self.on_record();
+        run.status.managed_codes = current.len() as u32;
+        run.status.next_expire_time = current.iter().filter_map(|c| c.expire_time).min();
+        run.status.last_sync_time = Some(run.now);
+        if let Some(rollout) = run.status.reset_token.as_mut() {
+            plan::progress(self.spec, &self.ledger, rollout, current);
+        }
+        let failed = self
+            .applied
+            .iter()
+            .filter(|r| !matches!(r.outcome, ActionOutcome::Done { .. }));
+        let drift: Vec<_> = if self.enforce {
+            failed.map(|r| r.action.as_drift()).collect()
+        } else {
+            self.plan.actions.iter().map(Action::as_drift).collect()
+        };
+        let waiting = self.waiting.iter().map(waiting_drift);
+        run.status.set_drift(drift.into_iter().chain(waiting));
+    }
+
+    /// Writes the code values to the export Secret (not in a dry run, and
+    /// not from an incomplete listing, which would drop the codes it
+    /// missed); returns why it could not, after a Warning Event.
+    async fn export<H: Host>(
+        &self,
+        run: &mut Run<'_, H>,
+        current: &[ActiveCode],
+    ) -> Option<String> {
+        let reference = self.spec.export_secret_ref.as_ref()?;
+        if run.mode != Mode::Normal || !self.complete {
+            return None;
+        }
+        let err = run
+            .host
+            .export(run.resource, &reference.name, current)
+            .await
+            .err()?;
+        let message = format!(
+            "cannot write the code values to Secret {}: {err}",
+            reference.name
+        );
+        run.event(true, reason::EXPORT_FAILED, "Export", message.clone())
+            .await;
+        Some(message)
     }
 
     /// Takes one batch's results in: the codes' new state, the ledger,
