@@ -73,7 +73,7 @@ impl SecretSource for Credential {
 
 fn options() -> ClientOptions {
     ClientOptions {
-        rate_limit: RateLimit::UNLIMITED,
+        pacing: metastudio_operator::metastudio::pacing::Pacing::UNLIMITED,
         ..ClientOptions::default()
     }
 }

@@ -26,6 +26,8 @@ mod options;
 mod report;
 #[path = "converge/runner.rs"]
 mod runner;
+#[path = "converge/sdk.rs"]
+mod sdk;
 #[path = "converge/simulator.rs"]
 mod simulator;
 #[path = "converge/worker.rs"]
@@ -75,6 +77,10 @@ fn bench(options: &Options) -> Result<(), String> {
     for index in 1..=options.runs as usize {
         let run = runner.run(options, shape)?;
         print!("{}", report::run(options, index, &run));
+        if options.sdk {
+            let sdk = sdk::run(&runner, options, shape)?;
+            print!("{}", report::sdk(options, &shape, &sdk));
+        }
         runs.push(run);
     }
     print!("{}", report::summary(options, &runs));

@@ -25,7 +25,7 @@ use fleet::Shape;
 use metastudio_operator::crd::{ActivationCode, ActivationCodeStatus};
 use metastudio_operator::engine::host::{EngineEvent, Host, HostError, SecretSource};
 use metastudio_operator::engine::{Engine, Mode, OperatorDefaults};
-use metastudio_operator::metastudio::rate_limit::RateLimit;
+use metastudio_operator::metastudio::pacing::Pacing;
 use metastudio_operator::metastudio::settings::ConnectionSettings;
 use metastudio_operator::metastudio::{ActiveCode, ClientOptions, Credentials, Transport};
 use metastudio_operator::offline::host::OfflineHost;
@@ -120,10 +120,10 @@ fn measure(codes: u32) -> Result<Figures, String> {
         codes_per_robot: codes,
         drifted_per_robot: 0,
     };
-    let sim = SimulatorProcess::start(&shape, Duration::ZERO)?;
+    let sim = SimulatorProcess::start(&shape, Duration::ZERO, None)?;
     let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     let options = ClientOptions {
-        rate_limit: RateLimit::UNLIMITED,
+        pacing: Pacing::UNLIMITED,
         ..ClientOptions::default()
     };
     let engine = Engine::new(

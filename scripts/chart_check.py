@@ -1065,10 +1065,12 @@ def main():
     RULES = load_rules(os.path.join(args.chart, "rbac", "operator-rules.yaml"))
 
     lease = f"{RELEASE}"
-    # The chart's rate limit equals the binary's default (20/s, burst 10).
+    # The chart's pacing equals the binary's default: the region's documented
+    # quotas (no read or write rate passed), all of them, evenly spaced.
     base_env = {"METRICS_ADDR": "0.0.0.0:8080", "CONCURRENCY": "4", "LOG_LEVEL": "info", "LOG_FORMAT": "json",
-                "METASTUDIO_RATE_LIMIT": "20", "METASTUDIO_RATE_BURST": "10", "SHUTDOWN_TIMEOUT": "20s"}
+                "METASTUDIO_RATE_SHARE": "1", "METASTUDIO_RATE_BURST": "1", "SHUTDOWN_TIMEOUT": "20s"}
     unset = ["WATCH_NAMESPACES", "LABEL_SELECTOR", "METASTUDIO_REGION", "METASTUDIO_PROJECT_ID", "METASTUDIO_ENDPOINT",
+             "METASTUDIO_READ_RATE", "METASTUDIO_WRITE_RATE",
              "CLOUD_SDK_AK", "CLOUD_SDK_SK", "CLOUD_SDK_SECURITY_TOKEN", "DEFAULT_CREDENTIALS_NAMESPACES",
              "METASTUDIO_INSECURE_HTTP"]
 
@@ -1103,7 +1105,9 @@ def main():
             "LABEL_SELECTOR": "shard=a", "METASTUDIO_REGION": "cn-north-4",
             "METASTUDIO_PROJECT_ID": "70b76e1c2d3f4a253880af501cd1a2b3",
             "METASTUDIO_ENDPOINT": "https://metastudio.cn-north-4.myhuaweicloud.com",
-            "METASTUDIO_RATE_LIMIT": "2.5", "METASTUDIO_RATE_BURST": "3", "SHUTDOWN_TIMEOUT": "50s",
+            # readRate 0 (no limit) is passed, not dropped as a falsy value.
+            "METASTUDIO_READ_RATE": "0", "METASTUDIO_WRITE_RATE": "2.5", "METASTUDIO_RATE_SHARE": "0.8",
+            "METASTUDIO_RATE_BURST": "3", "SHUTDOWN_TIMEOUT": "50s",
             # Listed with a duplicate in scripts/chart-check: passed once each, in order.
             "DEFAULT_CREDENTIALS_NAMESPACES": "retail,museum", "METASTUDIO_INSECURE_HTTP": "true"},
             absent=["LEASE_NAME", "LEASE_DURATION"])

@@ -118,7 +118,7 @@ mod tests {
     use super::*;
     use crate::engine::OperatorDefaults;
     use crate::engine::conditions::reason;
-    use crate::metastudio::rate_limit::RateLimit;
+    use crate::metastudio::pacing::Pacing;
     use crate::metastudio::settings::ConnectionSettings;
     use crate::metastudio::{ClientOptions, Credentials, Transport};
     use crate::simulator::{
@@ -152,7 +152,7 @@ mod tests {
             .await
             .unwrap();
         let transport = Transport::new(ClientOptions {
-            rate_limit: RateLimit::UNLIMITED,
+            pacing: Pacing::UNLIMITED,
             ..ClientOptions::default()
         })
         .unwrap();

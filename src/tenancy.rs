@@ -20,7 +20,6 @@ use crate::crd::connection::{
 };
 use crate::engine::conditions::reason::{CONNECTION_NOT_ALLOWED, CONNECTION_NOT_FOUND};
 use crate::metastudio::Credentials;
-use crate::metastudio::rate_limit::RateLimit;
 use crate::metastudio::settings::ConnectionSettings;
 use kube::core::{Selector, SelectorExt};
 use std::collections::{BTreeMap, BTreeSet};
@@ -351,10 +350,11 @@ pub fn target_settings(target: &ConnectionTarget) -> ConnectionSettings {
         project_id: Some(target.project_id.clone()),
         app_user_id: target.app_user_id.clone(),
         insecure_http: target.insecure_http,
-        rate_limit: target.budget.as_ref().map(|b| RateLimit {
-            per_second: b.requests_per_second,
-            burst: b.burst.max(1),
-        }),
+        pacing: target
+            .budget
+            .as_ref()
+            .map(|b| b.pacing())
+            .unwrap_or_default(),
     }
 }
 

@@ -3,8 +3,9 @@
 //! for manifests that never met an API server (`reconcile -f`).
 
 use crate::crd::ActivationCodeSpec;
-use crate::crd::connection::ConnectionTarget;
+use crate::crd::connection::{Budget, ConnectionTarget};
 use crate::metastudio::connection::{is_app_user_id, is_project_id, parse_endpoint};
+use crate::metastudio::pacing::MIN_SHARE;
 use std::time::Duration;
 
 /// The shortest accepted `syncInterval`.
@@ -308,13 +309,36 @@ pub fn connection_target(target: &ConnectionTarget) -> Vec<SpecProblem> {
             "neither spec.region nor spec.endpoint is set: set one of them (e.g. region: cn-north-4)",
         ));
     }
-    if let Some(budget) = &target.budget
-        && !(budget.requests_per_second.is_finite() && budget.requests_per_second >= 0.0)
+    if let Some(budget) = &target.budget {
+        problems.extend(budget_problems(budget));
+    }
+    problems
+}
+
+/// `spec.budget`: rates of at least 0, a share in [0.01, 1], a burst of 1 or
+/// more (the schema says as much; this catches what bypassed it).
+fn budget_problems(budget: &Budget) -> Vec<SpecProblem> {
+    let rates = [
+        ("spec.budget.readsPerSecond", budget.reads_per_second),
+        ("spec.budget.writesPerSecond", budget.writes_per_second),
+        ("spec.budget.requestsPerSecond", budget.requests_per_second),
+    ];
+    let mut problems: Vec<SpecProblem> = rates
+        .into_iter()
+        .filter(|(_, rate)| rate.is_some_and(|r| !(r.is_finite() && r >= 0.0)))
+        .map(|(field, _)| problem(field, "must be a number of at least 0 (0 = no limit)"))
+        .collect();
+    if budget
+        .share
+        .is_some_and(|s| !(MIN_SHARE..=1.0).contains(&s))
     {
         problems.push(problem(
-            "spec.budget.requestsPerSecond",
-            "must be a number of at least 0 (0 = no limit)",
+            "spec.budget.share",
+            "must be from 0.01 to 1, e.g. 0.8 to leave a fifth of the quota to other clients",
         ));
+    }
+    if budget.burst == Some(0) {
+        problems.push(problem("spec.budget.burst", "must be at least 1"));
     }
     problems
 }

@@ -5,12 +5,13 @@ mod common;
 
 use common::raw_http::raw_server;
 use common::*;
+use metastudio_operator::metastudio::pacing::{Pacing, Quotas};
 use metastudio_operator::metastudio::retry::RetryPolicy;
 use metastudio_operator::metastudio::{
-    ApiErrorKind, ClientOptions, Credentials, Operation, Transport,
+    ApiErrorKind, ClientOptions, Credentials, MetaStudioClient, Operation, Transport,
 };
-use metastudio_operator::simulator::FaultConfig;
 use metastudio_operator::simulator::counters::{DROPPED, LOST};
+use metastudio_operator::simulator::{FaultConfig, Simulator, SimulatorConfig};
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -430,4 +431,89 @@ async fn a_429_is_retried_no_sooner_than_its_retry_after() {
         "retried before Retry-After: {throttled} 429(s) in {:?}",
         started.elapsed()
     );
+}
+
+/// A simulator enforcing cn-north-4's documented quotas, as the gateway
+/// does: 20 reads and 5 writes a second, 429 `APIGW.0308` over them.
+async fn quota_simulator(seed: metastudio_operator::simulator::Seed) -> Simulator {
+    let config = SimulatorConfig {
+        seed: Some(seed),
+        quotas: Some(Quotas {
+            reads: 20.0,
+            writes: 5.0,
+        }),
+        ..SimulatorConfig::default()
+    };
+    Simulator::start(config, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap()
+}
+
+/// Updates every code of the robot at once; returns how many succeeded.
+async fn update_all(client: &MetaStudioClient, days: u16) -> usize {
+    let codes = client.list_all(ROBOT, None).await.unwrap();
+    let updates = codes.iter().map(|c| client.update(&c.active_code_id, days));
+    futures::future::join_all(updates)
+        .await
+        .iter()
+        .filter(|r| r.is_ok())
+        .count()
+}
+
+fn throttled(sim: &Simulator) -> u64 {
+    Operation::ALL
+        .into_iter()
+        .map(|op| sim.counters().calls_with(op, "429"))
+        .sum()
+}
+
+#[tokio::test]
+async fn paced_within_the_regions_quota_no_call_is_throttled() {
+    let sim = quota_simulator(robot_seed(8, 3)).await;
+    let mut conn = connection(&sim.endpoint(), good_credentials());
+    // The region beside the endpoint names the quotas: 20 reads, 5 writes;
+    // half of them leaves room, as a tenant's other clients would need.
+    conn.options.region = Some("cn-north-4".into());
+    conn.options.pacing = Pacing {
+        share: Some(0.5),
+        ..Pacing::default()
+    };
+    let options = ClientOptions {
+        pacing: Pacing::default(),
+        ..fast_options()
+    };
+    let client = Transport::new(options).unwrap().client(conn);
+    assert_eq!(client.current_rates(), (10.0, 2.5));
+
+    assert_eq!(update_all(&client, 30).await, 8);
+    assert_eq!(throttled(&sim), 0, "{:?}", sim.counters().calls);
+    assert!(sim.counters().updates.values().all(|n| *n == 1));
+}
+
+#[tokio::test]
+async fn a_budget_above_the_servers_quota_is_cut_by_its_429s_and_still_converges() {
+    let sim = quota_simulator(robot_seed(20, 3)).await;
+    let options = ClientOptions {
+        pacing: Pacing {
+            reads_per_second: Some(20.0),
+            // Four times the write quota, as a wrong configuration would be.
+            writes_per_second: Some(20.0),
+            ..Pacing::default()
+        },
+        retry: RetryPolicy {
+            max_attempts: 8,
+            ..RetryPolicy::default()
+        },
+        ..fast_options()
+    };
+    let client = Transport::new(options)
+        .unwrap()
+        .client(connection(&sim.endpoint(), good_credentials()));
+
+    assert_eq!(update_all(&client, 30).await, 20, "every update lands");
+    assert!(throttled(&sim) > 0, "the server throttled the first burst");
+    let (reads, writes) = client.current_rates();
+    assert!(writes < 20.0, "the 429s cut the write budget: {writes}/s");
+    assert_eq!(reads, 20.0, "reads were never throttled");
+    assert!(sim.counters().updates.values().all(|n| *n == 1));
 }

@@ -22,7 +22,7 @@ use common::offline::{fleet_manifests, fleet_seed_with};
 use common::simulator;
 use metastudio_operator::crd::ActivationCodeStatus;
 use metastudio_operator::engine::{ActionOutcome, Engine, Mode, Next, OperatorDefaults};
-use metastudio_operator::metastudio::rate_limit::RateLimit;
+use metastudio_operator::metastudio::pacing::Pacing;
 use metastudio_operator::metastudio::retry::RetryPolicy;
 use metastudio_operator::metastudio::settings::ConnectionSettings;
 use metastudio_operator::metastudio::{ClientOptions, Credentials, Operation, Transport};
@@ -100,7 +100,7 @@ fn options(fault: Fault) -> ClientOptions {
             max_backoff: Duration::from_millis(5),
             max_elapsed: Duration::from_secs(10),
         },
-        rate_limit: RateLimit::UNLIMITED,
+        pacing: Pacing::UNLIMITED,
         ..ClientOptions::default()
     }
 }

@@ -64,7 +64,7 @@ async fn ready_after_sync_metrics_carry_every_series_and_gauges_follow_the_cache
     let operator = Operator::start(
         &sim,
         cluster.client("operator"),
-        &["--rate-limit", "20", "--rate-burst", "1"],
+        &["--read-rate", "20", "--rate-burst", "1"],
     )
     .await;
 

@@ -126,6 +126,6 @@ impl Shape {
     }
 }
 
-fn robot_id(i: u32) -> String {
+pub fn robot_id(i: u32) -> String {
     format!("robot-{i:06}")
 }

@@ -2,6 +2,8 @@
 
 use clap::Parser;
 use metastudio_operator::duration::HumanDuration;
+use metastudio_operator::metastudio::pacing::{Pacing, Quotas};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Converges a fleet of ActivationCodes through the engine, as `reconcile -f`
@@ -31,12 +33,34 @@ pub struct Options {
     /// flight, so requests in flight equal --concurrency.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub code_concurrency: u32,
-    /// Client-side rate limit in requests per second (0 = off).
-    #[arg(long, default_value_t = 0.0)]
-    pub rate_limit: f64,
-    /// Requests the rate limit lets through at once before spacing them.
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    /// Region whose documented quotas the client paces at (cn-north-4:
+    /// 20 reads and 5 writes a second). Without it, and without
+    /// --read-rate and --write-rate, the client is not paced.
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Client reads per second (0 = off) [default: --region's quota, or off].
+    #[arg(long)]
+    pub read_rate: Option<f64>,
+    /// Client writes per second (0 = off) [default: --region's quota, or off].
+    #[arg(long)]
+    pub write_rate: Option<f64>,
+    /// Requests of a class the client lets through at once.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub rate_burst: u32,
+    /// The simulator enforces these per-tenant quotas, READS/WRITES per
+    /// second (e.g. 20/5), answering 429 APIGW.0308 over them.
+    #[arg(long, value_parser = parse_quota)]
+    pub server_quota: Option<Quotas>,
+    /// Also converge an identical fleet with the official Huawei Cloud
+    /// Python SDK (--sdk-threads threads, its retries on) and print both.
+    #[arg(long)]
+    pub sdk: bool,
+    /// Threads of the SDK side.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub sdk_threads: u32,
+    /// The Python with the SDK installed (scripts/test makes this venv).
+    #[arg(long, default_value = "target/python/bin/python")]
+    pub python: PathBuf,
     /// Runs of the main fleet, each in a fresh simulator and process; the
     /// summary gives the median.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=99))]
@@ -64,8 +88,14 @@ impl Options {
             latency: HumanDuration(Duration::from_millis(1)),
             concurrency: 2,
             code_concurrency: 1,
-            rate_limit: 0.0,
-            rate_burst: 10,
+            region: None,
+            read_rate: None,
+            write_rate: None,
+            rate_burst: 1,
+            server_quota: None,
+            sdk: false,
+            sdk_threads: 8,
+            python: PathBuf::new(),
             runs: 1,
             series: Vec::new(),
             no_series: true,
@@ -81,11 +111,16 @@ impl Options {
                 self.drift_share
             ));
         }
-        if !(self.rate_limit >= 0.0 && self.rate_limit.is_finite()) {
-            return Err(format!(
-                "--rate-limit is {}; give requests per second, or 0 for no limit",
-                self.rate_limit
-            ));
+        for (flag, rate) in [
+            ("--read-rate", self.read_rate),
+            ("--write-rate", self.write_rate),
+        ] {
+            if rate.is_some_and(|r| !(r >= 0.0 && r.is_finite())) {
+                return Err(format!(
+                    "{flag} is {}; give requests per second, or 0 for no limit",
+                    rate.unwrap_or_default()
+                ));
+            }
         }
         if self.series.contains(&0) {
             return Err("--series has a point with 0 robots; give robot counts above 0".into());
@@ -93,8 +128,36 @@ impl Options {
         Ok(())
     }
 
+    /// The client's pacing: the region's documented quotas, overridden
+    /// per class by the rates; unpaced when nothing is given.
+    pub fn pacing(&self) -> Pacing {
+        let unset = self.region.is_none();
+        Pacing {
+            reads_per_second: self.read_rate.or(unset.then_some(0.0)),
+            writes_per_second: self.write_rate.or(unset.then_some(0.0)),
+            burst: Some(self.rate_burst),
+            ..Pacing::default()
+        }
+    }
+
     /// The series points to run.
     pub fn series_points(&self) -> &[u32] {
         if self.no_series { &[] } else { &self.series }
     }
+}
+
+/// `READS/WRITES`, e.g. `20/5`.
+fn parse_quota(value: &str) -> Result<Quotas, String> {
+    let fix = || format!("--server-quota is `{value}`; give reads/writes per second, e.g. 20/5");
+    let (reads, writes) = value.split_once('/').ok_or_else(fix)?;
+    let rate = |v: &str| {
+        v.trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|r| *r > 0.0 && r.is_finite())
+    };
+    Ok(Quotas {
+        reads: rate(reads).ok_or_else(fix)?,
+        writes: rate(writes).ok_or_else(fix)?,
+    })
 }

@@ -4,13 +4,15 @@
 use super::fleet::{Calls, Shape};
 use super::options::Options;
 use super::runner::RunResult;
+use super::sdk::SdkRun;
 use super::simulator::CallDelta;
 
-/// The time the calls need if nothing but latency (and the rate limit)
-/// cost anything: each resource makes its calls one round after another
+/// The time the calls need if nothing but latency and the quotas cost
+/// anything: each resource makes its calls one round after another
 /// (pages, then updates `--code-concurrency` at a time), and `--concurrency`
 /// resources run at once. With `--code-concurrency 1` every round is one
-/// call and this is calls x latency / concurrency.
+/// call and this is calls x latency / concurrency; the quota bound, when
+/// larger, takes its place.
 pub fn ideal_secs(options: &Options, shape: &Shape, converging: bool) -> f64 {
     let latency = options.latency.0.as_secs_f64();
     let per_robot = shape.rounds_per_robot(options.code_concurrency, converging) as f64;
@@ -21,14 +23,47 @@ pub fn ideal_secs(options: &Options, shape: &Shape, converging: bool) -> f64 {
         shape.converge_bound()
     } else {
         shape.steady_bound()
-    }
-    .total();
-    let by_rate = if options.rate_limit > 0.0 {
-        calls.saturating_sub(u64::from(options.rate_burst)) as f64 / options.rate_limit
-    } else {
-        0.0
     };
-    by_latency.max(by_rate)
+    by_latency.max(quota_bound_secs(options, &calls))
+}
+
+/// The quota bound: max(lists / read rate, updates / write rate), each rate
+/// the tighter of the client's budget and the server's quota; 0 when
+/// neither limits.
+pub fn quota_bound_secs(options: &Options, calls: &Calls) -> f64 {
+    let budgets = options.pacing().budgets(options.region.as_deref());
+    let server = options.server_quota;
+    let rate = |client: f64, server: Option<f64>| {
+        [(client > 0.0).then_some(client), server]
+            .into_iter()
+            .flatten()
+            .reduce(f64::min)
+    };
+    let time = |count: u64, rate: Option<f64>| rate.map_or(0.0, |r| count as f64 / r);
+    let reads = rate(budgets.reads.per_second, server.map(|q| q.reads));
+    let writes = rate(budgets.writes.per_second, server.map(|q| q.writes));
+    time(calls.list, reads).max(time(calls.update, writes))
+}
+
+/// The client's budgets and the server's quotas, for the header.
+pub fn pacing_line(options: &Options) -> String {
+    let budgets = options.pacing().budgets(options.region.as_deref());
+    let rate = |r: f64| {
+        if r > 0.0 {
+            format!("{r}/s")
+        } else {
+            "off".to_owned()
+        }
+    };
+    let server = options.server_quota.map_or("none".to_owned(), |q| {
+        format!("{}/s reads, {}/s writes", q.reads, q.writes)
+    });
+    format!(
+        "client reads {}, writes {} (burst {}); server quota {server}",
+        rate(budgets.reads.per_second),
+        rate(budgets.writes.per_second),
+        options.rate_burst
+    )
 }
 
 /// `measured / ideal`, or `n/a` when nothing bounds the time (no latency).
@@ -66,7 +101,10 @@ fn calls_line(delta: &CallDelta, bound: &Calls) -> String {
         line.push_str(&format!(", other operations {}", delta.other));
     }
     if delta.not_ok > 0 {
-        line.push_str(&format!(", {} answered other than 200", delta.not_ok));
+        line.push_str(&format!(
+            ", {} answered other than 200 ({} x 429)",
+            delta.not_ok, delta.throttled
+        ));
     }
     let equal = delta.calls == *bound && delta.other == 0;
     line.push_str(if equal {
@@ -78,13 +116,8 @@ fn calls_line(delta: &CallDelta, bound: &Calls) -> String {
 }
 
 pub fn header(options: &Options, shape: &Shape) -> String {
-    let rate = if options.rate_limit > 0.0 {
-        format!("{}/s (burst {})", options.rate_limit, options.rate_burst)
-    } else {
-        "off".to_owned()
-    };
     format!(
-        "converge: {} robots x {} codes = {} codes, {} drifted per robot ({} updates); latency {}; concurrency {} resources x {} code(s) at once; rate limit {rate}\n",
+        "converge: {} robots x {} codes = {} codes, {} drifted per robot ({} updates); latency {}; concurrency {} resources x {} code(s) at once; {}\n",
         shape.robots,
         shape.codes_per_robot,
         shape.codes(),
@@ -93,6 +126,7 @@ pub fn header(options: &Options, shape: &Shape) -> String {
         options.latency,
         options.concurrency,
         options.code_concurrency,
+        pacing_line(options),
     )
 }
 
@@ -133,6 +167,20 @@ pub fn run(options: &Options, index: usize, run: &RunResult) -> String {
         text.push_str(&format!("  not converged: {failure}\n"));
     }
     text
+}
+
+/// The official SDK's run beside it.
+pub fn sdk(options: &Options, shape: &Shape, run: &SdkRun) -> String {
+    let bound = quota_bound_secs(options, &shape.converge_bound());
+    format!(
+        "  official SDK ({} threads, retries on): converge {:.2} s (quota bound {bound:.2} s, ratio {}), {} updates and {} robots failed\n    SDK calls: {}\n",
+        options.sdk_threads,
+        run.pass.wall_secs,
+        ratio(run.pass.wall_secs, bound),
+        run.pass.failed_updates,
+        run.pass.failed_robots,
+        calls_line(&run.calls, &shape.converge_bound()),
+    )
 }
 
 fn simulator_memory(run: &RunResult) -> String {

@@ -43,17 +43,24 @@ impl Runner {
         Ok(Self { runtime, http })
     }
 
-    /// Runs `shape` with the options' latency, concurrency and rate limit.
+    /// Every call `simulator` has served so far.
+    pub fn counters(&self, simulator: &SimulatorProcess) -> Result<Counters, String> {
+        self.runtime.block_on(simulator.counters(&self.http))
+    }
+
+    /// Runs `shape` with the options' latency, concurrency and pacing.
     pub fn run(&self, options: &Options, shape: Shape) -> Result<RunResult, String> {
-        let simulator = SimulatorProcess::start(&shape, options.latency.0)?;
-        let counters = || self.runtime.block_on(simulator.counters(&self.http));
+        let simulator = SimulatorProcess::start(&shape, options.latency.0, options.server_quota)?;
+        let counters = || self.counters(&simulator);
         let spec = worker::Spec {
             endpoint: simulator.endpoint().to_owned(),
             shape,
             concurrency: options.concurrency,
             code_concurrency: options.code_concurrency,
-            rate_limit: options.rate_limit,
+            read_rate: options.pacing().reads_per_second,
+            write_rate: options.pacing().writes_per_second,
             rate_burst: options.rate_burst,
+            region: options.region.clone(),
         };
         let exe = std::env::current_exe().map_err(|e| format!("where am I? {e}"))?;
         let mut child = Command::new(exe)

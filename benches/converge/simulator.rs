@@ -4,6 +4,7 @@
 use super::fleet::{Calls, Shape};
 use super::memory::{self, Memory};
 use metastudio_operator::metastudio::Operation;
+use metastudio_operator::metastudio::pacing::Quotas;
 use metastudio_operator::simulator::Counters;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -19,8 +20,9 @@ pub struct SimulatorProcess {
 }
 
 impl SimulatorProcess {
-    /// Starts the simulator seeded with the fleet, answering after `latency`.
-    pub fn start(shape: &Shape, latency: Duration) -> Result<Self, String> {
+    /// Starts the simulator seeded with the fleet, answering after
+    /// `latency`, enforcing `quotas` when given.
+    pub fn start(shape: &Shape, latency: Duration, quotas: Option<Quotas>) -> Result<Self, String> {
         let dir = tempfile::tempdir().map_err(|e| format!("cannot make a temp dir: {e}"))?;
         let seed = dir.path().join("seed.yaml");
         std::fs::write(&seed, shape.seed_yaml())
@@ -31,6 +33,14 @@ impl SimulatorProcess {
             .arg("--seed")
             .arg(&seed)
             .args(["--latency", &format!("{}ms", latency.as_millis())])
+            .args(quotas.iter().flat_map(|q| {
+                [
+                    "--read-quota".to_owned(),
+                    q.reads.to_string(),
+                    "--write-quota".to_owned(),
+                    q.writes.to_string(),
+                ]
+            }))
             .env_remove("CLOUD_SDK_AK")
             .env_remove("CLOUD_SDK_SK")
             .env_remove("RUST_LOG")
@@ -101,6 +111,8 @@ pub struct CallDelta {
     pub writes: u64,
     /// Calls answered other than 200.
     pub not_ok: u64,
+    /// Calls answered 429 (over the simulator's quota).
+    pub throttled: u64,
 }
 
 impl CallDelta {
@@ -126,8 +138,13 @@ impl CallDelta {
         .into_iter()
         .map(made)
         .sum();
+        let throttled = Operation::ALL
+            .into_iter()
+            .map(|op| after.calls_with(op, "429") - before.calls_with(op, "429"))
+            .sum();
         Self {
             calls,
+            throttled,
             other: total - calls.total(),
             writes,
             not_ok: total - (ok(after) - ok(before)),

@@ -9,7 +9,7 @@
 use super::fleet::Shape;
 use super::memory::{self, Memory};
 use metastudio_operator::engine::{ActionOutcome, Engine, Mode, OperatorDefaults};
-use metastudio_operator::metastudio::rate_limit::RateLimit;
+use metastudio_operator::metastudio::pacing::Pacing;
 use metastudio_operator::metastudio::settings::ConnectionSettings;
 use metastudio_operator::metastudio::{ClientOptions, Credentials, Transport};
 use metastudio_operator::offline::host::OfflineHost;
@@ -32,8 +32,12 @@ pub struct Spec {
     pub shape: Shape,
     pub concurrency: u32,
     pub code_concurrency: u32,
-    pub rate_limit: f64,
+    /// The client's pacing: per-class rates (`None`: the region's quota).
+    pub read_rate: Option<f64>,
+    pub write_rate: Option<f64>,
     pub rate_burst: u32,
+    /// The region whose documented quotas the client paces at.
+    pub region: Option<String>,
 }
 
 /// One line from the worker.
@@ -73,9 +77,11 @@ pub fn main(args: &[String]) -> Result<(), String> {
 
 async fn run(spec: Spec) -> Result<(), String> {
     let options = ClientOptions {
-        rate_limit: RateLimit {
-            per_second: spec.rate_limit,
-            burst: spec.rate_burst,
+        pacing: Pacing {
+            reads_per_second: spec.read_rate,
+            writes_per_second: spec.write_rate,
+            burst: Some(spec.rate_burst),
+            ..Pacing::default()
         },
         ..ClientOptions::default()
     };
@@ -83,6 +89,7 @@ async fn run(spec: Spec) -> Result<(), String> {
     let defaults = OperatorDefaults {
         settings: ConnectionSettings {
             endpoint: Some(spec.endpoint.clone()),
+            region: spec.region.clone(),
             project_id: Some(DEFAULT_PROJECT_ID.to_owned()),
             ..ConnectionSettings::default()
         },

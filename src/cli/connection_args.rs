@@ -5,7 +5,7 @@
 
 use super::parsers;
 use crate::duration::HumanDuration;
-use crate::metastudio::rate_limit::RateLimit;
+use crate::metastudio::pacing::Pacing;
 use crate::metastudio::settings::{ConnectionSettings, credentials_from_env};
 use crate::metastudio::{ClientOptions, ConnectionError, Credentials};
 use clap::Args;
@@ -36,7 +36,7 @@ pub struct ConnectionArgs {
     pub client: ClientArgs,
 }
 
-/// Timeouts, retries and the client-side rate limit.
+/// Timeouts, retries and the client-side pacing.
 #[derive(Debug, Clone, Args)]
 pub struct ClientArgs {
     /// Per-request timeout.
@@ -45,11 +45,23 @@ pub struct ClientArgs {
     /// Attempts per call, the first included (retries apply to 429, 5xx and network faults).
     #[arg(long, env = "METASTUDIO_MAX_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=20), allow_negative_numbers = true)]
     pub max_attempts: u32,
-    /// Client-side rate limit, requests per second per endpoint (0 = none).
-    #[arg(long, env = "METASTUDIO_RATE_LIMIT", default_value_t = RateLimit::default().per_second, value_parser = parsers::rate, allow_negative_numbers = true)]
-    pub rate_limit: f64,
-    /// Requests that may go out at once before the rate limit spaces them.
-    #[arg(long, env = "METASTUDIO_RATE_BURST", default_value_t = RateLimit::default().burst)]
+    /// Reads (list, show, once-code) per second per tenant, 0 = no limit
+    /// [default: the region's documented quota: 20 in cn-north-4, 10 in
+    /// cn-east-3 and elsewhere].
+    #[arg(long, env = "METASTUDIO_READ_RATE", value_parser = parsers::rate, allow_negative_numbers = true)]
+    pub read_rate: Option<f64>,
+    /// Writes (update, reset, create, delete) per second per tenant, 0 = no
+    /// limit [default: the region's documented quota: 5 in cn-north-4, 3 in
+    /// cn-east-3 and elsewhere].
+    #[arg(long, env = "METASTUDIO_WRITE_RATE", value_parser = parsers::rate, allow_negative_numbers = true)]
+    pub write_rate: Option<f64>,
+    /// The share of both rates the operator uses, leaving the rest of the
+    /// tenant's quota to other clients (e.g. 0.8).
+    #[arg(long, env = "METASTUDIO_RATE_SHARE", default_value_t = 1.0, value_parser = parsers::share, allow_negative_numbers = true)]
+    pub rate_share: f64,
+    /// Requests of a class that may go out at once before the rate spaces
+    /// them.
+    #[arg(long, env = "METASTUDIO_RATE_BURST", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub rate_burst: u32,
 }
 
@@ -86,9 +98,12 @@ impl ClientArgs {
                 max_attempts: self.max_attempts,
                 ..defaults.retry
             },
-            rate_limit: RateLimit {
-                per_second: self.rate_limit,
-                burst: self.rate_burst.max(1),
+            pacing: Pacing {
+                reads_per_second: self.read_rate,
+                writes_per_second: self.write_rate,
+                share: Some(self.rate_share),
+                burst: Some(self.rate_burst),
+                cap: None,
             },
             ..defaults
         }
@@ -103,7 +118,7 @@ impl ConnectionArgs {
             project_id: self.project_id.clone(),
             app_user_id: self.app_user_id.clone(),
             insecure_http: self.insecure_http,
-            rate_limit: None,
+            pacing: Pacing::default(),
         }
     }
 

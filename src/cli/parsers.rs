@@ -55,6 +55,20 @@ pub fn rate(value: &str) -> Result<f64, String> {
     }
 }
 
+/// A share of a quota: from 0.01 to 1.
+pub fn share(value: &str) -> Result<f64, String> {
+    let fix = || {
+        "write a share from 0.01 to 1, e.g. 0.8 to leave a fifth of the quota to other clients"
+            .to_owned()
+    };
+    let share: f64 = value.trim().parse().map_err(|_| fix())?;
+    if (crate::metastudio::pacing::MIN_SHARE..=1.0).contains(&share) {
+        Ok(share)
+    } else {
+        Err(fix())
+    }
+}
+
 /// An endpoint URL: http or https, a host, no query.
 pub fn endpoint(value: &str) -> Result<String, String> {
     parse_endpoint(value)

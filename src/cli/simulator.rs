@@ -2,6 +2,7 @@
 
 use crate::duration::HumanDuration;
 use crate::metastudio::Operation;
+use crate::metastudio::pacing::Quotas;
 use crate::metastudio::settings::{ENV_ACCESS_KEY, ENV_SECRET_KEY};
 use crate::simulator::seed::SeedError;
 use crate::simulator::{
@@ -29,8 +30,28 @@ pub struct SimulatorArgs {
     /// Seed of generated code ids and values.
     #[arg(long, default_value_t = 1)]
     pub random_seed: u64,
+    /// Enforce a per-tenant quota on reads (list, show, once-code) per
+    /// second, as the API gateway does: over it, 429 APIGW.0308 with
+    /// Retry-After (0 = none; MetaStudio documents 20 in cn-north-4).
+    #[arg(long, default_value_t = 0.0, value_parser = super::parsers::rate, allow_negative_numbers = true)]
+    pub read_quota: f64,
+    /// Enforce a per-tenant quota on writes (update, reset, create, delete)
+    /// per second (0 = none; MetaStudio documents 5 in cn-north-4).
+    #[arg(long, default_value_t = 0.0, value_parser = super::parsers::rate, allow_negative_numbers = true)]
+    pub write_quota: f64,
     #[command(flatten)]
     pub faults: FaultArgs,
+}
+
+impl SimulatorArgs {
+    /// The flow control the quota flags ask for; `None` when both are 0.
+    fn quotas(&self) -> Option<Quotas> {
+        let unlimited = |rate: f64| if rate == 0.0 { f64::INFINITY } else { rate };
+        (self.read_quota > 0.0 || self.write_quota > 0.0).then(|| Quotas {
+            reads: unlimited(self.read_quota),
+            writes: unlimited(self.write_quota),
+        })
+    }
 }
 
 /// Fault injection flags.
@@ -150,6 +171,7 @@ pub async fn start(args: SimulatorArgs) -> Result<(Simulator, String), Simulator
         faults: args.faults.config()?,
         seed,
         random_seed: args.random_seed,
+        quotas: args.quotas(),
     };
     let simulator = Simulator::start(config, args.listen)
         .await

@@ -130,24 +130,47 @@ pub struct ConnectionTarget {
     #[serde(default)]
     pub insecure_http: bool,
 
-    /// The share of MetaStudio's per-tenant request quota that the
-    /// ActivationCodes using these credentials may spend together. Default:
-    /// the operator's --rate-limit and --rate-burst.
+    /// The client-side request budget of these credentials' tenant, per
+    /// class of call. MetaStudio's flow control is per tenant and per
+    /// class: reads 20/s and writes 5/s in cn-north-4, 10/s and 3/s in
+    /// cn-east-3. Unset fields: the operator's --read-rate, --write-rate,
+    /// --rate-share and --rate-burst, else the region's documented quota
+    /// (a region without figures: the lowest documented, 10 and 3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget: Option<Budget>,
 }
 
-/// A client-side request budget.
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+/// A client-side request budget: reads and writes paced apart.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct Budget {
-    /// Requests per second (0 = no limit).
+    /// Reads (ListActiveCode, ShowActiveCode, CreateOnceCode) per second,
+    /// 0 = no limit. Default: the region's documented read quota.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "rate_schema")]
-    pub requests_per_second: f64,
-    /// Requests that may go out at once before the rate spaces them.
-    #[serde(default = "default_burst")]
+    pub reads_per_second: Option<f64>,
+    /// Writes (UpdateActiveCode, ResetActiveCode, CreateActiveCode,
+    /// DeleteActiveCode) per second, 0 = no limit. Default: the region's
+    /// documented write quota.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "rate_schema")]
+    pub writes_per_second: Option<f64>,
+    /// The share of both rates to use, from 0.01 to 1 (e.g. 0.8 leaves a
+    /// fifth of the tenant's quota to its other clients). Default 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "share_schema")]
+    pub share: Option<f64>,
+    /// Requests of a class that may go out at once before the rate spaces
+    /// them. Default 1: evenly spaced, which a server counting per second
+    /// never sees above its quota.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "burst_schema")]
-    pub burst: u32,
+    pub burst: Option<u32>,
+    /// Deprecated: an upper bound for reads and for writes each (0 = none).
+    /// Use readsPerSecond and writesPerSecond.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "rate_schema")]
+    pub requests_per_second: Option<f64>,
     /// Fields this operator does not know, e.g. of a newer CRD.
     #[serde(flatten)]
     #[schemars(skip)]
@@ -160,12 +183,25 @@ fn rate_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({"type": "number", "minimum": 0, "maximum": 1000})
 }
 
-fn burst_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    schemars::json_schema!({"type": "integer", "minimum": 1, "maximum": 1000, "default": 10})
+fn share_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({"type": "number", "minimum": 0.01, "maximum": 1})
 }
 
-fn default_burst() -> u32 {
-    crate::metastudio::rate_limit::RateLimit::default().burst
+fn burst_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({"type": "integer", "minimum": 1, "maximum": 1000})
+}
+
+impl Budget {
+    /// The pacing it states.
+    pub fn pacing(&self) -> crate::metastudio::pacing::Pacing {
+        crate::metastudio::pacing::Pacing {
+            reads_per_second: self.reads_per_second,
+            writes_per_second: self.writes_per_second,
+            share: self.share,
+            burst: self.burst,
+            cap: self.requests_per_second,
+        }
+    }
 }
 
 /// A Secret in a named namespace.

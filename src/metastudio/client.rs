@@ -1,7 +1,7 @@
-//! The async MetaStudio client: signing, timeouts, retries, rate limit.
+//! The async MetaStudio client: signing, timeouts, retries, pacing.
 //!
 //! A [`Transport`] holds what every call shares: one connection pool, the
-//! retry policy, one rate limiter per endpoint and the call metrics. A
+//! retry policy, one [`Pacer`] per tenant and the call metrics. A
 //! [`MetaStudioClient`] is a cheap handle that pairs it with one
 //! [`Connection`] (endpoint, project, credentials).
 
@@ -13,7 +13,7 @@ use super::models::{
     ActiveCode, ActiveCodePage, CreateActiveCodeBody, ErrorBody, OnceCode, ResetActiveCodeBody,
     UpdateActiveCodeBody,
 };
-use super::rate_limit::{RateLimit, RateLimiter};
+use super::pacing::{CallClass, Pacer, Pacing};
 use super::retry::RetryPolicy;
 use super::signer::{self, SignableRequest};
 use reqwest::{Method, StatusCode};
@@ -38,7 +38,8 @@ pub struct ClientOptions {
     pub timeout: Duration,
     pub connect_timeout: Duration,
     pub retry: RetryPolicy,
-    pub rate_limit: RateLimit,
+    /// The operator-wide pacing (flags); a connection's own overlays it.
+    pub pacing: Pacing,
     /// Larger response bodies are refused (hostile or broken servers).
     pub max_response_bytes: usize,
     pub user_agent: String,
@@ -52,7 +53,7 @@ impl Default for ClientOptions {
             timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
             retry: RetryPolicy::default(),
-            rate_limit: RateLimit::default(),
+            pacing: Pacing::default(),
             max_response_bytes: 8 * 1024 * 1024,
             user_agent: concat!("metastudio-operator/", env!("CARGO_PKG_VERSION")).to_owned(),
             breaker: BreakerPolicy::default(),
@@ -69,7 +70,7 @@ pub struct TransportError(#[from] reqwest::Error);
 pub struct Transport {
     http: reqwest::Client,
     options: ClientOptions,
-    limiters: Mutex<HashMap<String, Arc<RateLimiter>>>,
+    pacers: Mutex<HashMap<String, Arc<Pacer>>>,
     breakers: Breakers,
     metrics: ApiMetrics,
 }
@@ -93,7 +94,7 @@ impl Transport {
             http,
             breakers: Breakers::new(options.breaker),
             options,
-            limiters: Mutex::new(HashMap::new()),
+            pacers: Mutex::new(HashMap::new()),
             metrics,
         }))
     }
@@ -113,26 +114,28 @@ impl Transport {
     }
 
     /// A client for one connection. MetaStudio's quotas are per tenant, so
-    /// the rate limit is shared by every client of this transport to the
-    /// same endpoint and project (a project belongs to one tenant), and one
-    /// tenant's rotation does not slow another's. It is the connection's
-    /// budget, or the transport's default; a client with another budget
-    /// for the same project replaces it (give connections that share a
-    /// project one budget).
+    /// the read and write budgets are shared by every client of this
+    /// transport to the same endpoint and project (a project belongs to
+    /// one tenant), and one tenant's rotation does not slow another's. They
+    /// are the connection's pacing over the transport's, over the
+    /// documented quotas of the connection's region; a client with other
+    /// budgets for the same project replaces them (give connections that
+    /// share a project one budget).
     pub fn client(self: &Arc<Self>, connection: Connection) -> MetaStudioClient {
         let key = format!("{} {}", connection.endpoint, connection.project_id);
-        let limit = connection
+        let budgets = self
             .options
-            .rate_limit
-            .unwrap_or(self.options.rate_limit);
-        let limiter = {
-            let mut limiters = self.limiters.lock().expect("limiter map lock");
-            match limiters.get(&key) {
-                Some(limiter) if limiter.limit() == limit => limiter.clone(),
+            .pacing
+            .overlay(&connection.options.pacing)
+            .budgets(connection.quota_region().as_deref());
+        let pacer = {
+            let mut pacers = self.pacers.lock().expect("pacer map lock");
+            match pacers.get(&key) {
+                Some(pacer) if pacer.budgets() == budgets => pacer.clone(),
                 _ => {
-                    let limiter = Arc::new(RateLimiter::new(limit));
-                    limiters.insert(key, limiter.clone());
-                    limiter
+                    let pacer = Arc::new(Pacer::new(budgets));
+                    pacers.insert(key, pacer.clone());
+                    pacer
                 }
             }
         };
@@ -140,7 +143,7 @@ impl Transport {
             transport: self.clone(),
             credentials_id: CredentialsId::of(&connection),
             connection: Arc::new(connection),
-            limiter,
+            pacer,
         }
     }
 }
@@ -157,7 +160,7 @@ pub struct MetaStudioClient {
     transport: Arc<Transport>,
     connection: Arc<Connection>,
     credentials_id: CredentialsId,
-    limiter: Arc<RateLimiter>,
+    pacer: Arc<Pacer>,
 }
 
 /// One call before it is sent: what the signer and the wire need.
@@ -189,6 +192,15 @@ struct Answer {
 impl MetaStudioClient {
     pub fn connection(&self) -> &Connection {
         &self.connection
+    }
+
+    /// The read and write rates its tenant's budgets allow now (per
+    /// second, 0 = no limit): the configured ones, or less after 429s.
+    pub fn current_rates(&self) -> (f64, f64) {
+        (
+            self.pacer.limiter(CallClass::Read).current_rate(),
+            self.pacer.limiter(CallClass::Write).current_rate(),
+        )
     }
 
     /// One page of a robot's codes (`limit` 1..=100).
@@ -365,7 +377,7 @@ impl MetaStudioClient {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let waited = self.limiter.acquire().await;
+            let waited = self.pacer.acquire(call.operation).await;
             metrics.record_rate_limit_wait(waited);
 
             let attempt_started = Instant::now();
@@ -395,6 +407,9 @@ impl MetaStudioClient {
                             });
                     }
                     let kind = service_error(answer);
+                    if status == StatusCode::TOO_MANY_REQUESTS {
+                        self.pacer.throttled(call.operation);
+                    }
                     let retryable = status == StatusCode::TOO_MANY_REQUESTS
                         || (status.is_server_error() && call.operation.is_idempotent());
                     (kind, retryable)
@@ -768,7 +783,7 @@ mod tests {
     }
 
     #[test]
-    fn clients_of_one_project_share_one_rate_limit() {
+    fn clients_of_one_project_share_one_pacer() {
         crate::tls::install_crypto_provider();
         let transport = Transport::new(ClientOptions::default()).unwrap();
         let a = transport.client(connection("https://a.example", "p", "sk-1"));
@@ -776,25 +791,60 @@ mod tests {
         let b = transport.client(connection("https://a.example", "p", "sk-2"));
         let other_endpoint = transport.client(connection("https://b.example", "p", "sk-1"));
         let other_tenant = transport.client(connection("https://a.example", "q", "sk-1"));
-        assert!(Arc::ptr_eq(&a.limiter, &b.limiter));
-        assert!(!Arc::ptr_eq(&a.limiter, &other_endpoint.limiter));
-        assert!(!Arc::ptr_eq(&a.limiter, &other_tenant.limiter));
-        assert_eq!(a.limiter.limit(), RateLimit::default());
+        assert!(Arc::ptr_eq(&a.pacer, &b.pacer));
+        assert!(!Arc::ptr_eq(&a.pacer, &other_endpoint.pacer));
+        assert!(!Arc::ptr_eq(&a.pacer, &other_tenant.pacer));
+        assert_eq!(
+            a.pacer.budgets(),
+            Pacing::default().budgets(None),
+            "no region: the lowest documented quotas"
+        );
     }
 
     #[test]
-    fn a_connection_budget_sets_its_projects_rate_limit() {
+    fn the_regional_endpoint_brings_its_documented_quotas() {
         crate::tls::install_crypto_provider();
         let transport = Transport::new(ClientOptions::default()).unwrap();
-        let budget = RateLimit {
-            per_second: 2.5,
-            burst: 3,
+        let client = transport.client(connection(
+            "https://metastudio.cn-north-4.myhuaweicloud.com",
+            "p",
+            "sk",
+        ));
+        let budgets = client.pacer.budgets();
+        assert_eq!(
+            (budgets.reads.per_second, budgets.writes.per_second),
+            (20.0, 5.0)
+        );
+    }
+
+    #[test]
+    fn a_connection_budget_overlays_the_operators_pacing() {
+        crate::tls::install_crypto_provider();
+        let options = ClientOptions {
+            pacing: Pacing {
+                reads_per_second: Some(12.0),
+                ..Pacing::default()
+            },
+            ..ClientOptions::default()
         };
+        let transport = Transport::new(options).unwrap();
         let mut budgeted = connection("https://a.example", "p", "sk");
-        budgeted.options.rate_limit = Some(budget);
+        budgeted.options.pacing = Pacing {
+            writes_per_second: Some(2.5),
+            burst: Some(3),
+            ..Pacing::default()
+        };
         let a = transport.client(budgeted.clone());
         let b = transport.client(budgeted);
-        assert_eq!(a.limiter.limit(), budget);
-        assert!(Arc::ptr_eq(&a.limiter, &b.limiter));
+        let budgets = a.pacer.budgets();
+        assert_eq!(
+            (
+                budgets.reads.per_second,
+                budgets.writes.per_second,
+                budgets.writes.burst
+            ),
+            (12.0, 2.5, 3)
+        );
+        assert!(Arc::ptr_eq(&a.pacer, &b.pacer));
     }
 }

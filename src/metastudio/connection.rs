@@ -1,6 +1,6 @@
 //! Where and as whom to call MetaStudio: endpoint, project and credentials.
 
-use super::rate_limit::RateLimit;
+use super::pacing::Pacing;
 use crate::secret::Secret;
 use reqwest::Url;
 
@@ -67,13 +67,17 @@ pub struct Connection {
 }
 
 /// How a connection may be used.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ConnectionOptions {
     /// Whoever configured the connection allowed tokens over plain http to
     /// a host other than loopback.
     pub insecure_http: bool,
-    /// The client budget of these credentials; `None`: the transport's.
-    pub rate_limit: Option<RateLimit>,
+    /// The pacing of these credentials, over the transport's.
+    pub pacing: Pacing,
+    /// The region whose documented quotas apply, when it is named apart
+    /// from the endpoint (a private endpoint or a proxy); otherwise it is
+    /// read from a regional endpoint's host.
+    pub region: Option<String>,
 }
 
 /// Why a connection could not be built; each message names the setting and
@@ -234,6 +238,19 @@ impl Connection {
             && self.credentials.carries_token()
     }
 
+    /// The region whose quotas apply: the one named in the options, or the
+    /// `{region}` of `metastudio.{region}.myhuaweicloud.com`.
+    pub fn quota_region(&self) -> Option<String> {
+        if let Some(region) = &self.options.region {
+            return Some(region.clone());
+        }
+        let host = self.endpoint.host_str()?;
+        let region = host
+            .strip_prefix("metastudio.")?
+            .strip_suffix(".myhuaweicloud.com")?;
+        (!region.is_empty() && !region.contains('.')).then(|| region.to_owned())
+    }
+
     /// The `Host` header value for this endpoint, as an HTTP client sends
     /// it: the host, plus the port when it is not the scheme's default.
     pub fn host_header(&self) -> String {
@@ -308,7 +325,7 @@ mod tests {
                 None,
                 ConnectionOptions {
                     insecure_http,
-                    rate_limit: None,
+                    ..ConnectionOptions::default()
                 },
             )
         };

@@ -7,6 +7,7 @@ pub mod error;
 pub mod listing;
 pub mod metrics;
 pub mod models;
+pub mod pacing;
 pub mod rate_limit;
 pub mod retry;
 pub mod settings;

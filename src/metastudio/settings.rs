@@ -4,7 +4,7 @@
 use super::connection::{
     Connection, ConnectionError, ConnectionOptions, Credentials, parse_endpoint, regional_endpoint,
 };
-use super::rate_limit::RateLimit;
+use super::pacing::Pacing;
 use crate::secret::Secret;
 
 /// The environment variables of the official SDK examples.
@@ -20,8 +20,8 @@ pub struct ConnectionSettings {
     pub app_user_id: Option<String>,
     /// Tokens may go over plain http to this (non-loopback) endpoint.
     pub insecure_http: bool,
-    /// The budget of the credentials; `None`: the transport's default.
-    pub rate_limit: Option<RateLimit>,
+    /// The pacing of the credentials (unset fields: the transport's).
+    pub pacing: Pacing,
 }
 
 impl ConnectionSettings {
@@ -53,7 +53,7 @@ impl ConnectionSettings {
                 .clone()
                 .or_else(|| self.app_user_id.clone()),
             insecure_http,
-            rate_limit: other.rate_limit.or(self.rate_limit),
+            pacing: self.pacing.overlay(&other.pacing),
         }
     }
 
@@ -87,7 +87,9 @@ impl ConnectionSettings {
             self.app_user_id.clone(),
             ConnectionOptions {
                 insecure_http: self.insecure_http,
-                rate_limit: self.rate_limit,
+                pacing: self.pacing,
+                // With an endpoint, a region still names the quotas.
+                region: self.region.clone(),
             },
         )
     }
@@ -148,6 +150,18 @@ mod tests {
             "https://metastudio.ap-southeast-1.myhuaweicloud.com/"
         );
         assert_eq!(conn.project_id, "p");
+        assert_eq!(conn.quota_region().as_deref(), Some("ap-southeast-1"));
+    }
+
+    #[test]
+    fn a_region_beside_an_endpoint_names_the_quotas() {
+        let both = settings(Some("http://127.0.0.1:1"), Some("cn-north-4"), Some("p"));
+        let conn = both.resolve(Credentials::ak_sk("a", "s")).unwrap();
+        assert_eq!(conn.endpoint.as_str(), "http://127.0.0.1:1/");
+        assert_eq!(conn.quota_region().as_deref(), Some("cn-north-4"));
+        let endpoint_only = settings(Some("http://127.0.0.1:1"), None, Some("p"));
+        let conn = endpoint_only.resolve(Credentials::ak_sk("a", "s")).unwrap();
+        assert_eq!(conn.quota_region(), None);
     }
 
     #[test]

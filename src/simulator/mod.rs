@@ -9,6 +9,7 @@ pub mod auth;
 mod control;
 pub mod counters;
 pub mod faults;
+mod flow_control;
 pub mod request_ids;
 pub mod seed;
 mod server;
@@ -20,7 +21,9 @@ pub use faults::FaultConfig;
 pub use seed::Seed;
 
 use crate::metastudio::Operation;
+use crate::metastudio::pacing::Quotas;
 use faults::{Fault, Faults};
+use flow_control::FlowControl;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -46,6 +49,8 @@ pub struct SimulatorConfig {
     pub seed: Option<Seed>,
     /// Seeds code ids and values, so runs can be repeated.
     pub random_seed: u64,
+    /// Per-tenant flow control like the API gateway's; `None`: unlimited.
+    pub quotas: Option<Quotas>,
 }
 
 impl Default for SimulatorConfig {
@@ -59,6 +64,7 @@ impl Default for SimulatorConfig {
             faults: FaultConfig::default(),
             seed: None,
             random_seed: 1,
+            quotas: None,
         }
     }
 }
@@ -71,6 +77,7 @@ struct Shared {
     faults: Mutex<Faults>,
     counters: Mutex<Counters>,
     request_ids: RequestIds,
+    flow_control: Option<FlowControl>,
 }
 
 impl Shared {
@@ -88,6 +95,16 @@ impl Shared {
 
     fn draw_fault(&self, operation: Operation) -> (Fault, Duration) {
         self.faults.lock().expect("fault lock").draw(operation)
+    }
+
+    /// `Err(seconds)`: over the quota, try again after that long.
+    fn flow_control(&self, operation: Operation) -> Result<(), u64> {
+        match &self.flow_control {
+            None => Ok(()),
+            Some(gate) => gate
+                .admit(operation)
+                .map_err(|wait| wait.as_secs_f64().ceil().max(1.0) as u64),
+        }
     }
 
     fn retry_after_secs(&self) -> u64 {
@@ -130,6 +147,7 @@ impl Simulator {
             faults: Mutex::new(Faults::new(config.faults)),
             counters: Mutex::new(Counters::default()),
             request_ids: RequestIds::new(config.random_seed),
+            flow_control: config.quotas.map(FlowControl::new),
         });
         let task = tokio::spawn(serve(listener, shared.clone()));
         Ok(Self { shared, addr, task })

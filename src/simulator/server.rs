@@ -228,6 +228,11 @@ async fn respond(
         return Ok(failure_answer(&failure, request_id));
     }
 
+    if let Err(retry_after) = shared.flow_control(operation) {
+        shared.record_call(operation, "429");
+        return Ok(throttled(request_id, retry_after));
+    }
+
     match fault {
         Fault::ServerError => {
             shared.record_call(operation, "500");
@@ -240,18 +245,7 @@ async fn respond(
         }
         Fault::Throttle => {
             shared.record_call(operation, "429");
-            let failure = Failure {
-                status: StatusCode::TOO_MANY_REQUESTS,
-                code: "APIGW.0308",
-                message: "The throttling threshold has been reached".into(),
-            };
-            let mut response = failure_answer(&failure, request_id);
-            let retry_after = shared.retry_after_secs().to_string();
-            response.headers_mut().insert(
-                "Retry-After",
-                retry_after.parse().expect("digits are a header value"),
-            );
-            return Ok(response);
+            return Ok(throttled(request_id, shared.retry_after_secs()));
         }
         Fault::Drop => {
             shared.record_call(operation, DROPPED);
@@ -275,6 +269,24 @@ async fn respond(
             Ok(failure_answer(&failure, request_id))
         }
     }
+}
+
+/// The gateway's 429 `APIGW.0308`, with `Retry-After` in seconds.
+fn throttled(request_id: &str, retry_after_secs: u64) -> Answer {
+    let failure = Failure {
+        status: StatusCode::TOO_MANY_REQUESTS,
+        code: "APIGW.0308",
+        message: "The throttling threshold has been reached".into(),
+    };
+    let mut response = failure_answer(&failure, request_id);
+    response.headers_mut().insert(
+        "Retry-After",
+        retry_after_secs
+            .to_string()
+            .parse()
+            .expect("digits are a header value"),
+    );
+    response
 }
 
 /// A successful operation's answer.

@@ -252,7 +252,8 @@ fn a_connection_resource_brings_its_own_budget_and_plain_http_permission() {
         .get_mut(&("retail".to_owned(), "main".to_owned()))
         .unwrap();
     main.target.insecure_http = true;
-    main.target.budget = Some(serde_json::from_value(json!({"requestsPerSecond": 4})).unwrap());
+    main.target.budget =
+        Some(serde_json::from_value(json!({"writesPerSecond": 4, "share": 0.5})).unwrap());
     let grant = decide(
         "retail",
         &spec(json!({"connectionRef": {"name": "main"}})),
@@ -261,10 +262,11 @@ fn a_connection_resource_brings_its_own_budget_and_plain_http_permission() {
     )
     .unwrap();
     assert!(grant.settings.insecure_http);
-    let budget = grant.settings.rate_limit.unwrap();
+    let budgets = grant.settings.pacing.budgets(Some("cn-north-4"));
     assert_eq!(
-        (budget.per_second, budget.burst),
-        (4.0, RateLimit::default().burst)
+        (budgets.reads.per_second, budgets.writes.per_second),
+        (10.0, 2.0),
+        "the documented 20 reads and the connection's 4 writes, each halved"
     );
 }
 

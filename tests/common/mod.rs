@@ -12,7 +12,7 @@ pub mod offline;
 pub mod raw_http;
 
 use metastudio_operator::metastudio::connection::parse_endpoint;
-use metastudio_operator::metastudio::rate_limit::RateLimit;
+use metastudio_operator::metastudio::pacing::Pacing;
 use metastudio_operator::metastudio::retry::RetryPolicy;
 use metastudio_operator::metastudio::{
     ClientOptions, Connection, Credentials, MetaStudioClient, Transport,
@@ -34,7 +34,7 @@ pub fn fast_options() -> ClientOptions {
             max_backoff: Duration::from_millis(20),
             max_elapsed: Duration::from_secs(30),
         },
-        rate_limit: RateLimit::UNLIMITED,
+        pacing: Pacing::UNLIMITED,
         ..ClientOptions::default()
     }
 }

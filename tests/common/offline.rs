@@ -62,7 +62,7 @@ pub fn reconcile_command(sim: &Simulator, args: &[&str]) -> Command {
             "--project-id",
             sim.project_id(),
         ])
-        .args(["--rate-limit", "0", "--timeout", "5s"])
+        .args(["--read-rate", "0", "--write-rate", "0", "--timeout", "5s"])
         // The simulator never applies a call after its caller is gone, so a
         // short grace for resets in doubt keeps the tests quick.
         .args(["--reset-grace", RESET_GRACE])
@@ -108,7 +108,7 @@ pub fn run_simulated(args: &[&str]) -> Output {
     command
         .args(["reconcile", "--simulate"])
         .args(args)
-        .args(["--rate-limit", "0", "--timeout", "5s"])
+        .args(["--read-rate", "0", "--write-rate", "0", "--timeout", "5s"])
         .env_remove("RUST_LOG");
     for var in [
         "CLOUD_SDK_AK",

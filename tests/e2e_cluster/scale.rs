@@ -35,7 +35,8 @@ async fn n_ten_thousand_codes_rotate_once_each_within_512_kib() {
     .await;
     let mut replica = s.replica("scale");
     // The simulator enforces no quota; the client's pace is not under test.
-    replica.set("METASTUDIO_RATE_LIMIT", "0");
+    replica.set("METASTUDIO_READ_RATE", "0");
+    replica.set("METASTUDIO_WRITE_RATE", "0");
     let operator = OperatorProcess::start(&replica);
     s.apply(&s.manifest("huge", "robot-0", json!({}))).await;
     let adopted = s.ready("huge").await;
