@@ -77,6 +77,12 @@ impl Directory for Measuring {
 }
 
 impl Host for Measuring {
+    fn current(&self, resource: &ActivationCode) -> ActivationCode {
+        self.inner.current(resource)
+    }
+    fn same_robot(&self, resource: &ActivationCode) -> Vec<ActivationCode> {
+        self.inner.same_robot(resource)
+    }
     async fn save_status(
         &self,
         resource: &ActivationCode,
@@ -149,7 +155,7 @@ fn measure(codes: u32) -> Result<Figures, String> {
     runtime.block_on(async {
         let now = jiff::Timestamp::now;
         let adopted = engine
-            .reconcile(&resource, &[], &host, Mode::Normal, now())
+            .reconcile(&resource, &host, Mode::Normal, now())
             .await;
         resource.status = Some((*adopted.status).clone());
         resource.spec.reset =
@@ -158,7 +164,7 @@ fn measure(codes: u32) -> Result<Figures, String> {
         let before = sim.counters(&http).await?;
         let started = Instant::now();
         let rotated = engine
-            .reconcile(&resource, &[], &host, Mode::Normal, now())
+            .reconcile(&resource, &host, Mode::Normal, now())
             .await;
         let seconds = started.elapsed().as_secs_f64();
         let after = sim.counters(&http).await?;

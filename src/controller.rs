@@ -120,7 +120,7 @@ impl Context {
     /// that status at the resourceVersion the write produced. Either way a
     /// status write carries the version the plan was made from, so a stale
     /// choice costs a 409 and a fresh read, never a double reset.
-    fn freshest(&self, cached: &ActivationCode) -> ActivationCode {
+    pub(crate) fn freshest(&self, cached: &ActivationCode) -> ActivationCode {
         let mut current = cached.clone();
         let statuses = self.statuses.lock().expect("status cache lock");
         if let Some(remembered) = cached.uid().and_then(|uid| statuses.get(&uid))
@@ -135,7 +135,7 @@ impl Context {
         current
     }
 
-    fn all_resources(&self) -> Vec<Arc<ActivationCode>> {
+    pub(crate) fn all_resources(&self) -> Vec<Arc<ActivationCode>> {
         self.stores.iter().flat_map(Store::state).collect()
     }
 
@@ -196,14 +196,6 @@ impl Context {
     }
 }
 
-fn same_robot_others(ctx: &Context, resource: &ActivationCode) -> Vec<ActivationCode> {
-    ctx.all_resources()
-        .into_iter()
-        .filter(|o| o.spec.robot_id == resource.spec.robot_id && o.uid() != resource.uid())
-        .map(|o| (*o).clone())
-        .collect()
-}
-
 /// `namespace/name`.
 fn key_of(resource: &ActivationCode) -> String {
     format!(
@@ -239,7 +231,7 @@ pub async fn reconcile(
             return Ok(Action::requeue(Duration::from_secs(1)));
         }
         ctx.prune();
-        let mut current = ctx.freshest(&resource);
+        let mut current = (*resource).clone();
         let mut replans = 0;
         let report = loop {
             let started = std::time::Instant::now();
@@ -266,16 +258,9 @@ pub async fn reconcile(
 }
 
 async fn reconcile_once(ctx: &Context, current: &ActivationCode) -> ReconcileReport {
-    let others = same_robot_others(ctx, current);
     let host = ClusterHost::new(ctx, current);
     ctx.engine
-        .reconcile(
-            current,
-            &others,
-            &host,
-            Mode::Normal,
-            jiff::Timestamp::now(),
-        )
+        .reconcile(current, &host, Mode::Normal, jiff::Timestamp::now())
         .await
 }
 

@@ -136,16 +136,19 @@ impl Engine {
         &self.transport
     }
 
-    /// Reconciles `resource`. `others` are the other ActivationCodes known
-    /// to the host (for conflicts); `now` is the wall clock.
+    /// Reconciles `resource` with the status the host last stored for it
+    /// ([`Host::current`]), against the other resources of its robot that
+    /// the host holds ([`Host::same_robot`], for conflicts); `now` is the
+    /// wall clock.
     pub async fn reconcile<H: Host>(
         &self,
         resource: &ActivationCode,
-        others: &[ActivationCode],
         host: &H,
         mode: Mode,
         now: Timestamp,
     ) -> ReconcileReport {
+        let resource = &host.current(resource);
+        let others = host.same_robot(resource);
         let mut run = Run {
             resource,
             host,
@@ -158,7 +161,7 @@ impl Engine {
         if let Some(note) = unknown_fields_note(&resource.spec) {
             run.event(true, reason::UNKNOWN_FIELD, "Sync", note).await;
         }
-        let (client, key, listing) = match self.prepare(&mut run, others).await {
+        let (client, key, listing) = match self.prepare(&mut run, &others).await {
             Ok(prepared) => prepared,
             Err(report) => return *report,
         };

@@ -8,7 +8,6 @@ pub mod manifests;
 pub mod report;
 pub mod status_file;
 
-use crate::crd::ActivationCode;
 use crate::engine::host::EngineEvent;
 use crate::engine::{Engine, Mode, ReconcileReport};
 use futures::StreamExt;
@@ -36,21 +35,16 @@ pub async fn reconcile_all(
     mode: Mode,
     concurrency: usize,
 ) -> Vec<ResourceOutcome> {
-    let robots = RobotIndex::new(resources);
+    host.hold_fleet(resources.iter().map(|loaded| &loaded.resource));
     let mut outcomes: Vec<(usize, ResourceOutcome)> = Vec::with_capacity(resources.len());
     let mut stream = futures::stream::iter(resources.iter().enumerate())
         .map(|(index, loaded)| {
-            let robots = &robots;
             async move {
-                let key = key_of(&loaded.resource);
-                let mut resource = loaded.resource.clone();
-                resource.status = host.status_of(&key);
-                // Only resources of the same robot can conflict; cloning
-                // just those keeps a large fleet linear.
-                let others = robots.others(resources, index);
+                let resource = &loaded.resource;
+                let key = key_of(resource);
                 let span = tracing::info_span!("reconcile", resource = %key);
                 let mut report = tracing::Instrument::instrument(
-                    engine.reconcile(&resource, &others, host, mode, jiff::Timestamp::now()),
+                    engine.reconcile(resource, host, mode, jiff::Timestamp::now()),
                     span,
                 )
                 .await;
@@ -79,38 +73,6 @@ pub async fn reconcile_all(
     }
     outcomes.sort_by_key(|(index, _)| *index);
     outcomes.into_iter().map(|(_, o)| o).collect()
-}
-
-/// The resources' indices sorted by robot id, to find the resources that
-/// share a robot in O(log n).
-struct RobotIndex {
-    sorted: Vec<usize>,
-}
-
-impl RobotIndex {
-    fn new(resources: &[Loaded]) -> Self {
-        let mut sorted: Vec<usize> = (0..resources.len()).collect();
-        sorted.sort_by(|&a, &b| robot_of(resources, a).cmp(robot_of(resources, b)));
-        Self { sorted }
-    }
-
-    /// Copies of the other resources that manage the robot of resource `index`.
-    fn others(&self, resources: &[Loaded], index: usize) -> Vec<ActivationCode> {
-        let robot = robot_of(resources, index);
-        let start = self
-            .sorted
-            .partition_point(|&i| robot_of(resources, i) < robot);
-        self.sorted[start..]
-            .iter()
-            .take_while(|&&i| robot_of(resources, i) == robot)
-            .filter(|&&i| i != index)
-            .map(|&i| resources[i].resource.clone())
-            .collect()
-    }
-}
-
-fn robot_of(resources: &[Loaded], index: usize) -> &str {
-    &resources[index].resource.spec.robot_id
 }
 
 #[cfg(test)]

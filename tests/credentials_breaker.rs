@@ -134,7 +134,7 @@ async fn the_engine_reports_credentials_rejected_and_a_changed_secret_is_tried_a
     let wrong = host("not-the-secret-key");
     for attempt in 1..=6 {
         let report = engine
-            .reconcile(&ac, &[], &wrong, Mode::Normal, jiff::Timestamp::now())
+            .reconcile(&ac, &wrong, Mode::Normal, jiff::Timestamp::now())
             .await;
         assert_eq!(report.reason, reason::CREDENTIALS_REJECTED, "{attempt}");
         let ready = report.status.condition("Ready").unwrap();
@@ -163,7 +163,6 @@ async fn the_engine_reports_credentials_rejected_and_a_changed_secret_is_tried_a
     let report = engine
         .reconcile(
             &ac,
-            &[],
             &host(DEFAULT_SECRET_KEY),
             Mode::Normal,
             jiff::Timestamp::now(),

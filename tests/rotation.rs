@@ -58,7 +58,7 @@ async fn sync_with_events(
     now: Timestamp,
 ) -> (ReconcileReport, Vec<String>) {
     let host = OfflineHost::new(Default::default(), None, None).unwrap();
-    let report = engine.reconcile(ac, &[], &host, Mode::Normal, now).await;
+    let report = engine.reconcile(ac, &host, Mode::Normal, now).await;
     ac.status = Some((*report.status).clone());
     let notes = host
         .take_events("retail/fleet")

@@ -169,6 +169,25 @@ pub fn run(options: &Options, index: usize, run: &RunResult) -> String {
     text
 }
 
+/// The ideal time and what sets it: latency or the quota bound.
+fn ideal_line(options: &Options, shape: &Shape, ideal: f64) -> String {
+    let bound = shape.converge_bound();
+    if ideal > 0.0 && ideal == quota_bound_secs(options, &bound) {
+        return format!(
+            "{ideal:.2} s (the quota bound: {} lists and {} updates at {})",
+            bound.list,
+            bound.update,
+            pacing_line(options)
+        );
+    }
+    format!(
+        "{ideal:.2} s ({} calls x {} / {} in flight)",
+        bound.total(),
+        options.latency,
+        options.concurrency.min(shape.robots)
+    )
+}
+
 /// The official SDK's run beside it.
 pub fn sdk(options: &Options, shape: &Shape, run: &SdkRun) -> String {
     let bound = quota_bound_secs(options, &shape.converge_bound());
@@ -225,15 +244,7 @@ pub fn summary(options: &Options, runs: &[RunResult]) -> String {
                 med(&|r| r.converge_calls.total() as f64 / r.converge.wall_secs)
             ),
         ),
-        (
-            "ideal time".into(),
-            format!(
-                "{ideal:.2} s ({} calls x {} / {} in flight)",
-                bound.total(),
-                options.latency,
-                options.concurrency.min(shape.robots)
-            ),
-        ),
+        ("ideal time".into(), ideal_line(options, shape, ideal)),
         ("measured / ideal".into(), ratio(wall, ideal)),
         (
             "peak memory, operator".into(),

@@ -31,12 +31,12 @@ pub struct ClusterHost<'a> {
 }
 
 impl<'a> ClusterHost<'a> {
-    /// A host for a reconcile that read `resource` (at its
-    /// `metadata.resourceVersion`).
+    /// A host for a reconcile that read `resource`: status writes must find
+    /// it at the version [`Host::current`] gives it.
     pub fn new(ctx: &'a Context, resource: &ActivationCode) -> Self {
         Self {
             ctx,
-            resource_version: Mutex::new(resource.resource_version()),
+            resource_version: Mutex::new(ctx.freshest(resource).resource_version()),
         }
     }
 
@@ -143,6 +143,23 @@ impl SecretSource for ApiSecrets {
 }
 
 impl Host for ClusterHost<'_> {
+    /// The cached resource, or, while the cache has not yet seen this
+    /// process's last status write, that status at the resourceVersion the
+    /// write produced (see [`Context::freshest`]).
+    fn current(&self, resource: &ActivationCode) -> ActivationCode {
+        self.ctx.freshest(resource)
+    }
+
+    /// Every watched resource of the robot but this one.
+    fn same_robot(&self, resource: &ActivationCode) -> Vec<ActivationCode> {
+        self.ctx
+            .all_resources()
+            .into_iter()
+            .filter(|o| o.spec.robot_id == resource.spec.robot_id && o.uid() != resource.uid())
+            .map(|o| (*o).clone())
+            .collect()
+    }
+
     async fn save_status(
         &self,
         resource: &ActivationCode,

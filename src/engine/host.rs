@@ -75,6 +75,17 @@ pub trait SecretSource: Sync {
 /// come from the host too ([`crate::tenancy::Directory`]), and so do the
 /// credentials Secrets ([`SecretSource`]).
 pub trait Host: SecretSource + crate::tenancy::Directory {
+    /// `resource` with the status this host last stored for it (its newest
+    /// reset ledger and intents), which the reconcile plans from. In a
+    /// cluster the cache may not have seen the last write yet; on disk the
+    /// status file holds it.
+    fn current(&self, resource: &ActivationCode) -> ActivationCode;
+
+    /// The other resources this host holds that manage the same robot: the
+    /// engine decides which of them select the same codes (the oldest
+    /// manages them; see [`crate::engine::Engine::reconcile`]).
+    fn same_robot(&self, resource: &ActivationCode) -> Vec<ActivationCode>;
+
     /// Stores the resource's status. Called before resets (recording their
     /// intents) and at the end of every reconcile. A status with pending
     /// resets must be durable when this returns, as resets start right

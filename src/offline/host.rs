@@ -20,7 +20,7 @@ use crate::metastudio::ActiveCode;
 use crate::offline::manifests::key_of;
 use crate::secret::Secret;
 use crate::tenancy::{Catalog, Directory};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -36,6 +36,8 @@ pub struct OfflineHost {
     events: Mutex<Vec<(String, EngineEvent)>>,
     /// The connection resources and namespaces of the manifests.
     catalog: Catalog,
+    /// The resources of this run by robot id, for [`Host::same_robot`].
+    fleet: Mutex<HashMap<String, Vec<Arc<ActivationCode>>>>,
 }
 
 /// The statuses in memory and a counter of their changes.
@@ -96,7 +98,22 @@ impl OfflineHost {
             export_dir,
             events: Mutex::new(Vec::new()),
             catalog: Catalog::default(),
+            fleet: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The resources of this run: those of a robot are one another's
+    /// conflict candidates. Indexed by robot once, so a large fleet stays
+    /// linear.
+    pub fn hold_fleet<'a>(&self, resources: impl IntoIterator<Item = &'a ActivationCode>) {
+        let mut fleet: HashMap<String, Vec<Arc<ActivationCode>>> = HashMap::new();
+        for resource in resources {
+            fleet
+                .entry(resource.spec.robot_id.clone())
+                .or_default()
+                .push(Arc::new(resource.clone()));
+        }
+        *self.fleet.lock().expect("fleet lock") = fleet;
     }
 
     /// The connection resources and namespaces the resources may refer to.
@@ -184,6 +201,30 @@ impl SecretSource for OfflineHost {
 }
 
 impl Host for OfflineHost {
+    /// `resource` with its status from the status file, if that has one
+    /// (manifests come without: see [`super::manifests`]).
+    fn current(&self, resource: &ActivationCode) -> ActivationCode {
+        let mut current = resource.clone();
+        if let Some(stored) = self.status_of(&key_of(resource)) {
+            current.status = Some(stored);
+        }
+        current
+    }
+
+    /// The other resources of the run ([`OfflineHost::hold_fleet`]) that
+    /// manage the robot.
+    fn same_robot(&self, resource: &ActivationCode) -> Vec<ActivationCode> {
+        let key = key_of(resource);
+        let fleet = self.fleet.lock().expect("fleet lock");
+        fleet
+            .get(&resource.spec.robot_id)
+            .into_iter()
+            .flatten()
+            .filter(|other| key_of(other) != key)
+            .map(|other| (**other).clone())
+            .collect()
+    }
+
     async fn save_status(
         &self,
         resource: &ActivationCode,

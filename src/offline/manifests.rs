@@ -466,5 +466,8 @@ fn parse_activation_code(
             .join("; ");
         return Err(error(source, all));
     }
+    // A manifest's status (say, from `kubectl get -o yaml`) is not this
+    // run's: the status file is.
+    resource.status = None;
     Ok(resource)
 }
