@@ -16,6 +16,8 @@
 //! - with `--converge-worker SPEC`: one run's operator side, started by the
 //!   modes above in a fresh process so its peak memory is its own.
 
+#[path = "converge/cpu.rs"]
+mod cpu;
 #[path = "converge/fleet.rs"]
 mod fleet;
 #[path = "converge/memory.rs"]
@@ -79,7 +81,7 @@ fn bench(options: &Options) -> Result<(), String> {
         print!("{}", report::run(options, index, &run));
         if options.sdk {
             let sdk = sdk::run(&runner, options, shape)?;
-            print!("{}", report::sdk(options, &shape, &sdk));
+            print!("{}", report::sdk(options, &shape, &run, &sdk));
         }
         runs.push(run);
     }

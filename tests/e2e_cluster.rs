@@ -38,6 +38,8 @@ mod e2e;
 #[path = "e2e_cluster/alerts.rs"]
 mod alerts;
 // Scenario n, likewise.
+#[path = "e2e_cluster/pacing.rs"]
+mod pacing;
 #[path = "e2e_cluster/scale.rs"]
 mod scale;
 
@@ -154,6 +156,7 @@ async fn a_install_explain_get_and_cel() {
             "CODES",
             "READY",
             "SYNCED",
+            "ROTATION",
             "LAST SYNC",
             "AGE"
         ],
@@ -313,6 +316,9 @@ async fn d_kill_9_during_a_rotation_resets_each_code_once() {
     let s = Scenario::start("crash", fleet_seed(FLEET, FLEET_CODES, 7), faults, SINGLE).await;
     let mut replica = s.replica("crash");
     replica.set("RESET_GRACE", "1s");
+    // The simulator enforces no quota here: crash safety is under test,
+    // not the pace (scenario o is about pacing).
+    replica.set("METASTUDIO_WRITE_RATE", "20");
     let names: Vec<String> = (0..FLEET).map(|i| format!("fleet-{i}")).collect();
     let mut operator = OperatorProcess::start(&replica);
     for (i, name) in names.iter().enumerate() {

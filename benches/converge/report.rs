@@ -149,6 +149,11 @@ pub fn run(options: &Options, index: usize, run: &RunResult) -> String {
         calls_line(&run.converge_calls, &shape.converge_bound())
     ));
     text.push_str(&format!(
+        "  client CPU: {:.2} s, {} per call\n",
+        run.converge.cpu_secs,
+        per_call(run.converge.cpu_secs, run.converge_calls.total())
+    ));
+    text.push_str(&format!(
         "  steady state: {:.2} s (ideal {:.2} s, ratio {}), {} writes; {}\n",
         run.steady.wall_secs,
         steady_ideal,
@@ -189,17 +194,31 @@ fn ideal_line(options: &Options, shape: &Shape, ideal: f64) -> String {
 }
 
 /// The official SDK's run beside it.
-pub fn sdk(options: &Options, shape: &Shape, run: &SdkRun) -> String {
-    let bound = quota_bound_secs(options, &shape.converge_bound());
+pub fn sdk(options: &Options, shape: &Shape, operator: &RunResult, run: &SdkRun) -> String {
+    let bound = ideal_secs(options, shape, true);
+    let operator_cpu = operator.converge.cpu_secs / operator.converge_calls.total().max(1) as f64;
+    let sdk_cpu = run.pass.cpu_secs / run.calls.total().max(1) as f64;
     format!(
-        "  official SDK ({} threads, retries on): converge {:.2} s (quota bound {bound:.2} s, ratio {}), {} updates and {} robots failed\n    SDK calls: {}\n",
+        "  official SDK ({} threads, retries on): converge {:.2} s (ideal {bound:.2} s, ratio {}), {} updates and {} robots failed\n    SDK calls: {}\n    SDK CPU: {:.2} s, {} per call ({} the operator's)\n",
         options.sdk_threads,
         run.pass.wall_secs,
         ratio(run.pass.wall_secs, bound),
         run.pass.failed_updates,
         run.pass.failed_robots,
         calls_line(&run.calls, &shape.converge_bound()),
+        run.pass.cpu_secs,
+        per_call(run.pass.cpu_secs, run.calls.total()),
+        if operator_cpu > 0.0 {
+            format!("{:.1}x", sdk_cpu / operator_cpu)
+        } else {
+            "n/a x".to_owned()
+        },
     )
+}
+
+/// CPU seconds over calls, in milliseconds.
+fn per_call(cpu_secs: f64, calls: u64) -> String {
+    format!("{:.3} ms", cpu_secs * 1000.0 / calls.max(1) as f64)
 }
 
 fn simulator_memory(run: &RunResult) -> String {
@@ -242,6 +261,13 @@ pub fn summary(options: &Options, runs: &[RunResult]) -> String {
             format!(
                 "{:.0}",
                 med(&|r| r.converge_calls.total() as f64 / r.converge.wall_secs)
+            ),
+        ),
+        (
+            "client CPU per call".into(),
+            format!(
+                "{:.3} ms",
+                med(&|r| r.converge.cpu_secs * 1000.0 / r.converge_calls.total().max(1) as f64)
             ),
         ),
         ("ideal time".into(), ideal_line(options, shape, ideal)),

@@ -3,6 +3,7 @@
 //! official Huawei Cloud Python SDK; the simulator's counters give its
 //! calls and 429s.
 
+use super::cpu;
 use super::fleet::{self, Shape};
 use super::options::Options;
 use super::runner::Runner;
@@ -20,6 +21,9 @@ const SDK_RETRIES: u32 = 5;
 #[derive(Debug, Deserialize)]
 pub struct SdkPass {
     pub wall_secs: f64,
+    /// The Python process's CPU time (user + system), from the parent.
+    #[serde(default)]
+    pub cpu_secs: f64,
     pub failed_updates: u64,
     pub failed_robots: u64,
 }
@@ -33,6 +37,7 @@ pub fn run(runner: &Runner, options: &Options, shape: Shape) -> Result<SdkRun, S
     let simulator = SimulatorProcess::start(&shape, options.latency.0, options.server_quota)?;
     let robots: Vec<String> = (0..shape.robots).map(fleet::robot_id).collect();
     let before = runner.counters(&simulator)?;
+    let cpu_before = cpu::waited_children();
     let output = Command::new(&options.python)
         .arg(SCRIPT)
         .env("SDK_ENDPOINT", simulator.endpoint())
@@ -50,6 +55,7 @@ pub fn run(runner: &Runner, options: &Options, shape: Shape) -> Result<SdkRun, S
                 options.python.display()
             )
         })?;
+    let cpu_secs = (cpu::waited_children() - cpu_before).as_secs_f64();
     let after = runner.counters(&simulator)?;
     if !output.status.success() {
         return Err(format!(
@@ -59,8 +65,9 @@ pub fn run(runner: &Runner, options: &Options, shape: Shape) -> Result<SdkRun, S
         ));
     }
     let stdout = String::from_utf8_lossy(&output.stdout);
-    let pass = serde_json::from_str(stdout.trim())
+    let mut pass: SdkPass = serde_json::from_str(stdout.trim())
         .map_err(|e| format!("the SDK side printed `{stdout}`: {e}"))?;
+    pass.cpu_secs = cpu_secs;
     Ok(SdkRun {
         pass,
         calls: CallDelta::between(&before, &after),

@@ -6,6 +6,7 @@
 //! It talks to the parent in JSON lines on stdout; a line on stdin lets it
 //! go on to the steady-state pass.
 
+use super::cpu;
 use super::fleet::Shape;
 use super::memory::{self, Memory};
 use metastudio_operator::engine::{ActionOutcome, Engine, Mode, OperatorDefaults};
@@ -52,6 +53,8 @@ pub enum Message {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PassResult {
     pub wall_secs: f64,
+    /// CPU time (user + system) the worker spent in the pass.
+    pub cpu_secs: f64,
     pub resources: usize,
     pub converged: usize,
     pub updates_planned: usize,
@@ -122,11 +125,14 @@ async fn pass(
     concurrency: u32,
 ) -> PassResult {
     let started = Instant::now();
+    let cpu_before = cpu::own();
     let outcomes = reconcile_all(engine, host, resources, Mode::Normal, concurrency as usize).await;
     let wall_secs = started.elapsed().as_secs_f64();
+    let cpu_secs = (cpu::own() - cpu_before).as_secs_f64();
     let is_update = |a: &Action| matches!(a, Action::Update { .. });
     PassResult {
         wall_secs,
+        cpu_secs,
         resources: outcomes.len(),
         converged: outcomes.iter().filter(|o| o.report.converged).count(),
         updates_planned: outcomes

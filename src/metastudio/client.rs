@@ -630,6 +630,12 @@ pub fn decode_success<T: DeserializeOwned>(
             .map(|id| clean(id, MAX_ERROR_CODE_CHARS)),
         detail,
     };
+    // Tracking the path costs as much as the parse itself (the profile in
+    // BENCHMARKS.md): parse plainly, and again with the path only to name
+    // what failed.
+    if let Ok(value) = serde_json::from_slice(body) {
+        return Ok(value);
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
         let path = err.path().to_string();

@@ -77,7 +77,7 @@ struct Shared {
     faults: Mutex<Faults>,
     counters: Mutex<Counters>,
     request_ids: RequestIds,
-    flow_control: Option<FlowControl>,
+    flow_control: Mutex<Option<FlowControl>>,
 }
 
 impl Shared {
@@ -99,7 +99,7 @@ impl Shared {
 
     /// `Err(seconds)`: over the quota, try again after that long.
     fn flow_control(&self, operation: Operation) -> Result<(), u64> {
-        match &self.flow_control {
+        match &*self.flow_control.lock().expect("flow control lock") {
             None => Ok(()),
             Some(gate) => gate
                 .admit(operation)
@@ -147,7 +147,7 @@ impl Simulator {
             faults: Mutex::new(Faults::new(config.faults)),
             counters: Mutex::new(Counters::default()),
             request_ids: RequestIds::new(config.random_seed),
-            flow_control: config.quotas.map(FlowControl::new),
+            flow_control: Mutex::new(config.quotas.map(FlowControl::new)),
         });
         let task = tokio::spawn(serve(listener, shared.clone()));
         Ok(Self { shared, addr, task })
@@ -181,6 +181,12 @@ impl Simulator {
     /// `None` for a success, a lost answer or an unknown id.
     pub fn failed_answer_status(&self, id: &str) -> Option<u16> {
         self.shared.request_ids.failure_status(id)
+    }
+
+    /// Enforces these per-tenant quotas from now on (`None`: none), as the
+    /// API gateway does.
+    pub fn set_quotas(&self, quotas: Option<Quotas>) {
+        *self.shared.flow_control.lock().expect("flow control lock") = quotas.map(FlowControl::new);
     }
 
     pub fn set_faults(&self, config: FaultConfig) {
