@@ -2,7 +2,8 @@
 //! progressive rotation resets one batch per interval and each code
 //! exactly once; renewal restarts a code's validity and keeps its value;
 //! narrowing and widening the selection never resets a code twice for one
-//! token. The engine is given its clock, so an hour passes in no time.
+//! token, nor does a listing that misses a code. The engine is given its
+//! clock, so an hour passes in no time.
 
 mod common;
 
@@ -221,4 +222,38 @@ async fn narrowing_and_widening_the_selection_never_resets_a_code_twice_for_a_to
     let counters = sim.counters();
     assert_eq!(counters.total_resets(), 10, "no code reset twice");
     assert!(counters.resets.values().all(|&n| n == 1));
+}
+
+#[tokio::test]
+async fn a_code_an_incomplete_listing_misses_keeps_its_history_and_is_not_reset_again() {
+    let sim = simulator(ten_codes(), FaultConfig::default()).await;
+    let engine = engine(&sim);
+    let mut ac = resource(json!({"validPeriod": 7, "reset": {"token": "2026-12-01"}}));
+    let t0 = Timestamp::now();
+    let minute = SignedDuration::from_mins(1);
+    assert_eq!(sync(&engine, &mut ac, t0).await.reason, reason::SYNCED);
+    assert_eq!(sim.counters().total_resets(), 10);
+
+    // One code slips out of the pages while `count` still counts it.
+    let missed = sim.with_store(|s| s.all_codes())[3].active_code_id.clone();
+    sim.with_store(|s| s.miss_in_listings(&missed, true));
+    let short = sync(&engine, &mut ac, t0 + minute).await;
+    assert_eq!(short.reason, reason::LISTING_INCOMPLETE);
+    assert_eq!(condition(&short, "Ready"), "False");
+    assert!(
+        short
+            .status
+            .reset_ledger
+            .iter()
+            .any(|entry| entry.token == "2026-12-01" && entry.codes.contains(&missed)),
+        "the missed code's reset is still on record: {:?}",
+        short.status.reset_ledger
+    );
+
+    sim.with_store(|s| s.miss_in_listings(&missed, false));
+    let back = sync(&engine, &mut ac, t0 + minute * 2).await;
+    assert_eq!(back.reason, reason::SYNCED);
+    let counters = sim.counters();
+    assert_eq!(counters.total_resets(), 10, "nothing reset again");
+    assert!(counters.resets.values().all(|n| *n == 1));
 }

@@ -195,15 +195,23 @@ impl ConnectionWatches {
     }
 }
 
-/// Keeps `writer`'s cache of what `api` lists and watches.
+/// Keeps `writer`'s cache of what `api` lists and watches. A failed watch
+/// is retried with backoff and said in the log (RBAC, a missing CRD), so
+/// that a cache that stays empty is not a mystery.
 fn reflect<K>(api: Api<K>, writer: Writer<K>) -> Task
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
+    let kind = K::kind(&()).into_owned();
     watcher(api, watcher::Config::default())
         .default_backoff()
         .reflect(writer)
-        .for_each(|_| async {})
+        .for_each(move |event| {
+            if let Err(err) = event {
+                warn!(kind = %kind, error = %err, "watch failed; retrying with backoff");
+            }
+            async {}
+        })
         .boxed()
 }
 

@@ -8,7 +8,7 @@ use crate::secret::Secret;
 use jiff::{SignedDuration, Timestamp};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 pub const ONCE_CODE_TTL: SignedDuration = SignedDuration::from_secs(5 * 60);
 
@@ -30,6 +30,9 @@ pub struct Store {
     rng: StdRng,
     /// Added to the wall clock, so tests can move time forward.
     clock_offset: SignedDuration,
+    /// Codes left out of list pages yet counted in `count`, as a code is
+    /// when the list shifts under a caller paging through it.
+    missed_by_listings: HashSet<String>,
 }
 
 #[derive(Debug)]
@@ -56,6 +59,17 @@ impl Store {
             once_codes: HashMap::new(),
             rng: StdRng::seed_from_u64(seed ^ 0x5EED_C0DE),
             clock_offset: SignedDuration::ZERO,
+            missed_by_listings: HashSet::new(),
+        }
+    }
+
+    /// Leaves `id` out of list pages (`missed`) or lists it again; `count`
+    /// keeps counting it, so a caller sees an incomplete listing.
+    pub fn miss_in_listings(&mut self, id: &str, missed: bool) {
+        if missed {
+            self.missed_by_listings.insert(id.to_owned());
+        } else {
+            self.missed_by_listings.remove(id);
         }
     }
 
@@ -144,6 +158,7 @@ impl Store {
             .iter()
             .skip(offset as usize)
             .take(limit as usize)
+            .filter(|id| !self.missed_by_listings.contains(*id))
             .map(|id| self.codes[id].clone())
             .collect();
         ActiveCodePage {
