@@ -2,8 +2,9 @@
 //! progressive rotation resets one batch per interval and each code
 //! exactly once; renewal restarts a code's validity and keeps its value;
 //! narrowing and widening the selection never resets a code twice for one
-//! token, nor does a listing that misses a code. The engine is given its
-//! clock, so an hour passes in no time.
+//! token, nor does a listing that misses a code, nor a 2xx whose body
+//! cannot be read. The engine is given its clock, so an hour passes in no
+//! time.
 
 mod common;
 
@@ -12,8 +13,8 @@ use jiff::{SignedDuration, Timestamp};
 use metastudio_operator::crd::ActivationCode;
 use metastudio_operator::engine::conditions::reason;
 use metastudio_operator::engine::{Engine, Mode, Next, OperatorDefaults, ReconcileReport};
-use metastudio_operator::metastudio::Transport;
 use metastudio_operator::metastudio::settings::ConnectionSettings;
+use metastudio_operator::metastudio::{Operation, Transport};
 use metastudio_operator::offline::host::OfflineHost;
 use metastudio_operator::simulator::{FaultConfig, Simulator};
 use metastudio_operator::tenancy::DefaultCredentialsScope;
@@ -256,4 +257,40 @@ async fn a_code_an_incomplete_listing_misses_keeps_its_history_and_is_not_reset_
     let counters = sim.counters();
     assert_eq!(counters.total_resets(), 10, "nothing reset again");
     assert!(counters.resets.values().all(|n| *n == 1));
+}
+
+#[tokio::test]
+async fn a_2xx_whose_body_cannot_be_read_counts_as_applied_and_is_settled_by_reading_the_code() {
+    let garbled = FaultConfig {
+        garbled_response_rate: 1.0,
+        operations: [Operation::ResetActiveCode, Operation::UpdateActiveCode].into(),
+        ..FaultConfig::default()
+    };
+    let sim = simulator(ten_codes(), garbled).await;
+    let engine = engine(&sim);
+    let mut ac = resource(json!({"validPeriod": 30, "reset": {"token": "2026-12-01"}}));
+
+    let report = sync(&engine, &mut ac, Timestamp::now()).await;
+    assert_eq!(
+        report.reason,
+        reason::SYNCED,
+        "{:?}",
+        report.status.conditions
+    );
+    let counters = sim.counters();
+    assert_eq!(counters.total_resets(), 10);
+    assert!(
+        counters.resets.values().all(|n| *n == 1),
+        "never reset twice"
+    );
+    assert!(
+        counters.updates.values().all(|n| *n == 1),
+        "never updated twice"
+    );
+    assert_eq!(
+        counters.calls_of(Operation::ShowActiveCode),
+        20,
+        "each unreadable answer settled by reading its code"
+    );
+    assert!(report.status.pending_resets.is_empty());
 }

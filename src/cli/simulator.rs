@@ -75,6 +75,9 @@ pub struct FaultArgs {
     /// Share of calls applied whose answer is then lost (0..1).
     #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     pub lost_response_rate: f64,
+    /// Share of calls applied and answered 200 with a body cut in half (0..1).
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    pub garbled_response_rate: f64,
     /// Share of calls slowed by --slow-delay (0..1).
     #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     pub slow_rate: f64,
@@ -107,7 +110,7 @@ pub enum SimulatorError {
     #[error("--{flag} is {value}; rates are shares between 0 and 1")]
     RateOutOfRange { flag: &'static str, value: f64 },
     #[error(
-        "the fault rates add up to {0} (more than 1): lower --error-rate, --throttle-rate, --drop-rate or --lost-response-rate"
+        "the fault rates add up to {0} (more than 1): lower --error-rate, --throttle-rate, --drop-rate, --lost-response-rate or --garbled-response-rate"
     )]
     RatesOverOne(f64),
     #[error(transparent)]
@@ -126,6 +129,7 @@ impl FaultArgs {
             ("throttle-rate", self.throttle_rate),
             ("drop-rate", self.drop_rate),
             ("lost-response-rate", self.lost_response_rate),
+            ("garbled-response-rate", self.garbled_response_rate),
             ("slow-rate", self.slow_rate),
         ];
         for (flag, value) in rates {
@@ -133,7 +137,8 @@ impl FaultArgs {
                 return Err(SimulatorError::RateOutOfRange { flag, value });
             }
         }
-        let exclusive: f64 = rates[..4].iter().map(|(_, v)| v).sum();
+        // All but the slow rate exclude one another.
+        let exclusive: f64 = rates[..5].iter().map(|(_, v)| v).sum();
         if exclusive > 1.0 + f64::EPSILON {
             return Err(SimulatorError::RatesOverOne(exclusive));
         }
@@ -144,6 +149,7 @@ impl FaultArgs {
             retry_after_secs: self.retry_after,
             drop_rate: self.drop_rate,
             lost_response_rate: self.lost_response_rate,
+            garbled_response_rate: self.garbled_response_rate,
             slow_rate: self.slow_rate,
             slow_delay: self.slow_delay.0,
             operations: self.fault_operations.iter().copied().collect(),

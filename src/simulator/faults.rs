@@ -1,5 +1,6 @@
 //! Seeded fault injection: latency, 5xx, 429 with `Retry-After`, dropped
-//! connections, responses lost after the change was applied, slow replies.
+//! connections, responses lost after the change was applied, 200s whose
+//! body is cut short, slow replies.
 
 use crate::metastudio::Operation;
 use rand::rngs::StdRng;
@@ -22,6 +23,9 @@ pub struct FaultConfig {
     /// Share of calls applied and then left without an answer (the
     /// connection closes): the caller cannot know the call succeeded.
     pub lost_response_rate: f64,
+    /// Share of calls applied and answered 200 with a body cut short, which
+    /// no client can decode: applied, yet the answer says nothing.
+    pub garbled_response_rate: f64,
     /// Share of calls delayed by `slow_delay` on top of `latency`.
     pub slow_rate: f64,
     pub slow_delay: Duration,
@@ -40,6 +44,7 @@ impl Default for FaultConfig {
             retry_after_secs: 1,
             drop_rate: 0.0,
             lost_response_rate: 0.0,
+            garbled_response_rate: 0.0,
             slow_rate: 0.0,
             slow_delay: Duration::from_secs(2),
             operations: BTreeSet::new(),
@@ -56,6 +61,7 @@ pub enum Fault {
     Throttle,
     Drop,
     LoseResponse,
+    GarbleResponse,
 }
 
 #[derive(Debug)]
@@ -94,6 +100,7 @@ impl Faults {
             (c.throttle_rate, Fault::Throttle),
             (c.drop_rate, Fault::Drop),
             (c.lost_response_rate, Fault::LoseResponse),
+            (c.garbled_response_rate, Fault::GarbleResponse),
         ];
         let mut edge = 0.0;
         let fault = bands

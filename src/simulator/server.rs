@@ -251,7 +251,7 @@ async fn respond(
             shared.record_call(operation, DROPPED);
             return Err(Hangup);
         }
-        Fault::None | Fault::LoseResponse => {}
+        Fault::None | Fault::LoseResponse | Fault::GarbleResponse => {}
     }
 
     let query = parse_query(received.raw_query);
@@ -260,6 +260,11 @@ async fn respond(
             if fault == Fault::LoseResponse {
                 shared.record_call(operation, LOST);
                 return Err(Hangup);
+            }
+            if fault == Fault::GarbleResponse {
+                shared.record_call(operation, status.as_str());
+                let cut = out.len() / 2;
+                return Ok(answer(status, out[..cut].to_vec(), request_id));
             }
             shared.record_call(operation, status.as_str());
             Ok(answer(status, out, request_id))
