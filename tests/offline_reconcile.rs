@@ -2,13 +2,16 @@
 //! run writes nothing, tokens reset each code once across runs, and a kill
 //! -9 in the middle of a reset storm loses no reset and repeats none;
 //! `--simulate` (the embedded simulator) reconciles examples/, and points
-//! connection resources at itself as it does spec.connection.
+//! connection resources at itself as it does spec.connection; paced at the
+//! region's documented quota, a run meets no 429 from a simulator that
+//! enforces it.
 
 mod common;
 
 use common::offline::*;
 use common::simulator;
 use metastudio_operator::metastudio::Operation;
+use metastudio_operator::metastudio::pacing::Quotas;
 use metastudio_operator::offline::status_file::StatusFile;
 use metastudio_operator::simulator::FaultConfig;
 use std::time::Duration;
@@ -520,4 +523,37 @@ fn a_symlinked_namespace_directory_is_export_failed_and_nothing_goes_through_it(
         out_dir.join("a-b/c.yaml").is_file(),
         "the other export is written"
     );
+}
+
+#[test]
+fn paced_within_the_regions_documented_quota_a_run_meets_no_429() {
+    let rt = runtime();
+    // 2 robots x 5 codes at 3 days; the manifests want 10: 10 updates.
+    let sim = rt.block_on(simulator(fleet_seed(2, 5, 3), FaultConfig::default()));
+    // cn-north-4's documented quotas, enforced as the API gateway does.
+    sim.set_quotas(Some(Quotas {
+        reads: 20.0,
+        writes: 5.0,
+    }));
+    let dir = tempfile::tempdir().unwrap();
+    fleet_manifests(dir.path(), 2, 10, None);
+    let manifests = path_str(dir.path());
+
+    // The region beside the endpoint names the quotas the client paces at;
+    // half of them leaves the room a tenant's other clients would need (and
+    // keeps a stalled machine from bunching calls into a 429).
+    let pacing = ["--region", "cn-north-4", "--rate-share", "0.5"];
+    let out = paced_reconcile_command(&sim, &["-f", &manifests], &pacing)
+        .output()
+        .expect("the binary runs");
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("2 resource(s): 2 converged"));
+    let counters = sim.counters();
+    let throttled: u64 = Operation::ALL
+        .into_iter()
+        .map(|op| counters.calls_with(op, "429"))
+        .sum();
+    assert_eq!(throttled, 0, "{:?}", counters.calls);
+    assert_eq!(counters.total_updates(), 10);
+    assert!(counters.updates.values().all(|n| *n == 1));
 }

@@ -51,7 +51,15 @@ pub fn fleet_seed_with(
     .unwrap()
 }
 
+/// `reconcile ARGS...` against `sim`, unpaced (the simulator enforces no
+/// quota unless a test sets one).
 pub fn reconcile_command(sim: &Simulator, args: &[&str]) -> Command {
+    paced_reconcile_command(sim, args, &["--read-rate", "0", "--write-rate", "0"])
+}
+
+/// `reconcile ARGS...` against `sim` with the pacing flags `pacing` (none:
+/// the binary's default pacing).
+pub fn paced_reconcile_command(sim: &Simulator, args: &[&str], pacing: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_metastudio-operator"));
     command
         .arg("reconcile")
@@ -62,7 +70,8 @@ pub fn reconcile_command(sim: &Simulator, args: &[&str]) -> Command {
             "--project-id",
             sim.project_id(),
         ])
-        .args(["--read-rate", "0", "--write-rate", "0", "--timeout", "5s"])
+        .args(pacing)
+        .args(["--timeout", "5s"])
         // The simulator never applies a call after its caller is gone, so a
         // short grace for resets in doubt keeps the tests quick.
         .args(["--reset-grace", RESET_GRACE])
