@@ -15,7 +15,7 @@ use metastudio_operator::crd::{ActivationCode, ActivationCodeStatus};
 use metastudio_operator::engine::conditions::{READY, set, set_progress};
 use metastudio_operator::engine::{Next, ReconcileReport};
 use metastudio_operator::metastudio::Operation;
-use metastudio_operator::metastudio::metrics::{CallLabels, OperationLabels};
+use metastudio_operator::metastudio::metrics::{CallLabels, ClassLabels, OperationLabels};
 use metastudio_operator::telemetry::metrics::{Census, OperatorMetrics, ReasonLabels};
 use promql_parser::label::Labels;
 use promql_parser::parser::{self, Expr, LabelModifier, VectorSelector};
@@ -76,6 +76,9 @@ fn sampled_metrics() -> Arc<OperatorMetrics> {
         .observe(0.02);
     api.rate_limit_waits.inc();
     api.rate_limit_wait_seconds.inc_by(0.5);
+    api.rate_cuts
+        .get_or_create(&ClassLabels { class: "write" })
+        .inc();
     let broker = &metrics.broker;
     broker
         .issued

@@ -5,6 +5,7 @@ mod common;
 
 use common::raw_http::raw_server;
 use common::*;
+use metastudio_operator::metastudio::metrics::ClassLabels;
 use metastudio_operator::metastudio::pacing::{Pacing, Quotas};
 use metastudio_operator::metastudio::retry::RetryPolicy;
 use metastudio_operator::metastudio::{
@@ -506,14 +507,22 @@ async fn a_budget_above_the_servers_quota_is_cut_by_its_429s_and_still_converges
         },
         ..fast_options()
     };
-    let client = Transport::new(options)
-        .unwrap()
-        .client(connection(&sim.endpoint(), good_credentials()));
+    let transport = Transport::new(options).unwrap();
+    let client = transport.client(connection(&sim.endpoint(), good_credentials()));
 
     assert_eq!(update_all(&client, 30).await, 20, "every update lands");
     assert!(throttled(&sim) > 0, "the server throttled the first burst");
     let (reads, writes) = client.current_rates();
     assert!(writes < 20.0, "the 429s cut the write budget: {writes}/s");
     assert_eq!(reads, 20.0, "reads were never throttled");
+    let cuts = |class| {
+        transport
+            .metrics()
+            .rate_cuts
+            .get(&ClassLabels { class })
+            .map_or(0, |c| c.get())
+    };
+    assert!(cuts("write") >= 1, "the cut is on /metrics");
+    assert_eq!(cuts("read"), 0);
     assert!(sim.counters().updates.values().all(|n| *n == 1));
 }

@@ -407,8 +407,10 @@ impl MetaStudioClient {
                             });
                     }
                     let kind = service_error(answer);
-                    if status == StatusCode::TOO_MANY_REQUESTS {
-                        self.pacer.throttled(call.operation);
+                    if status == StatusCode::TOO_MANY_REQUESTS
+                        && let Some(class) = self.pacer.throttled(call.operation)
+                    {
+                        metrics.record_rate_cut(class);
                     }
                     let retryable = status == StatusCode::TOO_MANY_REQUESTS
                         || (status.is_server_error() && call.operation.is_idempotent());

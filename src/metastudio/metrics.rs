@@ -1,6 +1,7 @@
 //! Counters of the remote API calls, exported on `/metrics` by `run`.
 
 use super::error::Operation;
+use super::pacing::CallClass;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -21,6 +22,12 @@ pub struct OperationLabels {
     pub operation: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClassLabels {
+    /// `read` or `write`: the quota a call spends.
+    pub class: &'static str,
+}
+
 fn duration_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.005, 2.0, 14))
 }
@@ -32,6 +39,7 @@ pub struct ApiMetrics {
     pub call_duration: Family<OperationLabels, Histogram, fn() -> Histogram>,
     pub rate_limit_waits: Counter,
     pub rate_limit_wait_seconds: Counter<f64, AtomicU64>,
+    pub rate_cuts: Family<ClassLabels, Counter>,
 }
 
 impl Default for ApiMetrics {
@@ -42,6 +50,7 @@ impl Default for ApiMetrics {
             call_duration: Family::new_with_constructor(duration_histogram),
             rate_limit_waits: Counter::default(),
             rate_limit_wait_seconds: Counter::default(),
+            rate_cuts: Family::default(),
         }
     }
 }
@@ -73,6 +82,11 @@ impl ApiMetrics {
             "Time spent waiting for the client-side rate limit",
             self.rate_limit_wait_seconds.clone(),
         );
+        registry.register(
+            "metastudio_rate_cuts",
+            "Times a 429 halved the client-side rate of a class of calls (read or write)",
+            self.rate_cuts.clone(),
+        );
     }
 
     pub(crate) fn record_call(&self, op: Operation, status: String, took: Duration) {
@@ -102,6 +116,14 @@ impl ApiMetrics {
             self.rate_limit_waits.inc();
             self.rate_limit_wait_seconds.inc_by(waited.as_secs_f64());
         }
+    }
+
+    pub(crate) fn record_rate_cut(&self, class: CallClass) {
+        let class = match class {
+            CallClass::Read => "read",
+            CallClass::Write => "write",
+        };
+        self.rate_cuts.get_or_create(&ClassLabels { class }).inc();
     }
 
     /// Calls recorded for `op` with `status` (for tests and benchmarks).

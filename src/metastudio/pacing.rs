@@ -186,9 +186,11 @@ impl Pacer {
         self.limiter(CallClass::of(operation)).acquire().await
     }
 
-    /// The server throttled `operation`: its class slows down.
-    pub fn throttled(&self, operation: Operation) {
-        self.limiter(CallClass::of(operation)).throttled();
+    /// The server throttled `operation`: its class slows down. Returns
+    /// the class when its rate was cut.
+    pub fn throttled(&self, operation: Operation) -> Option<CallClass> {
+        let class = CallClass::of(operation);
+        self.limiter(class).throttled().then_some(class)
     }
 }
 
@@ -279,7 +281,10 @@ mod tests {
             Duration::ZERO,
             "writes do not spend reads"
         );
-        pacer.throttled(Operation::ResetActiveCode);
+        assert_eq!(
+            pacer.throttled(Operation::ResetActiveCode),
+            Some(CallClass::Write)
+        );
         assert_eq!(pacer.limiter(CallClass::Write).current_rate(), 2.5);
         assert_eq!(pacer.limiter(CallClass::Read).current_rate(), 20.0);
     }

@@ -106,18 +106,20 @@ impl RateLimiter {
     }
 
     /// The server answered 429: halve the rate (see the module doc).
-    pub fn throttled(&self) {
+    /// Whether it did (not within the cooldown, nor without a limit).
+    pub fn throttled(&self) -> bool {
         if !self.limited() {
-            return;
+            return false;
         }
         let now = Instant::now();
         let mut state = self.state.lock().expect("rate limiter lock");
         if state.cut.is_some_and(|(at, _)| now - at < CUT_COOLDOWN) {
-            return;
+            return false;
         }
         let floor = self.limit.per_second * FLOOR_SHARE;
         let rate = (self.rate_at(&mut state, now) / 2.0).max(floor);
         state.cut = Some((now, rate));
+        true
     }
 
     /// The next slot at `now`, and what taking it leaves: `(allowed_at,
@@ -224,8 +226,8 @@ mod tests {
             per_second: 20.0,
             burst: 1,
         });
-        limiter.throttled();
-        limiter.throttled();
+        assert!(limiter.throttled());
+        assert!(!limiter.throttled(), "within the cooldown");
         assert_eq!(limiter.current_rate(), 10.0, "one cut per burst of 429s");
         for _ in 0..5 {
             tokio::time::advance(Duration::ZERO).await;
@@ -268,7 +270,7 @@ mod tests {
     #[test]
     fn unlimited_never_waits() {
         let limiter = RateLimiter::new(RateLimit::UNLIMITED);
-        limiter.throttled();
+        assert!(!limiter.throttled());
         assert!((0..1000).all(|_| limiter.reserve().is_zero()));
         assert_eq!(limiter.current_rate(), 0.0);
     }
