@@ -118,12 +118,6 @@ pub struct CallDelta {
 impl CallDelta {
     pub fn between(before: &Counters, after: &Counters) -> Self {
         let made = |op: Operation| after.calls_of(op) - before.calls_of(op);
-        let ok = |c: &Counters| -> u64 {
-            c.calls
-                .values()
-                .filter_map(|by_status| by_status.get("200"))
-                .sum()
-        };
         let calls = Calls {
             list: made(Operation::ListActiveCode),
             update: made(Operation::UpdateActiveCode),
@@ -138,16 +132,12 @@ impl CallDelta {
         .into_iter()
         .map(made)
         .sum();
-        let throttled = Operation::ALL
-            .into_iter()
-            .map(|op| after.calls_with(op, "429") - before.calls_with(op, "429"))
-            .sum();
         Self {
             calls,
-            throttled,
+            throttled: after.answered("429") - before.answered("429"),
             other: total - calls.total(),
             writes,
-            not_ok: total - (ok(after) - ok(before)),
+            not_ok: total - (after.answered("200") - before.answered("200")),
         }
     }
 

@@ -56,6 +56,14 @@ impl Counters {
             .unwrap_or(0)
     }
 
+    /// Calls of every operation with one status label (`"429"`, ...).
+    pub fn answered(&self, status: &str) -> u64 {
+        self.calls
+            .values()
+            .filter_map(|by_status| by_status.get(status))
+            .sum()
+    }
+
     pub fn total_calls(&self) -> u64 {
         self.calls.values().flat_map(|m| m.values()).sum()
     }
