@@ -26,6 +26,7 @@ import argparse
 import dataclasses
 import difflib
 import os
+import re
 import sys
 
 import yaml
@@ -1008,8 +1009,12 @@ def check_image(dockerfile="Dockerfile", ignore=".dockerignore"):
     with open(ignore) as f:
         patterns = [p.strip().rstrip("/") for p in f if p.strip() and not p.startswith("#")]
     stages = [l for l in lines if l.upper().startswith("FROM ")]
-    check(len(stages) >= 2 and stages[-1].split()[1] == "gcr.io/distroless/cc-debian12:nonroot", dockerfile,
+    bases = [s.split()[1] for s in stages]
+    check(len(stages) >= 2 and bases[-1].split("@")[0] == "gcr.io/distroless/cc-debian12:nonroot", dockerfile,
           f"the final stage is not gcr.io/distroless/cc-debian12:nonroot: {stages[-1:]}")
+    for base in bases:
+        check(re.fullmatch(r"[^@\s]+:[^@\s]+@sha256:[0-9a-f]{64}", base) is not None, dockerfile,
+              f"the base {base} is not pinned by digest (NAME:TAG@sha256:...): a tag can move under a rebuild")
     final = lines[lines.index(stages[-1]):]
     check("USER 65532:65532" in final, dockerfile, "the final stage does not run as USER 65532:65532 (the chart's runAsUser)")
     check("EXPOSE 8080" in final, dockerfile, "the final stage does not EXPOSE 8080 (the metrics port)")
