@@ -3,6 +3,8 @@
 # Builds a release binary on Debian 12 (glibc) and runs it on distroless
 # cc-debian12 (glibc, libgcc, CA certificates; no shell, no package manager)
 # as the unprivileged user 65532, matching the Helm chart's securityContext.
+# scripts/image packs the same layout without Docker (scripts/image_pack.py),
+# and scripts/chart-check keeps the two in agreement.
 #
 # Both bases are pinned by digest, so a rebuild starts from the bytes that
 # were reviewed rather than whatever a tag points at today (the tag stays

@@ -25,6 +25,7 @@ It prints every failure (what and where) and exits 1 when there was one.
 import argparse
 import dataclasses
 import difflib
+import json
 import os
 import re
 import sys
@@ -1000,12 +1001,39 @@ def check_schema_covers_values(chart):
 # --- the container image
 
 
+def check_same_layout(final, dockerfile):
+    """The Dockerfile's final stage has the layout of the image that
+    scripts/image packs (scripts/image_pack.py): user, entrypoint, command,
+    ports, the binary's path, labels. The chart runs either."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__))))
+    import image_pack as pack
+
+    def instruction(name):
+        return [l.split(None, 1)[1] for l in final if l.split()[0].upper() == name]
+
+    packed = f"scripts/image_pack.py ({{}})"
+    check(instruction("USER") == [pack.USER], dockerfile,
+          f"USER {instruction('USER')} differs from the packed image's {pack.USER} (and the chart's runAsUser 65532)")
+    check([json.loads(e) for e in instruction("ENTRYPOINT")] == [pack.ENTRYPOINT], dockerfile,
+          f"ENTRYPOINT differs from {packed.format(pack.ENTRYPOINT)}")
+    check([json.loads(c) for c in instruction("CMD")] == [pack.CMD], dockerfile, f"CMD differs from {packed.format(pack.CMD)}")
+    exposed = sorted(p if "/" in p else f"{p}/tcp" for e in instruction("EXPOSE") for p in e.split())
+    check(exposed == sorted(pack.EXPOSED_PORTS), dockerfile,
+          f"EXPOSE {exposed} differs from {packed.format(pack.EXPOSED_PORTS)} (the metrics port)")
+    copies = [l.split()[-1] for l in final if l.split()[0].upper() == "COPY"]
+    check(pack.BINARY in copies, dockerfile, f"the final stage does not copy the binary to {pack.BINARY}, as the packed image has it")
+    labels = dict(re.findall(r'(\S+?)="([^"]*)"', " ".join(instruction("LABEL"))))
+    check(labels == pack.LABELS, dockerfile, f"LABEL {labels} differs from {packed.format(pack.LABELS)}")
+
+
 def check_image(dockerfile="Dockerfile", ignore=".dockerignore"):
     """The Dockerfile agrees with the chart, and .dockerignore keeps what it copies."""
     import fnmatch
 
     with open(dockerfile) as f:
-        lines = [l.strip() for l in f if l.strip() and not l.lstrip().startswith("#")]
+        # One line per instruction: continuation lines joined.
+        text = "".join(l for l in f if not l.lstrip().startswith("#")).replace("\\\n", " ")
+        lines = [l.strip() for l in text.splitlines() if l.strip()]
     with open(ignore) as f:
         patterns = [p.strip().rstrip("/") for p in f if p.strip() and not p.startswith("#")]
     stages = [l for l in lines if l.upper().startswith("FROM ")]
@@ -1016,10 +1044,7 @@ def check_image(dockerfile="Dockerfile", ignore=".dockerignore"):
         check(re.fullmatch(r"[^@\s]+:[^@\s]+@sha256:[0-9a-f]{64}", base) is not None, dockerfile,
               f"the base {base} is not pinned by digest (NAME:TAG@sha256:...): a tag can move under a rebuild")
     final = lines[lines.index(stages[-1]):]
-    check("USER 65532:65532" in final, dockerfile, "the final stage does not run as USER 65532:65532 (the chart's runAsUser)")
-    check("EXPOSE 8080" in final, dockerfile, "the final stage does not EXPOSE 8080 (the metrics port)")
-    check('ENTRYPOINT ["/metastudio-operator"]' in final and 'CMD ["run"]' in final, dockerfile,
-          "ENTRYPOINT/CMD are not [/metastudio-operator] [run]")
+    check_same_layout(final, dockerfile)
     for l in lines:
         words = l.split()
         if words[0].upper() == "COPY" and not any(w.startswith("--from") for w in words):
