@@ -93,10 +93,12 @@ fn answer(path: &str, registry: &Registry, health: &Health) -> Response<Full<Byt
 }
 
 /// The metrics port's limits: Prometheus and the kubelet's probes need a
-/// few connections, each a request at a time; idle ones are closed after
-/// 10 s, or after 1 s when every slot is taken and another client waits.
+/// few connections, each a request at a time. Idle ones are closed after
+/// 10 s, or after half a second when every slot is taken and another
+/// client waits. The cap is high enough that a probe is not queued behind
+/// a thousand idle connections, and low enough to bound memory (a few MiB).
 pub const LIMITS: ConnectionLimits = ConnectionLimits {
-    max_connections: 64,
+    max_connections: 1024,
     head_timeout: Duration::from_secs(10),
     lifetime: Duration::from_secs(60),
 };
