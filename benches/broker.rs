@@ -12,12 +12,12 @@
 
 use metastudio_operator::broker::contract::Denial;
 use metastudio_operator::broker::issuer::Issuer;
-use metastudio_operator::broker::limits::Limits;
+use metastudio_operator::broker::limits::{Limits, ReviewBudget};
 use metastudio_operator::broker::metrics::BrokerMetrics;
 use metastudio_operator::broker::pipeline::Broker;
 use metastudio_operator::broker::review::{Caller, Reviewer};
 use metastudio_operator::broker::review_cache::{CachedReviewer, ReviewTtl};
-use metastudio_operator::broker::server::{Service, serve};
+use metastudio_operator::broker::server::{LIMITS, Service};
 use metastudio_operator::controller::directory::ClusterDirectory;
 use metastudio_operator::engine::host::{HostError, SecretSource};
 use metastudio_operator::metastudio::connection::parse_endpoint;
@@ -27,6 +27,7 @@ use metastudio_operator::secret::Secret;
 use metastudio_operator::simulator::{
     DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY, Simulator, SimulatorConfig,
 };
+use metastudio_operator::telemetry::connections::serve;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -87,7 +88,11 @@ async fn broker(sim: &Simulator, quota: RateLimit) -> String {
     let unlimited = RateLimit::UNLIMITED;
     let service = Service {
         broker: Broker {
-            reviewer: CachedReviewer::new(AllowAll, ReviewTtl::default()),
+            reviewer: CachedReviewer::new(
+                AllowAll,
+                ReviewTtl::default(),
+                ReviewBudget::new(RateLimit::UNLIMITED),
+            ),
             issuer: Issuer {
                 directory: ClusterDirectory::of(&[connection], &[], &[]),
                 secrets: Credential,
@@ -104,7 +109,13 @@ async fn broker(sim: &Simulator, quota: RateLimit) -> String {
         "http://{}/v1/oncecodes/main",
         listener.local_addr().unwrap()
     );
-    serve(listener, None, Arc::new(service), std::future::pending());
+    serve(
+        listener,
+        LIMITS,
+        None,
+        Arc::new(service),
+        std::future::pending(),
+    );
     url
 }
 

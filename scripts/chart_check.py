@@ -457,7 +457,7 @@ def check_render(name, objs, *, watched=(), service_monitor=False, network_polic
 BROKER_NAME = f"{RELEASE}-broker"
 BROKER_TLS_DIR = "/etc/metastudio-operator/broker-tls"
 BROKER_ENV = ("BROKER_ADDR", "BROKER_TLS_CERT", "BROKER_TLS_KEY", "BROKER_AUDIENCE", "BROKER_CALLER_RATE",
-              "BROKER_CALLER_BURST", "BROKER_QUOTA")
+              "BROKER_CALLER_BURST", "BROKER_QUOTA", "BROKER_REVIEW_RATE", "BROKER_REVIEW_BURST")
 
 
 @dataclasses.dataclass
@@ -469,6 +469,8 @@ class Broker:
     caller_rate: str = "1"
     caller_burst: str = "5"
     quota: str = "20"
+    review_rate: str = "20"
+    review_burst: str = "20"
     secret: str = f"{RELEASE}-broker-tls"
     # The NetworkPolicy peers of the broker port (broker.networkPolicy.from).
     peers: list = dataclasses.field(default_factory=lambda: [{"namespaceSelector": {}}])
@@ -501,7 +503,8 @@ def check_broker_pod(where, d, broker):
     expected = {"BROKER_ADDR": f"0.0.0.0:{broker.port}", "BROKER_TLS_CERT": f"{BROKER_TLS_DIR}/tls.crt",
                 "BROKER_TLS_KEY": f"{BROKER_TLS_DIR}/tls.key", "BROKER_AUDIENCE": broker.audience,
                 "BROKER_CALLER_RATE": broker.caller_rate, "BROKER_CALLER_BURST": broker.caller_burst,
-                "BROKER_QUOTA": broker.quota}
+                "BROKER_QUOTA": broker.quota, "BROKER_REVIEW_RATE": broker.review_rate,
+                "BROKER_REVIEW_BURST": broker.review_burst}
     for var, value in expected.items():
         check(env.get(var, {}).get("value") == value, where, f"env {var} is {env.get(var, {}).get('value')!r}, "
               f"expected {value!r}")
@@ -597,7 +600,7 @@ def check_broker_client(directory, chart, examples="examples"):
     """The example client: its kustomization lists every file; a ServiceAccount, a Role granting create on
     oncecodes of exactly the example MetaStudioConnection of its namespace, bound to it; a Deployment whose pod
     has the projected token (the chart's default broker.audience) where once-code reads it and calls the chart's
-    broker Service for that connection."""
+    broker Service for that connection, with --redact (its output is the pod's log)."""
     objs = broker_client_objects(directory)
     files = sorted(f for f in os.listdir(directory) if f.endswith(".yaml") and f != "kustomization.yaml")
     (kustomization,) = [o for _, o in objs if o.get("kind") == "Kustomization"] or [{}]
@@ -642,6 +645,7 @@ def check_broker_client_pod(where, d, sa, connection, chart):
     url = f"https://{BROKER_NAME}.{NAMESPACE}.svc"
     check(flags.get("--broker") == url and flags.get("--connection") == connection, where,
           f"the container does not run once-code --broker {url} --connection {connection}: {args}")
+    check("--redact" in args, where, f"the container prints its once-codes to the pod's log: add --redact: {args}")
     tokens = [(v["name"], s["serviceAccountToken"]) for v in pod.get("volumes", [])
               for s in v.get("projected", {}).get("sources", []) if "serviceAccountToken" in s]
     if not check(len(tokens) == 1, where, f"expected one projected serviceAccountToken, found {len(tokens)}"):
@@ -1126,7 +1130,7 @@ def main():
 
     d = check_render("configured", renders["configured"], pdb=False, leader_election=False, network_policy=True,
                      broker=Broker(port=9443, audience="metastudio-broker", caller_rate="0.5", caller_burst="2",
-                                   quota="10", secret="kiosk-broker-tls", peers=[{
+                                   quota="10", review_rate="5", review_burst="8", secret="kiosk-broker-tls", peers=[{
                                        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "retail"}},
                                        "podSelector": {"matchLabels": {"app": "kiosk-backend"}}}]))
     if d:

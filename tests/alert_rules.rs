@@ -10,7 +10,7 @@
 //! it must not. `scripts/alert-check` parses the same expressions with
 //! promtool, Prometheus' own parser, and runs those promtool tests.
 
-use metastudio_operator::broker::metrics::IssuedLabels;
+use metastudio_operator::broker::metrics::{BrokerMetrics, IssuedLabels};
 use metastudio_operator::crd::{ActivationCode, ActivationCodeStatus};
 use metastudio_operator::engine::conditions::{READY, set, set_progress};
 use metastudio_operator::engine::{Next, ReconcileReport};
@@ -45,8 +45,9 @@ fn yaml(path: &str) -> Value {
     serde_saphyr::from_str(&read(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
-/// A registry with a sample in every family, so each encodes its labels.
-fn sampled_metrics() -> Arc<OperatorMetrics> {
+/// The operator's and the broker's metrics, as `run` registers them, with
+/// a sample in every family, so each encodes its labels.
+fn sampled_metrics() -> (Arc<OperatorMetrics>, BrokerMetrics) {
     let metrics = Arc::new(OperatorMetrics::default());
     metrics.record_reconcile(
         &ReconcileReport {
@@ -79,7 +80,7 @@ fn sampled_metrics() -> Arc<OperatorMetrics> {
     api.rate_cuts
         .get_or_create(&ClassLabels { class: "write" })
         .inc();
-    let broker = &metrics.broker;
+    let broker = BrokerMetrics::default();
     broker
         .issued
         .get_or_create(&IssuedLabels {
@@ -94,7 +95,7 @@ fn sampled_metrics() -> Arc<OperatorMetrics> {
         })
         .inc();
     broker.duration.observe(0.01);
-    metrics
+    (metrics, broker)
 }
 
 fn census() -> Census {
@@ -126,10 +127,12 @@ fn census() -> Census {
 /// Every series name the operator encodes on `/metrics`, with its label
 /// names; plus `up`, which Prometheus records for each target.
 fn exported() -> Series {
-    let metrics = sampled_metrics();
+    let (metrics, broker) = sampled_metrics();
     let _census = metrics.census_from(census);
+    let mut registry = metrics.registry();
+    broker.register(&mut registry);
     let mut text = String::new();
-    prometheus_client::encoding::text::encode(&mut text, &metrics.registry()).unwrap();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
     let mut series = Series::new();
     let mut families = BTreeSet::new();
     for line in text.lines() {

@@ -5,11 +5,13 @@
 
 mod common;
 
-use common::broker::{AUDIENCE, Fixture};
+use common::broker::{AUDIENCE, Fixture, Setup};
+use metastudio_operator::broker::review::{KubeReviewer, REVIEWS_IN_FLIGHT, Reviewer};
 use metastudio_operator::metastudio::rate_limit::RateLimit;
 use metastudio_operator::simulator::FaultConfig;
 use serde_json::json;
-use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 #[tokio::test]
 async fn a_service_account_with_the_role_gets_a_code_the_simulator_issued() {
@@ -313,4 +315,142 @@ async fn a_metastudio_failure_is_a_502_naming_its_error_code_and_request_id() {
         message.contains("MetaStudioConnection retail/retail"),
         "{message}"
     );
+}
+
+/// Two reviews, then one per 1000 s: nothing refills during a test.
+const TWO_REVIEWS: RateLimit = RateLimit {
+    per_second: 0.001,
+    burst: 2,
+};
+
+#[tokio::test]
+async fn junk_tokens_past_the_review_budget_get_429_without_a_token_review() {
+    let f = Fixture::with(Setup {
+        review: TWO_REVIEWS,
+        ..Setup::default()
+    })
+    .await;
+    for i in 0..2 {
+        let (status, _, body) = f.ask("retail", Some(&format!("junk-{i}"))).await;
+        assert_eq!(status, 401, "{body}");
+    }
+    for i in 2..50 {
+        let (status, headers, body) = f.ask("retail", Some(&format!("junk-{i}"))).await;
+        assert_eq!(
+            (status, body["reason"].as_str()),
+            (429, Some("ReviewRateLimited")),
+            "{body}"
+        );
+        assert!(headers.contains_key("retry-after"));
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .contains("--broker-review-rate")
+        );
+    }
+    assert_eq!(
+        f.calls_to("tokenreviews").len(),
+        2,
+        "one review per token within the budget, none past it"
+    );
+    // A junk token reviewed before is answered from the cache, still 401.
+    assert_eq!(f.ask("retail", Some("junk-0")).await.0, 401);
+    assert_eq!(f.calls_to("tokenreviews").len(), 2);
+}
+
+#[tokio::test]
+async fn a_caller_served_before_a_flood_of_junk_tokens_keeps_getting_codes() {
+    let f = Fixture::with(Setup {
+        review: TWO_REVIEWS,
+        ..Setup::default()
+    })
+    .await;
+    assert_eq!(f.ask("retail", Some("token-kiosk")).await.0, 200);
+    let mut refused = 0;
+    for i in 0..200 {
+        let (status, _, _) = f.ask("retail", Some(&format!("junk-{i}"))).await;
+        refused += usize::from(status == 429);
+        if i % 20 == 0 {
+            let (status, _, body) = f.ask("retail", Some("token-kiosk")).await;
+            assert_eq!(status, 200, "during the flood: {body}");
+        }
+    }
+    assert_eq!(
+        refused, 199,
+        "one junk token was reviewed, the rest refused"
+    );
+    assert_eq!(f.calls_to("tokenreviews").len(), 2);
+    assert_eq!(
+        f.sim.counters().total_calls(),
+        11,
+        "every request of the caller got its code"
+    );
+}
+
+#[tokio::test]
+async fn a_tenant_naming_another_tenants_project_spends_only_its_own_quota() {
+    let f = Fixture::new(
+        common::broker::OPEN,
+        RateLimit {
+            per_second: 0.001,
+            burst: 2,
+        },
+        &[],
+    )
+    .await;
+    // squat/squat names retail's endpoint and project, with credentials of
+    // its own that MetaStudio refuses.
+    for _ in 0..2 {
+        let (status, _, body) = f.ask("squat", Some("token-squatter")).await;
+        assert_eq!(
+            (status, body["reason"].as_str()),
+            (502, Some("MetaStudioError")),
+            "{body}"
+        );
+    }
+    let (status, _, body) = f.ask("squat", Some("token-squatter")).await;
+    assert_eq!(
+        (status, body["reason"].as_str()),
+        (429, Some("QuotaExhausted")),
+        "{body}"
+    );
+    for _ in 0..2 {
+        let (status, _, body) = f.ask("retail", Some("token-kiosk")).await;
+        assert_eq!(status, 200, "the owner's budget is whole: {body}");
+    }
+}
+
+/// The operator's Lease renewals and status writes share the API server
+/// with the broker's reviews: however many requests arrive, at most
+/// REVIEWS_IN_FLIGHT reviews are asked at once, and one the API server
+/// does not answer ends as a 503 the caller may retry.
+#[tokio::test(start_paused = true)]
+async fn reviews_in_flight_are_capped_and_a_silent_api_server_is_a_503() {
+    let asked = Arc::new(AtomicUsize::new(0));
+    let client = {
+        let asked = asked.clone();
+        common::fake_api::recording_client(
+            move |_| {
+                asked.fetch_add(1, Ordering::SeqCst);
+            },
+            |_| common::fake_api::Reply::Hold,
+        )
+    };
+    let reviewer = KubeReviewer::new(client, AUDIENCE);
+    let answers = futures::future::join_all((0..3 * REVIEWS_IN_FLIGHT).map(|i| {
+        let reviewer = &reviewer;
+        async move { reviewer.authenticate(&format!("token-{i}")).await }
+    }))
+    .await;
+    assert_eq!(asked.load(Ordering::SeqCst), REVIEWS_IN_FLIGHT);
+    for answer in answers {
+        let denial = answer.unwrap_err();
+        assert_eq!(
+            (denial.status, denial.reason),
+            (503, "ReviewUnavailable"),
+            "{denial}"
+        );
+        assert!(denial.message.contains("try again"), "{denial}");
+    }
 }

@@ -255,6 +255,22 @@ fn json_prints_the_brokers_whole_answer_below_a_base_path() {
     assert_eq!(broker.seen()[0].target, "/brokers/a/v1/oncecodes/retail");
 }
 
+/// What deploy/broker-client/ runs: its output is the pod's log, so the
+/// code never appears, only that one was received.
+#[test]
+fn redact_prints_a_receipt_and_never_the_code() {
+    let broker = Broker::start(answer(200, GRANT));
+    let files = Files::new(TOKEN);
+    let out = once_code(&broker.url(), &files, &["--redact"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(
+        text(&out.stdout),
+        "once-code <redacted> from connection retail, valid until 2026-12-01T10:05:00Z, request id req-42\n"
+    );
+    assert!(!text(&out.stdout).contains(CODE), "{}", describe(&out));
+    assert_no_secrets(&out);
+}
+
 #[test]
 fn every_refusal_names_status_reason_and_message() {
     let cases: [(u16, &str, &str, Option<&str>, &str); 6] = [

@@ -4,8 +4,10 @@
 
 mod common;
 
-use common::broker::Fixture;
+use common::broker::{Fixture, Setup};
+use metastudio_operator::broker::server::LIMITS;
 use metastudio_operator::broker::tls::{ReloadingCert, server_config};
+use metastudio_operator::telemetry::connections::ConnectionLimits;
 use std::path::Path;
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -168,4 +170,112 @@ fn a_certificate_that_cannot_be_read_stops_the_start_naming_file_and_flag() {
         !err.contains("AAAA"),
         "the key's content is not shown: {err}"
     );
+}
+
+/// Reads until the server closes `stream` (end of stream or reset), within
+/// `deadline`; whether it did.
+async fn closed_within(stream: &mut TcpStream, deadline: std::time::Duration) -> bool {
+    let drain = async {
+        let mut buf = [0; 1024];
+        while let Ok(n) = stream.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(deadline, drain).await.is_ok()
+}
+
+/// A keep-alive POST on `stream`; the status line of its answer.
+async fn ask_on(stream: &mut TcpStream) -> String {
+    stream
+        .write_all(b"POST /v1/oncecodes/retail HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer garbage\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0; 1024];
+    while !String::from_utf8_lossy(&answer).contains("}") {
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed before the answer");
+        answer.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&answer)
+        .lines()
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn silent_half_sent_and_idle_keep_alive_connections_are_closed_by_the_broker() {
+    let f = Fixture::with(Setup {
+        connections: ConnectionLimits {
+            head_timeout: std::time::Duration::from_millis(300),
+            ..LIMITS
+        },
+        ..Setup::default()
+    })
+    .await;
+    let addr = f.url.trim_start_matches("http://").to_owned();
+    let mut silent = TcpStream::connect(&addr).await.unwrap();
+    let mut half = TcpStream::connect(&addr).await.unwrap();
+    half.write_all(b"POST /v1/oncecodes/retail HTTP/1.1\r\nHost:")
+        .await
+        .unwrap();
+    let mut kept_alive = TcpStream::connect(&addr).await.unwrap();
+    assert_eq!(ask_on(&mut kept_alive).await, "HTTP/1.1 401 Unauthorized");
+    let deadline = std::time::Duration::from_secs(30);
+    assert!(closed_within(&mut silent, deadline).await, "silent");
+    assert!(closed_within(&mut half, deadline).await, "half a head");
+    assert!(
+        closed_within(&mut kept_alive, deadline).await,
+        "idle keep-alive"
+    );
+}
+
+/// Clients that send a cheap request every few seconds on every connection
+/// the broker allows no longer lock a caller out: while every slot is
+/// taken, the connections waiting for their next request make room.
+#[tokio::test]
+async fn trickling_clients_on_every_slot_do_not_lock_a_caller_out() {
+    let slots = 8;
+    let f = Fixture::with(Setup {
+        connections: ConnectionLimits {
+            max_connections: slots,
+            ..LIMITS
+        },
+        ..Setup::default()
+    })
+    .await;
+    let addr = f.url.trim_start_matches("http://").to_owned();
+    let mut tricklers = Vec::new();
+    for _ in 0..slots {
+        let mut stream = TcpStream::connect(&addr).await.unwrap();
+        assert_eq!(ask_on(&mut stream).await, "HTTP/1.1 401 Unauthorized");
+        // Then one cheap request every 2 s (under the 10 s head timeout),
+        // for as long as the broker keeps the connection.
+        tricklers.push(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                let request = b"POST /v1/oncecodes/retail HTTP/1.1\r\nHost: x\r\n\r\n";
+                let mut buf = [0; 1024];
+                if stream.write_all(request).await.is_err()
+                    || !matches!(stream.read(&mut buf).await, Ok(n) if n > 0)
+                {
+                    return;
+                }
+            }
+        }));
+    }
+    // Before, the caller waited for a connection's 5-minute lifetime.
+    let (status, _, body) = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        f.ask("retail", Some("token-kiosk")),
+    )
+    .await
+    .expect("the caller was served while the tricklers held every slot");
+    assert_eq!(status, 200, "{body}");
+    for trickler in tricklers {
+        trickler.abort();
+    }
 }

@@ -30,6 +30,7 @@
 //! | k. the alerts in a real Prometheus | [`alerts::k_a_real_prometheus_fires_credentials_rejected_for_that_resource_only`] |
 //! | once-code broker: TokenReview, RBAC, limits | [`m_workloads_get_once_codes_by_their_service_account`] |
 //! | n. 10,000 codes rotate once each, the object under 512 KiB | [`scale::n_ten_thousand_codes_rotate_once_each_within_512_kib`] |
+//! | p. the broker and the metrics port under junk: TokenReviews within the budget, served callers keep their codes, idle connections closed | [`broker_flood::p_junk_tokens_cost_reviews_within_the_budget_and_served_callers_keep_their_codes`] (figures: `scripts/bench-broker-flood`) |
 
 mod common;
 mod e2e;
@@ -42,6 +43,9 @@ mod alerts;
 mod pacing;
 #[path = "e2e_cluster/scale.rs"]
 mod scale;
+// Scenario p, and its bench (ignored; scripts/bench-broker-flood).
+#[path = "e2e_cluster/broker_flood.rs"]
+mod broker_flood;
 
 use common::offline::fleet_seed;
 use common::{ROBOT, robot_seed, seed_yaml};
@@ -1096,7 +1100,7 @@ const READY_WAIT: Duration = e2e::scenario::READY_TIMEOUT;
 /// bucket gets 429 with Retry-After; nothing logs a token or a code.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn m_workloads_get_once_codes_by_their_service_account() {
-    use e2e::broker::{AUDIENCE, ask, certificate, client_trusting, workload};
+    use e2e::broker::{AUDIENCE, ask};
     let s = Scenario::start(
         "broker",
         robot_seed(1, 7),
@@ -1104,40 +1108,16 @@ async fn m_workloads_get_once_codes_by_their_service_account() {
         &["broker.enabled=true", "broker.tls.secretName=broker-tls"],
     )
     .await;
-    let connection = json!({"apiVersion": "metastudio.huaweicloud.com/v1alpha1", "kind": "MetaStudioConnection",
-        "metadata": {"name": "kiosks", "namespace": s.ns()},
-        "spec": {"endpoint": s.sim.endpoint(), "projectId": s.sim.project_id(),
-                 "credentialsSecretRef": {"name": e2e::scenario::CREDENTIALS}}});
-    e2e::chart::apply_object(&s.cluster.client, &connection).await;
-    workload(&s, "kiosk-backend", Some("kiosks")).await;
-    workload(&s, "stranger", None).await;
-    let (cert, key, cert_pem) = certificate(s.dir.path());
-    let mut replica = s.replica("broker-0");
-    replica.set("BROKER_ADDR", "127.0.0.1:0");
-    replica.set("BROKER_TLS_CERT", cert.to_str().unwrap());
-    replica.set("BROKER_TLS_KEY", key.to_str().unwrap());
-    replica.set("BROKER_CALLER_BURST", "2");
-    replica.set("BROKER_CALLER_RATE", "0.01");
-    let mut operator = OperatorProcess::start(&replica);
-    let url = format!(
-        "https://{}/v1/oncecodes/kiosks",
-        operator.broker_addr().await
-    );
-    let client = client_trusting(&cert_pem);
-    let token = s
-        .cluster
-        .token_for(s.ns(), "kiosk-backend", &[AUDIENCE])
-        .await;
-    let (status, _, body) = eventually(
-        "the broker to sync its caches",
-        Duration::from_secs(60),
-        || {
-            let (client, url, token) = (client.clone(), url.clone(), token.clone());
-            async move {
-                let answer = ask(&client, &url, &token).await;
-                (answer.0 != 503).then_some(answer)
-            }
-        },
+    let e2e::broker::BrokerReplica {
+        mut operator,
+        url,
+        client,
+        token,
+        cert,
+        first: (status, _, body),
+    } = e2e::broker::serve(
+        &s,
+        &[("BROKER_CALLER_BURST", "2"), ("BROKER_CALLER_RATE", "0.01")],
     )
     .await;
     assert_eq!(status, 200, "{body}");

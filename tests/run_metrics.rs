@@ -148,3 +148,49 @@ async fn ready_after_sync_metrics_carry_every_series_and_gauges_follow_the_cache
 
     operator.stop().await.expect("run ends cleanly");
 }
+
+/// The metrics port under idle clients: more connections than its cap that
+/// never send a request do not keep a probe out (the idle ones make room),
+/// and the server closes every one of them. Paused time: the deadlines are
+/// the server's own timers, not the machine's speed.
+#[tokio::test(start_paused = true)]
+async fn the_metrics_port_closes_idle_connections_and_a_probe_gets_past_its_cap() {
+    use metastudio_operator::telemetry::http::{Health, LIMITS, serve};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+    let health = std::sync::Arc::new(Health::default());
+    let registry = std::sync::Arc::new(prometheus_client::registry::Registry::default());
+    let (addr, _server) = serve("127.0.0.1:0".parse().unwrap(), registry, health)
+        .await
+        .unwrap();
+    let mut idle = Vec::new();
+    for _ in 0..LIMITS.max_connections + 64 {
+        idle.push(TcpStream::connect(addr).await.unwrap());
+    }
+    let started = tokio::time::Instant::now();
+    let mut probe = TcpStream::connect(addr).await.unwrap();
+    probe
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    probe.read_to_end(&mut answer).await.unwrap();
+    assert!(
+        answer.starts_with(b"HTTP/1.1 200 OK"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    assert!(
+        started.elapsed() < LIMITS.head_timeout,
+        "idle connections made room before any of them timed out"
+    );
+    let every_one_closed = async {
+        for stream in &mut idle {
+            let mut buf = [0; 64];
+            assert!(matches!(stream.read(&mut buf).await, Ok(0) | Err(_)));
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(600), every_one_closed)
+        .await
+        .expect("the server closed every idle connection");
+}

@@ -60,8 +60,11 @@ pub mod reason {
     pub const METHOD_NOT_ALLOWED: &str = "MethodNotAllowed";
     /// 429: the caller's own bucket.
     pub const CALLER_RATE_LIMITED: &str = "CallerRateLimited";
-    /// 429: the project's share of CreateOnceCode's quota.
+    /// 429: the connection's credentials' share of CreateOnceCode's quota.
     pub const QUOTA_EXHAUSTED: &str = "QuotaExhausted";
+    /// 429: more tokens the broker has not authenticated before than its
+    /// budget of TokenReviews allows; no review was asked.
+    pub const REVIEW_RATE_LIMITED: &str = "ReviewRateLimited";
     /// 502: MetaStudio answered with an error, or did not answer.
     pub const METASTUDIO_ERROR: &str = "MetaStudioError";
     /// 503: the broker's caches are not synced yet.

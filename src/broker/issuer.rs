@@ -1,6 +1,6 @@
 //! From an authorised request to a code: the connection the caller's
 //! namespace may use (the same tenancy rules as ActivationCodes), its
-//! credentials, read now, the project's share of the quota, and the
+//! credentials, read now, those credentials' share of the quota, and the
 //! CreateOnceCode call.
 
 use super::contract::{Denial, ONCE_CODE_VALIDITY, OnceCodeGrant, reason};
@@ -48,7 +48,7 @@ impl<D: Directory + Sync, S: SecretSource> Issuer<D, S> {
         let connection = connect_grant(&grant, &self.secrets, &OperatorDefaults::default())
             .await
             .map_err(|(_, message, _)| Denial::new(503, reason::CONNECTION_NOT_READY, message))?;
-        limits.admit_project(connection.endpoint.as_str(), &connection.project_id)?;
+        limits.admit_project(&connection)?;
         let issued_at = jiff::Timestamp::from_second(jiff::Timestamp::now().as_second())
             .expect("now is a valid time");
         let reply = self

@@ -3,18 +3,18 @@
 //! the listener.
 
 use super::issuer::Issuer;
-use super::limits::Limits;
+use super::limits::{Limits, ReviewBudget};
 use super::metrics::BrokerMetrics;
 use super::pipeline::Broker;
 use super::review::KubeReviewer;
 use super::review_cache::{CachedReviewer, ReviewTtl};
-use super::server::{Service, serve};
+use super::server::{LIMITS, Service};
 use super::tls::{ReloadingCert, TlsError, server_config};
 use crate::controller::cluster_host::ApiSecrets;
 use crate::controller::connections::ConnectionWatches;
 use crate::metastudio::Transport;
 use crate::metastudio::rate_limit::RateLimit;
-use futures::FutureExt;
+use crate::telemetry::connections;
 use kube::Client;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -44,8 +44,10 @@ pub struct BrokerConfig {
     pub audience: String,
     /// Per calling ServiceAccount.
     pub caller: RateLimit,
-    /// Per MetaStudio endpoint and project.
+    /// Per set of credentials (endpoint, project, the credentials).
     pub quota: RateLimit,
+    /// TokenReviews of tokens the broker does not know, for all callers.
+    pub review: RateLimit,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -112,6 +114,7 @@ pub async fn launch(
             reviewer: CachedReviewer::new(
                 KubeReviewer::new(parts.client.clone(), config.audience),
                 ReviewTtl::default(),
+                ReviewBudget::new(config.review),
             ),
             issuer: Issuer {
                 directory,
@@ -128,6 +131,6 @@ pub async fn launch(
     info!(addr = %bound, scheme, "serving the once-code broker");
     Ok((
         bound,
-        serve(listener, tls, Arc::new(service), shutdown.boxed()),
+        connections::serve(listener, LIMITS, tls, Arc::new(service), shutdown),
     ))
 }

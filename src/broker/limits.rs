@@ -1,30 +1,47 @@
-//! How fast once-codes go out: a token bucket per calling ServiceAccount
-//! (one workload cannot starve the others), and a budget per MetaStudio
-//! endpoint and project under CreateOnceCode's quota (20/s in cn-north-4),
-//! shared by every caller of that project. Neither waits: a request over
-//! either is answered 429 with Retry-After at once.
+//! How fast the broker works for whom. None of these waits: a request over
+//! any of them is answered 429 with Retry-After at once.
+//!
+//! * [`ReviewBudget`]: TokenReviews of tokens the broker has not
+//!   authenticated before, for every caller together. Anyone who reaches
+//!   the port can send a fresh string as a bearer token, and each one would
+//!   cost the API server a review; past the budget such a request is refused
+//!   before any review. Tokens the API server authenticated before never
+//!   wait for it (see [`super::review_cache`]).
+//! * [`Limits::admit_caller`]: a token bucket per calling ServiceAccount
+//!   (one workload cannot starve the others).
+//! * [`Limits::admit_project`]: a budget per set of credentials (endpoint,
+//!   project and the credentials themselves, as [`CredentialsId`] names
+//!   them) under CreateOnceCode's quota (20/s in cn-north-4), shared by
+//!   every caller of those credentials. Keyed by who pays, not by the
+//!   project a connection names: a tenant naming someone else's project
+//!   with credentials of its own spends only its own budget.
 
 use super::contract::{Denial, reason};
+use crate::metastudio::Connection;
+use crate::metastudio::breaker::CredentialsId;
 use crate::metastudio::rate_limit::{RateLimit, RateLimiter};
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// Buckets per map; beyond, the map starts afresh (a caller may then get
 /// one extra burst).
 const CAPACITY: usize = 10_000;
 
-/// The broker's limits.
+/// The broker's limits on once-codes.
 #[derive(Debug)]
 pub struct Limits {
     caller: RateLimit,
     quota: RateLimit,
-    callers: Buckets,
-    projects: Buckets,
+    callers: Buckets<String>,
+    projects: Buckets<CredentialsId>,
 }
 
 impl Limits {
     /// `caller`: once-codes per second and burst for one ServiceAccount;
-    /// `quota`: CreateOnceCode calls per second and burst for one project.
+    /// `quota`: CreateOnceCode calls per second and burst for one set of
+    /// credentials.
     pub fn new(caller: RateLimit, quota: RateLimit) -> Self {
         Self {
             caller,
@@ -48,14 +65,15 @@ impl Limits {
         })
     }
 
-    /// Takes one from the budget of `endpoint` and `project`.
-    pub fn admit_project(&self, endpoint: &str, project: &str) -> Result<(), Denial> {
-        let key = format!("{endpoint} {project}");
+    /// Takes one from the budget of the credentials `connection` calls
+    /// with.
+    pub fn admit_project(&self, connection: &Connection) -> Result<(), Denial> {
+        let key = CredentialsId::of(connection);
         self.projects.take(&key, self.quota).map_err(|wait| {
             Denial::too_many(
                 reason::QUOTA_EXHAUSTED,
                 format!(
-                    "the project's share of CreateOnceCode's quota ({} per second, --broker-quota) is used up: try again after Retry-After",
+                    "the connection's share of CreateOnceCode's quota ({} per second, --broker-quota) is used up: try again after Retry-After",
                     self.quota.per_second
                 ),
                 wait,
@@ -64,11 +82,47 @@ impl Limits {
     }
 }
 
-#[derive(Debug, Default)]
-struct Buckets(Mutex<HashMap<String, Arc<RateLimiter>>>);
+/// The TokenReviews the broker may send for tokens it has not seen
+/// authenticated: one bucket for every caller together.
+#[derive(Debug)]
+pub struct ReviewBudget(RateLimiter);
 
-impl Buckets {
-    fn take(&self, key: &str, limit: RateLimit) -> Result<(), std::time::Duration> {
+impl ReviewBudget {
+    pub fn new(limit: RateLimit) -> Self {
+        Self(RateLimiter::new(limit))
+    }
+
+    /// Takes one review from the budget, or refuses the request.
+    pub fn admit(&self) -> Result<(), Denial> {
+        self.0.try_reserve().map_err(|wait: Duration| {
+            let limit = self.0.limit();
+            Denial::too_many(
+                reason::REVIEW_RATE_LIMITED,
+                format!(
+                    "the broker is asked to authenticate more new tokens than it reviews ({} per second, burst {}, --broker-review-rate): try again after Retry-After",
+                    limit.per_second, limit.burst
+                ),
+                wait,
+            )
+        })
+    }
+}
+
+#[derive(Debug)]
+struct Buckets<K>(Mutex<HashMap<K, Arc<RateLimiter>>>);
+
+impl<K> Default for Buckets<K> {
+    fn default() -> Self {
+        Self(Mutex::new(HashMap::new()))
+    }
+}
+
+impl<K: Hash + Eq + Clone> Buckets<K> {
+    fn take<Q>(&self, key: &Q, limit: RateLimit) -> Result<(), Duration>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
         let limiter = {
             let mut map = self.0.lock().expect("broker limits lock");
             if map.len() >= CAPACITY && !map.contains_key(key) {
@@ -85,14 +139,25 @@ impl Buckets {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+    use crate::metastudio::Credentials;
+    use crate::metastudio::connection::parse_endpoint;
 
     fn limit(per_second: f64, burst: u32) -> RateLimit {
         RateLimit { per_second, burst }
     }
 
+    fn connection(project: &str, access_key: &str) -> Connection {
+        Connection::new(
+            parse_endpoint("https://metastudio.cn-north-4.myhuaweicloud.com").unwrap(),
+            project,
+            Credentials::ak_sk(access_key, "secret"),
+            None,
+        )
+        .unwrap()
+    }
+
     #[tokio::test(start_paused = true)]
-    async fn each_caller_has_its_own_bucket_and_every_caller_shares_the_project() {
+    async fn each_caller_has_its_own_bucket_and_every_caller_shares_the_credentials() {
         let limits = Limits::new(limit(1.0, 2), limit(10.0, 3));
         assert!(limits.admit_caller("retail/a").is_ok());
         assert!(limits.admit_caller("retail/a").is_ok());
@@ -106,14 +171,54 @@ mod tests {
             limits.admit_caller("retail/b").is_ok(),
             "b has its own bucket"
         );
+        let victim = connection("p", "victim-ak");
         for _ in 0..3 {
-            assert!(limits.admit_project("https://e", "p").is_ok());
+            assert!(limits.admit_project(&victim).is_ok());
         }
-        let denial = limits.admit_project("https://e", "p").unwrap_err();
+        let denial = limits.admit_project(&victim).unwrap_err();
         assert_eq!(denial.reason, reason::QUOTA_EXHAUSTED);
         assert_eq!(denial.retry_after_secs(), Some(1));
-        assert!(limits.admit_project("https://e", "other").is_ok());
+        assert!(
+            limits
+                .admit_project(&connection("other", "victim-ak"))
+                .is_ok()
+        );
         tokio::time::advance(Duration::from_millis(100)).await;
-        assert!(limits.admit_project("https://e", "p").is_ok());
+        assert!(limits.admit_project(&victim).is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn naming_a_project_with_other_credentials_spends_nothing_of_its_owners_budget() {
+        let limits = Limits::new(limit(1.0, 1), limit(1.0, 2));
+        let squatter = connection("p", "squatter-ak");
+        for _ in 0..100 {
+            let _ = limits.admit_project(&squatter);
+        }
+        assert!(limits.admit_project(&squatter).is_err());
+        let owner = connection("p", "victim-ak");
+        assert!(limits.admit_project(&owner).is_ok());
+        assert!(limits.admit_project(&owner).is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_review_budget_refuses_past_its_burst_and_refills_at_its_rate() {
+        let budget = ReviewBudget::new(limit(2.0, 3));
+        for _ in 0..3 {
+            assert!(budget.admit().is_ok());
+        }
+        let denial = budget.admit().unwrap_err();
+        assert_eq!(
+            (denial.status, denial.reason),
+            (429, reason::REVIEW_RATE_LIMITED)
+        );
+        assert!(
+            denial.message.contains("--broker-review-rate"),
+            "{}",
+            denial.message
+        );
+        assert_eq!(denial.retry_after, Some(Duration::from_millis(500)));
+        tokio::time::advance(Duration::from_millis(500)).await;
+        assert!(budget.admit().is_ok());
+        assert!(budget.admit().is_err());
     }
 }

@@ -1,5 +1,8 @@
 //! The broker's metrics: once-codes issued by namespace and connection,
-//! denials by reason, and how long the broker took to answer.
+//! denials by reason, and how long the broker took to answer. `run`
+//! registers them into the operator's registry
+//! ([`crate::telemetry::metrics::OperatorMetrics::registry`]), whether the
+//! broker is on or not: the broker depends on telemetry, never the reverse.
 
 use crate::telemetry::metrics::ReasonLabels;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -33,6 +36,7 @@ impl Default for BrokerMetrics {
 }
 
 impl BrokerMetrics {
+    /// Adds the broker's families to `registry`.
     pub fn register(&self, registry: &mut Registry) {
         registry.register(
             "metastudio_oncecodes_issued",

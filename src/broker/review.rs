@@ -8,10 +8,16 @@ use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec, TokenRe
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
 };
-use kube::Client;
 use kube::api::{Api, PostParams};
+use kube::core::ClusterResourceScope;
+use kube::{Client, Resource};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
 
 /// The resource RBAC rules name to let a ServiceAccount get once-codes:
 /// `create` on `oncecodes` in `metastudio.huaweicloud.com`, the resource
@@ -52,11 +58,21 @@ pub trait Reviewer: Send + Sync {
     ) -> impl Future<Output = Result<(), Denial>> + Send;
 }
 
-/// The API server's answers, asked each time.
+/// Reviews in flight at once. The operator's Lease renewals and status
+/// writes go through the same API server, for the same ServiceAccount:
+/// the broker's reviews must never crowd them out.
+pub const REVIEWS_IN_FLIGHT: usize = 8;
+/// The longest a review may take, its wait for a place included; then the
+/// caller is told to try again (503 ReviewUnavailable).
+pub const REVIEW_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The API server's answers, asked each time, at most
+/// [`REVIEWS_IN_FLIGHT`] at once.
 #[derive(Clone)]
 pub struct KubeReviewer {
     client: Client,
     audience: String,
+    in_flight: Arc<Semaphore>,
 }
 
 impl KubeReviewer {
@@ -64,6 +80,33 @@ impl KubeReviewer {
         Self {
             client,
             audience: audience.into(),
+            in_flight: Arc::new(Semaphore::new(REVIEWS_IN_FLIGHT)),
+        }
+    }
+
+    /// Creates `review` (a TokenReview or SubjectAccessReview) and returns
+    /// the API server's answer, within the cap and [`REVIEW_TIMEOUT`].
+    async fn ask<K>(&self, review: &K) -> Result<K, Denial>
+    where
+        K: Resource<DynamicType = (), Scope = ClusterResourceScope>
+            + Clone
+            + Serialize
+            + DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let asked = async {
+            let _place = self.in_flight.acquire().await.expect("never closed");
+            Api::<K>::all(self.client.clone())
+                .create(&PostParams::default(), review)
+                .await
+        };
+        match tokio::time::timeout(REVIEW_TIMEOUT, asked).await {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(err)) => Err(unavailable(&K::kind(&()), &err.to_string())),
+            Err(_) => Err(unavailable(
+                &K::kind(&()),
+                &format!("no answer within {REVIEW_TIMEOUT:?}"),
+            )),
         }
     }
 }
@@ -77,10 +120,7 @@ impl Reviewer for KubeReviewer {
             },
             ..TokenReview::default()
         };
-        let answer = Api::<TokenReview>::all(self.client.clone())
-            .create(&PostParams::default(), &review)
-            .await
-            .map_err(|err| unavailable("TokenReview", &err))?;
+        let answer = self.ask(&review).await?;
         caller_of(answer.status.unwrap_or_default(), &self.audience)
     }
 
@@ -103,10 +143,7 @@ impl Reviewer for KubeReviewer {
             },
             ..SubjectAccessReview::default()
         };
-        let answer = Api::<SubjectAccessReview>::all(self.client.clone())
-            .create(&PostParams::default(), &review)
-            .await
-            .map_err(|err| unavailable("SubjectAccessReview", &err))?;
+        let answer = self.ask(&review).await?;
         if answer.status.is_some_and(|s| s.allowed) {
             return Ok(());
         }
@@ -163,7 +200,7 @@ fn service_account_of(username: &str) -> Option<(&str, &str)> {
 }
 
 /// The API server could not be asked: the caller may try again.
-fn unavailable(review: &str, err: &kube::Error) -> Denial {
+fn unavailable(review: &str, err: &str) -> Denial {
     Denial::new(
         503,
         reason::REVIEW_UNAVAILABLE,

@@ -1,6 +1,7 @@
-//! The broker's HTTP side: HTTPS (or plain HTTP on loopback), bounded
-//! connections and headers, slow clients cut off, one JSON answer per
-//! request, one audit line per grant or denial, and the metrics.
+//! The broker's HTTP side: HTTPS (or plain HTTP on loopback) within
+//! [`LIMITS`] (bounded connections and heads, idle and slow clients cut
+//! off), one JSON answer per request, one audit line per grant or denial,
+//! and the metrics.
 
 use super::contract::Denial;
 use super::metrics::BrokerMetrics;
@@ -8,102 +9,41 @@ use super::pipeline::{Broker, Outcome};
 use super::review::Reviewer;
 use super::route::RequestHead;
 use crate::engine::host::SecretSource;
+use crate::telemetry::connections::{ConnectionLimits, Handler};
 use crate::telemetry::metrics::ReasonLabels;
 use crate::tenancy::Directory;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::{Body, Incoming};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Request, Response};
-use hyper_util::rt::{TokioIo, TokioTimer};
-use std::convert::Infallible;
-use std::future::Future;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
-use tokio::task::JoinHandle;
-use tokio_rustls::TlsAcceptor;
 use tracing::{info, warn};
 
-/// Connections served at once; more wait in the listen backlog.
-const MAX_CONNECTIONS: usize = 1024;
-/// Time for a TLS handshake, and for a request's headers to arrive.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-/// The longest a connection stays open, however it is used.
-const CONNECTION_LIFETIME: Duration = Duration::from_secs(300);
-/// Buffer for one request's head: larger heads get 431.
-const MAX_HEAD_BYTES: usize = 16 * 1024;
+/// The broker's connection limits (see [`crate::telemetry::connections`]):
+/// 1024 connections, 10 s for a TLS handshake or a request's head (and so
+/// for an idle keep-alive), 5 minutes per connection.
+pub const LIMITS: ConnectionLimits = ConnectionLimits {
+    max_connections: 1024,
+    head_timeout: Duration::from_secs(10),
+    lifetime: Duration::from_secs(300),
+};
 
-/// A broker and what it reports to.
+/// A broker and what it reports to; [`crate::telemetry::connections::serve`]
+/// serves it.
 pub struct Service<R, D, S> {
     pub broker: Broker<R, D, S>,
     pub metrics: BrokerMetrics,
 }
 
-/// Serves `service` on `listener` (TLS when `tls` is set) until `shutdown`.
-pub fn serve<R, D, S>(
-    listener: TcpListener,
-    tls: Option<TlsAcceptor>,
-    service: Arc<Service<R, D, S>>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> JoinHandle<()>
+impl<R, D, S> Handler for Service<R, D, S>
 where
     R: Reviewer + 'static,
     D: Directory + Send + Sync + 'static,
-    S: SecretSource + Send + 'static,
+    S: SecretSource + Send + Sync + 'static,
 {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    tokio::spawn(async move {
-        tokio::pin!(shutdown);
-        loop {
-            let slot = slots.clone().acquire_owned().await.expect("never closed");
-            let accepted = tokio::select! {
-                accepted = listener.accept() => accepted,
-                () = &mut shutdown => return,
-            };
-            let Ok((stream, _)) = accepted else { continue };
-            let (tls, service) = (tls.clone(), service.clone());
-            tokio::spawn(async move {
-                let _slot = slot;
-                let served = async {
-                    match tls {
-                        Some(tls) => {
-                            let stream = tokio::time::timeout(HEADER_TIMEOUT, tls.accept(stream))
-                                .await
-                                .ok()?
-                                .ok()?;
-                            serve_connection(stream, service).await;
-                        }
-                        None => serve_connection(stream, service).await,
-                    }
-                    Some(())
-                };
-                let _ = tokio::time::timeout(CONNECTION_LIFETIME, served).await;
-            });
-        }
-    })
-}
-
-async fn serve_connection<I, R, D, S>(io: I, service: Arc<Service<R, D, S>>)
-where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    R: Reviewer + 'static,
-    D: Directory + Send + Sync + 'static,
-    S: SecretSource + Send + 'static,
-{
-    let handler = service_fn(move |request: Request<Incoming>| {
-        let service = service.clone();
-        async move { Ok::<_, Infallible>(service.respond(request).await) }
-    });
-    let _ = http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_TIMEOUT)
-        .max_buf_size(MAX_HEAD_BYTES)
-        .serve_connection(TokioIo::new(io), handler)
-        .await;
+    async fn handle(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
+        self.respond(request).await
+    }
 }
 
 impl<R: Reviewer, D: Directory + Sync, S: SecretSource> Service<R, D, S> {

@@ -39,6 +39,16 @@ pub struct BrokerArgs {
     /// caller together: at most the API's quota (20/s in cn-north-4).
     #[arg(long, env = "BROKER_QUOTA", default_value_t = 20.0, value_parser = parsers::rate)]
     pub broker_quota: f64,
+    /// TokenReviews per second the broker may ask for tokens it has not
+    /// authenticated before, for every caller together: past it such a
+    /// request gets 429 without a review, so junk tokens cost the API
+    /// server at most this. Tokens authenticated before never wait for it.
+    #[arg(long, env = "BROKER_REVIEW_RATE", default_value_t = 20.0, value_parser = parsers::rate)]
+    pub broker_review_rate: f64,
+    /// TokenReviews of new tokens the broker may ask at once before
+    /// --broker-review-rate applies (e.g. when many workloads start).
+    #[arg(long, env = "BROKER_REVIEW_BURST", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub broker_review_burst: u32,
 }
 
 /// Why the broker flags do not make a broker.
@@ -56,6 +66,10 @@ pub enum BrokerArgsError {
     Both,
     #[error("--broker-audience must not be empty")]
     NoAudience,
+    #[error(
+        "--broker-review-rate 0 would let every junk token cost the API server a TokenReview: write a rate above 0 (default 20)"
+    )]
+    NoReviewBudget,
 }
 
 impl BrokerArgs {
@@ -81,6 +95,9 @@ impl BrokerArgs {
         if self.broker_audience.trim().is_empty() {
             return Err(BrokerArgsError::NoAudience);
         }
+        if self.broker_review_rate == 0.0 {
+            return Err(BrokerArgsError::NoReviewBudget);
+        }
         Ok(Some(BrokerConfig {
             addr,
             transport,
@@ -92,6 +109,10 @@ impl BrokerArgs {
             quota: RateLimit {
                 per_second: self.broker_quota,
                 burst: (self.broker_quota.ceil() as u32).max(1),
+            },
+            review: RateLimit {
+                per_second: self.broker_review_rate,
+                burst: self.broker_review_burst,
             },
         }))
     }
@@ -151,5 +172,26 @@ mod tests {
             Cli::try_parse_from(["x", "--broker-tls-cert", "c"]).is_err(),
             "a cert needs its key"
         );
+    }
+
+    #[test]
+    fn the_review_budget_defaults_to_20_per_second_and_cannot_be_switched_off() {
+        let plain = ["--broker-addr", "127.0.0.1:0", "--broker-insecure-http"];
+        let review = config(&plain).unwrap().unwrap().review;
+        assert_eq!(
+            review,
+            RateLimit {
+                per_second: 20.0,
+                burst: 20
+            }
+        );
+        let mut args = plain.to_vec();
+        args.extend(["--broker-review-rate", "5", "--broker-review-burst", "8"]);
+        let review = config(&args).unwrap().unwrap().review;
+        assert_eq!((review.per_second, review.burst), (5.0, 8));
+        let mut args = plain.to_vec();
+        args.extend(["--broker-review-rate", "0"]);
+        let err = config(&args).unwrap_err().to_string();
+        assert!(err.contains("--broker-review-rate 0"), "{err}");
     }
 }

@@ -53,6 +53,11 @@ pub struct BrokerClientArgs {
     /// these; without it, the system's roots).
     #[arg(long, value_name = "FILE", requires = "broker")]
     pub broker_ca_file: Option<PathBuf>,
+    /// With --broker: print that a code was received (its expiry and
+    /// request id), not the code. For a pod whose output is its log, such
+    /// as deploy/broker-client/: a once-code is a secret.
+    #[arg(long, requires = "broker", conflicts_with = "json")]
+    pub redact: bool,
 }
 
 /// A broker request, ready to send: the flags checked.
@@ -78,7 +83,8 @@ impl BrokerClientArgs {
 }
 
 /// Gets a once-code from the broker and returns what to print: the bare
-/// code, or with `json` the broker's whole answer, one line either way.
+/// code, with `json` the broker's whole answer, with `--redact` a receipt
+/// without the code; one line each.
 pub async fn once_code(request: BrokerRequest<'_>, json: bool) -> Result<String, BrokerError> {
     let token = token::read(&request.args.token_file)?;
     let client = http::client(request.args.broker_ca_file.as_deref(), request.timeout)?;
@@ -90,11 +96,14 @@ pub async fn once_code(request: BrokerRequest<'_>, json: bool) -> Result<String,
         token: &token,
     };
     let grant = answer::judge(reply, &context)?;
-    Ok(if json {
-        format!("{}\n", grant.json)
+    let shown = if json {
+        grant.json
+    } else if request.args.redact {
+        grant.receipt(request.connection)
     } else {
-        format!("{}\n", grant.once_code.expose())
-    })
+        grant.once_code.expose().to_owned()
+    };
+    Ok(format!("{shown}\n"))
 }
 
 #[cfg(test)]
@@ -129,6 +138,19 @@ mod tests {
         assert_eq!(parse(&["--connection", "retail"]).unwrap_err(), missing);
         assert_eq!(parse(&["--token-file", "/t"]).unwrap_err(), missing);
         assert_eq!(parse(&["--broker-ca-file", "/ca"]).unwrap_err(), missing);
+        assert_eq!(parse(&["--redact"]).unwrap_err(), missing);
+        assert_eq!(
+            parse(&[
+                "--broker",
+                "https://b",
+                "--connection",
+                "retail",
+                "--redact",
+                "--json"
+            ])
+            .unwrap_err(),
+            ErrorKind::ArgumentConflict
+        );
         for direct in [
             ["--region", "cn-north-4"],
             ["--endpoint", "https://metastudio.example"],

@@ -4,6 +4,7 @@
 use super::broker_args::{BrokerArgs, BrokerArgsError};
 use super::connection_args::{ConnectionArgs, EngineArgs};
 use crate::broker::launch::{BrokerError, BrokerParts, launch};
+use crate::broker::metrics::BrokerMetrics;
 use crate::controller::connections::ConnectionWatches;
 use crate::controller::leader::{LeaderError, LeaseSettings, run_while_leading};
 use crate::controller::{self, Context, RunLimits, WatchScope};
@@ -144,16 +145,15 @@ pub async fn run(
     let broker = args.broker.config()?;
     let transport = Transport::with_metrics(args.connection.client.options(), metrics.api.clone())?;
     let health = Arc::new(Health::default());
-    let (addr, _server) = http::serve(
-        args.metrics_addr,
-        Arc::new(metrics.registry()),
-        health.clone(),
-    )
-    .await
-    .map_err(|source| RunError::Metrics {
-        addr: args.metrics_addr,
-        source,
-    })?;
+    let broker_metrics = BrokerMetrics::default();
+    let mut registry = metrics.registry();
+    broker_metrics.register(&mut registry);
+    let (addr, _server) = http::serve(args.metrics_addr, Arc::new(registry), health.clone())
+        .await
+        .map_err(|source| RunError::Metrics {
+            addr: args.metrics_addr,
+            source,
+        })?;
     info!(%addr, "serving /metrics, /healthz and /readyz");
     on_listening(addr);
 
@@ -168,7 +168,7 @@ pub async fn run(
             client: client.clone(),
             namespaces: scope.namespaces.clone(),
             transport: transport.clone(),
-            metrics: metrics.broker.clone(),
+            metrics: broker_metrics,
         };
         let mut stop = shutdown.clone();
         let stopped = async move {

@@ -1,16 +1,16 @@
-//! `/metrics`, `/healthz` and `/readyz` of `run`.
+//! `/metrics`, `/healthz` and `/readyz` of `run`, served within
+//! [`LIMITS`].
 
+use super::connections::{self, ConnectionLimits, Handler};
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
+use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use prometheus_client::registry::Registry;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -92,7 +92,31 @@ fn answer(path: &str, registry: &Registry, health: &Health) -> Response<Full<Byt
     }
 }
 
-/// Serves on `addr` (port 0 picks one); returns the bound address.
+/// The metrics port's limits: Prometheus and the kubelet's probes need a
+/// few connections, each a request at a time. Idle ones are closed after
+/// 10 s, or after half a second when every slot is taken and another
+/// client waits. The cap is high enough that a probe is not queued behind
+/// a thousand idle connections, and low enough to bound memory (a few MiB).
+pub const LIMITS: ConnectionLimits = ConnectionLimits {
+    max_connections: 1024,
+    head_timeout: Duration::from_secs(10),
+    lifetime: Duration::from_secs(60),
+};
+
+/// What the metrics port serves.
+struct Endpoints {
+    registry: Arc<Registry>,
+    health: Arc<Health>,
+}
+
+impl Handler for Endpoints {
+    async fn handle(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
+        answer(request.uri().path(), &self.registry, &self.health)
+    }
+}
+
+/// Serves on `addr` (port 0 picks one) within [`LIMITS`]; returns the
+/// bound address.
 pub async fn serve(
     addr: SocketAddr,
     registry: Arc<Registry>,
@@ -100,23 +124,8 @@ pub async fn serve(
 ) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
     let listener = TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
-    let task = tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let (registry, health) = (registry.clone(), health.clone());
-            tokio::spawn(async move {
-                let service = service_fn(move |request: Request<hyper::body::Incoming>| {
-                    let response = answer(request.uri().path(), &registry, &health);
-                    async move { Ok::<_, Infallible>(response) }
-                });
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
+    let endpoints = Arc::new(Endpoints { registry, health });
+    let task = connections::serve(listener, LIMITS, None, endpoints, std::future::pending());
     Ok((bound, task))
 }
 

@@ -270,7 +270,6 @@ impl Drop for CensusGuard {
 
 pub struct OperatorMetrics {
     pub api: ApiMetrics,
-    pub broker: crate::broker::metrics::BrokerMetrics,
     pub reconciles: Family<ReasonLabels, Counter>,
     pub reconcile_errors: Family<ReasonLabels, Counter>,
     pub reconcile_duration: Histogram,
@@ -282,7 +281,6 @@ impl Default for OperatorMetrics {
     fn default() -> Self {
         Self {
             api: ApiMetrics::default(),
-            broker: Default::default(),
             reconciles: Family::default(),
             reconcile_errors: Family::default(),
             reconcile_duration: Histogram::new(exponential_buckets(0.01, 2.0, 14)),
@@ -293,10 +291,12 @@ impl Default for OperatorMetrics {
 }
 
 impl OperatorMetrics {
+    /// A registry with the operator's own metrics. Parts with metrics of
+    /// their own (the broker's) register them into it, so this module
+    /// depends on none of them.
     pub fn registry(&self) -> Registry {
         let mut registry = Registry::default();
         self.api.register(&mut registry);
-        self.broker.register(&mut registry);
         registry.register(
             "metastudio_reconciles",
             "Reconciles by the Ready condition's reason",

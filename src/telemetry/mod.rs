@@ -1,4 +1,5 @@
-//! Logs (text or JSON, to stderr); metrics and the health endpoints of `run`.
+//! Logs (text or JSON, to stderr); metrics and the health endpoints of `run`;
+//! serving HTTP within limits (the metrics port and the broker).
 
 use tracing_subscriber::EnvFilter;
 
@@ -47,5 +48,6 @@ pub fn init_logging(level: &str, format: LogFormat) -> Result<(), LogFilterError
     Ok(())
 }
 
+pub mod connections;
 pub mod http;
 pub mod metrics;

@@ -4,12 +4,12 @@
 use super::fake_api::{self, Call, status};
 use super::{fast_options, robot_seed, simulator};
 use metastudio_operator::broker::issuer::Issuer;
-use metastudio_operator::broker::limits::Limits;
+use metastudio_operator::broker::limits::{Limits, ReviewBudget};
 use metastudio_operator::broker::metrics::BrokerMetrics;
 use metastudio_operator::broker::pipeline::Broker;
 use metastudio_operator::broker::review::KubeReviewer;
 use metastudio_operator::broker::review_cache::{CachedReviewer, ReviewTtl};
-use metastudio_operator::broker::server::{Service, serve};
+use metastudio_operator::broker::server::{LIMITS, Service};
 use metastudio_operator::controller::cluster_host::ApiSecrets;
 use metastudio_operator::controller::directory::ClusterDirectory;
 use metastudio_operator::metastudio::Transport;
@@ -17,6 +17,7 @@ use metastudio_operator::metastudio::rate_limit::RateLimit;
 use metastudio_operator::simulator::{
     DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY, FaultConfig, Simulator,
 };
+use metastudio_operator::telemetry::connections::{ConnectionLimits, serve};
 use serde_json::{Value, json};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
@@ -32,6 +33,7 @@ fn identity_of(token: &str) -> Option<(&'static str, Vec<&'static str>)> {
         "token-lonely" => sa("system:serviceaccount:retail:lonely"),
         "token-museum" => sa("system:serviceaccount:museum:guide"),
         "token-finance" => sa("system:serviceaccount:finance:app"),
+        "token-squatter" => sa("system:serviceaccount:squat:app"),
         "token-user" => Some(("alice", vec![AUDIENCE])),
         "token-other-audience" => Some((
             "system:serviceaccount:retail:kiosk",
@@ -48,6 +50,7 @@ fn allowed(user: &str, connection: &str) -> bool {
         ("system:serviceaccount:retail:kiosk", _)
             | ("system:serviceaccount:museum:guide", _)
             | ("system:serviceaccount:finance:app", _)
+            | ("system:serviceaccount:squat:app", _)
     )
 }
 
@@ -88,6 +91,14 @@ fn api_answer(call: &Call, sim_ak_sk: (&str, &str)) -> Option<(u16, Value)> {
                                "status": {"allowed": allowed(user, name)}}),
             ))
         }
+        ("GET", "/api/v1/namespaces/squat/secrets/squat-credentials") => Some((
+            200,
+            fake_api::secret(
+                "squat",
+                "squat-credentials",
+                &[("accessKey", "not-the-owners"), ("secretKey", "bogus")],
+            ),
+        )),
         ("GET", "/api/v1/namespaces/retail/secrets/retail-credentials")
         | ("GET", "/api/v1/namespaces/metastudio-system/secrets/shared-credentials") => {
             let name = call.path.rsplit('/').next().unwrap();
@@ -107,16 +118,19 @@ fn api_answer(call: &Call, sim_ak_sk: (&str, &str)) -> Option<(u16, Value)> {
 
 /// retail has connections `retail` (credentials present) and `no-secret`
 /// (its Secret missing); `shared` admits museum and finance, `robots-only`
-/// admits museum for one robot, `closed` admits nobody.
+/// admits museum for one robot, `closed` admits nobody. squat's `squat`
+/// names the same endpoint and project with credentials of its own, which
+/// MetaStudio refuses.
 fn directory(sim: &Simulator) -> ClusterDirectory {
     let target = json!({"endpoint": sim.endpoint(), "projectId": sim.project_id()});
-    let namespaced = |name: &str, secret: &str| {
+    let in_namespace = |namespace: &str, name: &str, secret: &str| {
         let mut spec = target.clone();
         spec["credentialsSecretRef"] = json!({"name": secret});
         serde_json::from_value(json!({"apiVersion": "metastudio.huaweicloud.com/v1alpha1", "kind": "MetaStudioConnection",
-            "metadata": {"name": name, "namespace": "retail"}, "spec": spec}))
+            "metadata": {"name": name, "namespace": namespace}, "spec": spec}))
         .unwrap()
     };
+    let namespaced = |name: &str, secret: &str| in_namespace("retail", name, secret);
     let cluster = |name: &str, conditions: Value| {
         let mut spec = target.clone();
         spec["credentialsSecretRef"] =
@@ -130,6 +144,7 @@ fn directory(sim: &Simulator) -> ClusterDirectory {
         &[
             namespaced("retail", "retail-credentials"),
             namespaced("no-secret", "missing"),
+            in_namespace("squat", "squat", "squat-credentials"),
         ],
         &[
             cluster("shared", json!([{"namespaces": ["museum", "finance"]}])),
@@ -151,26 +166,56 @@ pub struct Fixture {
     pub http: reqwest::Client,
 }
 
+/// Limits that no test reaches unless it means to.
+pub const OPEN: RateLimit = RateLimit {
+    per_second: 100.0,
+    burst: 100,
+};
+
+/// How a fixture's broker is set up.
+pub struct Setup {
+    pub caller: RateLimit,
+    pub quota: RateLimit,
+    pub review: RateLimit,
+    pub namespaces: Vec<String>,
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    pub connections: ConnectionLimits,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Self {
+            caller: OPEN,
+            quota: OPEN,
+            review: OPEN,
+            namespaces: vec![],
+            tls: None,
+            connections: LIMITS,
+        }
+    }
+}
+
 impl Fixture {
     pub async fn new(caller: RateLimit, quota: RateLimit, namespaces: &[&str]) -> Self {
-        Self::serving(caller, quota, namespaces, None).await
+        Self::with(Setup {
+            caller,
+            quota,
+            namespaces: namespaces.iter().map(|n| (*n).to_owned()).collect(),
+            ..Setup::default()
+        })
+        .await
     }
 
     /// As [`Fixture::open`], over TLS: the URL is `https://localhost:PORT`.
     pub async fn tls(acceptor: tokio_rustls::TlsAcceptor) -> Self {
-        let open = RateLimit {
-            per_second: 100.0,
-            burst: 100,
-        };
-        Self::serving(open, open, &[], Some(acceptor)).await
+        Self::with(Setup {
+            tls: Some(acceptor),
+            ..Setup::default()
+        })
+        .await
     }
 
-    async fn serving(
-        caller: RateLimit,
-        quota: RateLimit,
-        namespaces: &[&str],
-        tls: Option<tokio_rustls::TlsAcceptor>,
-    ) -> Self {
+    pub async fn with(setup: Setup) -> Self {
         metastudio_operator::tls::install_crypto_provider();
         let sim = simulator(robot_seed(1, 7), FaultConfig::default()).await;
         let calls = Arc::new(Mutex::new(Vec::new()));
@@ -190,25 +235,32 @@ impl Fixture {
                 reviewer: CachedReviewer::new(
                     KubeReviewer::new(client.clone(), AUDIENCE),
                     ReviewTtl::default(),
+                    ReviewBudget::new(setup.review),
                 ),
                 issuer: Issuer {
                     directory: directory(&sim),
                     secrets: ApiSecrets(client),
                     transport: Transport::new(fast_options()).unwrap(),
                 },
-                limits: Limits::new(caller, quota),
+                limits: Limits::new(setup.caller, setup.quota),
                 ready: ready.clone(),
-                namespaces: namespaces.iter().map(|n| (*n).to_owned()).collect(),
+                namespaces: setup.namespaces,
             },
             metrics: BrokerMetrics::default(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let url = match tls {
+        let url = match setup.tls {
             Some(_) => format!("https://localhost:{port}"),
             None => format!("http://127.0.0.1:{port}"),
         };
-        serve(listener, tls, Arc::new(service), std::future::pending());
+        serve(
+            listener,
+            setup.connections,
+            setup.tls,
+            Arc::new(service),
+            std::future::pending(),
+        );
         Self {
             sim,
             calls,
@@ -219,18 +271,7 @@ impl Fixture {
     }
 
     pub async fn open() -> Self {
-        Self::new(
-            RateLimit {
-                per_second: 100.0,
-                burst: 100,
-            },
-            RateLimit {
-                per_second: 100.0,
-                burst: 100,
-            },
-            &[],
-        )
-        .await
+        Self::with(Setup::default()).await
     }
 
     /// POST /v1/oncecodes/{connection} with `token`: status, headers, body.

@@ -21,11 +21,25 @@ pub struct Context<'a> {
     pub token: &'a Secret,
 }
 
-/// A once-code and the broker's answer as one line of JSON.
+/// A once-code, when it expires, the request id, and the broker's answer
+/// as one line of JSON.
 #[derive(Debug)]
 pub struct Grant {
     pub once_code: Secret,
+    pub expires_at: jiff::Timestamp,
+    pub request_id: String,
     pub json: String,
+}
+
+impl Grant {
+    /// That a code was received, without the code: for output that ends
+    /// in a log.
+    pub fn receipt(&self, connection: &str) -> String {
+        format!(
+            "once-code <redacted> from connection {connection}, valid until {}, request id {}",
+            self.expires_at, self.request_id
+        )
+    }
 }
 
 /// The 200 answer, as the contract has it; parsed to check it.
@@ -34,9 +48,9 @@ struct GrantBody {
     #[serde(rename = "onceCode")]
     once_code: Secret,
     #[serde(rename = "expiresAt")]
-    _expires_at: jiff::Timestamp,
+    expires_at: jiff::Timestamp,
     #[serde(rename = "requestId")]
-    _request_id: String,
+    request_id: String,
 }
 
 /// An error answer: `{"reason": "...", "message": "..."}`.
@@ -72,6 +86,8 @@ fn grant(body: &[u8], context: &Context<'_>) -> Result<Grant, BrokerError> {
     }
     Ok(Grant {
         once_code: parsed.once_code,
+        expires_at: parsed.expires_at,
+        request_id: clean(&parsed.request_id, context.token),
         json: value.to_string(),
     })
 }
