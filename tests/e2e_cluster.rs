@@ -30,7 +30,7 @@
 //! | k. the alerts in a real Prometheus | [`alerts::k_a_real_prometheus_fires_credentials_rejected_for_that_resource_only`] |
 //! | once-code broker: TokenReview, RBAC, limits | [`m_workloads_get_once_codes_by_their_service_account`] |
 //! | n. 10,000 codes rotate once each, the object under 512 KiB | [`scale::n_ten_thousand_codes_rotate_once_each_within_512_kib`] |
-//! | p. the broker and the metrics port under junk: TokenReviews within the budget, served callers keep their codes, idle connections closed | [`broker_flood::p_junk_tokens_cost_reviews_within_the_budget_and_served_callers_keep_their_codes`] (figures: `scripts/bench-broker-flood`) |
+//! | v. the broker and the metrics port under junk: TokenReviews within the budget, served callers keep their codes, idle connections closed | [`broker_flood::v_junk_tokens_cost_reviews_within_the_budget_and_served_callers_keep_their_codes`] (figures: `scripts/bench-broker-flood`) |
 
 mod common;
 mod e2e;
@@ -43,7 +43,7 @@ mod alerts;
 mod pacing;
 #[path = "e2e_cluster/scale.rs"]
 mod scale;
-// Scenario p, and its bench (ignored; scripts/bench-broker-flood).
+// Scenario v, and its bench (ignored; scripts/bench-broker-flood).
 #[path = "e2e_cluster/broker_flood.rs"]
 mod broker_flood;
 

@@ -1,4 +1,4 @@
-//! Scenario p: the once-code broker and the metrics port under junk,
+//! Scenario v: the once-code broker and the metrics port under junk,
 //! against the real API server.
 //!
 //! While 3,000 requests with random bearer tokens arrive 40 at a time, a
@@ -13,7 +13,7 @@
 //! that, so the budget never holds it up), every probe answers 200, the
 //! leader keeps its Lease, and the server closes every idle connection.
 //! The times (grant latency, probe latency, how long the idle connections
-//! lasted) are figures: the ignored [`p_bench_broker_flood`]
+//! lasted) are figures: the ignored [`v_bench_broker_flood`]
 //! (`scripts/bench-broker-flood`) prints them, medians of three runs.
 
 use crate::e2e::Scenario;
@@ -99,7 +99,7 @@ async fn start() -> (Scenario, BrokerReplica) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn p_junk_tokens_cost_reviews_within_the_budget_and_served_callers_keep_their_codes() {
+async fn v_junk_tokens_cost_reviews_within_the_budget_and_served_callers_keep_their_codes() {
     let (s, mut broker) = start().await;
     let figures = measure(&s, &mut broker, 1).await;
     let bound = REVIEW_RATE * figures.flood.as_secs_f64() + REVIEW_BURST + OTHERS;
@@ -135,7 +135,7 @@ async fn p_junk_tokens_cost_reviews_within_the_budget_and_served_callers_keep_th
 /// The figures: three runs against one replica, and their medians.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a bench: scripts/bench-broker-flood runs it and prints its figures"]
-async fn p_bench_broker_flood() {
+async fn v_bench_broker_flood() {
     let (s, mut broker) = start().await;
     let mut runs = Vec::new();
     for run in 1..=3 {
