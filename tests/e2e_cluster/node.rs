@@ -4,7 +4,9 @@
 //! image) gets Ready through a probe from the kubelet, answers the host
 //! through its Service's ClusterIP, and `kubectl logs` and `kubectl exec`
 //! reach it through the kubelet (the apiserver's kubelet client
-//! certificate, the kubelet's webhook authorization).
+//! certificate, the kubelet's webhook authorization); from inside, the pod
+//! reaches its own Service (hairpin) and the API server through the
+//! `kubernetes` Service.
 //!
 //! It needs a Ready node and a way to load the image into it: the
 //! `CONTROL_PLANE_LOAD_IMAGE` command that `scripts/control-plane` exports.
@@ -171,8 +173,24 @@ async fn node_runs_a_pod_that_answers_through_its_service() {
         .then_some(())
     })
     .await;
-    let exec = succeed(kubectl().args([
-        "exec", "-n", ns, POD, "--", "/echo", "exec", "reached", "the", "pod",
-    ]));
-    assert_eq!(exec, "exec reached the pod\n");
+    // From inside the pod (`kubectl exec`): its own Service (hairpin
+    // through the bridge) and the API server through the `kubernetes`
+    // Service, as in-cluster clients reach it.
+    let connect = |target: String| {
+        succeed(kubectl().args(["exec", "-n", ns, POD, "--", "/echo", "--connect", &target]))
+    };
+    assert_eq!(
+        connect(format!("{cluster_ip}:80")),
+        format!("hello from {POD}\n")
+    );
+    let kubernetes: Api<Service> = Api::namespaced(cluster.client.clone(), "default");
+    let api_ip = kubernetes
+        .get("kubernetes")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .cluster_ip
+        .unwrap();
+    assert_eq!(connect(format!("{api_ip}:443")), "connected\n");
 }
