@@ -1,10 +1,11 @@
 //! End to end against a real Kubernetes API server: the one `KUBECONFIG`
-//! names. `scripts/e2e` starts a throwaway control plane (etcd,
-//! kube-apiserver and kube-controller-manager 1.20.2, built by
+//! names. `scripts/e2e` starts a throwaway single-node Kubernetes 1.20.2
+//! (control plane, kubelet, containerd, kube-proxy, built by
 //! `scripts/control-plane`) and runs this suite against it; CI does that on
 //! every run. The suite runs unchanged against any other disposable cluster
 //! (kind, k3d, a current release): `KUBECONFIG=... cargo nextest run --test
-//! e2e_cluster`. Without a cluster it fails; it never skips.
+//! e2e_cluster`. Without a cluster it fails; it never skips, but for the
+//! node scenario on a cluster it cannot load its image into (it says so).
 //!
 //! Every scenario gets a fresh namespace (deleted afterwards), the chart's
 //! ServiceAccount and RBAC rendered by `helm template` for that namespace,
@@ -31,6 +32,7 @@
 //! | once-code broker: TokenReview, RBAC, limits | [`m_workloads_get_once_codes_by_their_service_account`] |
 //! | n. 10,000 codes rotate once each, the object under 512 KiB | [`scale::n_ten_thousand_codes_rotate_once_each_within_512_kib`] |
 //! | v. the broker and the metrics port under junk: TokenReviews within the budget, served callers keep their codes, idle connections closed | [`broker_flood::v_junk_tokens_cost_reviews_within_the_budget_and_served_callers_keep_their_codes`] (figures: `scripts/bench-broker-flood`) |
+//! | the node runs a pod: its Service from the host and the pod, the API server from the pod, logs, exec (needs a Ready node) | [`node::node_runs_a_pod_that_answers_through_its_service`] |
 
 mod common;
 mod e2e;
@@ -46,6 +48,9 @@ mod scale;
 // Scenario v, and its bench (ignored; scripts/bench-broker-flood).
 #[path = "e2e_cluster/broker_flood.rs"]
 mod broker_flood;
+// The node of scripts/control-plane runs pods (skipped without a Ready node).
+#[path = "e2e_cluster/node.rs"]
+mod node;
 
 use common::offline::fleet_seed;
 use common::{ROBOT, robot_seed, seed_yaml};
