@@ -21,14 +21,13 @@ the two through the constants below.
 """
 
 import argparse
-import hashlib
-import io
-import json
 import os
 import re
 import subprocess
 import sys
-import tarfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import docker_archive  # noqa: E402  (the writer the pause image uses too)
 
 # The layout the Dockerfile's final stage has too.
 BINARY = "/metastudio-operator"
@@ -48,8 +47,6 @@ ENV = [
     f"SSL_CERT_FILE={CA_BUNDLE}",
 ]
 
-EPOCH = 0
-CREATED = "1970-01-01T00:00:00Z"
 NONROOT = 65532
 PASSWD = "root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n"
 GROUP = "root:x:0:\nnonroot:x:65532:\n"
@@ -122,86 +119,27 @@ def entries(binary, libraries, ca_bundle):
     return sorted(files + list(dirs.values()), key=lambda e: e.path)
 
 
-def tar_bytes(members):
-    """A tar of `members` ((TarInfo, bytes or None)), byte for byte the same
-    for the same members."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-        for info, data in members:
-            tar.addfile(info, io.BytesIO(data) if data is not None else None)
-    return buffer.getvalue()
-
-
-def tar_info(name, mode, uid=0, size=None):
-    info = tarfile.TarInfo(name)
-    info.mtime = EPOCH
-    info.mode = mode
-    info.uid = info.gid = uid
-    info.uname = info.gname = ""
-    if size is None:
-        info.type = tarfile.DIRTYPE
-    else:
-        info.size = size
-    return info
-
-
 def layer(entries_):
-    return tar_bytes(
-        (tar_info(e.path + ("/" if e.is_dir else ""), e.mode, e.uid, None if e.is_dir else len(e.data)), e.data)
-        for e in entries_
+    return docker_archive.tar_bytes(
+        (e.path + ("/" if e.is_dir else ""), e.data, e.mode, e.uid) for e in entries_
     )
 
 
-def sha256(data):
-    return hashlib.sha256(data).hexdigest()
-
-
-def canonical_json(value):
-    return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
-
-
-def image_config(diff_id):
+def runtime_config():
     return {
-        "architecture": "amd64",
-        "os": "linux",
-        "created": CREATED,
-        "config": {
-            "User": USER,
-            "Entrypoint": ENTRYPOINT,
-            "Cmd": CMD,
-            "ExposedPorts": {port: {} for port in EXPOSED_PORTS},
-            "Env": ENV,
-            "WorkingDir": "/",
-            "Labels": LABELS,
-        },
-        "rootfs": {"type": "layers", "diff_ids": [f"sha256:{diff_id}"]},
-        "history": [{"created": CREATED, "created_by": "scripts/image"}],
+        "User": USER,
+        "Entrypoint": ENTRYPOINT,
+        "Cmd": CMD,
+        "ExposedPorts": {port: {} for port in EXPOSED_PORTS},
+        "Env": ENV,
+        "WorkingDir": "/",
+        "Labels": LABELS,
     }
-
-
-def docker_archive(name, layer_tar):
-    """The docker-archive tarball of a one-layer image, and the image's id
-    (the sha256 of its config, what `crictl images` shows)."""
-    layer_id = sha256(layer_tar)
-    config = canonical_json(image_config(layer_id))
-    image_id = sha256(config)
-    manifest = canonical_json([{
-        "Config": f"{image_id}.json",
-        "RepoTags": [name],
-        "Layers": [f"{layer_id}/layer.tar"],
-    }])
-    archive = tar_bytes([
-        (tar_info(f"{layer_id}/", 0o755), None),
-        (tar_info(f"{layer_id}/layer.tar", 0o644, size=len(layer_tar)), layer_tar),
-        (tar_info(f"{image_id}.json", 0o644, size=len(config)), config),
-        (tar_info("manifest.json", 0o644, size=len(manifest)), manifest),
-    ])
-    return archive, image_id
 
 
 def describe(entries_, image_id, name, archive_size, out):
     owner = lambda e: "nonroot" if e.uid == NONROOT else "root"
-    lines = [f"image {name}", f"  id      sha256:{image_id}", f"  archive {out} ({archive_size / 1048576:.1f} MiB)"]
+    lines = [f"image {name}", f"  id      {image_id}", f"  archive {out} ({archive_size / 1048576:.1f} MiB)"]
     lines.append(f"  user {USER}, entrypoint {ENTRYPOINT}, cmd {CMD}, ports {EXPOSED_PORTS}")
     lines.append("  contents:")
     for e in entries_:
@@ -227,13 +165,13 @@ def main():
         contents = entries(args.binary, shared_libraries(args.binary), args.ca_bundle)
     except PackError as err:
         sys.exit(f"image_pack: {err}")
-    archive, image_id = docker_archive(args.name, layer(contents))
+    archive, image_id = docker_archive.archive(args.name, layer(contents), runtime_config(), "scripts/image")
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     tmp = args.out + ".tmp"
     with open(tmp, "wb") as f:
         f.write(archive)
     os.replace(tmp, args.out)
-    print(f"sha256:{image_id}" if args.quiet else describe(contents, image_id, args.name, len(archive), args.out))
+    print(image_id if args.quiet else describe(contents, image_id, args.name, len(archive), args.out))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 //! The node runs pods: a pod of a tiny static image (`node_echo.c` beside
 //! this file, built with `musl-gcc -static` and packed by
-//! `scripts/docker-archive`, as `scripts/control-plane` builds the pause
+//! `scripts/docker_archive.py`, as `scripts/control-plane` builds the pause
 //! image) gets Ready through a probe from the kubelet, answers the host
 //! through its Service's ClusterIP, and `kubectl logs` and `kubectl exec`
 //! reach it through the kubelet (the apiserver's kubelet client
@@ -60,7 +60,7 @@ fn build_and_load_image(dir: &Path, loader: &str) {
             .arg(&source),
     );
     succeed(
-        Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/docker-archive"))
+        Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/docker_archive.py"))
             .args([
                 "--tag",
                 IMAGE,

@@ -2,7 +2,7 @@
 """Packs files into a one-layer image tarball in the docker-archive format
 (what `docker save` writes), without Docker and without a registry.
 
-  scripts/docker-archive --tag NAME:TAG --entrypoint PATH [--user UID:GID]
+  scripts/docker_archive.py --tag NAME:TAG --entrypoint PATH [--user UID:GID]
                          [--env KEY=VALUE]... -o OUT.tar SRC:DEST [SRC:DEST ...]
 
 Each SRC file lands at the absolute path DEST in the image, owned by root,
@@ -13,6 +13,9 @@ the same bytes and the same image ID, which it prints (sha256:...).
 Load it with `ctr -n k8s.io images import OUT.tar` (scripts/control-plane's
 node exports CONTROL_PLANE_LOAD_IMAGE for that), `docker load` or
 `kind load image-archive`.
+
+As a module it is the writer behind scripts/image_pack.py (the operator's
+image) too: `tar_bytes` and `archive`.
 """
 
 import argparse
@@ -27,11 +30,11 @@ import tarfile
 ARCHITECTURES = {"x86_64": "amd64", "aarch64": "arm64"}
 
 
-def add(archive, name, data=None, mode=0o644):
+def add(archive, name, data=None, mode=0o644, uid=0):
     """Adds a regular file (or, without data, a directory) with fixed metadata."""
     info = tarfile.TarInfo(name)
     info.mtime = 0
-    info.uid = info.gid = 0
+    info.uid = info.gid = uid
     info.uname = info.gname = ""
     info.mode = mode
     if data is None:
@@ -43,11 +46,12 @@ def add(archive, name, data=None, mode=0o644):
 
 
 def tar_bytes(members):
-    """A tar (USTAR) of members: (name, data or None for a directory, mode)."""
+    """A tar (USTAR) of members: (name, data or None for a directory, mode[,
+    uid]), byte for byte the same for the same members."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.USTAR_FORMAT) as archive:
-        for name, data, mode in members:
-            add(archive, name, data, mode)
+        for member in members:
+            add(archive, *member)
     return buffer.getvalue()
 
 
@@ -64,18 +68,15 @@ def layer(files):
     return tar_bytes((name, data, mode) for name, (data, mode) in sorted(members.items()))
 
 
-def image_config(layer_digest, args):
-    config = {"Entrypoint": args.entrypoint, "WorkingDir": "/"}
-    if args.env:
-        config["Env"] = args.env
-    if args.user:
-        config["User"] = args.user
+def image_config(layer_digest, runtime, created_by):
+    """The image config of one layer; `runtime` is its `config` (Entrypoint,
+    User, Env, ...). No build time in it: the same layer, the same id."""
     return {
         "architecture": ARCHITECTURES.get(platform.machine(), platform.machine()),
         "os": "linux",
-        "config": config,
+        "config": runtime,
         "rootfs": {"type": "layers", "diff_ids": ["sha256:" + layer_digest]},
-        "history": [{"created_by": "scripts/docker-archive"}],
+        "history": [{"created_by": created_by}],
     }
 
 
@@ -103,16 +104,16 @@ def parse_args():
     return args, files
 
 
-def main():
-    args, files = parse_args()
-    layer_tar = layer(files)
+def archive(tag, layer_tar, runtime, created_by):
+    """The docker-archive tarball of a one-layer image, and the image id
+    (sha256:<digest of its config>, what `crictl images` shows)."""
     layer_digest = hashlib.sha256(layer_tar).hexdigest()
-    config = canonical(image_config(layer_digest, args))
+    config = canonical(image_config(layer_digest, runtime, created_by))
     config_digest = hashlib.sha256(config).hexdigest()
     manifest = canonical(
-        [{"Config": config_digest + ".json", "RepoTags": [args.tag], "Layers": [layer_digest + "/layer.tar"]}]
+        [{"Config": config_digest + ".json", "RepoTags": [tag], "Layers": [layer_digest + "/layer.tar"]}]
     )
-    archive = tar_bytes(
+    tarball = tar_bytes(
         [
             (layer_digest + "/", None, 0o755),
             (layer_digest + "/layer.tar", layer_tar, 0o644),
@@ -120,9 +121,20 @@ def main():
             ("manifest.json", manifest, 0o644),
         ]
     )
+    return tarball, "sha256:" + config_digest
+
+
+def main():
+    args, files = parse_args()
+    runtime = {"Entrypoint": args.entrypoint, "WorkingDir": "/"}
+    if args.env:
+        runtime["Env"] = args.env
+    if args.user:
+        runtime["User"] = args.user
+    tarball, image_id = archive(args.tag, layer(files), runtime, "scripts/docker_archive.py")
     with open(args.output, "wb") as f:
-        f.write(archive)
-    print("sha256:" + config_digest)
+        f.write(tarball)
+    print(image_id)
 
 
 if __name__ == "__main__":
