@@ -40,22 +40,26 @@ fn directory(sim: &Simulator, shared_conditions: Value) -> ClusterDirectory {
         "metadata": {"name": "team", "namespace": NS}, "spec": team,
     }))
     .unwrap();
-    let mut shared = target(sim);
-    shared["credentialsSecretRef"] =
-        json!({"name": "shared-credentials", "namespace": OPERATOR_NS});
-    shared["conditions"] = shared_conditions;
-    let shared: ClusterMetaStudioConnection = serde_json::from_value(json!({
-        "apiVersion": "metastudio.huaweicloud.com/v1alpha1", "kind": "ClusterMetaStudioConnection",
-        "metadata": {"name": "shared"}, "spec": shared,
-    }))
-    .unwrap();
     let retail: PartialObjectMeta<k8s_openapi::api::core::v1::Namespace> =
         serde_json::from_value(json!({
             "apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
             "metadata": {"name": NS, "labels": {"tier": "kiosk"}},
         }))
         .unwrap();
-    ClusterDirectory::of(&[team], &[shared], &[retail])
+    ClusterDirectory::of(&[team], &[shared(sim, shared_conditions)], &[retail])
+}
+
+/// `shared`, its Secret in metastudio-system, for `conditions`.
+fn shared(sim: &Simulator, conditions: Value) -> ClusterMetaStudioConnection {
+    let mut shared = target(sim);
+    shared["credentialsSecretRef"] =
+        json!({"name": "shared-credentials", "namespace": OPERATOR_NS});
+    shared["conditions"] = conditions;
+    serde_json::from_value(json!({
+        "apiVersion": "metastudio.huaweicloud.com/v1alpha1", "kind": "ClusterMetaStudioConnection",
+        "metadata": {"name": "shared"}, "spec": shared,
+    }))
+    .unwrap()
 }
 
 fn kiosks_only() -> Value {
@@ -176,6 +180,43 @@ async fn a_cluster_connection_refuses_a_robot_it_does_not_list() {
 }
 
 #[tokio::test]
+async fn a_namespace_whose_labels_are_not_known_yet_is_admitted_by_no_selector_and_retried() {
+    // A selector that a namespace without labels would pass: unknown labels
+    // are not taken for none.
+    let sim = simulator(robot_seed(2, 7), FaultConfig::default()).await;
+    let (client, mut api) = mock_client();
+    let r = resource(
+        "kiosk",
+        json!({"robotId": ROBOT, "validPeriod": 7,
+               "connectionRef": {"kind": "ClusterMetaStudioConnection", "name": "shared"}}),
+    );
+    let not_finance = json!([{"namespaceSelector": {"matchExpressions": [
+        {"key": "team", "operator": "NotIn", "values": ["finance"]}]}}]);
+    let unseen = ClusterDirectory::of(&[], &[shared(&sim, not_finance)], &[]);
+    let ctx = context_with(client, &[&r], defaults(&sim), unseen);
+    let task = run_reconcile(&r, &ctx).await;
+    api.expect_event(NS, "NamespaceLabelsUnknown").await;
+    let status = expect_status(&mut api, &r).await;
+    let action = api.finish(task).await;
+    let ready = condition(&status, "Ready");
+    assert_eq!(ready["reason"], "NamespaceLabelsUnknown", "{status}");
+    assert!(
+        ready["message"]
+            .as_str()
+            .unwrap()
+            .contains("the labels of namespace retail are not known yet"),
+        "{status}"
+    );
+    assert_eq!(
+        condition(&status, "Reconciling")["status"],
+        "True",
+        "retried, not stalled: {status}"
+    );
+    assert!(requeue_secs(&action).is_some(), "a retry is scheduled");
+    assert_eq!(sim.counters().total_calls(), 0);
+}
+
+#[tokio::test]
 async fn the_operators_credentials_are_not_for_namespaces_that_may_not_use_them() {
     let message = refused(
         json!({"robotId": ROBOT, "validPeriod": 7}),
@@ -292,16 +333,21 @@ async fn a_token_never_goes_over_plain_http_to_another_host_unless_the_connectio
     let (endpoint, connections) = counting_listener();
     // Not loopback as far as the rule goes: the name is not localhost.
     let remote = endpoint.replace("127.0.0.1", "kiosk-gateway.internal");
+    let gateway: MetaStudioConnection = serde_json::from_value(json!({
+        "apiVersion": "metastudio.huaweicloud.com/v1alpha1", "kind": "MetaStudioConnection",
+        "metadata": {"name": "gateway", "namespace": NS},
+        "spec": {"endpoint": remote, "projectId": sim.project_id(), "credentialsSecretRef": {"name": CREDS}},
+    }))
+    .unwrap();
     let r = resource(
         "kiosk",
-        json!({"robotId": ROBOT, "validPeriod": 7,
-               "connection": {"endpoint": remote, "credentialsSecretRef": {"name": CREDS}}}),
+        json!({"robotId": ROBOT, "validPeriod": 7, "connectionRef": {"name": "gateway"}}),
     );
     let ctx = context_with(
         client,
         &[&r],
         defaults(&sim),
-        directory(&sim, kiosks_only()),
+        ClusterDirectory::of(&[gateway], &[], &[]),
     );
     let task = run_reconcile(&r, &ctx).await;
     api.expect(
@@ -312,9 +358,40 @@ async fn a_token_never_goes_over_plain_http_to_another_host_unless_the_connectio
     )
     .await;
     let message = expect_refusal(&mut api, &r, "ConnectionNotAllowed", task, &sim).await;
-    assert!(message.contains("refusing to send a token (X-Auth-Token or X-Security-Token) over plain http to kiosk-gateway.internal"), "{message}");
+    assert!(message.starts_with("MetaStudioConnection retail/gateway: refusing to send a token (X-Auth-Token or X-Security-Token) over plain http to kiosk-gateway.internal"), "{message}");
     assert!(!message.contains("a-static-token"), "{message}");
     assert_eq!(connections.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn an_endpoint_of_the_resources_choosing_never_gets_the_namespaces_credentials() {
+    // Someone who may create ActivationCodes but not read Secrets names
+    // their own server and the namespace's Secret (a token, or AK/SK): the
+    // refusal comes before the Secret is read (expect_refusal: only the
+    // Event and the status), and nothing connects to the server.
+    let (endpoint, connections) = counting_listener();
+    for operator in [defaults, |sim: &Simulator| {
+        operator_with(sim, DefaultCredentialsScope::Everyone)
+    }] {
+        let message = refused(
+            json!({"robotId": ROBOT, "validPeriod": 7,
+                   "connection": {"endpoint": endpoint, "credentialsSecretRef": {"name": CREDS}}}),
+            operator,
+            kiosks_only(),
+            "ConnectionNotAllowed",
+        )
+        .await;
+        assert!(
+            message.starts_with("spec.connection.endpoint is not an official MetaStudio endpoint")
+                && message.contains("create a MetaStudioConnection with this endpoint"),
+            "{message}"
+        );
+    }
+    assert_eq!(
+        connections.load(Ordering::SeqCst),
+        0,
+        "nothing reached the named endpoint"
+    );
 }
 
 #[tokio::test]

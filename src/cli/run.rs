@@ -13,7 +13,7 @@ use crate::metastudio::client::TransportError;
 use crate::metastudio::{ConnectionError, Transport};
 use crate::telemetry::http::{self, Health};
 use crate::telemetry::metrics::OperatorMetrics;
-use crate::tenancy::DefaultCredentialsScope;
+use crate::tenancy::{DefaultCredentialsScope, InlineEndpoints};
 use clap::Args;
 use futures::FutureExt;
 use kube::Client;
@@ -133,6 +133,9 @@ pub async fn run(
         credentials_scope: DefaultCredentialsScope::from_names(
             &args.default_credentials_namespaces,
         ),
+        // A resource never sends credentials to an endpoint of its own
+        // choosing in the cluster: connection resources choose endpoints.
+        inline_endpoints: InlineEndpoints::OfficialOnly,
     };
     if defaults.credentials.is_some()
         && defaults.credentials_scope == DefaultCredentialsScope::Nobody

@@ -3,7 +3,7 @@
 //! the resolved endpoint. Every refusal comes before any remote call.
 
 use super::Next;
-use super::conditions::reason;
+use super::conditions::{self, Progress, reason};
 use super::host::{Host, SecretSource};
 use crate::crd::ActivationCode;
 use crate::credentials;
@@ -22,8 +22,15 @@ pub(super) async fn connect<H: Host>(
     defaults: &OperatorDefaults,
 ) -> Result<(Connection, Grant), Stop> {
     let namespace = resource.namespace().unwrap_or_default();
-    let grant = tenancy::decide(&namespace, &resource.spec, host, defaults)
-        .map_err(|refusal| (refusal.reason, refusal.message, Next::AwaitChange))?;
+    let grant = tenancy::decide(&namespace, &resource.spec, host, defaults).map_err(|refusal| {
+        // Most refusals wait for an edit; a namespace not seen yet, for the
+        // cache (which nudges the resource too).
+        let next = match conditions::progress(refusal.reason) {
+            Progress::Retrying => Next::Retry { at_least: None },
+            Progress::NeedsHuman | Progress::Settled => Next::AwaitChange,
+        };
+        (refusal.reason, refusal.message, next)
+    })?;
     let connection = connect_grant(&grant, host, defaults).await?;
     Ok((connection, grant))
 }
