@@ -127,6 +127,27 @@ pub enum CredentialsSource {
     Operator,
 }
 
+impl CredentialsSource {
+    /// Whether both name the same credentials: the same Secret (whichever
+    /// field names it), or both the operator's own.
+    pub fn same_source(&self, other: &CredentialsSource) -> bool {
+        match (self, other) {
+            (
+                Self::Secret {
+                    namespace, name, ..
+                },
+                Self::Secret {
+                    namespace: other_namespace,
+                    name: other_name,
+                    ..
+                },
+            ) => (namespace, name) == (other_namespace, other_name),
+            (Self::Operator, Self::Operator) => true,
+            _ => false,
+        }
+    }
+}
+
 /// A connection the resource may use, not yet resolved (its Secret is read
 /// when it is used).
 #[derive(Debug, Clone, PartialEq)]

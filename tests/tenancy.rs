@@ -7,7 +7,7 @@
 mod common;
 
 use common::controller::*;
-use common::kube_mock::{ApiServer, mock_client, secret};
+use common::kube_mock::{ApiServer, mock_client, not_found, secret};
 use common::{ROBOT, robot_seed, simulator};
 use kube::api::PartialObjectMeta;
 use metastudio_operator::controller::directory::ClusterDirectory;
@@ -424,4 +424,130 @@ async fn a_resource_of_another_project_naming_the_same_robot_is_no_conflict() {
     let status = expect_status(&mut api, &r).await;
     api.finish(task).await;
     assert_eq!(condition(&status, "Ready")["reason"], "Synced", "{status}");
+}
+
+/// The Secret `elsewhere/theirs` of the squatter, as the API answers it.
+enum Theirs {
+    /// Not read: the squatter's connection is refused.
+    NotRead,
+    Missing,
+    /// The API server fails the read.
+    Unreadable,
+    Keys(&'static str, &'static str),
+}
+
+/// An older ActivationCode in namespace `elsewhere` names the victim's
+/// robot, project and endpoint, with `connection` merged into its own
+/// `spec.connection` (its Secret `theirs` answered as `theirs`); the
+/// victim's reconcile ends with Ready reason `expected` (after a Warning
+/// Event, unless Synced). The victim's status.
+async fn squatted(connection: Value, theirs: Theirs, expected: &str) -> (Value, Simulator) {
+    let sim = simulator(robot_seed(2, 7), FaultConfig::default()).await;
+    let (client, mut api) = mock_client();
+    let mut spec = json!({"robotId": ROBOT, "validPeriod": 30,
+        "connection": {"projectId": sim.project_id(), "credentialsSecretRef": {"name": "theirs"}}});
+    for (k, v) in connection.as_object().unwrap() {
+        spec["connection"][k] = v.clone();
+    }
+    let mut squatter = resource("squatter", spec);
+    squatter.metadata.namespace = Some("elsewhere".into());
+    squatter.metadata.creation_timestamp =
+        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            "2020-01-01T00:00:00Z".parse().unwrap(),
+        ));
+    let r = resource(
+        "kiosk",
+        with_creds(json!({"robotId": ROBOT, "validPeriod": 7})),
+    );
+    let ctx = context_with(
+        client,
+        &[&r, &squatter],
+        defaults(&sim),
+        directory(&sim, kiosks_only()),
+    );
+    let task = run_reconcile(&r, &ctx).await;
+    expect_creds(&mut api).await;
+    let path = "/api/v1/namespaces/elsewhere/secrets/theirs";
+    match theirs {
+        Theirs::NotRead => {}
+        Theirs::Missing => {
+            api.expect("GET", path, 404, not_found("secrets", "theirs"))
+                .await;
+        }
+        Theirs::Unreadable => {
+            let failure = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                                 "message": "etcdserver: request timed out", "reason": "InternalError", "code": 500});
+            api.expect("GET", path, 500, failure).await;
+        }
+        Theirs::Keys(ak, sk) => {
+            let answer = secret(
+                "elsewhere",
+                "theirs",
+                &[("accessKey", ak), ("secretKey", sk)],
+            );
+            api.expect("GET", path, 200, answer).await;
+        }
+    }
+    if expected != "Synced" {
+        api.expect_event(NS, expected).await;
+    }
+    let status = expect_status(&mut api, &r).await;
+    api.finish(task).await;
+    assert_eq!(condition(&status, "Ready")["reason"], expected, "{status}");
+    (status, sim)
+}
+
+#[tokio::test]
+async fn an_older_squatter_without_the_victims_credentials_stops_nothing() {
+    for (case, connection, theirs) in [
+        ("its Secret does not exist", json!({}), Theirs::Missing),
+        (
+            "other credentials",
+            json!({}),
+            Theirs::Keys("their-ak", "their-sk"),
+        ),
+        (
+            "its connection is refused",
+            json!({"endpoint": "http://127.0.0.1:9"}),
+            Theirs::NotRead,
+        ),
+    ] {
+        // The victim manages its codes.
+        let (_, sim) = squatted(connection, theirs, "Synced").await;
+        assert!(sim.counters().total_calls() > 0, "{case}");
+    }
+}
+
+#[tokio::test]
+async fn an_older_resource_with_the_same_credentials_in_another_namespace_is_a_rival() {
+    let (_, sim) = squatted(
+        json!({}),
+        Theirs::Keys(DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY),
+        "Conflict",
+    )
+    .await;
+    assert_eq!(
+        sim.counters().total_updates(),
+        0,
+        "the younger writes nothing"
+    );
+}
+
+#[tokio::test]
+async fn a_rival_whose_secret_cannot_be_read_now_holds_the_resource_back_and_is_retried() {
+    let (status, sim) = squatted(json!({}), Theirs::Unreadable, "ConflictUnchecked").await;
+    let message = condition(&status, "Ready")["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("ActivationCode elsewhere/squatter is older and selects some of the same codes, and whether it calls as this resource does cannot be told now (cannot read Secret elsewhere/theirs"),
+        "{message}"
+    );
+    assert_eq!(
+        condition(&status, "Reconciling")["status"],
+        "True",
+        "{status}"
+    );
+    assert_eq!(
+        sim.counters().total_updates() + sim.counters().total_resets(),
+        0
+    );
 }

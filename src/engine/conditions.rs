@@ -30,6 +30,10 @@ pub mod reason {
     pub const REMOTE_ERROR: &str = "RemoteError";
     pub const RATE_LIMITED: &str = "RateLimited";
     pub const CONFLICT: &str = "Conflict";
+    /// An older resource selects some of the same codes, and its
+    /// credentials Secret could not be read to tell whether it calls as
+    /// this one does (a rival): nothing is changed until it can be told.
+    pub const CONFLICT_UNCHECKED: &str = "ConflictUnchecked";
     pub const SUSPENDED: &str = "Suspended";
     pub const EXPORT_FAILED: &str = "ExportFailed";
     /// The status (with the reset intents) could not be stored, so no reset
@@ -96,6 +100,7 @@ pub fn progress(ready_reason: &str) -> Progress {
         | reason::ROTATING
         | reason::LISTING_INCOMPLETE
         | reason::NAMESPACE_LABELS_UNKNOWN
+        | reason::CONFLICT_UNCHECKED
         | reason::STATUS_NOT_SAVED => Progress::Retrying,
         reason::INVALID_SPEC
         | reason::CREDENTIALS_NOT_FOUND
