@@ -142,6 +142,7 @@ fn measure(codes: u32) -> Result<Figures, String> {
             },
             credentials: Some(Credentials::ak_sk(DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY)),
             credentials_scope: DefaultCredentialsScope::Everyone,
+            inline_endpoints: metastudio_operator::tenancy::InlineEndpoints::Any,
         },
     )
     .with_concurrency(16);

@@ -96,7 +96,9 @@ pub struct ActivationCodeSpec {
     /// to the operator's defaults (its flags and environment). An endpoint,
     /// region or projectId of the resource's own needs its own
     /// credentialsSecretRef: the operator's credentials never go where a
-    /// resource chooses. Instead of connectionRef.
+    /// resource chooses. In a cluster, an endpoint of its own may only be
+    /// an official one: other endpoints are named in a MetaStudioConnection
+    /// (connectionRef). Instead of connectionRef.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection: Option<ConnectionSpec>,
 
@@ -191,7 +193,12 @@ pub struct ConnectionSpec {
     #[schemars(regex(pattern = r"^[a-z0-9-]+$"))]
     pub region: Option<String>,
 
-    /// Full endpoint URL; overrides region.
+    /// Full endpoint URL; overrides region. In a cluster only an official
+    /// one, https://metastudio.{region}.myhuaweicloud.com (region says the
+    /// same): any other endpoint (a private one, a proxy) is refused with
+    /// ConnectionNotAllowed and must be named in a MetaStudioConnection,
+    /// so that only whoever may create connections chooses where the
+    /// namespace's credentials go. `reconcile -f` takes any endpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^https?://"))]
     pub endpoint: Option<String>,

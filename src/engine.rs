@@ -16,8 +16,9 @@ pub mod verdict;
 
 use crate::crd::{ActivationCode, ActivationCodeSpec, ActivationCodeStatus};
 use crate::fingerprint::FingerprintKey;
-use crate::metastudio::{ActiveCode, Listing, MetaStudioClient, Transport};
+use crate::metastudio::{ActiveCode, Connection, Listing, MetaStudioClient, Transport};
 use crate::plan::{self, Action};
+use crate::tenancy::Grant;
 use conditions::reason;
 use host::Host;
 use jiff::Timestamp;
@@ -216,13 +217,14 @@ impl Engine {
             Ok(listing) => listing,
             Err(err) => return Err(Box::new(run.remote_failure(&err).await)),
         };
-        let rivals: Vec<ActivationCode> = others
-            .iter()
-            .filter(|o| o.spec.robot_id == spec.robot_id)
-            .filter(|o| connect::same_target(o, run.host, &self.defaults, client.connection()))
-            .cloned()
-            .collect();
-        if let Some(older) = conflicting(run.resource, &rivals, &listing.codes) {
+        let rival = self
+            .rival(run, others, client.connection(), &grant, &listing.codes)
+            .await;
+        let rival = match rival {
+            Ok(rival) => rival,
+            Err((why, message, next)) => return Err(Box::new(run.stop(why, message, next).await)),
+        };
+        if let Some(older) = rival {
             let message = format!(
                 "ActivationCode {older} manages some of the same codes and is older; this resource changes nothing until they select different codes (spec.roomId or spec.activeCodeIds)"
             );
@@ -230,6 +232,30 @@ impl Engine {
             return Err(Box::new(run.stop(reason::CONFLICT, message, next).await));
         }
         Ok((client, key, listing))
+    }
+
+    /// The oldest resource (`namespace/name`) older than this one that
+    /// selects some of its codes and would call as the same caller
+    /// (endpoint, project and credentials; see [`connect::same_caller`]):
+    /// it manages those codes, and this one changes nothing.
+    async fn rival<H: Host>(
+        &self,
+        run: &Run<'_, H>,
+        others: &[ActivationCode],
+        connection: &Connection,
+        grant: &Grant,
+        remote: &[ActiveCode],
+    ) -> Result<Option<String>, connect::Stop> {
+        for other in older_claimants(run.resource, others, remote) {
+            if connect::same_caller(other, run.host, &self.defaults, connection, grant).await? {
+                return Ok(Some(format!(
+                    "{}/{}",
+                    other.namespace().unwrap_or_default(),
+                    other.name_any()
+                )));
+            }
+        }
+        Ok(None)
     }
 }
 
@@ -245,13 +271,14 @@ fn deleting(resource: &ActivationCode) -> Option<String> {
     ))
 }
 
-/// The oldest other resource that selects one of this resource's codes, if
-/// that resource is older (creation time, then namespace/name).
-fn conflicting(
+/// The other resources older than `resource` that select one of its codes,
+/// oldest first (creation time, then namespace/name): those whose claim
+/// comes first, if they call as the same caller.
+fn older_claimants<'a>(
     resource: &ActivationCode,
-    others: &[ActivationCode],
+    others: &'a [ActivationCode],
     remote: &[ActiveCode],
-) -> Option<String> {
+) -> Vec<&'a ActivationCode> {
     let age = |r: &ActivationCode| {
         (
             r.metadata.creation_timestamp.as_ref().map(|t| t.0),
@@ -264,7 +291,7 @@ fn conflicting(
         .map(|c| c.active_code_id.as_str())
         .collect();
     let my_age = age(resource);
-    others
+    let mut claimants: Vec<&ActivationCode> = others
         .iter()
         .filter(|o| o.spec.robot_id == resource.spec.robot_id && !o.spec.suspend)
         .filter(|o| (o.namespace(), o.name_any()) != (resource.namespace(), resource.name_any()))
@@ -274,8 +301,9 @@ fn conflicting(
                 .iter()
                 .any(|c| mine.contains(&c.active_code_id.as_str()))
         })
-        .min_by(|a, b| age(a).cmp(&age(b)))
-        .map(|o| format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any()))
+        .collect();
+    claimants.sort_by_cached_key(|o| age(o));
+    claimants
 }
 
 /// `a` was created before `b`; a missing creation time sorts last, and ties

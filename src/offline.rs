@@ -126,6 +126,7 @@ mod tests {
             },
             credentials: Some(Credentials::ak_sk(DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY)),
             credentials_scope: crate::tenancy::DefaultCredentialsScope::Everyone,
+            inline_endpoints: crate::tenancy::InlineEndpoints::Any,
         };
         let engine = Engine::new(transport, defaults);
         let host = OfflineHost::new(BTreeMap::new(), None, None).unwrap();

@@ -3,7 +3,10 @@
 //!
 //! * from `spec.connectionRef`: a MetaStudioConnection in N, or a
 //!   ClusterMetaStudioConnection whose conditions admit N (and the robot);
-//! * from `spec.connection` with N's own `credentialsSecretRef`;
+//! * from `spec.connection` with N's own `credentialsSecretRef`, and then
+//!   never an endpoint of the resource's choosing other than an official
+//!   one ([`InlineEndpoints`]): where credentials go is chosen in a
+//!   connection resource, by whoever may create one;
 //! * from the operator's defaults, only when N may use the operator's own
 //!   credentials (`--default-credentials-namespaces`), and then without an
 //!   endpoint, region or project of the resource's choosing: the operator
@@ -13,14 +16,16 @@
 //! the field, the connection and the rule. Pure: the lookups come through
 //! a [`Directory`], the cluster's caches or the manifests on disk.
 
-use crate::crd::ActivationCodeSpec;
 use crate::crd::connection::{
     AccessCondition, ClusterMetaStudioConnectionSpec, ConnectionKind, ConnectionReference,
     ConnectionTarget, MetaStudioConnectionSpec,
 };
-use crate::engine::conditions::reason::{CONNECTION_NOT_ALLOWED, CONNECTION_NOT_FOUND};
+use crate::crd::{ActivationCodeSpec, ConnectionSpec};
+use crate::engine::conditions::reason::{
+    CONNECTION_NOT_ALLOWED, CONNECTION_NOT_FOUND, NAMESPACE_LABELS_UNKNOWN,
+};
 use crate::metastudio::Credentials;
-use crate::metastudio::settings::ConnectionSettings;
+use crate::metastudio::settings::{ConnectionSettings, is_official_endpoint};
 use kube::core::{Selector, SelectorExt};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -30,8 +35,10 @@ pub trait Directory {
     fn connection(&self, namespace: &str, name: &str) -> Option<MetaStudioConnectionSpec>;
     /// The ClusterMetaStudioConnection `name`, if it exists.
     fn cluster_connection(&self, name: &str) -> Option<ClusterMetaStudioConnectionSpec>;
-    /// The labels of `namespace`; `None` when they are not known (then
-    /// only a selector that matches every namespace admits it).
+    /// The labels of `namespace`; `None` when they are not known (the
+    /// namespace was not seen yet): then no selector admits it but one
+    /// that matches every namespace ({}), and the refusal is looked at
+    /// again ([`NAMESPACE_LABELS_UNKNOWN`]).
     fn namespace_labels(&self, namespace: &str) -> Option<BTreeMap<String, String>>;
 }
 
@@ -120,6 +127,27 @@ pub enum CredentialsSource {
     Operator,
 }
 
+impl CredentialsSource {
+    /// Whether both name the same credentials: the same Secret (whichever
+    /// field names it), or both the operator's own.
+    pub fn same_source(&self, other: &CredentialsSource) -> bool {
+        match (self, other) {
+            (
+                Self::Secret {
+                    namespace, name, ..
+                },
+                Self::Secret {
+                    namespace: other_namespace,
+                    name: other_name,
+                    ..
+                },
+            ) => (namespace, name) == (other_namespace, other_name),
+            (Self::Operator, Self::Operator) => true,
+            _ => false,
+        }
+    }
+}
+
 /// A connection the resource may use, not yet resolved (its Secret is read
 /// when it is used).
 #[derive(Debug, Clone, PartialEq)]
@@ -160,6 +188,40 @@ pub struct OperatorDefaults {
     pub credentials: Option<Credentials>,
     /// Who may use `credentials` (`--default-credentials-namespaces`).
     pub credentials_scope: DefaultCredentialsScope,
+    /// Where a resource's own `spec.connection.endpoint` may send the
+    /// namespace's credentials.
+    pub inline_endpoints: InlineEndpoints,
+}
+
+/// Where an ActivationCode's own `spec.connection.endpoint` may send the
+/// credentials of its namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum InlineEndpoints {
+    /// Only to an official MetaStudio endpoint,
+    /// `https://metastudio.{region}.myhuaweicloud.com`: in a cluster,
+    /// whoever may create an ActivationCode need not be allowed to read the
+    /// namespace's Secrets, so they must not choose where those go; any
+    /// other endpoint is named in a connection resource, whose authors the
+    /// administrators choose. The default.
+    #[default]
+    OfficialOnly,
+    /// Anywhere: `reconcile -f`, which has no tenants (whoever runs it
+    /// holds the manifests and their Secrets already).
+    Any,
+}
+
+impl InlineEndpoints {
+    /// Whether `endpoint` (set in `spec.connection`) may receive the
+    /// namespace's credentials.
+    fn check(self, endpoint: Option<&str>) -> Result<(), Refusal> {
+        match (self, endpoint) {
+            (_, None) | (Self::Any, _) => Ok(()),
+            (Self::OfficialOnly, Some(endpoint)) if is_official_endpoint(endpoint) => Ok(()),
+            (Self::OfficialOnly, Some(_)) => Err(not_allowed(
+                "spec.connection.endpoint is not an official MetaStudio endpoint (https://metastudio.{region}.myhuaweicloud.com), and an ActivationCode may not choose where its namespace's credentials go: create a MetaStudioConnection with this endpoint (its spec.endpoint) and credentials Secret, and refer to it in spec.connectionRef; or set spec.connection.region instead of the endpoint".into(),
+            )),
+        }
+    }
 }
 
 /// Decides which connection the ActivationCode `spec` in `namespace` may
@@ -170,10 +232,24 @@ pub fn decide(
     directory: &(impl Directory + ?Sized),
     policy: &OperatorDefaults,
 ) -> Result<Grant, Refusal> {
-    if let Some(reference) = &spec.connection_ref {
-        return by_reference(namespace, &spec.robot_id, reference, directory);
+    match &spec.connection_ref {
+        Some(reference) => by_reference(namespace, &spec.robot_id, reference, directory),
+        None => inline(
+            namespace,
+            &spec.connection.clone().unwrap_or_default(),
+            policy,
+        ),
     }
-    let inline = spec.connection.clone().unwrap_or_default();
+}
+
+/// `spec.connection` (or none): the namespace's own credentials Secret,
+/// with an official endpoint, any region and project; or the operator's
+/// credentials, with the operator's endpoint, region and project only.
+fn inline(
+    namespace: &str,
+    inline: &ConnectionSpec,
+    policy: &OperatorDefaults,
+) -> Result<Grant, Refusal> {
     let overrides = ConnectionSettings {
         endpoint: inline.endpoint.clone(),
         region: inline.region.clone(),
@@ -183,6 +259,7 @@ pub fn decide(
     };
     let settings = policy.settings.overlay(&overrides);
     if let Some(secret) = &inline.credentials_secret_ref {
+        policy.inline_endpoints.check(inline.endpoint.as_deref())?;
         return Ok(Grant {
             settings,
             credentials: CredentialsSource::Secret {
@@ -322,18 +399,8 @@ pub fn once_code_grant(
             "no MetaStudioConnection {namespace}/{name} and no ClusterMetaStudioConnection {name}: name a connection of namespace {namespace}, or one the cluster's administrators opened to it"
         ),
     })?;
-    let labels = directory.namespace_labels(namespace).unwrap_or_default();
-    let admitting: Vec<&AccessCondition> = connection
-        .conditions
-        .iter()
-        .filter(|c| admits_namespace(c, namespace, &labels))
-        .collect();
-    if admitting.is_empty() {
-        return Err(not_allowed(format!(
-            "ClusterMetaStudioConnection {name} does not admit namespace {namespace}: none of its spec.conditions names it or selects its labels; ask its owner to add the namespace there"
-        )));
-    }
-    if admitting.iter().all(|c| !c.robot_ids.is_empty()) {
+    let admitting = admitting(namespace, name, &connection.conditions, directory, "")?;
+    if admitting.iter().all(|(_, c)| !c.robot_ids.is_empty()) {
         return Err(not_allowed(format!(
             "ClusterMetaStudioConnection {name} admits namespace {namespace} only for some robots (spec.conditions[].robotIds), and a once-code is valid for every robot of the project; ask its owner for a condition without robotIds"
         )));
@@ -367,17 +434,13 @@ fn admit(
     conditions: &[AccessCondition],
     directory: &(impl Directory + ?Sized),
 ) -> Result<(), Refusal> {
-    let labels = directory.namespace_labels(namespace).unwrap_or_default();
-    let admitting: Vec<(usize, &AccessCondition)> = conditions
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| admits_namespace(c, namespace, &labels))
-        .collect();
-    if admitting.is_empty() {
-        return Err(not_allowed(format!(
-            "spec.connectionRef: ClusterMetaStudioConnection {name} does not admit namespace {namespace}: none of its spec.conditions names it or selects its labels; ask its owner to add the namespace there"
-        )));
-    }
+    let admitting = admitting(
+        namespace,
+        name,
+        conditions,
+        directory,
+        "spec.connectionRef: ",
+    )?;
     let robot_ok = admitting
         .iter()
         .any(|(_, c)| c.robot_ids.is_empty() || c.robot_ids.iter().any(|r| r == robot));
@@ -394,18 +457,56 @@ fn admit(
     )))
 }
 
+/// The conditions (with their index) of ClusterMetaStudioConnection `name`
+/// that admit `namespace`, or why none does; `field` starts the message.
+fn admitting<'a>(
+    namespace: &str,
+    name: &str,
+    conditions: &'a [AccessCondition],
+    directory: &(impl Directory + ?Sized),
+    field: &str,
+) -> Result<Vec<(usize, &'a AccessCondition)>, Refusal> {
+    let labels = directory.namespace_labels(namespace);
+    let admitting: Vec<(usize, &AccessCondition)> = conditions
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| admits_namespace(c, namespace, labels.as_ref()))
+        .collect();
+    if !admitting.is_empty() {
+        return Ok(admitting);
+    }
+    let by_labels = conditions.iter().any(|c| c.namespace_selector.is_some());
+    if labels.is_none() && by_labels {
+        return Err(Refusal {
+            reason: NAMESPACE_LABELS_UNKNOWN,
+            message: format!(
+                "{field}ClusterMetaStudioConnection {name} admits namespaces by their labels, and the labels of namespace {namespace} are not known yet (the operator has not seen the Namespace): a selector admits no namespace whose labels are unknown; this is decided again once they are known (with reconcile -f, add the Namespace's manifest)"
+            ),
+        });
+    }
+    Err(not_allowed(format!(
+        "{field}ClusterMetaStudioConnection {name} does not admit namespace {namespace}: none of its spec.conditions names it or selects its labels; ask its owner to add the namespace there"
+    )))
+}
+
+/// Whether `condition` admits `namespace`: by name, or by its `labels`
+/// (`None`: not known, so only a selector that reads no label, {}, admits
+/// it; a NotIn or DoesNotExist selector must not take unknown labels for
+/// none).
 fn admits_namespace(
     condition: &AccessCondition,
     namespace: &str,
-    labels: &BTreeMap<String, String>,
+    labels: Option<&BTreeMap<String, String>>,
 ) -> bool {
-    condition.namespaces.iter().any(|n| n == namespace)
-        || condition
-            .namespace_selector
-            .as_ref()
-            .is_some_and(|selector| {
-                Selector::try_from(selector.clone()).is_ok_and(|s| s.matches(labels))
-            })
+    let selected = || {
+        let selector = condition.namespace_selector.clone()?;
+        let selector = Selector::try_from(selector).ok()?;
+        Some(match labels {
+            Some(labels) => selector.matches(labels),
+            None => selector.selects_all(),
+        })
+    };
+    condition.namespaces.iter().any(|n| n == namespace) || selected().unwrap_or(false)
 }
 
 #[cfg(test)]

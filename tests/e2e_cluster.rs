@@ -28,6 +28,8 @@
 //! | i. version skew | [`i_an_unknown_spec_field_breaks_nothing_and_is_named`] |
 //! | j. fencing of two reconcilers | [`j_two_controllers_on_the_same_objects_reset_each_code_once`] |
 //! | tenancy: connections, scoped credentials | [`l_tenants_reach_only_the_connections_they_may_use`] |
+//! | tenancy: no credentials to an endpoint an ActivationCode names; a connection to it works | [`endpoints::l_an_endpoint_an_activation_code_names_gets_no_credentials_a_connection_to_it_works`] |
+//! | tenancy: an older squatter without the credentials stops nobody | [`endpoints::l_an_older_squatter_without_the_credentials_stops_nobody`] |
 //! | k. the alerts in a real Prometheus | [`alerts::k_a_real_prometheus_fires_credentials_rejected_for_that_resource_only`] |
 //! | once-code broker: TokenReview, RBAC, limits | [`m_workloads_get_once_codes_by_their_service_account`] |
 //! | n. 10,000 codes rotate once each, the object under 512 KiB | [`scale::n_ten_thousand_codes_rotate_once_each_within_512_kib`] |
@@ -43,6 +45,9 @@ mod alerts;
 // Scenario n, likewise.
 #[path = "e2e_cluster/pacing.rs"]
 mod pacing;
+// Tenancy: endpoints an ActivationCode names, squatters.
+#[path = "e2e_cluster/endpoints.rs"]
+mod endpoints;
 #[path = "e2e_cluster/scale.rs"]
 mod scale;
 // Scenario v, and its bench (ignored; scripts/bench-broker-flood).

@@ -8,7 +8,9 @@
 
 use metastudio_operator::crd::ActivationCodeSpec;
 use metastudio_operator::offline::manifests;
-use metastudio_operator::tenancy::{self, DefaultCredentialsScope, OperatorDefaults};
+use metastudio_operator::tenancy::{
+    self, DefaultCredentialsScope, InlineEndpoints, OperatorDefaults,
+};
 use metastudio_operator::validate::validate;
 use serde_json::json;
 use std::path::PathBuf;
@@ -119,11 +121,13 @@ fn the_kustomization_lists_every_manifest_but_the_seed() {
     }
 }
 
-/// Nobody may use the operator's own credentials (the chart's default): the
-/// examples must bring their own.
+/// The cluster's rules: nobody may use the operator's own credentials (the
+/// chart's default), so the examples must bring their own, and an inline
+/// connection may name no endpoint but an official one.
 fn tenant_policy() -> OperatorDefaults {
     OperatorDefaults {
         credentials_scope: DefaultCredentialsScope::Nobody,
+        inline_endpoints: InlineEndpoints::OfficialOnly,
         ..OperatorDefaults::default()
     }
 }

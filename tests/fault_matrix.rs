@@ -163,6 +163,7 @@ async fn scenario(fault: Fault, rate: f64, seed: u64, logs: &Captured) {
         credentials: Some(credentials()),
         // No tenants here: the operator's credentials serve every namespace.
         credentials_scope: metastudio_operator::tenancy::DefaultCredentialsScope::Everyone,
+        inline_endpoints: metastudio_operator::tenancy::InlineEndpoints::Any,
     };
     // The simulator never applies a call after its caller gave up (hyper
     // drops the handler), so resets in doubt need only a short grace here.

@@ -32,6 +32,7 @@ fn engine(sim: &Simulator) -> Engine {
             },
             credentials: Some(common::good_credentials()),
             credentials_scope: DefaultCredentialsScope::Everyone,
+            inline_endpoints: metastudio_operator::tenancy::InlineEndpoints::Any,
         },
     )
 }

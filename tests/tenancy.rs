@@ -7,7 +7,7 @@
 mod common;
 
 use common::controller::*;
-use common::kube_mock::{ApiServer, mock_client, secret};
+use common::kube_mock::{ApiServer, mock_client, not_found, secret};
 use common::{ROBOT, robot_seed, simulator};
 use kube::api::PartialObjectMeta;
 use metastudio_operator::controller::directory::ClusterDirectory;
@@ -40,22 +40,26 @@ fn directory(sim: &Simulator, shared_conditions: Value) -> ClusterDirectory {
         "metadata": {"name": "team", "namespace": NS}, "spec": team,
     }))
     .unwrap();
-    let mut shared = target(sim);
-    shared["credentialsSecretRef"] =
-        json!({"name": "shared-credentials", "namespace": OPERATOR_NS});
-    shared["conditions"] = shared_conditions;
-    let shared: ClusterMetaStudioConnection = serde_json::from_value(json!({
-        "apiVersion": "metastudio.huaweicloud.com/v1alpha1", "kind": "ClusterMetaStudioConnection",
-        "metadata": {"name": "shared"}, "spec": shared,
-    }))
-    .unwrap();
     let retail: PartialObjectMeta<k8s_openapi::api::core::v1::Namespace> =
         serde_json::from_value(json!({
             "apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
             "metadata": {"name": NS, "labels": {"tier": "kiosk"}},
         }))
         .unwrap();
-    ClusterDirectory::of(&[team], &[shared], &[retail])
+    ClusterDirectory::of(&[team], &[shared(sim, shared_conditions)], &[retail])
+}
+
+/// `shared`, its Secret in metastudio-system, for `conditions`.
+fn shared(sim: &Simulator, conditions: Value) -> ClusterMetaStudioConnection {
+    let mut shared = target(sim);
+    shared["credentialsSecretRef"] =
+        json!({"name": "shared-credentials", "namespace": OPERATOR_NS});
+    shared["conditions"] = conditions;
+    serde_json::from_value(json!({
+        "apiVersion": "metastudio.huaweicloud.com/v1alpha1", "kind": "ClusterMetaStudioConnection",
+        "metadata": {"name": "shared"}, "spec": shared,
+    }))
+    .unwrap()
 }
 
 fn kiosks_only() -> Value {
@@ -176,6 +180,43 @@ async fn a_cluster_connection_refuses_a_robot_it_does_not_list() {
 }
 
 #[tokio::test]
+async fn a_namespace_whose_labels_are_not_known_yet_is_admitted_by_no_selector_and_retried() {
+    // A selector that a namespace without labels would pass: unknown labels
+    // are not taken for none.
+    let sim = simulator(robot_seed(2, 7), FaultConfig::default()).await;
+    let (client, mut api) = mock_client();
+    let r = resource(
+        "kiosk",
+        json!({"robotId": ROBOT, "validPeriod": 7,
+               "connectionRef": {"kind": "ClusterMetaStudioConnection", "name": "shared"}}),
+    );
+    let not_finance = json!([{"namespaceSelector": {"matchExpressions": [
+        {"key": "team", "operator": "NotIn", "values": ["finance"]}]}}]);
+    let unseen = ClusterDirectory::of(&[], &[shared(&sim, not_finance)], &[]);
+    let ctx = context_with(client, &[&r], defaults(&sim), unseen);
+    let task = run_reconcile(&r, &ctx).await;
+    api.expect_event(NS, "NamespaceLabelsUnknown").await;
+    let status = expect_status(&mut api, &r).await;
+    let action = api.finish(task).await;
+    let ready = condition(&status, "Ready");
+    assert_eq!(ready["reason"], "NamespaceLabelsUnknown", "{status}");
+    assert!(
+        ready["message"]
+            .as_str()
+            .unwrap()
+            .contains("the labels of namespace retail are not known yet"),
+        "{status}"
+    );
+    assert_eq!(
+        condition(&status, "Reconciling")["status"],
+        "True",
+        "retried, not stalled: {status}"
+    );
+    assert!(requeue_secs(&action).is_some(), "a retry is scheduled");
+    assert_eq!(sim.counters().total_calls(), 0);
+}
+
+#[tokio::test]
 async fn the_operators_credentials_are_not_for_namespaces_that_may_not_use_them() {
     let message = refused(
         json!({"robotId": ROBOT, "validPeriod": 7}),
@@ -292,16 +333,21 @@ async fn a_token_never_goes_over_plain_http_to_another_host_unless_the_connectio
     let (endpoint, connections) = counting_listener();
     // Not loopback as far as the rule goes: the name is not localhost.
     let remote = endpoint.replace("127.0.0.1", "kiosk-gateway.internal");
+    let gateway: MetaStudioConnection = serde_json::from_value(json!({
+        "apiVersion": "metastudio.huaweicloud.com/v1alpha1", "kind": "MetaStudioConnection",
+        "metadata": {"name": "gateway", "namespace": NS},
+        "spec": {"endpoint": remote, "projectId": sim.project_id(), "credentialsSecretRef": {"name": CREDS}},
+    }))
+    .unwrap();
     let r = resource(
         "kiosk",
-        json!({"robotId": ROBOT, "validPeriod": 7,
-               "connection": {"endpoint": remote, "credentialsSecretRef": {"name": CREDS}}}),
+        json!({"robotId": ROBOT, "validPeriod": 7, "connectionRef": {"name": "gateway"}}),
     );
     let ctx = context_with(
         client,
         &[&r],
         defaults(&sim),
-        directory(&sim, kiosks_only()),
+        ClusterDirectory::of(&[gateway], &[], &[]),
     );
     let task = run_reconcile(&r, &ctx).await;
     api.expect(
@@ -312,9 +358,40 @@ async fn a_token_never_goes_over_plain_http_to_another_host_unless_the_connectio
     )
     .await;
     let message = expect_refusal(&mut api, &r, "ConnectionNotAllowed", task, &sim).await;
-    assert!(message.contains("refusing to send a token (X-Auth-Token or X-Security-Token) over plain http to kiosk-gateway.internal"), "{message}");
+    assert!(message.starts_with("MetaStudioConnection retail/gateway: refusing to send a token (X-Auth-Token or X-Security-Token) over plain http to kiosk-gateway.internal"), "{message}");
     assert!(!message.contains("a-static-token"), "{message}");
     assert_eq!(connections.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn an_endpoint_of_the_resources_choosing_never_gets_the_namespaces_credentials() {
+    // Someone who may create ActivationCodes but not read Secrets names
+    // their own server and the namespace's Secret (a token, or AK/SK): the
+    // refusal comes before the Secret is read (expect_refusal: only the
+    // Event and the status), and nothing connects to the server.
+    let (endpoint, connections) = counting_listener();
+    for operator in [defaults, |sim: &Simulator| {
+        operator_with(sim, DefaultCredentialsScope::Everyone)
+    }] {
+        let message = refused(
+            json!({"robotId": ROBOT, "validPeriod": 7,
+                   "connection": {"endpoint": endpoint, "credentialsSecretRef": {"name": CREDS}}}),
+            operator,
+            kiosks_only(),
+            "ConnectionNotAllowed",
+        )
+        .await;
+        assert!(
+            message.starts_with("spec.connection.endpoint is not an official MetaStudio endpoint")
+                && message.contains("create a MetaStudioConnection with this endpoint"),
+            "{message}"
+        );
+    }
+    assert_eq!(
+        connections.load(Ordering::SeqCst),
+        0,
+        "nothing reached the named endpoint"
+    );
 }
 
 #[tokio::test]
@@ -347,4 +424,130 @@ async fn a_resource_of_another_project_naming_the_same_robot_is_no_conflict() {
     let status = expect_status(&mut api, &r).await;
     api.finish(task).await;
     assert_eq!(condition(&status, "Ready")["reason"], "Synced", "{status}");
+}
+
+/// The Secret `elsewhere/theirs` of the squatter, as the API answers it.
+enum Theirs {
+    /// Not read: the squatter's connection is refused.
+    NotRead,
+    Missing,
+    /// The API server fails the read.
+    Unreadable,
+    Keys(&'static str, &'static str),
+}
+
+/// An older ActivationCode in namespace `elsewhere` names the victim's
+/// robot, project and endpoint, with `connection` merged into its own
+/// `spec.connection` (its Secret `theirs` answered as `theirs`); the
+/// victim's reconcile ends with Ready reason `expected` (after a Warning
+/// Event, unless Synced). The victim's status.
+async fn squatted(connection: Value, theirs: Theirs, expected: &str) -> (Value, Simulator) {
+    let sim = simulator(robot_seed(2, 7), FaultConfig::default()).await;
+    let (client, mut api) = mock_client();
+    let mut spec = json!({"robotId": ROBOT, "validPeriod": 30,
+        "connection": {"projectId": sim.project_id(), "credentialsSecretRef": {"name": "theirs"}}});
+    for (k, v) in connection.as_object().unwrap() {
+        spec["connection"][k] = v.clone();
+    }
+    let mut squatter = resource("squatter", spec);
+    squatter.metadata.namespace = Some("elsewhere".into());
+    squatter.metadata.creation_timestamp =
+        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            "2020-01-01T00:00:00Z".parse().unwrap(),
+        ));
+    let r = resource(
+        "kiosk",
+        with_creds(json!({"robotId": ROBOT, "validPeriod": 7})),
+    );
+    let ctx = context_with(
+        client,
+        &[&r, &squatter],
+        defaults(&sim),
+        directory(&sim, kiosks_only()),
+    );
+    let task = run_reconcile(&r, &ctx).await;
+    expect_creds(&mut api).await;
+    let path = "/api/v1/namespaces/elsewhere/secrets/theirs";
+    match theirs {
+        Theirs::NotRead => {}
+        Theirs::Missing => {
+            api.expect("GET", path, 404, not_found("secrets", "theirs"))
+                .await;
+        }
+        Theirs::Unreadable => {
+            let failure = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                                 "message": "etcdserver: request timed out", "reason": "InternalError", "code": 500});
+            api.expect("GET", path, 500, failure).await;
+        }
+        Theirs::Keys(ak, sk) => {
+            let answer = secret(
+                "elsewhere",
+                "theirs",
+                &[("accessKey", ak), ("secretKey", sk)],
+            );
+            api.expect("GET", path, 200, answer).await;
+        }
+    }
+    if expected != "Synced" {
+        api.expect_event(NS, expected).await;
+    }
+    let status = expect_status(&mut api, &r).await;
+    api.finish(task).await;
+    assert_eq!(condition(&status, "Ready")["reason"], expected, "{status}");
+    (status, sim)
+}
+
+#[tokio::test]
+async fn an_older_squatter_without_the_victims_credentials_stops_nothing() {
+    for (case, connection, theirs) in [
+        ("its Secret does not exist", json!({}), Theirs::Missing),
+        (
+            "other credentials",
+            json!({}),
+            Theirs::Keys("their-ak", "their-sk"),
+        ),
+        (
+            "its connection is refused",
+            json!({"endpoint": "http://127.0.0.1:9"}),
+            Theirs::NotRead,
+        ),
+    ] {
+        // The victim manages its codes.
+        let (_, sim) = squatted(connection, theirs, "Synced").await;
+        assert!(sim.counters().total_calls() > 0, "{case}");
+    }
+}
+
+#[tokio::test]
+async fn an_older_resource_with_the_same_credentials_in_another_namespace_is_a_rival() {
+    let (_, sim) = squatted(
+        json!({}),
+        Theirs::Keys(DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY),
+        "Conflict",
+    )
+    .await;
+    assert_eq!(
+        sim.counters().total_updates(),
+        0,
+        "the younger writes nothing"
+    );
+}
+
+#[tokio::test]
+async fn a_rival_whose_secret_cannot_be_read_now_holds_the_resource_back_and_is_retried() {
+    let (status, sim) = squatted(json!({}), Theirs::Unreadable, "ConflictUnchecked").await;
+    let message = condition(&status, "Ready")["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("ActivationCode elsewhere/squatter is older and selects some of the same codes, and whether it calls as this resource does cannot be told now (cannot read Secret elsewhere/theirs"),
+        "{message}"
+    );
+    assert_eq!(
+        condition(&status, "Reconciling")["status"],
+        "True",
+        "{status}"
+    );
+    assert_eq!(
+        sim.counters().total_updates() + sim.counters().total_resets(),
+        0
+    );
 }

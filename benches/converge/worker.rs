@@ -98,6 +98,7 @@ async fn run(spec: Spec) -> Result<(), String> {
         },
         credentials: Some(Credentials::ak_sk(DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY)),
         credentials_scope: metastudio_operator::tenancy::DefaultCredentialsScope::Everyone,
+        inline_endpoints: metastudio_operator::tenancy::InlineEndpoints::Any,
     };
     let engine = Engine::new(transport, defaults).with_concurrency(spec.code_concurrency as usize);
     let host = OfflineHost::new(BTreeMap::new(), None, None).map_err(|e| e.to_string())?;

@@ -15,7 +15,7 @@ use crate::simulator::{
     Accepted, DEFAULT_ACCESS_KEY, DEFAULT_PROJECT_ID, DEFAULT_SECRET_KEY, Simulator,
     SimulatorConfig,
 };
-use crate::tenancy::DefaultCredentialsScope;
+use crate::tenancy::{DefaultCredentialsScope, InlineEndpoints};
 use clap::Args;
 use std::path::PathBuf;
 
@@ -100,11 +100,14 @@ pub struct ReconcileOutput {
 pub async fn run(args: ReconcileArgs) -> Result<ReconcileOutput, ReconcileCommandError> {
     let mut manifests =
         manifests::load(&args.paths, &args.namespace).map_err(ReconcileCommandError::Manifests)?;
-    // No tenants on disk: the operator's own credentials serve everyone.
+    // No tenants on disk: the operator's own credentials serve everyone,
+    // and a resource's own endpoint is the choice of whoever runs this (and
+    // holds the Secrets anyway).
     let mut defaults = OperatorDefaults {
         settings: args.connection.settings(),
         credentials: args.connection.credentials()?,
         credentials_scope: DefaultCredentialsScope::Everyone,
+        inline_endpoints: InlineEndpoints::Any,
     };
     let mut notes = Vec::new();
     let simulator = if args.simulate {

@@ -14,11 +14,13 @@ use crate::metastudio::client::TransportError;
 use crate::metastudio::{ConnectionError, Transport};
 use crate::telemetry::http::{self, Health};
 use crate::telemetry::metrics::OperatorMetrics;
-use crate::tenancy::DefaultCredentialsScope;
+use crate::tenancy::{DefaultCredentialsScope, InlineEndpoints};
 use clap::Args;
 use futures::FutureExt;
+use futures::future::BoxFuture;
 use kube::Client;
 use kube::runtime::events::Reporter;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -128,35 +130,13 @@ pub async fn run(
     on_listening: impl FnOnce(SocketAddr),
 ) -> Result<(), RunError> {
     let metrics = Arc::new(OperatorMetrics::default());
-    let defaults = OperatorDefaults {
-        settings: args.connection.settings(),
-        credentials: args.connection.credentials()?,
-        credentials_scope: DefaultCredentialsScope::from_names(
-            &args.default_credentials_namespaces,
-        ),
-    };
-    if defaults.credentials.is_some()
-        && defaults.credentials_scope == DefaultCredentialsScope::Nobody
-    {
-        warn!(
-            "the operator has credentials of its own, but --default-credentials-namespaces allows no namespace to use them"
-        );
-    }
+    let defaults = operator_defaults(&args)?;
     let broker = args.broker.config()?;
     let transport = Transport::with_metrics(args.connection.client.options(), metrics.api.clone())?;
     let health = Arc::new(Health::default());
     let broker_metrics = BrokerMetrics::default();
-    let mut registry = metrics.registry();
-    broker_metrics.register(&mut registry);
-    let (addr, _server) = http::serve(args.metrics_addr, Arc::new(registry), health.clone())
-        .await
-        .map_err(|source| RunError::Metrics {
-            addr: args.metrics_addr,
-            source,
-        })?;
-    info!(%addr, "serving /metrics, /healthz and /readyz");
+    let addr = serve_health(args.metrics_addr, &metrics, &broker_metrics, &health).await?;
     on_listening(addr);
-
     let identity = args
         .identity
         .clone()
@@ -170,99 +150,183 @@ pub async fn run(
             transport: transport.clone(),
             metrics: broker_metrics,
         };
-        let mut stop = shutdown.clone();
-        let stopped = async move {
-            let _ = stop.wait_for(|s| *s).await;
-        };
-        launch(config, parts, stopped.boxed().shared()).await?;
+        launch(config, parts, stopped(&shutdown)).await?;
     }
-    let reporter = Reporter {
-        controller: "metastudio-operator".into(),
-        instance: Some(identity.clone()),
-    };
-    let limits = RunLimits {
-        concurrency: args.concurrency,
-        drain_timeout: args.shutdown_timeout.0,
-    };
-    let engine_args = args.engine.clone();
-    let work = {
-        let (client, health, metrics, shutdown) = (
-            client.clone(),
-            health.clone(),
-            metrics.clone(),
-            shutdown.clone(),
-        );
-        move || {
-            let built = controller::controllers(&client, &scope);
-            let stores = built.iter().map(|w| w.controller.store()).collect();
-            let connections = ConnectionWatches::new(&client, &scope.namespaces);
-            let engine = engine_args.engine(transport.clone(), defaults.clone());
-            let ctx = Arc::new(
-                Context::new(
-                    client.clone(),
-                    engine,
-                    reporter.clone(),
-                    stores,
-                    metrics.clone(),
-                )
-                .with_directory(connections.directory()),
-            );
-            // The gauges describe this term's caches, and read 0 once the
-            // work ends (a lost lease drops this future).
-            let census = {
-                let ctx = Arc::downgrade(&ctx);
-                metrics.census_from(move || ctx.upgrade().map(|c| c.census()).unwrap_or_default())
-            };
-            let mut stop = shutdown.clone();
-            let health = health.clone();
-            health.set_ready(false);
-            let running = controller::run(
-                built,
-                connections,
-                ctx,
-                limits,
-                async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                },
-                move || {
-                    info!("caches synced: ready");
-                    health.set_ready(true);
-                },
-            );
-            async move {
-                let _census = census;
-                running.await;
-            }
-        }
+    let term = Term {
+        engine: args.engine.clone(),
+        transport,
+        defaults,
+        client: client.clone(),
+        scope,
+        reporter: Reporter {
+            controller: "metastudio-operator".into(),
+            instance: Some(identity.clone()),
+        },
+        limits: RunLimits {
+            concurrency: args.concurrency,
+            drain_timeout: args.shutdown_timeout.0,
+        },
+        metrics: metrics.clone(),
+        health: health.clone(),
+        shutdown: shutdown.clone(),
     };
     let outcome = if args.leader_election {
-        let settings = LeaseSettings {
-            name: args.lease_name.clone(),
-            namespace: args.lease_namespace.clone(),
-            identity,
-            duration: args.lease_duration.0,
-        };
-        let (health, metrics) = (health.clone(), metrics.clone());
-        run_while_leading(
-            client,
-            settings,
-            shutdown.clone(),
-            move |leading| {
-                metrics.leader.set(i64::from(leading));
-                // A standby is healthy and ready; a new leader is ready once its
-                // caches are synced (the work sets it).
-                health.set_ready(!leading);
-            },
-            work,
-        )
-        .await
-        .map_err(RunError::from)
+        lead(&args, client, identity, &term).await
     } else {
         metrics.leader.set(1);
-        work().await;
+        term.work().await;
         Ok(())
     };
     metrics.leader.set(0);
+    conclude(outcome, &shutdown, &health)
+}
+
+/// The operator's own connection settings and credentials, and who may use
+/// them. In the cluster a resource never chooses an endpoint of its own
+/// beyond an official one: that is a connection resource's to choose.
+fn operator_defaults(args: &RunArgs) -> Result<OperatorDefaults, RunError> {
+    let defaults = OperatorDefaults {
+        settings: args.connection.settings(),
+        credentials: args.connection.credentials()?,
+        credentials_scope: DefaultCredentialsScope::from_names(
+            &args.default_credentials_namespaces,
+        ),
+        inline_endpoints: InlineEndpoints::OfficialOnly,
+    };
+    if defaults.credentials.is_some()
+        && defaults.credentials_scope == DefaultCredentialsScope::Nobody
+    {
+        warn!(
+            "the operator has credentials of its own, but --default-credentials-namespaces allows no namespace to use them"
+        );
+    }
+    Ok(defaults)
+}
+
+/// Serves /metrics, /healthz and /readyz on `addr`; the address bound.
+async fn serve_health(
+    addr: SocketAddr,
+    metrics: &OperatorMetrics,
+    broker_metrics: &BrokerMetrics,
+    health: &Arc<Health>,
+) -> Result<SocketAddr, RunError> {
+    let mut registry = metrics.registry();
+    broker_metrics.register(&mut registry);
+    let (bound, _server) = http::serve(addr, Arc::new(registry), health.clone())
+        .await
+        .map_err(|source| RunError::Metrics { addr, source })?;
+    info!(addr = %bound, "serving /metrics, /healthz and /readyz");
+    Ok(bound)
+}
+
+/// Resolves once `shutdown` turns true (or its sender is gone).
+fn stopped(shutdown: &watch::Receiver<bool>) -> futures::future::Shared<BoxFuture<'static, ()>> {
+    let mut stop = shutdown.clone();
+    async move {
+        let _ = stop.wait_for(|s| *s).await;
+    }
+    .boxed()
+    .shared()
+}
+
+/// What one term of work needs: the whole run without leader election,
+/// or each time this replica leads.
+struct Term {
+    engine: EngineArgs,
+    transport: Arc<Transport>,
+    defaults: OperatorDefaults,
+    client: Client,
+    scope: WatchScope,
+    reporter: Reporter,
+    limits: RunLimits,
+    metrics: Arc<OperatorMetrics>,
+    health: Arc<Health>,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Term {
+    /// The controllers, with caches of their own, until shutdown (or until
+    /// the future is dropped: a lost lease). Ready once the caches are
+    /// synced.
+    fn work(&self) -> impl Future<Output = ()> + use<> {
+        let built = controller::controllers(&self.client, &self.scope);
+        let stores = built.iter().map(|w| w.controller.store()).collect();
+        let connections = ConnectionWatches::new(&self.client, &self.scope.namespaces);
+        let ctx = Arc::new(
+            Context::new(
+                self.client.clone(),
+                self.engine
+                    .engine(self.transport.clone(), self.defaults.clone()),
+                self.reporter.clone(),
+                stores,
+                self.metrics.clone(),
+            )
+            .with_directory(connections.directory()),
+        );
+        // The gauges describe this term's caches, and read 0 once the work
+        // ends (a lost lease drops this future).
+        let census = {
+            let ctx = Arc::downgrade(&ctx);
+            self.metrics
+                .census_from(move || ctx.upgrade().map(|c| c.census()).unwrap_or_default())
+        };
+        let health = self.health.clone();
+        health.set_ready(false);
+        let running = controller::run(
+            built,
+            connections,
+            ctx,
+            self.limits,
+            stopped(&self.shutdown),
+            move || {
+                info!("caches synced: ready");
+                health.set_ready(true);
+            },
+        );
+        async move {
+            let _census = census;
+            running.await;
+        }
+    }
+}
+
+/// Works only while holding the Lease, until shutdown.
+async fn lead(
+    args: &RunArgs,
+    client: Client,
+    identity: String,
+    term: &Term,
+) -> Result<(), RunError> {
+    let settings = LeaseSettings {
+        name: args.lease_name.clone(),
+        namespace: args.lease_namespace.clone(),
+        identity,
+        duration: args.lease_duration.0,
+    };
+    let (health, metrics) = (term.health.clone(), term.metrics.clone());
+    run_while_leading(
+        client,
+        settings,
+        term.shutdown.clone(),
+        move |leading| {
+            metrics.leader.set(i64::from(leading));
+            // A standby is healthy and ready; a new leader is ready once its
+            // caches are synced (the work sets it).
+            health.set_ready(!leading);
+        },
+        || term.work(),
+    )
+    .await
+    .map_err(RunError::from)
+}
+
+/// The run's end: a stop that nobody asked for is an error, and either
+/// error marks the process dead on /healthz.
+fn conclude(
+    outcome: Result<(), RunError>,
+    shutdown: &watch::Receiver<bool>,
+    health: &Health,
+) -> Result<(), RunError> {
     let outcome = outcome.and_then(|()| {
         if *shutdown.borrow() {
             Ok(())
@@ -270,12 +334,11 @@ pub async fn run(
             Err(RunError::ControllersStopped)
         }
     });
-    if let Err(err) = &outcome {
-        health.set_dead(err.to_string());
-        return outcome;
+    match &outcome {
+        Err(err) => health.set_dead(err.to_string()),
+        Ok(()) => info!("stopped"),
     }
-    info!("stopped");
-    Ok(())
+    outcome
 }
 
 #[cfg(test)]

@@ -30,6 +30,10 @@ pub mod reason {
     pub const REMOTE_ERROR: &str = "RemoteError";
     pub const RATE_LIMITED: &str = "RateLimited";
     pub const CONFLICT: &str = "Conflict";
+    /// An older resource selects some of the same codes, and its
+    /// credentials Secret could not be read to tell whether it calls as
+    /// this one does (a rival): nothing is changed until it can be told.
+    pub const CONFLICT_UNCHECKED: &str = "ConflictUnchecked";
     pub const SUSPENDED: &str = "Suspended";
     pub const EXPORT_FAILED: &str = "ExportFailed";
     /// The status (with the reset intents) could not be stored, so no reset
@@ -60,9 +64,14 @@ pub mod reason {
     pub const CONNECTION_NOT_FOUND: &str = "ConnectionNotFound";
     /// The resource may not use the connection it asks for: a
     /// ClusterMetaStudioConnection that does not admit its namespace or
-    /// robot, an endpoint of its own without credentials of its own, or the
-    /// operator's credentials where they are not allowed.
+    /// robot, an endpoint of its own that is not an official one, an
+    /// endpoint, region or project of its own without credentials of its
+    /// own, or the operator's credentials where they are not allowed.
     pub const CONNECTION_NOT_ALLOWED: &str = "ConnectionNotAllowed";
+    /// A ClusterMetaStudioConnection admits namespaces by their labels, and
+    /// the operator has not seen this namespace's labels yet: none is
+    /// admitted on labels it has not seen; decided again once it has.
+    pub const NAMESPACE_LABELS_UNKNOWN: &str = "NamespaceLabelsUnknown";
     /// An Event's: tokens travel unencrypted to a connection's plain-http
     /// endpoint, which its owner allowed.
     pub const INSECURE_TRANSPORT: &str = "InsecureTransport";
@@ -90,6 +99,8 @@ pub fn progress(ready_reason: &str) -> Progress {
         | reason::RESETTING
         | reason::ROTATING
         | reason::LISTING_INCOMPLETE
+        | reason::NAMESPACE_LABELS_UNKNOWN
+        | reason::CONFLICT_UNCHECKED
         | reason::STATUS_NOT_SAVED => Progress::Retrying,
         reason::INVALID_SPEC
         | reason::CREDENTIALS_NOT_FOUND

@@ -3,10 +3,11 @@
 //! the resolved endpoint. Every refusal comes before any remote call.
 
 use super::Next;
-use super::conditions::reason;
+use super::conditions::{self, Progress, reason};
 use super::host::{Host, SecretSource};
 use crate::crd::ActivationCode;
 use crate::credentials;
+use crate::metastudio::breaker::CredentialsId;
 use crate::metastudio::{Connection, ConnectionError, Credentials};
 use crate::tenancy::{self, CredentialsSource, Grant, OperatorDefaults};
 use kube::ResourceExt;
@@ -22,8 +23,15 @@ pub(super) async fn connect<H: Host>(
     defaults: &OperatorDefaults,
 ) -> Result<(Connection, Grant), Stop> {
     let namespace = resource.namespace().unwrap_or_default();
-    let grant = tenancy::decide(&namespace, &resource.spec, host, defaults)
-        .map_err(|refusal| (refusal.reason, refusal.message, Next::AwaitChange))?;
+    let grant = tenancy::decide(&namespace, &resource.spec, host, defaults).map_err(|refusal| {
+        // Most refusals wait for an edit; a namespace not seen yet, for the
+        // cache (which nudges the resource too).
+        let next = match conditions::progress(refusal.reason) {
+            Progress::Retrying => Next::Retry { at_least: None },
+            Progress::NeedsHuman | Progress::Settled => Next::AwaitChange,
+        };
+        (refusal.reason, refusal.message, next)
+    })?;
     let connection = connect_grant(&grant, host, defaults).await?;
     Ok((connection, grant))
 }
@@ -35,7 +43,9 @@ pub(crate) async fn connect_grant(
     secrets: &impl SecretSource,
     defaults: &OperatorDefaults,
 ) -> Result<Connection, Stop> {
-    let credentials = credentials_of(grant, secrets, defaults).await?;
+    let credentials = credentials_of(grant, secrets, defaults)
+        .await
+        .map_err(NoCredentials::stop)?;
     grant.settings.resolve(credentials).map_err(|err| {
         let (why, message) = unresolved(grant, &err);
         (why, message, Next::AwaitChange)
@@ -65,19 +75,35 @@ fn unresolved(grant: &Grant, err: &ConnectionError) -> (&'static str, String) {
     }
 }
 
+/// Why the credentials a grant names are not at hand.
+enum NoCredentials {
+    /// Missing or malformed: nobody using the grant can make a call.
+    Unusable(Stop),
+    /// Its Secret could not be read now (the API server): try again.
+    Unreadable(Stop),
+}
+
+impl NoCredentials {
+    fn stop(self) -> Stop {
+        match self {
+            Self::Unusable(stop) | Self::Unreadable(stop) => stop,
+        }
+    }
+}
+
 /// The credentials the grant names: a Secret, read now, or the operator's.
 async fn credentials_of(
     grant: &Grant,
     secrets: &impl SecretSource,
     defaults: &OperatorDefaults,
-) -> Result<Credentials, Stop> {
+) -> Result<Credentials, NoCredentials> {
     let retry = Next::Retry { at_least: None };
+    let unusable =
+        |message: String| NoCredentials::Unusable((reason::CREDENTIALS_NOT_FOUND, message, retry));
     let (namespace, name, field) = match &grant.credentials {
         CredentialsSource::Operator => {
-            return defaults.credentials.clone().ok_or((
-                reason::CREDENTIALS_NOT_FOUND,
+            return defaults.credentials.clone().ok_or_else(|| unusable(
                 "no credentials: set spec.connection.credentialsSecretRef to a Secret with accessKey and secretKey, or give the operator CLOUD_SDK_AK and CLOUD_SDK_SK".into(),
-                retry,
             ));
         }
         CredentialsSource::Secret {
@@ -88,20 +114,17 @@ async fn credentials_of(
     };
     let secret = format!("{namespace}/{name}");
     match secrets.secret_data(namespace, name).await {
-        Ok(Some(data)) => credentials::from_secret_data(&secret, &data)
-            .map_err(|err| (reason::CREDENTIALS_NOT_FOUND, err.to_string(), retry)),
-        Ok(None) => Err((
-            reason::CREDENTIALS_NOT_FOUND,
-            format!(
-                "Secret {secret} ({field}) does not exist: create it with keys accessKey and secretKey"
-            ),
-            retry,
-        )),
-        Err(err) => Err((
+        Ok(Some(data)) => {
+            credentials::from_secret_data(&secret, &data).map_err(|err| unusable(err.to_string()))
+        }
+        Ok(None) => Err(unusable(format!(
+            "Secret {secret} ({field}) does not exist: create it with keys accessKey and secretKey"
+        ))),
+        Err(err) => Err(NoCredentials::Unreadable((
             reason::CREDENTIALS_NOT_FOUND,
             format!("cannot read Secret {secret} ({field}): {err}"),
             retry,
-        )),
+        ))),
     }
 }
 
@@ -116,23 +139,55 @@ pub(super) fn insecure_note(connection: &Connection, grant: &Grant) -> Option<St
     })
 }
 
-/// Whether `other` would call the same endpoint and project as
-/// `connection`: only then is its robot the same robot, and only then can
-/// it conflict with this resource. A resource of another tenant's project
-/// that names the same robot id (by chance, or to squat it) is not a
-/// rival, and neither is one whose connection is refused (it touches
-/// nothing).
-pub(super) fn same_target(
+/// Whether `other` would call as the same caller as this reconcile (its
+/// `connection`, granted by `grant`): the same endpoint, project and
+/// credentials. Only then is its robot the same robot and its claim on the
+/// codes a rival claim. A resource whose connection is refused, or whose
+/// credentials are missing or malformed, touches nothing and is no rival;
+/// neither is one of another tenant's project, or with other credentials
+/// naming this project (by chance, or to squat it): such credentials
+/// cannot act for this caller. When its Secret cannot be read now, that
+/// cannot be told: the reconcile stops and retries
+/// ([`reason::CONFLICT_UNCHECKED`]).
+pub(super) async fn same_caller<H: Host>(
     other: &ActivationCode,
-    directory: &(impl crate::tenancy::Directory + ?Sized),
+    host: &H,
     defaults: &OperatorDefaults,
     connection: &Connection,
-) -> bool {
+    grant: &Grant,
+) -> Result<bool, Stop> {
     let namespace = other.namespace().unwrap_or_default();
-    tenancy::decide(&namespace, &other.spec, directory, defaults)
-        .ok()
-        .and_then(|grant| grant.settings.target())
-        .is_some_and(|(endpoint, project)| {
-            endpoint == connection.endpoint && project == connection.project_id
-        })
+    let Ok(theirs) = tenancy::decide(&namespace, &other.spec, host, defaults) else {
+        return Ok(false);
+    };
+    let same_target = theirs.settings.target().is_some_and(|(endpoint, project)| {
+        endpoint == connection.endpoint && project == connection.project_id
+    });
+    if !same_target {
+        // Another endpoint or project: no need to read its credentials.
+        return Ok(false);
+    }
+    let credentials = if theirs.credentials.same_source(&grant.credentials) {
+        // The Secret this reconcile has just read: not read again.
+        connection.credentials.clone()
+    } else {
+        match credentials_of(&theirs, host, defaults).await {
+            Ok(credentials) => credentials,
+            Err(NoCredentials::Unusable(_)) => return Ok(false),
+            Err(NoCredentials::Unreadable((_, message, next))) => {
+                let name = other.name_any();
+                return Err((
+                    reason::CONFLICT_UNCHECKED,
+                    format!(
+                        "ActivationCode {namespace}/{name} is older and selects some of the same codes, and whether it calls as this resource does cannot be told now ({message}): nothing is changed until it can"
+                    ),
+                    next,
+                ));
+            }
+        }
+    };
+    Ok(theirs
+        .settings
+        .resolve(credentials)
+        .is_ok_and(|theirs| CredentialsId::of(&theirs) == CredentialsId::of(connection)))
 }

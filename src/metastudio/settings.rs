@@ -95,6 +95,23 @@ impl ConnectionSettings {
     }
 }
 
+/// Whether `endpoint` is exactly the official endpoint of a region,
+/// `https://metastudio.{region}.myhuaweicloud.com` (a trailing `/` aside):
+/// https, no other port, path, user or host around it.
+pub fn is_official_endpoint(endpoint: &str) -> bool {
+    let Ok(url) = parse_endpoint(endpoint) else {
+        return false;
+    };
+    let region = url
+        .host_str()
+        .and_then(|host| host.strip_prefix("metastudio."))
+        .and_then(|rest| rest.strip_suffix(".myhuaweicloud.com"));
+    region
+        .and_then(|region| regional_endpoint(region).ok())
+        .and_then(|official| parse_endpoint(&official).ok())
+        .is_some_and(|official| official == url)
+}
+
 /// Credentials from `CLOUD_SDK_AK` / `CLOUD_SDK_SK` (and
 /// `CLOUD_SDK_SECURITY_TOKEN`), or from a static token; `Ok(None)` when
 /// none are given. Both at once is an error: neither silently wins.
@@ -175,6 +192,33 @@ mod tests {
             settings(None, Some("cn-north-4"), None).resolve(creds()),
             Err(ConnectionError::MissingProjectId)
         );
+    }
+
+    #[test]
+    fn only_the_exact_regional_form_is_an_official_endpoint() {
+        for official in [
+            "https://metastudio.cn-north-4.myhuaweicloud.com",
+            "https://metastudio.ap-southeast-1.myhuaweicloud.com/",
+            "https://METASTUDIO.cn-north-4.myhuaweicloud.com:443",
+        ] {
+            assert!(is_official_endpoint(official), "{official}");
+        }
+        for other in [
+            "http://metastudio.cn-north-4.myhuaweicloud.com",
+            "https://metastudio.cn-north-4.myhuaweicloud.com:8443",
+            "https://metastudio.cn-north-4.myhuaweicloud.com/proxy",
+            "https://metastudio.cn-north-4.myhuaweicloud.com.attacker.example",
+            "https://metastudio.cn-north-4.myhuaweicloud.com./",
+            "https://metastudio.a.b.myhuaweicloud.com",
+            "https://metastudio..myhuaweicloud.com",
+            "https://user@metastudio.cn-north-4.myhuaweicloud.com",
+            "https://attacker.example/metastudio.cn-north-4.myhuaweicloud.com",
+            "https://metastudio.cn-north-4.myhuaweicloud.com?x=1",
+            "http://127.0.0.1:8080",
+            "not a url",
+        ] {
+            assert!(!is_official_endpoint(other), "{other}");
+        }
     }
 
     #[test]

@@ -16,7 +16,8 @@ fn target() -> Value {
 
 /// retail has a MetaStudioConnection `main`; `shared` admits namespace
 /// `retail` by name and namespaces labelled team=kiosk, robots r-a and r-b
-/// only for the label; `closed` has no conditions.
+/// only for the label; `closed` has no conditions. The labels of museum
+/// (team=kiosk) and finance (team=accounts) are known.
 fn catalog() -> Catalog {
     let mut catalog = Catalog::default();
     let mut connection = target();
@@ -43,6 +44,10 @@ fn catalog() -> Catalog {
         "museum".into(),
         [("team".to_owned(), "kiosk".to_owned())].into(),
     );
+    catalog.namespace_labels.insert(
+        "finance".into(),
+        [("team".to_owned(), "accounts".to_owned())].into(),
+    );
     catalog
 }
 
@@ -55,6 +60,7 @@ fn operator(scope: DefaultCredentialsScope) -> OperatorDefaults {
         },
         credentials: Some(Credentials::ak_sk("ak", "sk")),
         credentials_scope: scope,
+        inline_endpoints: InlineEndpoints::OfficialOnly,
     }
 }
 
@@ -198,18 +204,132 @@ fn the_operators_credentials_never_go_where_a_resource_points() {
             refused.message
         );
     }
-    // With credentials of its own, a resource may point anywhere.
-    let own = decided(
+}
+
+/// What the decision gives a resource with its namespace's own Secret and
+/// `connection` (merged in), under `rule`: the endpoint calls would go to,
+/// or the refusal's reason and message.
+fn own_secret_with(connection: Value, rule: InlineEndpoints) -> Result<String, (String, String)> {
+    let mut inline = json!({"credentialsSecretRef": {"name": "mine"}});
+    for (k, v) in connection.as_object().unwrap() {
+        inline[k] = v.clone();
+    }
+    let policy = OperatorDefaults {
+        inline_endpoints: rule,
+        ..operator(DefaultCredentialsScope::Nobody)
+    };
+    decide(
         "retail",
-        json!({"connection": {"endpoint": "https://private.example", "credentialsSecretRef": {"name": "mine"}}}),
-        DefaultCredentialsScope::Nobody,
+        &spec(json!({"connection": inline})),
+        &catalog(),
+        &policy,
+    )
+    .map(|grant| {
+        assert_eq!(secret_of(&grant), ("retail".into(), "mine".into()));
+        let connection = grant
+            .settings
+            .resolve(Credentials::ak_sk("a", "s"))
+            .unwrap();
+        connection.endpoint.to_string()
+    })
+    .map_err(|refusal| (refusal.reason.to_owned(), refusal.message))
+}
+
+#[test]
+fn a_resource_sends_its_namespaces_credentials_only_to_an_official_endpoint_in_a_cluster() {
+    use InlineEndpoints::{Any, OfficialOnly};
+    let official = "https://metastudio.cn-north-4.myhuaweicloud.com/";
+    let table = [
+        // Chosen by the resource: refused in a cluster, whatever the form.
+        ("http://attacker.example:8080", OfficialOnly, None),
+        (
+            "https://metastudio.cn-north-4.myhuaweicloud.com.attacker.example",
+            OfficialOnly,
+            None,
+        ),
+        (
+            "https://metastudio.cn-north-4.myhuaweicloud.com:8443",
+            OfficialOnly,
+            None,
+        ),
+        (
+            "https://metastudio.cn-north-4.myhuaweicloud.com/relay",
+            OfficialOnly,
+            None,
+        ),
+        (
+            "http://metastudio.cn-north-4.myhuaweicloud.com",
+            OfficialOnly,
+            None,
+        ),
+        ("http://127.0.0.1:9", OfficialOnly, None),
+        // The official endpoint of a region: Huawei Cloud's, as a region would name it.
+        (official, OfficialOnly, Some(official)),
+        (
+            "https://metastudio.ap-southeast-1.myhuaweicloud.com",
+            OfficialOnly,
+            Some("https://metastudio.ap-southeast-1.myhuaweicloud.com/"),
+        ),
+        // reconcile -f: no tenants, whoever runs it holds the Secrets.
+        ("http://127.0.0.1:9", Any, Some("http://127.0.0.1:9/")),
+        (
+            "https://private.example",
+            Any,
+            Some("https://private.example/"),
+        ),
+    ];
+    for (endpoint, rule, expected) in table {
+        let decided = own_secret_with(json!({"endpoint": endpoint}), rule);
+        match expected {
+            Some(expected) => assert_eq!(decided, Ok(expected.to_owned()), "{endpoint} {rule:?}"),
+            None => {
+                let (reason, message) = decided.expect_err(endpoint);
+                assert_eq!(reason, CONNECTION_NOT_ALLOWED, "{endpoint}");
+                assert!(
+                    message.starts_with(
+                        "spec.connection.endpoint is not an official MetaStudio endpoint"
+                    ) && message.contains("create a MetaStudioConnection with this endpoint")
+                        && message.contains("spec.connectionRef"),
+                    "{message}"
+                );
+                assert!(
+                    !message.contains(endpoint),
+                    "the tenant's text is not echoed: {message}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_resources_own_region_and_project_go_with_its_own_secret_to_official_endpoints() {
+    // A region only picks Huawei Cloud's endpoint of that region, even over
+    // the operator's own endpoint: the credentials reach only their issuer.
+    for rule in [InlineEndpoints::OfficialOnly, InlineEndpoints::Any] {
+        assert_eq!(
+            own_secret_with(json!({"region": "ap-southeast-1"}), rule),
+            Ok("https://metastudio.ap-southeast-1.myhuaweicloud.com/".to_owned())
+        );
+    }
+    let mut policy = operator(DefaultCredentialsScope::Nobody);
+    policy.settings.endpoint = Some("https://gateway.internal.example".into());
+    let grant = decide(
+        "retail",
+        &spec(json!({"connection": {"projectId": "another-project", "credentialsSecretRef": {"name": "mine"}}})),
+        &catalog(),
+        &policy,
     )
     .unwrap();
-    assert_eq!(secret_of(&own), ("retail".into(), "mine".into()));
+    // A project of its own: the operator's (administrator's) endpoint, the
+    // namespace's credentials, which act only for their own account.
     assert_eq!(
-        own.settings.endpoint.as_deref(),
-        Some("https://private.example")
+        grant.settings.target().unwrap(),
+        (
+            "https://gateway.internal.example".parse().unwrap(),
+            "another-project".to_owned()
+        )
     );
+    assert_eq!(secret_of(&grant), ("retail".into(), "mine".into()));
 }
 
 #[test]
@@ -316,4 +436,118 @@ fn a_robot_limited_condition_grants_no_once_codes_and_another_namespaces_connect
     );
     let grant = once_code_grant("retail", "shared", &catalog).unwrap();
     assert_eq!(grant.via, "ClusterMetaStudioConnection shared");
+}
+
+/// A catalog whose ClusterMetaStudioConnection `open` has `conditions`;
+/// namespace `plain` is known without labels, `unseen` is not known.
+fn open_to(conditions: Value) -> Catalog {
+    let mut catalog = catalog();
+    catalog
+        .cluster_connections
+        .get_mut("closed")
+        .unwrap()
+        .conditions = serde_json::from_value(conditions).unwrap();
+    let open = catalog.cluster_connections.remove("closed").unwrap();
+    catalog.cluster_connections.insert("open".into(), open);
+    catalog
+        .namespace_labels
+        .insert("plain".into(), BTreeMap::new());
+    catalog
+}
+
+/// The reason of each path's decision for `namespace`: the resource's
+/// (`spec.connectionRef`) and the broker's (once-codes); "ok" when granted.
+fn reasons(catalog: &Catalog, namespace: &str) -> [String; 2] {
+    let reference =
+        spec(json!({"connectionRef": {"kind": "ClusterMetaStudioConnection", "name": "open"}}));
+    let policy = operator(DefaultCredentialsScope::Nobody);
+    let reason = |decided: Result<Grant, Refusal>| match decided {
+        Ok(_) => "ok".to_owned(),
+        Err(refusal) => refusal.reason.to_owned(),
+    };
+    [
+        reason(decide(namespace, &reference, catalog, &policy)),
+        reason(once_code_grant(namespace, "open", catalog)),
+    ]
+}
+
+#[test]
+fn labels_not_seen_yet_are_matched_by_no_selector_only_by_name() {
+    let not_in =
+        json!({"matchExpressions": [{"key": "team", "operator": "NotIn", "values": ["finance"]}]});
+    let absent = json!({"matchExpressions": [{"key": "restricted", "operator": "DoesNotExist"}]});
+    let kiosk = json!({"matchLabels": {"team": "kiosk"}});
+    let unknown = NAMESPACE_LABELS_UNKNOWN;
+    let table = [
+        // Labels not seen: a selector that reads them admits nothing.
+        (json!([{"namespaceSelector": not_in}]), "unseen", unknown),
+        (json!([{"namespaceSelector": absent}]), "unseen", unknown),
+        (json!([{"namespaceSelector": kiosk}]), "unseen", unknown),
+        // Known to have no labels: NotIn and DoesNotExist admit it.
+        (json!([{"namespaceSelector": not_in}]), "plain", "ok"),
+        (json!([{"namespaceSelector": absent}]), "plain", "ok"),
+        (
+            json!([{"namespaceSelector": kiosk}]),
+            "plain",
+            CONNECTION_NOT_ALLOWED,
+        ),
+        // A name needs no label; {} reads none.
+        (
+            json!([{"namespaceSelector": kiosk}, {"namespaces": ["unseen"]}]),
+            "unseen",
+            "ok",
+        ),
+        (json!([{"namespaceSelector": {}}]), "unseen", "ok"),
+        // No selector at all: labels do not matter.
+        (
+            json!([{"namespaces": ["plain"]}]),
+            "unseen",
+            CONNECTION_NOT_ALLOWED,
+        ),
+    ];
+    for (conditions, namespace, expected) in table {
+        let catalog = open_to(conditions.clone());
+        assert_eq!(
+            reasons(&catalog, namespace),
+            [expected, expected],
+            "{conditions} for {namespace}"
+        );
+    }
+}
+
+#[test]
+fn a_namespace_refused_for_unknown_labels_is_admitted_once_they_are_known() {
+    let mut catalog = open_to(json!([{"namespaceSelector": {"matchExpressions": [
+        {"key": "team", "operator": "NotIn", "values": ["finance"]}]}}]));
+    let refused = decide(
+        "unseen",
+        &spec(json!({"connectionRef": {"kind": "ClusterMetaStudioConnection", "name": "open"}})),
+        &catalog,
+        &operator(DefaultCredentialsScope::Nobody),
+    )
+    .unwrap_err();
+    assert_eq!(refused.reason, NAMESPACE_LABELS_UNKNOWN);
+    assert!(
+        refused.message.starts_with("spec.connectionRef: ClusterMetaStudioConnection open admits namespaces by their labels, and the labels of namespace unseen are not known yet"),
+        "{}",
+        refused.message
+    );
+    assert_eq!(
+        crate::engine::conditions::progress(refused.reason),
+        crate::engine::conditions::Progress::Retrying,
+        "looked at again without an edit"
+    );
+    catalog.namespace_labels.insert(
+        "unseen".into(),
+        [("team".to_owned(), "kiosk".to_owned())].into(),
+    );
+    assert_eq!(reasons(&catalog, "unseen"), ["ok", "ok"]);
+    catalog.namespace_labels.insert(
+        "unseen".into(),
+        [("team".to_owned(), "finance".to_owned())].into(),
+    );
+    assert_eq!(
+        reasons(&catalog, "unseen"),
+        [CONNECTION_NOT_ALLOWED, CONNECTION_NOT_ALLOWED]
+    );
 }

@@ -1,7 +1,10 @@
 //! One scenario's world: a fresh namespace with a credentials Secret, the
 //! chart's ServiceAccount and RBAC installed there, a kubeconfig for that
-//! ServiceAccount, and a simulator. ActivationCodes made here point at the
-//! simulator through their own `spec.connection`.
+//! ServiceAccount, and a simulator. The operator's defaults (its endpoint
+//! and project, an administrator's choice) are the simulator; ActivationCodes
+//! made here name the namespace's credentials Secret in `spec.connection`
+//! (in a cluster they may name no endpoint of their own but an official
+//! one).
 
 use super::chart::{ClusterScoped, Rendered};
 use super::operator::{OperatorProcess, Replica, assert_no_forbidden};
@@ -89,13 +92,17 @@ impl Scenario {
 
     /// A replica of the chart's operator, with the given Lease identity.
     pub fn replica(&self, identity: &str) -> Replica {
-        Replica::of_chart(
+        let mut replica = Replica::of_chart(
             &self.rendered,
             &self.kubeconfig,
             self.ns(),
             identity,
             self.dir.path(),
-        )
+        );
+        // As the chart's defaults.endpoint and defaults.projectId would.
+        replica.set("METASTUDIO_ENDPOINT", &self.sim.endpoint());
+        replica.set("METASTUDIO_PROJECT_ID", self.sim.project_id());
+        replica
     }
 
     pub fn resources(&self) -> Api<ActivationCode> {
@@ -121,16 +128,13 @@ impl Scenario {
     }
 
     /// An ActivationCode manifest for `robot` with `spec` merged in, whose
-    /// connection is the simulator and the namespace's credentials.
+    /// connection is the operator's endpoint and project (the simulator)
+    /// with the namespace's credentials.
     pub fn manifest(&self, name: &str, robot: &str, spec: Value) -> Value {
         let mut full = json!({
             "robotId": robot,
             "validPeriod": 7,
-            "connection": {
-                "endpoint": self.sim.endpoint(),
-                "projectId": self.sim.project_id(),
-                "credentialsSecretRef": {"name": CREDENTIALS},
-            },
+            "connection": {"credentialsSecretRef": {"name": CREDENTIALS}},
         });
         merge(&mut full, spec);
         json!({

@@ -23,7 +23,7 @@ async fn o_paced_within_the_documented_quota_nothing_is_throttled() {
         SINGLE,
     )
     .await;
-    // The manifests name only an endpoint: no region, so the operator paces
+    // The operator's defaults name only an endpoint: no region, so it paces
     // at the lowest documented quotas (10 reads, 3 writes a second). The
     // simulator enforces twice the write quota: 40 unpaced updates would
     // still overrun it, and a stalled machine bunching a few paced calls
