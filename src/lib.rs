@@ -14,6 +14,7 @@ pub mod offline;
 pub mod plan;
 pub mod secret;
 pub mod simulator;
+pub mod slots;
 pub mod telemetry;
 pub mod tenancy;
 pub mod tls;
