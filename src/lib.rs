@@ -11,6 +11,7 @@ pub mod engine;
 pub mod fingerprint;
 pub mod metastudio;
 pub mod offline;
+pub mod panics;
 pub mod plan;
 pub mod secret;
 pub mod simulator;
