@@ -285,8 +285,14 @@ impl Pacer {
     /// ([`crate::slots::released_while`]): waiting for one tenant's budget
     /// holds nothing another tenant needs.
     pub async fn acquire(&self, operation: Operation) -> Duration {
-        let wait = self.limiter(CallClass::of(operation)).reserve();
+        let class = CallClass::of(operation);
+        let wait = self.limiter(class).reserve();
         if !wait.is_zero() {
+            tracing::debug!(
+                ?class,
+                wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                "waiting for the budget of these credentials"
+            );
             crate::slots::released_while(tokio::time::sleep(wait)).await;
         }
         wait
