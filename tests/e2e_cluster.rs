@@ -30,6 +30,7 @@
 //! | k. the alerts in a real Prometheus | [`alerts::k_a_real_prometheus_fires_credentials_rejected_for_that_resource_only`] |
 //! | once-code broker: TokenReview, RBAC, limits | [`m_workloads_get_once_codes_by_their_service_account`] |
 //! | n. 10,000 codes rotate once each, the object under 512 KiB | [`scale::n_ten_thousand_codes_rotate_once_each_within_512_kib`] |
+//! | p. a hostile budget: refused by the CRD, stored by an old one, the operator stays up | [`budgets::p_a_hostile_budget_under_an_old_crd_stops_only_its_own_resources`] |
 
 mod common;
 mod e2e;
@@ -42,6 +43,9 @@ mod alerts;
 mod pacing;
 #[path = "e2e_cluster/scale.rs"]
 mod scale;
+// Scenario p.
+#[path = "e2e_cluster/budgets.rs"]
+mod budgets;
 
 use common::offline::fleet_seed;
 use common::{ROBOT, robot_seed, seed_yaml};

@@ -189,7 +189,9 @@ fn rate_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         "type": "number",
         "minimum": 0,
         "maximum": RATE_RANGE.end(),
-        "anyOf": [{"maximum": 0}, {"minimum": RATE_RANGE.start()}],
+        // The API server names the first branch's bound when neither
+        // holds: the lower bound tells a tiny rate what to write.
+        "anyOf": [{"minimum": RATE_RANGE.start()}, {"maximum": 0}],
     })
 }
 
