@@ -131,12 +131,14 @@ pub struct ConnectionTarget {
     #[serde(default)]
     pub insecure_http: bool,
 
-    /// The client-side request budget of these credentials' tenant, per
-    /// class of call. MetaStudio's flow control is per tenant and per
-    /// class: reads 20/s and writes 5/s in cn-north-4, 10/s and 3/s in
-    /// cn-east-3. Unset fields: the operator's --read-rate, --write-rate,
-    /// --rate-share and --rate-burst, else the region's documented quota
-    /// (a region without figures: the lowest documented, 10 and 3).
+    /// The client-side request budget of these credentials, per class of
+    /// call, shared by every connection with the same endpoint, project
+    /// and credentials (and by no other). MetaStudio's flow control is per
+    /// tenant and per class: reads 20/s and writes 5/s in cn-north-4, 10/s
+    /// and 3/s in cn-east-3. Unset fields: the operator's --read-rate,
+    /// --write-rate, --rate-share and --rate-burst, else the region's
+    /// documented quota (a region without figures: the lowest documented,
+    /// 10 and 3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget: Option<Budget>,
 }
