@@ -105,15 +105,35 @@ impl Slot {
     }
 }
 
-/// Counts a wait as ended when dropped, however the wait ends.
-struct Waiting<'a>(&'a Slot);
+/// One wait under way: begun by [`Waiting::begin`], ended by
+/// [`Waiting::end`], or by dropping it when the wait is cut short.
+struct Waiting<'a> {
+    slot: &'a Slot,
+    ended: bool,
+}
+
+impl<'a> Waiting<'a> {
+    /// The first wait of the reconcile gives its slot back.
+    fn begin(slot: &'a Slot) -> Self {
+        drop(slot.leave());
+        Self { slot, ended: false }
+    }
+
+    /// Whether the reconcile must take a slot again: no wait is left.
+    fn end(mut self) -> bool {
+        self.ended = true;
+        self.slot.returned()
+    }
+}
 
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
         // A wait cut short (the reconcile was dropped) leaves no count
-        // behind; the reconcile, if it goes on, takes a slot at its next
-        // rejoin.
-        self.0.returned();
+        // behind; the reconcile, if it goes on, takes a slot again at the
+        // end of its next wait.
+        if !self.ended {
+            self.slot.returned();
+        }
     }
 }
 
@@ -123,12 +143,9 @@ pub async fn released_while<F: Future>(wait: F) -> F::Output {
     let Ok(slot) = SLOT.try_with(Arc::clone) else {
         return wait.await;
     };
-    let given_back = slot.leave();
-    drop(given_back);
-    let guard = Waiting(&slot);
+    let waiting = Waiting::begin(&slot);
     let output = wait.await;
-    std::mem::forget(guard);
-    if slot.returned() {
+    if waiting.end() {
         slot.rejoin().await;
     }
     output

@@ -13,9 +13,6 @@ use crate::metastudio::connection::{is_app_user_id, is_project_id, parse_endpoin
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
-/// The shortest accepted `syncInterval`.
-pub const MIN_SYNC_INTERVAL: Duration = *SYNC_INTERVAL.start();
-
 /// One problem, naming the field and the fix.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {problem}")]
