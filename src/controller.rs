@@ -5,8 +5,15 @@
 //!
 //! With `--watch-namespaces` there is one kube-runtime controller per
 //! namespace (a reflector store cannot be fed by several watches); they
-//! share one semaphore, so `--concurrency` bounds the reconciles in flight
-//! across the whole operator, not per namespace.
+//! share one set of [`Slots`], so `--concurrency` bounds the reconciles at
+//! work across the whole operator, not per namespace. A reconcile that
+//! waits for its tenant's budget gives its slot back meanwhile (see
+//! [`crate::slots`]), so one tenant's slow budget delays no other tenant.
+//!
+//! A panic in a reconcile ends that reconcile only ([`isolated`]): the
+//! resource gets `Ready=False`, `Stalled`, reason `InternalError` with an
+//! Event, the panic is counted (`metastudio_reconcile_panics_total`), and
+//! every other resource goes on.
 
 pub mod backoff;
 pub mod cluster_host;
@@ -18,7 +25,10 @@ pub mod nudges;
 pub mod triggers;
 
 use crate::crd::{ActivationCode, ActivationCodeStatus};
+use crate::engine::conditions::reason;
 use crate::engine::{Engine, Mode, Next, ReconcileReport};
+use crate::panics;
+use crate::slots::Slots;
 use crate::telemetry::metrics::{Census, OperatorMetrics};
 use cluster_host::ClusterHost;
 use connections::ConnectionWatches;
@@ -38,8 +48,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::Semaphore;
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{Instrument, error, info, info_span, warn};
 
 /// First retry after an error; doubles per consecutive failure.
 pub use backoff::{BACKOFF_BASE, BACKOFF_MAX, ReconcileError, backoff};
@@ -264,6 +273,70 @@ async fn reconcile_once(ctx: &Context, current: &ActivationCode) -> ReconcileRep
         .await
 }
 
+/// What kube-runtime runs for each ActivationCode: [`reconcile`] in one of
+/// `slots` (given back while the reconcile waits for its tenant's budget:
+/// see [`crate::slots`]), a panic in it isolated ([`isolated`]).
+pub async fn reconcile_in_slot(
+    resource: Arc<ActivationCode>,
+    ctx: Arc<Context>,
+    slots: Slots,
+) -> Result<Action, ReconcileError> {
+    slots.run(isolated(resource, ctx, reconcile)).await
+}
+
+/// Runs `reconcile` (the real one, or a test's) so that a panic in it ends
+/// this reconcile only: it is counted (`metastudio_reconcile_panics_total`),
+/// the resource gets `Ready=False`, `Stalled`, reason `InternalError` with a
+/// Warning Event (the panic's place, never a formatted message: see
+/// [`panics`]), and it is retried with backoff.
+pub async fn isolated<F, Fut>(
+    resource: Arc<ActivationCode>,
+    ctx: Arc<Context>,
+    reconcile: F,
+) -> Result<Action, ReconcileError>
+where
+    F: FnOnce(Arc<ActivationCode>, Arc<Context>) -> Fut,
+    Fut: Future<Output = Result<Action, ReconcileError>>,
+{
+    let panicked = match panics::catch(reconcile(resource.clone(), ctx.clone())).await {
+        Ok(result) => return result,
+        Err(panicked) => panicked,
+    };
+    ctx.metrics.reconcile_panics.inc();
+    let key = key_of(&resource);
+    let span = info_span!("reconcile", resource = %key, generation = resource.metadata.generation);
+    let started = std::time::Instant::now();
+    let recorded = panics::catch(async {
+        let host = ClusterHost::new(&ctx, &resource);
+        ctx.engine
+            .internal_error(
+                &resource,
+                &host,
+                &panicked,
+                Mode::Normal,
+                jiff::Timestamp::now(),
+            )
+            .await
+    })
+    .instrument(span.clone())
+    .await;
+    let _entered = span.enter();
+    match recorded {
+        Ok(report) => {
+            ctx.metrics.record_reconcile(&report, started.elapsed());
+            log_report(&report);
+            ctx.outcome(&key, &report, 0)
+        }
+        Err(again) => {
+            error!(%again, "recording the internal error panicked too; retrying with backoff");
+            Err(ReconcileError::Retry {
+                reason: reason::INTERNAL_ERROR,
+                at_least: None,
+            })
+        }
+    }
+}
+
 /// The resource as the API server holds it now (`None`: it is gone), for a
 /// reconcile whose status write found it changed. The remembered status is
 /// dropped: the fresh read is newer.
@@ -417,13 +490,13 @@ pub async fn run(
 ) {
     tokio::spawn(announce_when_synced(ctx.clone(), on_synced));
     let shutdown = futures::future::FutureExt::shared(Box::pin(shutdown));
-    let permits = Arc::new(Semaphore::new(usize::from(limits.concurrency.max(1))));
+    let slots = Slots::new(usize::from(limits.concurrency));
     let nudges = Nudges::default();
     let runs: Vec<_> = built
         .into_iter()
         .map(|watched| {
             let nudged = nudges.channel(watched.namespace.clone());
-            run_controller(watched, nudged, &ctx, &permits, shutdown.clone(), limits)
+            run_controller(watched, nudged, &ctx, &slots, shutdown.clone())
         })
         .collect();
     let connection_tasks = connections.into_tasks(ctx.clone(), nudges, shutdown.clone());
@@ -484,23 +557,25 @@ async fn announce_when_synced(ctx: Arc<Context>, on_synced: impl FnOnce()) {
 const DIRECTORY_PATIENCE: Duration = Duration::from_secs(30);
 
 /// One ActivationCode controller, triggered by its resources, their
-/// Secrets and the nudges of its namespace.
+/// Secrets and the nudges of its namespace. kube-runtime itself runs any
+/// number of reconciles at once (one per resource at most): `slots` bounds
+/// those at work, and one that waits for its tenant's budget must not
+/// count.
 fn run_controller(
     watched: Watched,
     nudged: futures::channel::mpsc::UnboundedReceiver<
         kube::runtime::reflector::ObjectRef<ActivationCode>,
     >,
     ctx: &Arc<Context>,
-    permits: &Arc<Semaphore>,
+    slots: &Slots,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
-    limits: RunLimits,
 ) -> impl Future<Output = ()> {
     let store = watched.controller.store();
     let trigger_ctx = ctx.clone();
-    let permits = permits.clone();
+    let slots = slots.clone();
     watched
         .controller
-        .with_config(kube::runtime::controller::Config::default().concurrency(limits.concurrency))
+        .with_config(kube::runtime::controller::Config::default().concurrency(0))
         // A metadata-only watch: Secret data never streams through the
         // operator, and the metadata it needs not is dropped on arrival.
         .watches_stream(
@@ -515,13 +590,7 @@ fn run_controller(
         .reconcile_on(nudged)
         .graceful_shutdown_on(shutdown)
         .run(
-            move |resource, ctx| {
-                let permits = permits.clone();
-                async move {
-                    let _permit = permits.acquire_owned().await.expect("never closed");
-                    reconcile(resource, ctx).await
-                }
-            },
+            move |resource, ctx| reconcile_in_slot(resource, ctx, slots.clone()),
             error_policy,
             ctx.clone(),
         )

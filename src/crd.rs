@@ -11,6 +11,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
+pub mod bounds;
 pub mod connection;
 pub mod rollout;
 pub mod status;
@@ -62,9 +63,10 @@ pub struct ActivationCodeSpec {
     #[schemars(length(min = 1, max = 128))]
     pub robot_id: String,
 
-    /// Desired validity of every managed code, in days; 0 means permanent.
-    /// Changing it restarts each code's validity window at the moment of the
-    /// change (that is how MetaStudio applies it).
+    /// Desired validity of every managed code, in days, from 0 to 65535 (the
+    /// API's range); 0 means permanent. Changing it restarts each code's
+    /// validity window at the moment of the change (that is how MetaStudio
+    /// applies it).
     #[schemars(schema_with = "days_schema")]
     pub valid_period: u16,
 
@@ -86,8 +88,8 @@ pub struct ActivationCodeSpec {
 
     /// Renew codes that expire within this window, e.g. 24h: an update with
     /// the code's own validPeriod restarts its validity window and keeps its
-    /// value, so devices stay activated. Must be shorter than validPeriod;
-    /// permanent codes are never renewed. Not together with
+    /// value, so devices stay activated. From 1m to 3650d, and shorter than
+    /// validPeriod; permanent codes are never renewed. Not together with
     /// reset.beforeExpiry, which mints new values instead: choose one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub renew_before_expiry: Option<HumanDuration>,
@@ -115,8 +117,8 @@ pub struct ActivationCodeSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub export_secret_ref: Option<LocalSecretReference>,
 
-    /// How often to check the remote codes for drift, e.g. 10m or 1h.
-    /// Default 10m. Each period gets a little random jitter.
+    /// How often to check the remote codes for drift, e.g. 10m or 1h, from
+    /// 10s to 30d. Default 10m. Each period gets a little random jitter.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sync_interval: Option<HumanDuration>,
 
@@ -152,7 +154,8 @@ pub struct ResetPolicy {
     pub token: Option<String>,
 
     /// Reset codes that expire within this window, or have expired, e.g. 24h.
-    /// Must be shorter than validPeriod. Permanent codes never expire.
+    /// From 1m to 3650d, and shorter than validPeriod. Permanent codes never
+    /// expire.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub before_expiry: Option<HumanDuration>,
 

@@ -10,6 +10,7 @@ pub(crate) mod connect;
 pub mod events;
 pub mod host;
 pub mod outcome;
+pub mod panicked;
 mod run;
 mod sync;
 pub mod verdict;

@@ -1,6 +1,10 @@
 //! The engine over manifests on disk (`reconcile -f`): no cluster needed.
 //! Statuses live in a status file instead of the status subresource, so
 //! rotation tokens and crash safety behave exactly as in the cluster.
+//!
+//! A panic in one resource's reconcile is that resource's outcome
+//! (`InternalError`, not converged, so the run exits with failure); the
+//! other resources are reconciled as if nothing happened.
 
 pub mod export_file;
 pub mod host;
@@ -8,11 +12,15 @@ pub mod manifests;
 pub mod report;
 pub mod status_file;
 
+use crate::crd::ActivationCode;
 use crate::engine::host::EngineEvent;
+use crate::engine::panicked::unrecorded_internal_error;
 use crate::engine::{Engine, Mode, ReconcileReport};
+use crate::panics;
 use futures::StreamExt;
 use host::OfflineHost;
 use manifests::{Loaded, key_of};
+use std::future::Future;
 
 /// One resource's outcome.
 #[derive(Debug, Clone)]
@@ -35,8 +43,29 @@ pub async fn reconcile_all(
     mode: Mode,
     concurrency: usize,
 ) -> Vec<ResourceOutcome> {
+    reconcile_each(engine, host, resources, mode, concurrency, |resource| {
+        engine.reconcile(resource, host, mode, jiff::Timestamp::now())
+    })
+    .await
+}
+
+/// [`reconcile_all`] with the reconcile of one resource given (a test's
+/// may panic).
+async fn reconcile_each<'a, F, Fut>(
+    engine: &Engine,
+    host: &OfflineHost,
+    resources: &'a [Loaded],
+    mode: Mode,
+    concurrency: usize,
+    reconcile: F,
+) -> Vec<ResourceOutcome>
+where
+    F: Fn(&'a ActivationCode) -> Fut,
+    Fut: Future<Output = ReconcileReport>,
+{
     host.hold_fleet(resources.iter().map(|loaded| &loaded.resource));
     let mut outcomes: Vec<(usize, ResourceOutcome)> = Vec::with_capacity(resources.len());
+    let reconcile = &reconcile;
     let mut stream = futures::stream::iter(resources.iter().enumerate())
         .map(|(index, loaded)| {
             async move {
@@ -44,7 +73,7 @@ pub async fn reconcile_all(
                 let key = key_of(resource);
                 let span = tracing::info_span!("reconcile", resource = %key);
                 let mut report = tracing::Instrument::instrument(
-                    engine.reconcile(resource, host, mode, jiff::Timestamp::now()),
+                    isolated(engine, host, resource, mode, reconcile(resource)),
                     span,
                 )
                 .await;
@@ -75,6 +104,26 @@ pub async fn reconcile_all(
     outcomes.into_iter().map(|(_, o)| o).collect()
 }
 
+/// The report of `reconcile`, or, when it panics, the resource's
+/// `InternalError` (recorded in the status file and as an Event, as any
+/// stop is).
+async fn isolated(
+    engine: &Engine,
+    host: &OfflineHost,
+    resource: &ActivationCode,
+    mode: Mode,
+    reconcile: impl Future<Output = ReconcileReport>,
+) -> ReconcileReport {
+    let panicked = match panics::catch(reconcile).await {
+        Ok(report) => return report,
+        Err(panicked) => panicked,
+    };
+    let now = jiff::Timestamp::now();
+    panics::catch(engine.internal_error(resource, host, &panicked, mode, now))
+        .await
+        .unwrap_or_else(|again| unrecorded_internal_error(resource, &again, now))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,10 +149,11 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn only_resources_of_the_same_robot_conflict() {
+    /// A simulator with robots r1, r2 and r3 (two codes each), and an engine
+    /// with the operator's credentials for it.
+    async fn engine_and_simulator() -> (Engine, Simulator) {
         let seed = Seed::from_yaml(
-            "spec: {robots: [{robotId: r1, generate: {count: 2, validPeriod: 7}}, {robotId: r2, generate: {count: 2, validPeriod: 7}}]}",
+            "spec: {robots: [{robotId: r1, generate: {count: 2, validPeriod: 7}}, {robotId: r2, generate: {count: 2, validPeriod: 7}}, {robotId: r3, generate: {count: 2, validPeriod: 7}}]}",
         )
         .unwrap();
         let config = SimulatorConfig {
@@ -128,7 +178,12 @@ mod tests {
             credentials_scope: crate::tenancy::DefaultCredentialsScope::Everyone,
             inline_endpoints: crate::tenancy::InlineEndpoints::Any,
         };
-        let engine = Engine::new(transport, defaults);
+        (Engine::new(transport, defaults), sim)
+    }
+
+    #[tokio::test]
+    async fn only_resources_of_the_same_robot_conflict() {
+        let (engine, _sim) = engine_and_simulator().await;
         let host = OfflineHost::new(BTreeMap::new(), None, None).unwrap();
         // Out of robot order, so the index must find both r1 resources.
         let resources = [
@@ -149,5 +204,53 @@ mod tests {
                 ("ns/a-first", reason::SYNCED),
             ]
         );
+    }
+
+    #[tokio::test]
+    async fn a_panic_is_its_resources_internal_error_and_the_others_go_on() {
+        let (engine, sim) = engine_and_simulator().await;
+        let host = OfflineHost::new(BTreeMap::new(), None, None).unwrap();
+        let resources = [
+            resource("a-before", "r1"),
+            resource("b-panics", "r2"),
+            resource("c-after", "r3"),
+        ];
+        let outcomes = reconcile_each(&engine, &host, &resources, Mode::Normal, 1, |r| {
+            let panics = r.metadata.name.as_deref() == Some("b-panics");
+            let engine = &engine;
+            let host = &host;
+            async move {
+                if panics {
+                    panic!("a bug in one reconcile");
+                }
+                engine
+                    .reconcile(r, host, Mode::Normal, jiff::Timestamp::now())
+                    .await
+            }
+        })
+        .await;
+        let reasons: Vec<&str> = outcomes.iter().map(|o| o.report.reason).collect();
+        assert_eq!(
+            reasons,
+            [reason::SYNCED, reason::INTERNAL_ERROR, reason::SYNCED]
+        );
+        let failed = &outcomes[1];
+        assert!(!failed.report.converged, "the run exits with failure");
+        let ready = failed.report.status.condition("Ready").unwrap();
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("False", reason::INTERNAL_ERROR)
+        );
+        assert!(
+            ready.message.contains("src/offline.rs:")
+                && ready.message.contains("a bug in one reconcile"),
+            "{}",
+            ready.message
+        );
+        let stalled = failed.report.status.condition("Stalled").unwrap();
+        assert_eq!(stalled.status, "True");
+        assert_eq!(failed.events.len(), 1);
+        assert_eq!(failed.events[0].reason, reason::INTERNAL_ERROR);
+        assert_eq!(sim.counters().total_updates(), 0, "validPeriod 7 already");
     }
 }

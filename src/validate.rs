@@ -1,15 +1,17 @@
 //! Checks of an `ActivationCode` spec beyond its schema: the cross-field
 //! rules the API server cannot express, and the schema's own rules again
-//! for manifests that never met an API server (`reconcile -f`).
+//! for manifests that never met an API server (`reconcile -f`) and for a
+//! CRD older than the operator (a Helm upgrade leaves `crds/` alone). The
+//! bounds of numbers and durations are [`crate::crd::bounds`]' and, for a
+//! connection's budget, [`crate::metastudio::pacing`]'s.
 
-use crate::crd::ActivationCodeSpec;
+use crate::crd::bounds::{self, EXPIRY_WINDOW, ROLLOUT_INTERVAL, SYNC_INTERVAL};
 use crate::crd::connection::{Budget, ConnectionTarget};
+use crate::crd::{ActivationCodeSpec, ResetPolicy};
+use crate::duration::HumanDuration;
 use crate::metastudio::connection::{is_app_user_id, is_project_id, parse_endpoint};
-use crate::metastudio::pacing::MIN_SHARE;
+use std::ops::RangeInclusive;
 use std::time::Duration;
-
-/// The shortest accepted `syncInterval`.
-pub const MIN_SYNC_INTERVAL: Duration = Duration::from_secs(10);
 
 /// One problem, naming the field and the fix.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -24,48 +26,6 @@ fn problem(field: impl Into<String>, problem: impl Into<String>) -> SpecProblem 
         field: field.into(),
         problem: problem.into(),
     }
-}
-
-/// Problems of `renewBeforeExpiry` and `reset.rollout`.
-fn window_problems(spec: &ActivationCodeSpec) -> Vec<SpecProblem> {
-    let mut problems = Vec::new();
-    let reset = spec.reset.as_ref();
-    if let Some(window) = spec.renew_before_expiry {
-        let validity = Duration::from_secs(86_400 * u64::from(spec.valid_period));
-        if reset.is_some_and(|r| r.before_expiry.is_some()) {
-            problems.push(problem(
-                "spec.renewBeforeExpiry",
-                "is set together with spec.reset.beforeExpiry: a code near expiry is either renewed (same value, devices stay activated) or reset (a new value, devices activate again); remove one of them",
-            ));
-        }
-        if spec.valid_period > 0 && window.0 >= validity {
-            problems.push(problem(
-                "spec.renewBeforeExpiry",
-                format!(
-                    "{window} is not shorter than spec.validPeriod ({} day(s)), so every renewal would land inside the window again: shorten renewBeforeExpiry or raise validPeriod",
-                    spec.valid_period
-                ),
-            ));
-        }
-        if window.0.is_zero() {
-            problems.push(problem(
-                "spec.renewBeforeExpiry",
-                "is 0: remove it, or set a window such as 24h",
-            ));
-        }
-    }
-    if let Some(rollout) = reset.and_then(|r| r.rollout.as_ref()) {
-        if let Err(why) = rollout.max_codes.parse() {
-            problems.push(problem("spec.reset.rollout.maxCodes", why));
-        }
-        if rollout.interval.0.is_zero() {
-            problems.push(problem(
-                "spec.reset.rollout.interval",
-                "is 0: set how long one batch lasts, e.g. 1h, or remove rollout to reset every code at once",
-            ));
-        }
-    }
-    problems
 }
 
 /// The longest MetaStudio id (robot, code) the schema accepts.
@@ -124,132 +84,270 @@ fn too_long(what: &str, value: &str, max: usize) -> Option<String> {
     (len > max).then(|| format!("{what} is {len} characters long: use at most {max}"))
 }
 
-/// Every problem of a spec; empty when it is valid.
+/// Every problem of a spec, field by field in the order a manifest lists
+/// them; empty when it is valid.
 pub fn validate(spec: &ActivationCodeSpec) -> Vec<SpecProblem> {
-    let mut problems = Vec::new();
+    let phases: [fn(&ActivationCodeSpec) -> Vec<SpecProblem>; 9] = [
+        robot_problems,
+        selection_problems,
+        sync_interval_problems,
+        reset_problems,
+        renewal_problems,
+        rollout_problems,
+        inline_connection_problems,
+        export_problems,
+        connection_ref_problems,
+    ];
+    phases.iter().flat_map(|phase| phase(spec)).collect()
+}
+
+/// `spec.robotId`: set, and no longer than an id.
+fn robot_problems(spec: &ActivationCodeSpec) -> Vec<SpecProblem> {
+    let fix = "set the MetaStudio application (robot) id";
     if spec.robot_id.trim().is_empty() {
-        problems.push(problem(
-            "spec.robotId",
-            "is empty: set the MetaStudio application (robot) id",
-        ));
-    } else if let Some(long) = too_long("the id", &spec.robot_id, MAX_ID_LEN) {
-        problems.push(problem(
-            "spec.robotId",
-            format!("{long}: set the MetaStudio application (robot) id"),
-        ));
+        return vec![problem("spec.robotId", format!("is empty: {fix}"))];
     }
+    too_long("the id", &spec.robot_id, MAX_ID_LEN)
+        .map(|long| problem("spec.robotId", format!("{long}: {fix}")))
+        .into_iter()
+        .collect()
+}
+
+/// `spec.roomId` and `spec.activeCodeIds`: which codes, stated sensibly.
+fn selection_problems(spec: &ActivationCodeSpec) -> Vec<SpecProblem> {
+    let mut problems = Vec::new();
     if spec.room_id.as_deref().is_some_and(str::is_empty) {
         problems.push(problem(
             "spec.roomId",
             "is empty: remove it to manage every room, or set a room id",
         ));
     }
-    if let Some(ids) = &spec.active_code_ids {
-        if ids.iter().any(|id| id.trim().is_empty()) {
-            problems.push(problem(
-                "spec.activeCodeIds",
-                "holds an empty id: remove it",
-            ));
-        }
-        if ids.is_empty() {
-            problems.push(problem(
-                "spec.activeCodeIds",
-                "is an empty list, which selects no code: remove it to manage every code",
-            ));
-        }
-        if ids.len() > MAX_CODE_IDS {
-            problems.push(problem(
-                "spec.activeCodeIds",
-                format!(
-                    "holds {} ids: list at most {MAX_CODE_IDS}, or remove it to manage every code",
-                    ids.len()
-                ),
-            ));
-        }
-        if let Some(long) = ids.iter().find_map(|id| too_long("an id", id, MAX_ID_LEN)) {
-            problems.push(problem(
-                "spec.activeCodeIds",
-                format!("{long}: list MetaStudio activation code ids"),
-            ));
-        }
+    let Some(ids) = &spec.active_code_ids else {
+        return problems;
+    };
+    let field = "spec.activeCodeIds";
+    if ids.iter().any(|id| id.trim().is_empty()) {
+        problems.push(problem(field, "holds an empty id: remove it"));
     }
-    let interval = spec.sync_interval();
-    if interval < MIN_SYNC_INTERVAL {
+    if ids.is_empty() {
         problems.push(problem(
-            "spec.syncInterval",
+            field,
+            "is an empty list, which selects no code: remove it to manage every code",
+        ));
+    }
+    if ids.len() > MAX_CODE_IDS {
+        problems.push(problem(
+            field,
             format!(
-                "{} is too short: use at least {}s (the default is 10m)",
-                crate::duration::HumanDuration(interval),
-                MIN_SYNC_INTERVAL.as_secs()
+                "holds {} ids: list at most {MAX_CODE_IDS}, or remove it to manage every code",
+                ids.len()
             ),
         ));
     }
-    if let Some(reset) = &spec.reset {
-        if reset.token.as_deref().is_some_and(|t| t.trim().is_empty()) {
-            problems.push(problem(
-                "spec.reset.token",
-                "is empty: remove it, or set any non-empty string (a date works well)",
-            ));
-        }
-        if let Some(long) = reset
-            .token
-            .as_deref()
-            .and_then(|t| too_long("the token", t, MAX_TOKEN_LEN))
-        {
-            problems.push(problem(
+    if let Some(long) = ids.iter().find_map(|id| too_long("an id", id, MAX_ID_LEN)) {
+        problems.push(problem(
+            field,
+            format!("{long}: list MetaStudio activation code ids"),
+        ));
+    }
+    problems
+}
+
+/// `spec.syncInterval`: within [`SYNC_INTERVAL`].
+fn sync_interval_problems(spec: &ActivationCodeSpec) -> Vec<SpecProblem> {
+    out_of_range(
+        "spec.syncInterval",
+        spec.sync_interval(),
+        &SYNC_INTERVAL,
+        " (the default is 10m)",
+    )
+    .into_iter()
+    .collect()
+}
+
+/// `spec.reset.token` and `spec.reset.beforeExpiry`.
+fn reset_problems(spec: &ActivationCodeSpec) -> Vec<SpecProblem> {
+    let Some(reset) = &spec.reset else {
+        return Vec::new();
+    };
+    let mut problems = token_problems(reset);
+    if let Some(window) = reset.before_expiry {
+        problems.extend(expiry_window_problems(
+            "spec.reset.beforeExpiry",
+            window,
+            spec.valid_period,
+            ("reset", "beforeExpiry"),
+            "remove it to reset only expired codes, or set a window such as 24h",
+        ));
+    }
+    problems
+}
+
+/// `spec.reset.token`: not blank, not too long.
+fn token_problems(reset: &ResetPolicy) -> Vec<SpecProblem> {
+    let Some(token) = reset.token.as_deref() else {
+        return Vec::new();
+    };
+    if token.trim().is_empty() {
+        return vec![problem(
+            "spec.reset.token",
+            "is empty: remove it, or set any non-empty string (a date works well)",
+        )];
+    }
+    too_long("the token", token, MAX_TOKEN_LEN)
+        .map(|long| {
+            problem(
                 "spec.reset.token",
                 format!("{long}: a date such as 2026-11-22 works well"),
-            ));
-        }
-        if let Some(window) = reset.before_expiry {
-            let validity = Duration::from_secs(86_400 * u64::from(spec.valid_period));
-            if spec.valid_period > 0 && window.0 >= validity {
-                problems.push(problem(
-                    "spec.reset.beforeExpiry",
-                    format!(
-                        "{window} is not shorter than spec.validPeriod ({} day(s)), so every reset would land inside the window again: shorten beforeExpiry or raise validPeriod",
-                        spec.valid_period
-                    ),
-                ));
-            }
-            if window.0.is_zero() {
-                problems.push(problem(
-                    "spec.reset.beforeExpiry",
-                    "is 0: remove it to reset only expired codes, or set a window such as 24h",
-                ));
-            }
-        }
-    }
-    problems.extend(window_problems(spec));
-    if let Some(conn) = &spec.connection {
-        problems.extend(target_problems(
-            "spec.connection",
-            &Target {
-                endpoint: conn.endpoint.as_deref(),
-                region: conn.region.as_deref(),
-                project_id: conn.project_id.as_deref(),
-                app_user_id: conn.app_user_id.as_deref(),
-            },
+            )
+        })
+        .into_iter()
+        .collect()
+}
+
+/// `spec.renewBeforeExpiry`: not with `reset.beforeExpiry`, and a window
+/// like any expiry window.
+fn renewal_problems(spec: &ActivationCodeSpec) -> Vec<SpecProblem> {
+    let Some(window) = spec.renew_before_expiry else {
+        return Vec::new();
+    };
+    let field = "spec.renewBeforeExpiry";
+    let mut problems = Vec::new();
+    if spec
+        .reset
+        .as_ref()
+        .is_some_and(|r| r.before_expiry.is_some())
+    {
+        problems.push(problem(
+            field,
+            "is set together with spec.reset.beforeExpiry: a code near expiry is either renewed (same value, devices stay activated) or reset (a new value, devices activate again); remove one of them",
         ));
-        if let Some(reference) = &conn.credentials_secret_ref
-            && let Some(why) = dns_subdomain_problem(&reference.name)
-        {
-            problems.push(problem(
-                "spec.connection.credentialsSecretRef.name",
-                format!("{why}: name a Secret in this namespace"),
-            ));
-        }
     }
-    if let Some(reference) = &spec.export_secret_ref
+    problems.extend(expiry_window_problems(
+        field,
+        window,
+        spec.valid_period,
+        ("renewal", "renewBeforeExpiry"),
+        "remove it, or set a window such as 24h",
+    ));
+    problems
+}
+
+/// A window before expiry (`field`): shorter than the validity, not 0,
+/// within [`EXPIRY_WINDOW`]. `what` names the act and the field in the
+/// fix; `unset` says what to do instead of 0.
+fn expiry_window_problems(
+    field: &str,
+    window: HumanDuration,
+    valid_period: u16,
+    what: (&str, &str),
+    unset: &str,
+) -> Vec<SpecProblem> {
+    let (act, name) = what;
+    let validity = Duration::from_secs(86_400 * u64::from(valid_period));
+    let mut problems = Vec::new();
+    if valid_period > 0 && window.0 >= validity {
+        problems.push(problem(
+            field,
+            format!(
+                "{window} is not shorter than spec.validPeriod ({valid_period} day(s)), so every {act} would land inside the window again: shorten {name} or raise validPeriod"
+            ),
+        ));
+    }
+    if window.0.is_zero() {
+        problems.push(problem(field, format!("is 0: {unset}")));
+    } else if let Some(out) = out_of_range(field, window.0, &EXPIRY_WINDOW, "") {
+        problems.push(out);
+    }
+    problems
+}
+
+/// `spec.reset.rollout`: a readable batch size and an interval within
+/// [`ROLLOUT_INTERVAL`].
+fn rollout_problems(spec: &ActivationCodeSpec) -> Vec<SpecProblem> {
+    let Some(rollout) = spec.reset.as_ref().and_then(|r| r.rollout.as_ref()) else {
+        return Vec::new();
+    };
+    let mut problems = Vec::new();
+    if let Err(why) = rollout.max_codes.parse() {
+        problems.push(problem("spec.reset.rollout.maxCodes", why));
+    }
+    let field = "spec.reset.rollout.interval";
+    if rollout.interval.0.is_zero() {
+        problems.push(problem(
+            field,
+            "is 0: set how long one batch lasts, e.g. 1h, or remove rollout to reset every code at once",
+        ));
+    } else if let Some(out) = out_of_range(field, rollout.interval.0, &ROLLOUT_INTERVAL, "") {
+        problems.push(out);
+    }
+    problems
+}
+
+/// `spec.connection`: where it points and the Secret it names.
+fn inline_connection_problems(spec: &ActivationCodeSpec) -> Vec<SpecProblem> {
+    let Some(conn) = &spec.connection else {
+        return Vec::new();
+    };
+    let mut problems = target_problems(
+        "spec.connection",
+        &Target {
+            endpoint: conn.endpoint.as_deref(),
+            region: conn.region.as_deref(),
+            project_id: conn.project_id.as_deref(),
+            app_user_id: conn.app_user_id.as_deref(),
+        },
+    );
+    if let Some(reference) = &conn.credentials_secret_ref
         && let Some(why) = dns_subdomain_problem(&reference.name)
     {
         problems.push(problem(
-            "spec.exportSecretRef.name",
-            format!("{why}: name the Secret that should receive the code values"),
+            "spec.connection.credentialsSecretRef.name",
+            format!("{why}: name a Secret in this namespace"),
         ));
     }
-    problems.extend(connection_ref_problems(spec));
     problems
+}
+
+/// `spec.exportSecretRef.name`: a Secret name.
+fn export_problems(spec: &ActivationCodeSpec) -> Vec<SpecProblem> {
+    let Some(reference) = &spec.export_secret_ref else {
+        return Vec::new();
+    };
+    dns_subdomain_problem(&reference.name)
+        .map(|why| {
+            problem(
+                "spec.exportSecretRef.name",
+                format!("{why}: name the Secret that should receive the code values"),
+            )
+        })
+        .into_iter()
+        .collect()
+}
+
+/// `value` of `field` outside `range`: too short or too long, with the
+/// range and `hint`.
+fn out_of_range(
+    field: &str,
+    value: Duration,
+    range: &RangeInclusive<Duration>,
+    hint: &str,
+) -> Option<SpecProblem> {
+    let shown = HumanDuration(value);
+    let (start, end) = (bounds::shown(*range.start()), bounds::shown(*range.end()));
+    if value < *range.start() {
+        Some(problem(
+            field,
+            format!("{shown} is too short: use at least {start}, at most {end}{hint}"),
+        ))
+    } else if value > *range.end() {
+        Some(problem(
+            field,
+            format!("{shown} is too long: use at most {end}, at least {start}{hint}"),
+        ))
+    } else {
+        None
+    }
 }
 
 /// Where a connection points, as a spec states it.
@@ -315,32 +413,15 @@ pub fn connection_target(target: &ConnectionTarget) -> Vec<SpecProblem> {
     problems
 }
 
-/// `spec.budget`: rates of at least 0, a share in [0.01, 1], a burst of 1 or
-/// more (the schema says as much; this catches what bypassed it).
+/// `spec.budget`: every figure within the bounds the pacing arithmetic
+/// holds (the schema says as much; this catches what bypassed it).
 fn budget_problems(budget: &Budget) -> Vec<SpecProblem> {
-    let rates = [
-        ("spec.budget.readsPerSecond", budget.reads_per_second),
-        ("spec.budget.writesPerSecond", budget.writes_per_second),
-        ("spec.budget.requestsPerSecond", budget.requests_per_second),
-    ];
-    let mut problems: Vec<SpecProblem> = rates
+    budget
+        .pacing()
+        .problems()
         .into_iter()
-        .filter(|(_, rate)| rate.is_some_and(|r| !(r.is_finite() && r >= 0.0)))
-        .map(|(field, _)| problem(field, "must be a number of at least 0 (0 = no limit)"))
-        .collect();
-    if budget
-        .share
-        .is_some_and(|s| !(MIN_SHARE..=1.0).contains(&s))
-    {
-        problems.push(problem(
-            "spec.budget.share",
-            "must be from 0.01 to 1, e.g. 0.8 to leave a fifth of the quota to other clients",
-        ));
-    }
-    if budget.burst == Some(0) {
-        problems.push(problem("spec.budget.burst", "must be at least 1"));
-    }
-    problems
+        .map(|p| problem(p.path(), p.problem))
+        .collect()
 }
 
 /// `spec.connectionRef`: a valid name, and not together with
@@ -487,6 +568,61 @@ mod tests {
                 "spec.reset.token",
                 "spec.connection.endpoint",
                 "spec.connection.appUserId"
+            ]
+        );
+    }
+
+    #[test]
+    fn numbers_and_durations_out_of_their_bounds_name_the_field_and_the_range() {
+        let of = |json| {
+            let s: ActivationCodeSpec = serde_json::from_value(json).unwrap();
+            validate(&s)
+                .into_iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+        };
+        let problems = of(serde_json::json!({"robotId": "r", "validPeriod": 0,
+            "syncInterval": "31d", "renewBeforeExpiry": "30s",
+            "reset": {"token": "t", "rollout": {"maxCodes": 4294967295u64, "interval": "9999d"}}}));
+        assert_eq!(
+            problems,
+            [
+                "spec.syncInterval: 744h is too long: use at most 30d, at least 10s (the default is 10m)",
+                "spec.renewBeforeExpiry: 30s is too short: use at least 1m, at most 3650d",
+                "spec.reset.rollout.maxCodes: 4294967295 is not a count of codes: use 1 to 100000, or a percentage such as \"10%\"",
+                "spec.reset.rollout.interval: 239976h is too long: use at most 30d, at least 1m",
+            ]
+        );
+        let longest = of(serde_json::json!({"robotId": "r", "validPeriod": 0,
+            "syncInterval": "30d", "reset": {"beforeExpiry": "3650d", "token": "t",
+            "rollout": {"maxCodes": 100000, "interval": "30d"}}}));
+        assert!(longest.is_empty(), "{longest:?}");
+        let too_wide = of(serde_json::json!({"robotId": "r", "validPeriod": 0,
+            "reset": {"beforeExpiry": "3651d"}}));
+        assert_eq!(too_wide.len(), 1, "{too_wide:?}");
+        assert!(too_wide[0].starts_with("spec.reset.beforeExpiry: 87624h is too long"));
+    }
+
+    #[test]
+    fn a_budget_out_of_bounds_names_each_field() {
+        let target: ConnectionTarget = serde_json::from_value(serde_json::json!({
+            "region": "cn-north-4", "projectId": "p",
+            "budget": {"readsPerSecond": 1e-30, "writesPerSecond": 1e300, "share": 0.001,
+                       "burst": 4294967295u64, "requestsPerSecond": -1}
+        }))
+        .unwrap();
+        let fields: Vec<String> = connection_target(&target)
+            .into_iter()
+            .map(|p| p.field)
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "spec.budget.readsPerSecond",
+                "spec.budget.writesPerSecond",
+                "spec.budget.requestsPerSecond",
+                "spec.budget.share",
+                "spec.budget.burst"
             ]
         );
     }

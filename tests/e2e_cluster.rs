@@ -35,6 +35,7 @@
 //! | n. 10,000 codes rotate once each, the object under 512 KiB | [`scale::n_ten_thousand_codes_rotate_once_each_within_512_kib`] |
 //! | v. the broker and the metrics port under junk: TokenReviews within the budget, served callers keep their codes, idle connections closed | [`broker_flood::v_junk_tokens_cost_reviews_within_the_budget_and_served_callers_keep_their_codes`] (figures: `scripts/bench-broker-flood`) |
 //! | the node runs a pod: its Service from the host and the pod, the API server from the pod, logs, exec (needs a Ready node) | [`node::node_runs_a_pod_that_answers_through_its_service`] |
+//! | w. a hostile budget: refused by the CRD, stored by an old one, the operator stays up | [`budgets::w_a_hostile_budget_under_an_old_crd_stops_only_its_own_resources`] |
 
 mod common;
 mod e2e;
@@ -56,6 +57,9 @@ mod broker_flood;
 // The node of scripts/control-plane runs pods (skipped without a Ready node).
 #[path = "e2e_cluster/node.rs"]
 mod node;
+// Scenario w.
+#[path = "e2e_cluster/budgets.rs"]
+mod budgets;
 
 use common::offline::fleet_seed;
 use common::{ROBOT, robot_seed, seed_yaml};

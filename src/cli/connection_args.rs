@@ -45,15 +45,15 @@ pub struct ClientArgs {
     /// Attempts per call, the first included (retries apply to 429, 5xx and network faults).
     #[arg(long, env = "METASTUDIO_MAX_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=20), allow_negative_numbers = true)]
     pub max_attempts: u32,
-    /// Reads (list, show, once-code) per second per tenant, 0 = no limit
-    /// [default: the region's documented quota: 20 in cn-north-4, 10 in
-    /// cn-east-3 and elsewhere].
-    #[arg(long, env = "METASTUDIO_READ_RATE", value_parser = parsers::rate, allow_negative_numbers = true)]
+    /// Reads (list, show, once-code) per second per tenant: 0 (no limit) or
+    /// from 0.1 to 1000 [default: the region's documented quota: 20 in
+    /// cn-north-4, 10 in cn-east-3 and elsewhere].
+    #[arg(long, env = "METASTUDIO_READ_RATE", value_parser = parsers::budget_rate, allow_negative_numbers = true)]
     pub read_rate: Option<f64>,
-    /// Writes (update, reset, create, delete) per second per tenant, 0 = no
-    /// limit [default: the region's documented quota: 5 in cn-north-4, 3 in
-    /// cn-east-3 and elsewhere].
-    #[arg(long, env = "METASTUDIO_WRITE_RATE", value_parser = parsers::rate, allow_negative_numbers = true)]
+    /// Writes (update, reset, create, delete) per second per tenant: 0 (no
+    /// limit) or from 0.1 to 1000 [default: the region's documented quota: 5
+    /// in cn-north-4, 3 in cn-east-3 and elsewhere].
+    #[arg(long, env = "METASTUDIO_WRITE_RATE", value_parser = parsers::budget_rate, allow_negative_numbers = true)]
     pub write_rate: Option<f64>,
     /// The share of both rates the operator uses, leaving the rest of the
     /// tenant's quota to other clients (e.g. 0.8).
@@ -61,7 +61,7 @@ pub struct ClientArgs {
     pub rate_share: f64,
     /// Requests of a class that may go out at once before the rate spaces
     /// them.
-    #[arg(long, env = "METASTUDIO_RATE_BURST", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    #[arg(long, env = "METASTUDIO_RATE_BURST", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::metastudio::pacing::MAX_BURST)))]
     pub rate_burst: u32,
 }
 

@@ -55,6 +55,19 @@ pub fn rate(value: &str) -> Result<f64, String> {
     }
 }
 
+/// A tenant's budget rate (`--read-rate`, `--write-rate`): 0 (no limit) or
+/// within the bounds a connection's `spec.budget` has
+/// ([`crate::metastudio::pacing::RATE_RANGE`]).
+pub fn budget_rate(value: &str) -> Result<f64, String> {
+    let rate: f64 = value.trim().parse().map_err(|_| {
+        format!("`{value}` is not a number: write 0 (no limit) or a rate such as 2.5")
+    })?;
+    match crate::metastudio::pacing::rate_problem(rate) {
+        None => Ok(rate),
+        Some(problem) => Err(problem),
+    }
+}
+
 /// A share of a quota: from 0.01 to 1.
 pub fn share(value: &str) -> Result<f64, String> {
     let fix = || {
@@ -197,6 +210,18 @@ mod tests {
         assert_eq!(rate("20"), Ok(20.0));
         for bad in ["-5", "1e-300", "NaN", "inf", "x"] {
             assert!(rate(bad).unwrap_err().contains("no limit"), "{bad}");
+            assert!(
+                budget_rate(bad).unwrap_err().contains("0 (no limit)"),
+                "{bad}"
+            );
+        }
+        assert_eq!(budget_rate("0"), Ok(0.0));
+        assert_eq!(budget_rate("1000"), Ok(1000.0));
+        for bad in ["0.05", "1001"] {
+            assert!(
+                budget_rate(bad).unwrap_err().contains("from 0.1 to 1000"),
+                "{bad}"
+            );
         }
         assert!(endpoint("ftp://x").unwrap_err().contains("http or https"));
         assert!(region("CN North").is_err());

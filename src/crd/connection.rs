@@ -11,6 +11,7 @@
 //! Every doc comment here is what `kubectl explain` prints.
 
 use super::{Condition, UnknownFields};
+use crate::metastudio::pacing::{MAX_BURST, MIN_SHARE, RATE_RANGE};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::CustomResource;
@@ -130,28 +131,33 @@ pub struct ConnectionTarget {
     #[serde(default)]
     pub insecure_http: bool,
 
-    /// The client-side request budget of these credentials' tenant, per
-    /// class of call. MetaStudio's flow control is per tenant and per
-    /// class: reads 20/s and writes 5/s in cn-north-4, 10/s and 3/s in
-    /// cn-east-3. Unset fields: the operator's --read-rate, --write-rate,
-    /// --rate-share and --rate-burst, else the region's documented quota
-    /// (a region without figures: the lowest documented, 10 and 3).
+    /// The client-side request budget of these credentials, per class of
+    /// call, shared by every connection with the same endpoint, project
+    /// and credentials (and by no other). MetaStudio's flow control is per
+    /// tenant and per class: reads 20/s and writes 5/s in cn-north-4, 10/s
+    /// and 3/s in cn-east-3. Unset fields: the operator's --read-rate,
+    /// --write-rate, --rate-share and --rate-burst, else the region's
+    /// documented quota (a region without figures: the lowest documented,
+    /// 10 and 3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget: Option<Budget>,
 }
 
-/// A client-side request budget: reads and writes paced apart.
+/// A client-side request budget: reads and writes paced apart. Each figure
+/// has bounds (the schema's, checked again by the operator); the slowest
+/// budget they allow spaces calls 1000 seconds apart.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct Budget {
-    /// Reads (ListActiveCode, ShowActiveCode, CreateOnceCode) per second,
-    /// 0 = no limit. Default: the region's documented read quota.
+    /// Reads (ListActiveCode, ShowActiveCode, CreateOnceCode) per second:
+    /// 0 (no limit) or from 0.1 to 1000. Default: the region's documented
+    /// read quota.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "rate_schema")]
     pub reads_per_second: Option<f64>,
     /// Writes (UpdateActiveCode, ResetActiveCode, CreateActiveCode,
-    /// DeleteActiveCode) per second, 0 = no limit. Default: the region's
-    /// documented write quota.
+    /// DeleteActiveCode) per second: 0 (no limit) or from 0.1 to 1000.
+    /// Default: the region's documented write quota.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "rate_schema")]
     pub writes_per_second: Option<f64>,
@@ -161,13 +167,13 @@ pub struct Budget {
     #[schemars(schema_with = "share_schema")]
     pub share: Option<f64>,
     /// Requests of a class that may go out at once before the rate spaces
-    /// them. Default 1: evenly spaced, which a server counting per second
-    /// never sees above its quota.
+    /// them, from 1 to 1000. Default 1: evenly spaced, which a server
+    /// counting per second never sees above its quota.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "burst_schema")]
     pub burst: Option<u32>,
-    /// Deprecated: an upper bound for reads and for writes each (0 = none).
-    /// Use readsPerSecond and writesPerSecond.
+    /// Deprecated: an upper bound for reads and for writes each: 0 (none)
+    /// or from 0.1 to 1000. Use readsPerSecond and writesPerSecond.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "rate_schema")]
     pub requests_per_second: Option<f64>,
@@ -177,18 +183,26 @@ pub struct Budget {
     pub unknown_fields: UnknownFields,
 }
 
-/// Without the `format: double` and `format: uint32` Kubernetes does not
-/// know.
+/// 0, or within [`RATE_RANGE`]: the `anyOf` leaves out the tiny rates
+/// between (1e-30 would space calls 3e22 years apart). Without the
+/// `format: double` and `format: uint32` Kubernetes does not know.
 fn rate_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    schemars::json_schema!({"type": "number", "minimum": 0, "maximum": 1000})
+    schemars::json_schema!({
+        "type": "number",
+        "minimum": 0,
+        "maximum": RATE_RANGE.end(),
+        // The API server names the first branch's bound when neither
+        // holds: the lower bound tells a tiny rate what to write.
+        "anyOf": [{"minimum": RATE_RANGE.start()}, {"maximum": 0}],
+    })
 }
 
 fn share_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    schemars::json_schema!({"type": "number", "minimum": 0.01, "maximum": 1})
+    schemars::json_schema!({"type": "number", "minimum": MIN_SHARE, "maximum": 1})
 }
 
 fn burst_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    schemars::json_schema!({"type": "integer", "minimum": 1, "maximum": 1000})
+    schemars::json_schema!({"type": "integer", "minimum": 1, "maximum": MAX_BURST})
 }
 
 impl Budget {

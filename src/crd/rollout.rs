@@ -1,6 +1,7 @@
 //! `spec.reset.rollout`: how a token's resets are spread over time.
 
 use super::UnknownFields;
+use super::bounds::MAX_CODES_COUNT;
 use crate::duration::HumanDuration;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -9,10 +10,12 @@ use serde::{Deserialize, Serialize};
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Rollout {
-    /// How many codes one batch resets: a count (e.g. 50) or a percentage
-    /// of the codes the token resets (e.g. "10%", rounded up, at least 1).
+    /// How many codes one batch resets: a count from 1 to 100000 (e.g. 50)
+    /// or a percentage from 1% to 100% of the codes the token resets (e.g.
+    /// "10%", rounded up, at least 1).
     pub max_codes: MaxCodes,
-    /// How long after a batch began the next one may start, e.g. 1h.
+    /// How long after a batch began the next one may start, e.g. 1h; from
+    /// 1m to 30d.
     pub interval: HumanDuration,
     /// Fields this operator does not know, e.g. of a newer CRD.
     #[serde(flatten)]
@@ -30,6 +33,10 @@ pub enum MaxCodes {
     Text(String),
 }
 
+/// The written forms of `maxCodes` as a string: a count from 1 to 100000
+/// or a percentage from 1% to 100%.
+pub const MAX_CODES_PATTERN: &str = r"^([1-9][0-9]{0,4}|100000|[1-9][0-9]?%|100%)$";
+
 /// A readable `maxCodes`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BatchSize {
@@ -42,12 +49,17 @@ impl MaxCodes {
     /// The batch size, or why it is not one (for spec.reset.rollout.maxCodes).
     pub fn parse(&self) -> Result<BatchSize, String> {
         match self {
-            MaxCodes::Count(n) if *n >= 1 && *n <= i64::from(u32::MAX) => {
-                Ok(BatchSize::Codes(*n as u32))
-            }
-            MaxCodes::Count(n) => Err(format!(
-                "{n} is not a count of codes: use at least 1, or a percentage such as \"10%\""
-            )),
+            MaxCodes::Count(n) => u32::try_from(*n)
+                .ok()
+                .filter(|n| MAX_CODES_COUNT.contains(n))
+                .map(BatchSize::Codes)
+                .ok_or_else(|| {
+                    format!(
+                        "{n} is not a count of codes: use {} to {}, or a percentage such as \"10%\"",
+                        MAX_CODES_COUNT.start(),
+                        MAX_CODES_COUNT.end()
+                    )
+                }),
             MaxCodes::Text(text) => parse_text(text),
         }
     }
@@ -56,7 +68,9 @@ impl MaxCodes {
 fn parse_text(text: &str) -> Result<BatchSize, String> {
     let wrong = || {
         format!(
-            "{text:?} is neither a count nor a percentage: write a number of codes such as 50, or a percentage from 1% to 100% such as \"10%\""
+            "{text:?} is neither a count nor a percentage: write a number of codes from {} to {} such as 50, or a percentage from 1% to 100% such as \"10%\"",
+            MAX_CODES_COUNT.start(),
+            MAX_CODES_COUNT.end()
         )
     };
     match text.strip_suffix('%') {
@@ -65,7 +79,7 @@ fn parse_text(text: &str) -> Result<BatchSize, String> {
             _ => Err(wrong()),
         },
         None => match text.parse::<u32>() {
-            Ok(n @ 1..) => Ok(BatchSize::Codes(n)),
+            Ok(n) if MAX_CODES_COUNT.contains(&n) => Ok(BatchSize::Codes(n)),
             _ => Err(wrong()),
         },
     }
@@ -92,7 +106,14 @@ impl JsonSchema for MaxCodes {
 
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         // Kubernetes' own int-or-string: no type, either form accepted.
-        schemars::json_schema!({"x-kubernetes-int-or-string": true})
+        // `minimum`/`maximum` bound the integer form and `pattern` the
+        // string form (each applies to its own type only).
+        schemars::json_schema!({
+            "x-kubernetes-int-or-string": true,
+            "minimum": MAX_CODES_COUNT.start(),
+            "maximum": MAX_CODES_COUNT.end(),
+            "pattern": MAX_CODES_PATTERN,
+        })
     }
 }
 
@@ -124,8 +145,29 @@ mod tests {
             }
         }
         assert_eq!(BatchSize::Percent(1).of(0), 1);
+        for too_many in [
+            MaxCodes::Count(100_001),
+            MaxCodes::Text("4294967295".into()),
+        ] {
+            let message = too_many.parse().unwrap_err();
+            assert!(message.contains("1 to 100000"), "{message}");
+        }
         let message = MaxCodes::Text("ten".into()).parse().unwrap_err();
         assert!(message.contains("\"10%\""), "{message}");
+    }
+
+    #[test]
+    fn every_string_the_schema_pattern_admits_parses() {
+        use proptest::strategy::{Strategy, ValueTree};
+        let inner = MAX_CODES_PATTERN
+            .trim_start_matches('^')
+            .trim_end_matches('$');
+        let strategy = proptest::string::string_regex(inner).unwrap();
+        let mut runner = proptest::test_runner::TestRunner::deterministic();
+        for _ in 0..500 {
+            let text = strategy.new_tree(&mut runner).unwrap().current();
+            assert!(MaxCodes::Text(text.clone()).parse().is_ok(), "{text}");
+        }
     }
 
     #[test]

@@ -78,6 +78,9 @@ pub mod reason {
     /// An Event's, not a condition's: the spec has a field this operator
     /// does not know (a newer CRD, or a rollback); it is ignored.
     pub const UNKNOWN_FIELD: &str = "UnknownField";
+    /// The reconcile panicked (a bug in the operator): it was stopped, the
+    /// operator goes on, and the resource is tried again with backoff.
+    pub const INTERNAL_ERROR: &str = "InternalError";
 }
 
 /// What a `Ready` reason means for kstatus.
@@ -108,7 +111,8 @@ pub fn progress(ready_reason: &str) -> Progress {
         | reason::CONFLICT
         | reason::CONNECTION_NOT_FOUND
         | reason::CONNECTION_NOT_ALLOWED
-        | reason::EXPORT_FAILED => Progress::NeedsHuman,
+        | reason::EXPORT_FAILED
+        | reason::INTERNAL_ERROR => Progress::NeedsHuman,
         _ => Progress::Settled,
     }
 }

@@ -1,7 +1,7 @@
 //! The async MetaStudio client: signing, timeouts, retries, pacing.
 //!
 //! A [`Transport`] holds what every call shares: one connection pool, the
-//! retry policy, one [`Pacer`] per tenant and the call metrics. A
+//! retry policy, one [`Pacer`] per set of credentials and the call metrics. A
 //! [`MetaStudioClient`] is a cheap handle that pairs it with one
 //! [`Connection`] (endpoint, project, credentials).
 
@@ -13,13 +13,13 @@ use super::models::{
     ActiveCode, ActiveCodePage, CreateActiveCodeBody, ErrorBody, OnceCode, ResetActiveCodeBody,
     UpdateActiveCodeBody,
 };
-use super::pacing::{CallClass, Pacer, Pacing};
+use super::pacing::{Budgets, CallClass, Pacer, Pacing};
 use super::retry::RetryPolicy;
 use super::signer::{self, SignableRequest};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::time::Instant;
 use tracing::{Instrument, debug, debug_span, warn};
@@ -70,7 +70,8 @@ pub struct TransportError(#[from] reqwest::Error);
 pub struct Transport {
     http: reqwest::Client,
     options: ClientOptions,
-    pacers: Mutex<HashMap<String, Arc<Pacer>>>,
+    /// One per set of credentials (see [`Transport::client`]).
+    pacers: Mutex<HashMap<CredentialsId, Arc<Pacer>>>,
     breakers: Breakers,
     metrics: ApiMetrics,
 }
@@ -113,38 +114,40 @@ impl Transport {
         self.breakers.rejection(CredentialsId::of(connection))
     }
 
-    /// A client for one connection. MetaStudio's quotas are per tenant, so
-    /// the read and write budgets are shared by every client of this
-    /// transport to the same endpoint and project (a project belongs to
-    /// one tenant), and one tenant's rotation does not slow another's. They
-    /// are the connection's pacing over the transport's, over the
-    /// documented quotas of the connection's region; a client with other
-    /// budgets for the same project replaces them (give connections that
-    /// share a project one budget).
+    /// A client for one connection. The read and write budgets belong to
+    /// who calls: every client of this transport with the same endpoint,
+    /// project and credentials ([`CredentialsId`], the breaker's key too)
+    /// shares one [`Pacer`], and no one else does. So a connection that
+    /// names another tenant's project with credentials of its own spends
+    /// its own budget, never that tenant's. The budgets are the
+    /// connection's pacing over the transport's, over the documented
+    /// quotas of the connection's region; a client with other figures for
+    /// the same credentials changes the pacer's limits in place, keeping
+    /// the slots taken and the 429 cuts (give connections that share
+    /// credentials one budget).
     pub fn client(self: &Arc<Self>, connection: Connection) -> MetaStudioClient {
-        let key = format!("{} {}", connection.endpoint, connection.project_id);
+        let credentials_id = CredentialsId::of(&connection);
         let budgets = self
             .options
             .pacing
             .overlay(&connection.options.pacing)
             .budgets(connection.quota_region().as_deref());
-        let pacer = {
-            let mut pacers = self.pacers.lock().expect("pacer map lock");
-            match pacers.get(&key) {
-                Some(pacer) if pacer.budgets() == budgets => pacer.clone(),
-                _ => {
-                    let pacer = Arc::new(Pacer::new(budgets));
-                    pacers.insert(key, pacer.clone());
-                    pacer
-                }
-            }
-        };
         MetaStudioClient {
             transport: self.clone(),
-            credentials_id: CredentialsId::of(&connection),
+            credentials_id,
             connection: Arc::new(connection),
-            pacer,
+            pacer: self.pacer(credentials_id, budgets),
         }
+    }
+
+    /// The pacer of these credentials, pacing at `budgets` from now on.
+    fn pacer(&self, credentials: CredentialsId, budgets: Budgets) -> Arc<Pacer> {
+        let mut pacers = self.pacers.lock().unwrap_or_else(PoisonError::into_inner);
+        let pacer = pacers
+            .entry(credentials)
+            .or_insert_with(|| Arc::new(Pacer::new(budgets)));
+        pacer.set_budgets(budgets);
+        pacer.clone()
     }
 }
 
@@ -445,7 +448,8 @@ impl MetaStudioClient {
             }
             warn!(attempt = attempts, delay_ms = delay.as_millis() as u64, error = %kind, "retrying");
             metrics.record_retry(call.operation);
-            tokio::time::sleep(delay).await;
+            // Backing off from the tenant's quota holds no reconcile slot.
+            crate::slots::released_while(tokio::time::sleep(delay)).await;
         }
     }
 
@@ -791,22 +795,74 @@ mod tests {
     }
 
     #[test]
-    fn clients_of_one_project_share_one_pacer() {
+    fn pacers_belong_to_the_credentials_not_to_the_project_named() {
         crate::tls::install_crypto_provider();
         let transport = Transport::new(ClientOptions::default()).unwrap();
-        let a = transport.client(connection("https://a.example", "p", "sk-1"));
-        // Other credentials of the same project (tenant): the same budget.
-        let b = transport.client(connection("https://a.example", "p", "sk-2"));
+        let victim = transport.client(connection("https://a.example", "p", "sk-1"));
+        let again = transport.client(connection("https://a.example", "p", "sk-1"));
+        // Someone naming the victim's project with other credentials.
+        let squatter = transport.client(connection("https://a.example", "p", "sk-2"));
         let other_endpoint = transport.client(connection("https://b.example", "p", "sk-1"));
-        let other_tenant = transport.client(connection("https://a.example", "q", "sk-1"));
-        assert!(Arc::ptr_eq(&a.pacer, &b.pacer));
-        assert!(!Arc::ptr_eq(&a.pacer, &other_endpoint.pacer));
-        assert!(!Arc::ptr_eq(&a.pacer, &other_tenant.pacer));
+        let other_project = transport.client(connection("https://a.example", "q", "sk-1"));
+        assert!(Arc::ptr_eq(&victim.pacer, &again.pacer));
+        for other in [&squatter, &other_endpoint, &other_project] {
+            assert!(!Arc::ptr_eq(&victim.pacer, &other.pacer));
+        }
         assert_eq!(
-            a.pacer.budgets(),
+            victim.pacer.budgets(),
             Pacing::default().budgets(None),
             "no region: the lowest documented quotas"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_squatter_spends_its_own_budget_and_cannot_reset_the_victims() {
+        crate::tls::install_crypto_provider();
+        let transport = Transport::new(ClientOptions::default()).unwrap();
+        let victim = || transport.client(connection("https://a.example", "p", "sk-1"));
+        let write = |client: &MetaStudioClient| client.pacer.limiter(CallClass::Write).reserve();
+        let before = victim();
+        assert_eq!(write(&before), Duration::ZERO);
+        assert!(before.pacer.throttled(Operation::ResetActiveCode).is_some());
+        let mut generous = connection("https://a.example", "p", "sk-2");
+        generous.options.pacing = Pacing {
+            writes_per_second: Some(1000.0),
+            burst: Some(1000),
+            ..Pacing::default()
+        };
+        let squatter = transport.client(generous);
+        assert_eq!(write(&squatter), Duration::ZERO, "its own fresh budget");
+        let after = victim();
+        assert!(
+            write(&after) > Duration::ZERO,
+            "the victim's burst stays spent"
+        );
+        assert_eq!(after.current_rates().1, 1.5, "its 429 cut stands");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn other_figures_for_the_same_credentials_change_the_pacer_in_place() {
+        crate::tls::install_crypto_provider();
+        let transport = Transport::new(ClientOptions::default()).unwrap();
+        let first = transport.client(connection("https://a.example", "p", "sk"));
+        assert_eq!(
+            first.pacer.limiter(CallClass::Write).reserve(),
+            Duration::ZERO
+        );
+        first.pacer.throttled(Operation::ResetActiveCode);
+        let mut faster = connection("https://a.example", "p", "sk");
+        faster.options.pacing = Pacing {
+            writes_per_second: Some(6.0),
+            ..Pacing::default()
+        };
+        let second = transport.client(faster);
+        assert!(Arc::ptr_eq(&first.pacer, &second.pacer), "not replaced");
+        assert_eq!(second.pacer.budgets().writes.per_second, 6.0);
+        assert!(
+            second.pacer.limiter(CallClass::Write).reserve() > Duration::ZERO,
+            "no fresh burst"
+        );
+        assert_eq!(second.current_rates().1, 1.5, "the 429 cut is kept");
     }
 
     #[test]

@@ -120,6 +120,10 @@ pub enum ConnectionError {
         "refusing to send a token (X-Auth-Token or X-Security-Token) over plain http to {host}, which is not a loopback address: use https, or opt in for a private test endpoint (spec.insecureHttp of a MetaStudioConnection, or --insecure-http for the operator's own endpoint)"
     )]
     InsecureTransport { host: String },
+    /// A figure of the connection's `spec.budget` out of its bounds (see
+    /// [`super::pacing::Pacing::problems`]); each problem names its field.
+    #[error("{0}")]
+    InvalidBudget(String),
 }
 
 /// A project id holds only letters, digits, `-` and `_`.

@@ -11,9 +11,17 @@
 //! Each budget is a [`RateLimiter`] that adapts to 429s (halve, then
 //! recover; see [`super::rate_limit`]), so a wrong quota or another client
 //! of the tenant costs a few 429s, never the run.
+//!
+//! The figures a budget may state are bounded ([`RATE_RANGE`],
+//! [`MIN_SHARE`], [`MAX_BURST`]): the CRD schema, validation
+//! ([`Pacing::problems`]) and the flags all check these, and the slowest
+//! budget they allow is the limiter's own floor ([`rate_limit::MIN_RATE`]).
+//! Waiting for a budget gives back the caller's reconcile slot
+//! ([`crate::slots`]).
 
 use super::error::Operation;
-use super::rate_limit::{RateLimit, RateLimiter};
+use super::rate_limit::{self, RateLimit, RateLimiter};
+use std::ops::RangeInclusive;
 use std::time::Duration;
 
 /// What a call spends: the quota of reads or of writes.
@@ -78,8 +86,55 @@ impl Quotas {
     }
 }
 
-/// The smallest share of a quota that may be configured.
+/// The rates a budget may state besides 0 (no limit), per second: from one
+/// call every ten seconds to fifty times the highest documented quota.
+pub const RATE_RANGE: RangeInclusive<f64> = 0.1..=1000.0;
+/// The smallest share of a quota that may be configured (the largest is 1).
 pub const MIN_SHARE: f64 = 0.01;
+/// The largest burst that may be configured (the smallest is 1).
+pub const MAX_BURST: u32 = rate_limit::MAX_BURST;
+
+/// One figure of a [`Pacing`] out of its bounds: the field, as a
+/// connection's `spec.budget` names it, and what to write instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PacingProblem {
+    pub field: &'static str,
+    pub problem: String,
+}
+
+impl PacingProblem {
+    /// The field's path in a connection resource, e.g.
+    /// `spec.budget.readsPerSecond`.
+    pub fn path(&self) -> String {
+        format!("spec.budget.{}", self.field)
+    }
+}
+
+/// Why `rate` is not a rate a budget may state; `None` when it is one.
+pub fn rate_problem(rate: f64) -> Option<String> {
+    (rate != 0.0 && !RATE_RANGE.contains(&rate)).then(|| {
+        format!(
+            "must be 0 (no limit) or from {} to {} requests per second, not {rate:?}",
+            RATE_RANGE.start(),
+            RATE_RANGE.end()
+        )
+    })
+}
+
+/// Why `share` is not a share a budget may state; `None` when it is one.
+pub fn share_problem(share: f64) -> Option<String> {
+    (!(MIN_SHARE..=1.0).contains(&share)).then(|| {
+        format!(
+            "must be from {MIN_SHARE} to 1 (e.g. 0.8 leaves a fifth of the quota to other clients), not {share:?}"
+        )
+    })
+}
+
+/// Why `burst` is not a burst a budget may state; `None` when it is one.
+pub fn burst_problem(burst: u32) -> Option<String> {
+    (!(1..=MAX_BURST).contains(&burst))
+        .then(|| format!("{burst} is out of range: use 1 (evenly spaced) to {MAX_BURST}"))
+}
 
 /// Pacing settings as configured (flags, chart values, a connection's
 /// `spec.budget`); each unset field falls back to the layer below and, at
@@ -122,11 +177,45 @@ impl Pacing {
         }
     }
 
-    /// The budgets for a tenant in `region`.
+    /// Every figure out of its bounds, named as `spec.budget` names it
+    /// (`cap` is `requestsPerSecond`); empty when all are within them.
+    pub fn problems(&self) -> Vec<PacingProblem> {
+        let rates = [
+            ("readsPerSecond", self.reads_per_second),
+            ("writesPerSecond", self.writes_per_second),
+            ("requestsPerSecond", self.cap),
+        ];
+        let rates = rates.into_iter().filter_map(|(field, rate)| {
+            rate.and_then(rate_problem)
+                .map(|problem| PacingProblem { field, problem })
+        });
+        let share = self
+            .share
+            .and_then(share_problem)
+            .map(|problem| PacingProblem {
+                field: "share",
+                problem,
+            });
+        let burst = self
+            .burst
+            .and_then(burst_problem)
+            .map(|problem| PacingProblem {
+                field: "burst",
+                problem,
+            });
+        rates.chain(share).chain(burst).collect()
+    }
+
+    /// The budgets for a tenant in `region`. Figures out of bounds (which
+    /// validation refuses) are held within them by the limiters.
     pub fn budgets(&self, region: Option<&str>) -> Budgets {
         let documented = Quotas::documented(region);
-        let share = self.share.unwrap_or(1.0);
-        let burst = self.burst.unwrap_or(1).max(1);
+        let share = self
+            .share
+            .filter(|s| s.is_finite())
+            .unwrap_or(1.0)
+            .clamp(MIN_SHARE, 1.0);
+        let burst = self.burst.unwrap_or(1).clamp(1, MAX_BURST);
         let budget = |configured: Option<f64>, quota: f64| {
             let rate = configured.unwrap_or(quota);
             let rate = match self.cap.filter(|c| *c > 0.0) {
@@ -152,10 +241,10 @@ pub struct Budgets {
     pub writes: RateLimit,
 }
 
-/// The two budgets of one tenant, shared by every client of it.
+/// The two budgets of one set of credentials, shared by every client of
+/// them.
 #[derive(Debug)]
 pub struct Pacer {
-    budgets: Budgets,
     reads: RateLimiter,
     writes: RateLimiter,
 }
@@ -163,15 +252,25 @@ pub struct Pacer {
 impl Pacer {
     pub fn new(budgets: Budgets) -> Self {
         Self {
-            budgets,
             reads: RateLimiter::new(budgets.reads),
             writes: RateLimiter::new(budgets.writes),
         }
     }
 
-    /// The budgets as configured (before any 429 cut them).
+    /// The budgets as configured (before any 429 cut them), as the
+    /// limiters hold them.
     pub fn budgets(&self) -> Budgets {
-        self.budgets
+        Budgets {
+            reads: self.reads.limit(),
+            writes: self.writes.limit(),
+        }
+    }
+
+    /// Paces at `budgets` from now on, keeping the slots already taken and
+    /// any 429 cut (see [`RateLimiter::set_limit`]).
+    pub fn set_budgets(&self, budgets: Budgets) {
+        self.reads.set_limit(budgets.reads);
+        self.writes.set_limit(budgets.writes);
     }
 
     pub fn limiter(&self, class: CallClass) -> &RateLimiter {
@@ -182,8 +281,21 @@ impl Pacer {
     }
 
     /// Waits for a slot of `operation`'s class; returns the time waited.
+    /// While it waits, the caller's reconcile slot is given back
+    /// ([`crate::slots::released_while`]): waiting for one tenant's budget
+    /// holds nothing another tenant needs.
     pub async fn acquire(&self, operation: Operation) -> Duration {
-        self.limiter(CallClass::of(operation)).acquire().await
+        let class = CallClass::of(operation);
+        let wait = self.limiter(class).reserve();
+        if !wait.is_zero() {
+            tracing::debug!(
+                ?class,
+                wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                "waiting for the budget of these credentials"
+            );
+            crate::slots::released_while(tokio::time::sleep(wait)).await;
+        }
+        wait
     }
 
     /// The server throttled `operation`: its class slows down. Returns
@@ -268,6 +380,81 @@ mod tests {
         let merged = operator.overlay(&resource);
         assert_eq!(merged.reads_per_second, Some(15.0));
         assert_eq!(merged.share, Some(0.5));
+    }
+
+    #[test]
+    fn figures_out_of_bounds_are_named_with_the_range() {
+        let pacing = Pacing {
+            reads_per_second: Some(1e-30),
+            writes_per_second: Some(f64::NAN),
+            share: Some(0.0),
+            burst: Some(0),
+            cap: Some(-1.0),
+        };
+        let problems = pacing.problems();
+        let fields: Vec<&str> = problems.iter().map(|p| p.field).collect();
+        assert_eq!(
+            fields,
+            [
+                "readsPerSecond",
+                "writesPerSecond",
+                "requestsPerSecond",
+                "share",
+                "burst"
+            ]
+        );
+        assert_eq!(
+            problems[0].problem,
+            "must be 0 (no limit) or from 0.1 to 1000 requests per second, not 1e-30"
+        );
+        let fine = Pacing {
+            reads_per_second: Some(0.0),
+            writes_per_second: Some(1000.0),
+            share: Some(MIN_SHARE),
+            burst: Some(MAX_BURST),
+            cap: Some(0.1),
+        };
+        assert!(fine.problems().is_empty());
+        assert!(Pacing::default().problems().is_empty());
+    }
+
+    #[test]
+    fn the_slowest_budget_allowed_is_the_limiters_floor() {
+        let slowest = Pacing {
+            reads_per_second: Some(*RATE_RANGE.start()),
+            share: Some(MIN_SHARE),
+            ..Pacing::default()
+        };
+        assert!(slowest.problems().is_empty());
+        let rate = slowest.budgets(None).reads.per_second;
+        assert!((rate - rate_limit::MIN_RATE).abs() < 1e-12, "{rate}");
+    }
+
+    #[test]
+    fn budgets_hold_figures_that_bypassed_validation_within_bounds() {
+        let wild = Pacing {
+            reads_per_second: Some(1e-30),
+            writes_per_second: Some(f64::INFINITY),
+            share: Some(f64::NAN),
+            burst: Some(u32::MAX),
+            cap: None,
+        };
+        let budgets = wild.budgets(None);
+        assert_eq!(budgets.reads.burst, MAX_BURST);
+        let pacer = Pacer::new(budgets);
+        assert_eq!(
+            pacer.budgets().reads.per_second,
+            rate_limit::MIN_RATE,
+            "held at the floor"
+        );
+        assert_eq!(
+            pacer.budgets().writes,
+            RateLimit {
+                per_second: 0.0,
+                burst: MAX_BURST
+            },
+            "an infinite rate is no limit"
+        );
     }
 
     #[tokio::test(start_paused = true)]

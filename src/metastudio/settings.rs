@@ -70,6 +70,15 @@ impl ConnectionSettings {
     }
 
     pub fn resolve(&self, credentials: Credentials) -> Result<Connection, ConnectionError> {
+        let budget: Vec<String> = self
+            .pacing
+            .problems()
+            .iter()
+            .map(|p| format!("{}: {}", p.path(), p.problem))
+            .collect();
+        if !budget.is_empty() {
+            return Err(ConnectionError::InvalidBudget(budget.join("; ")));
+        }
         let endpoint = match (&self.endpoint, &self.region) {
             (Some(endpoint), _) => endpoint.clone(),
             (None, Some(region)) => regional_endpoint(region)?,
@@ -219,6 +228,17 @@ mod tests {
         ] {
             assert!(!is_official_endpoint(other), "{other}");
         }
+    }
+
+    #[test]
+    fn a_budget_out_of_bounds_makes_no_connection() {
+        let mut tiny = settings(None, Some("cn-north-4"), Some("p"));
+        tiny.pacing.reads_per_second = Some(1e-30);
+        let err = tiny.resolve(Credentials::ak_sk("a", "s")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "spec.budget.readsPerSecond: must be 0 (no limit) or from 0.1 to 1000 requests per second, not 1e-30"
+        );
     }
 
     #[test]

@@ -273,6 +273,8 @@ pub struct OperatorMetrics {
     pub reconciles: Family<ReasonLabels, Counter>,
     pub reconcile_errors: Family<ReasonLabels, Counter>,
     pub reconcile_duration: Histogram,
+    /// Reconciles that panicked (caught: see `controller::isolated`).
+    pub reconcile_panics: Counter,
     pub leader: Gauge,
     census: Arc<CensusCollector>,
 }
@@ -284,6 +286,7 @@ impl Default for OperatorMetrics {
             reconciles: Family::default(),
             reconcile_errors: Family::default(),
             reconcile_duration: Histogram::new(exponential_buckets(0.01, 2.0, 14)),
+            reconcile_panics: Counter::default(),
             leader: Gauge::default(),
             census: Arc::default(),
         }
@@ -311,6 +314,11 @@ impl OperatorMetrics {
             "metastudio_reconcile_duration_seconds",
             "Duration of one reconcile",
             self.reconcile_duration.clone(),
+        );
+        registry.register(
+            "metastudio_reconcile_panics",
+            "Reconciles that panicked: each was stopped, its resource marked InternalError, and the operator went on",
+            self.reconcile_panics.clone(),
         );
         registry.register(
             "metastudio_leader",
