@@ -16,7 +16,7 @@ use super::models::{
 use super::pacing::{CallClass, Pacer, Pacing};
 use super::retry::RetryPolicy;
 use super::signer::{self, SignableRequest};
-use reqwest::{Method, StatusCode};
+use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -449,7 +449,23 @@ impl MetaStudioClient {
         }
     }
 
+    /// One try of a call: its URL, its headers (signed), the request, the
+    /// answer read within the size limit.
     async fn attempt(&self, call: &Call) -> Attempt {
+        let (url, path) = self.url(call);
+        let body = call.body.clone().unwrap_or_default();
+        let headers = self.headers(call, &path, &body);
+        let request = self.request(call, url, &headers, body);
+        match request.send().await {
+            Ok(response) => self.read_answer(response).await,
+            Err(err) => self.transport_failure(&err),
+        }
+    }
+
+    /// The call's URL below the endpoint, with the query in canonical order
+    /// and encoding (as the official SDK sends it), and its path as the
+    /// signer sees it.
+    fn url(&self, call: &Call) -> (Url, String) {
         let conn = &*self.connection;
         let path = format!(
             "{}/v1/{}/digital-human-chat/{}",
@@ -457,14 +473,18 @@ impl MetaStudioClient {
             signer::encode(&conn.project_id),
             call.path
         );
-        // The query goes out in canonical order and encoding, as the
-        // official SDK sends it.
         let query = signer::canonical_query(&call.query);
         let mut url = conn.endpoint.clone();
         url.set_path(&path);
         url.set_query((!query.is_empty()).then_some(query.as_str()));
-        let body = call.body.clone().unwrap_or_default();
+        (url, path)
+    }
 
+    /// Every header of the request: content type, agent, project, app user
+    /// and the credentials (an AK/SK signature over the others, or the
+    /// token).
+    fn headers(&self, call: &Call, path: &str, body: &[u8]) -> Vec<(String, String)> {
+        let conn = &*self.connection;
         let mut headers: Vec<(String, String)> = vec![
             ("Content-Type".into(), "application/json".into()),
             (
@@ -492,10 +512,10 @@ impl MetaStudioClient {
                 headers.push(("Host".into(), conn.host_header()));
                 let signable = SignableRequest {
                     method: call.method.as_str(),
-                    path: &path,
+                    path,
                     query: &call.query,
                     headers: &headers,
-                    body: &body,
+                    body,
                 };
                 let authorization =
                     signer::sign(access_key.expose(), secret_key.expose(), &signable)
@@ -508,23 +528,34 @@ impl MetaStudioClient {
                 headers.push(("X-Auth-Token".into(), token.expose().to_owned()));
             }
         }
+        headers
+    }
 
+    /// The request as the HTTP client sends it, with the attempt's timeout.
+    fn request(
+        &self,
+        call: &Call,
+        url: Url,
+        headers: &[(String, String)],
+        body: Vec<u8>,
+    ) -> reqwest::RequestBuilder {
         let mut request = self
             .transport
             .http
             .request(call.method.clone(), url)
             .timeout(self.transport.options.timeout);
-        for (name, value) in &headers {
+        for (name, value) in headers {
             request = request.header(name.as_str(), value.as_str());
         }
         if call.body.is_some() {
             request = request.body(body);
         }
+        request
+    }
 
-        let response = match request.send().await {
-            Ok(response) => response,
-            Err(err) => return self.transport_failure(&err),
-        };
+    /// The answer: status, the headers the client uses and the body, read
+    /// up to `max_response_bytes`.
+    async fn read_answer(&self, response: reqwest::Response) -> Attempt {
         let status = response.status();
         let header = |name: &str| {
             response
