@@ -6,11 +6,14 @@
 
 mod common;
 
-use common::raw_http::{Stream, head, json_response, raw_server, streaming_server};
+use common::raw_http::{
+    Stream, counting_server, head, json_response, raw_server, redirect_response, streaming_server,
+};
 use common::{connection, fast_options, good_credentials};
 use metastudio_operator::metastudio::{
-    ApiError, ApiErrorKind, ClientOptions, MetaStudioClient, Operation, Transport,
+    ApiError, ApiErrorKind, ClientOptions, Credentials, MetaStudioClient, Operation, Transport,
 };
+use metastudio_operator::secret::Secret;
 use std::time::Duration;
 
 /// A code value that must never appear in an error.
@@ -398,4 +401,102 @@ async fn a_listing_that_never_ends_stops_at_the_first_page_with_nothing_new() {
         .await
         .unwrap();
     assert_eq!(codes.len(), 1);
+}
+
+/// A list page of `n` codes (ids `c0`, `c1`, ...) that reports `count`
+/// codes in all.
+fn page_of_codes(n: usize, count: u64) -> String {
+    let robot = common::ROBOT;
+    let codes: Vec<String> = (0..n)
+        .map(|i| {
+            format!(
+                r#"{{"active_code_id":"c{i}","active_code":"{SECRET}","robot_id":"{robot}","valid_period":1,"create_time":"2026-01-01T00:00:00Z","update_time":"2026-01-01T00:00:00Z"}}"#
+            )
+        })
+        .collect();
+    format!(
+        r#"{{"offset":0,"limit":100,"count":{count},"data":[{}]}}"#,
+        codes.join(",")
+    )
+}
+
+/// reqwest would follow a 30x and carry `X-Auth-Token` and
+/// `X-Security-Token` to wherever it points (it strips only Authorization
+/// and Cookie across hosts). None is followed: the other listener sees no
+/// connection, the error names the status and the Location, the call is
+/// not repeated, and the metrics count the answer under its status.
+#[tokio::test]
+async fn a_redirect_is_not_followed_and_names_its_location() {
+    let elsewhere = counting_server(json_response(
+        "200 OK",
+        "rid-elsewhere",
+        page_of_codes(1, 1).as_bytes(),
+    ))
+    .await;
+    let token = Credentials::Token(Secret::new("IAM-TOKEN"));
+    let temporary = Credentials::AkSk {
+        access_key: Secret::new("ak"),
+        secret_key: Secret::new("sk"),
+        security_token: Some(Secret::new("SECURITY-TOKEN")),
+    };
+    let statuses = [
+        "301 Moved Permanently",
+        "302 Found",
+        "303 See Other",
+        "307 Temporary Redirect",
+        "308 Permanent Redirect",
+    ];
+    for (credentials, status) in [token, temporary]
+        .iter()
+        .flat_map(|c| statuses.map(|s| (c, s)))
+    {
+        let location = format!("{}/v1/p/digital-human-chat/active-code", elsewhere.endpoint);
+        let endpoint = raw_server(redirect_response(status, "rid-30x", &location)).await;
+        // Retries on: a redirect must not be repeated either.
+        let transport = Transport::new(fast_options()).unwrap();
+        let client = transport.client(connection(&endpoint, credentials.clone()));
+        for call in [Call::List, Call::Reset] {
+            let what = format!("{status}, {}, {call:?}", credentials.kind());
+            let err = call.run(&client).await.unwrap_err();
+            assert_clear(&what, &err, call.operation(), "rid-30x");
+            let code = status.split(' ').next().unwrap();
+            assert!(
+                matches!(err.kind, ApiErrorKind::Redirected { .. }),
+                "{what}: {err}"
+            );
+            let text = err.to_string();
+            assert!(
+                text.contains(&format!("HTTP {code} redirect to {location} not followed")),
+                "{what}: {text}"
+            );
+            assert_eq!(err.attempts, 1, "{what}: a redirect is not retried");
+            assert!(!err.is_transient(), "{what}");
+            assert_eq!(
+                transport.metrics().call_count(call.operation(), code),
+                1,
+                "{what}: counted under its status"
+            );
+        }
+    }
+    assert_eq!(elsewhere.connections(), 0, "a request followed a redirect");
+}
+
+/// The Location is server text: cut, and without control characters.
+#[tokio::test]
+async fn a_long_location_is_cut() {
+    let location = format!("http://127.0.0.1:9/{}", "l".repeat(10_000));
+    let endpoint = raw_server(redirect_response("302 Found", "rid-long", &location)).await;
+    let err = client_for(&endpoint, no_retries())
+        .show("c1")
+        .await
+        .unwrap_err();
+    assert_clear("long location", &err, Operation::ShowActiveCode, "rid-long");
+    let ApiErrorKind::Redirected {
+        location: Some(shown),
+        ..
+    } = &err.kind
+    else {
+        panic!("not a redirect: {err}");
+    };
+    assert!(shown.len() < 300 && shown.ends_with("..."), "{shown}");
 }

@@ -86,6 +86,10 @@ impl Transport {
     ) -> Result<Arc<Self>, TransportError> {
         crate::tls::install_crypto_provider();
         let http = reqwest::Client::builder()
+            // A redirect is an error (`ApiErrorKind::Redirected`), never
+            // followed: reqwest would carry X-Auth-Token and
+            // X-Security-Token to any host it points at, plain http too.
+            .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(options.connect_timeout)
             .user_agent(options.user_agent.clone())
             .pool_idle_timeout(Duration::from_secs(60))
@@ -186,6 +190,8 @@ struct Answer {
     status: StatusCode,
     request_id: Option<String>,
     retry_after: Option<Duration>,
+    /// The `Location` header, which a redirect (3xx) names.
+    location: Option<String>,
     body: Vec<u8>,
 }
 
@@ -566,11 +572,17 @@ impl MetaStudioClient {
         };
         let request_id = header("X-Request-Id");
         let retry_after = header("Retry-After").and_then(|v| parse_retry_after(&v));
+        // Lossy: a Location that is not ASCII is still shown (cleaned).
+        let location = response
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
         match read_limited(response, self.transport.options.max_response_bytes).await {
             Ok(body) => Attempt::Done(Answer {
                 status,
                 request_id,
                 retry_after,
+                location,
                 body,
             }),
             Err(ReadError::TooLarge(limit)) => Attempt::Failed(
@@ -717,18 +729,37 @@ pub fn decode_failure(
         status,
         code,
         message,
-        request_id: request_id.map(|id| clean(&id, MAX_ERROR_CODE_CHARS)),
+        request_id: shown_request_id(request_id),
         retry_after,
     }
 }
 
+/// The longest `Location` kept from a redirect.
+pub const MAX_LOCATION_CHARS: usize = 256;
+
+/// The error of a non-success answer: a redirect, which names where it
+/// points, or the service's error.
 fn service_error(answer: Answer) -> ApiErrorKind {
+    if answer.status.is_redirection() {
+        return ApiErrorKind::Redirected {
+            status: answer.status.as_u16(),
+            location: answer
+                .location
+                .map(|location| clean(&location, MAX_LOCATION_CHARS)),
+            request_id: shown_request_id(answer.request_id),
+        };
+    }
     decode_failure(
         answer.status.as_u16(),
         answer.request_id,
         answer.retry_after,
         &answer.body,
     )
+}
+
+/// An `X-Request-Id` made safe to print in an error (see [`clean`]).
+pub(super) fn shown_request_id(id: Option<String>) -> Option<String> {
+    id.map(|id| clean(&id, MAX_ERROR_CODE_CHARS))
 }
 
 /// Server text made safe to print: control characters (line breaks,
