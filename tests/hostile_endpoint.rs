@@ -1,13 +1,16 @@
 //! `reconcile -f` against an endpoint that answers out of bounds (a
-//! redirect): the run ends at once with an error that says what happened,
-//! exits non-zero, and writes nothing (the export and the status's codes
-//! stay as the run before left them).
+//! redirect, a page with more codes than asked, a `count` past what one
+//! listing reads) and against a robot with more codes than one resource
+//! manages: the run ends at once with an error that says what happened and
+//! what to do, exits non-zero, and writes nothing (no remote write, no
+//! export file, no code in the status file).
 
 mod common;
 
-use common::offline::{runtime, text};
-use common::raw_http::{counting_server, json_response, redirect_response};
-use metastudio_operator::simulator::DEFAULT_PROJECT_ID;
+use common::offline::{reconcile_command, runtime, text};
+use common::raw_http::{CountingServer, counting_server, json_response, redirect_response};
+use metastudio_operator::engine::limits::MAX_CODES_PER_RESOURCE;
+use metastudio_operator::simulator::{DEFAULT_PROJECT_ID, FaultConfig, Seed};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -99,6 +102,13 @@ fn assert_nothing_written(out: &Output, dir: &Path, before: &Written) {
     assert_eq!(&written(dir), before, "{}", text(out));
 }
 
+/// Only reads reached the server.
+fn assert_only_reads(server: &CountingServer) {
+    let lines = server.request_lines();
+    assert!(!lines.is_empty());
+    assert!(lines.iter().all(|l| l.starts_with("GET ")), "{lines:?}");
+}
+
 /// A page of `n` codes (ids `c0`, `c1`, ...) reporting `count` in all.
 fn page(n: usize, count: u64) -> Vec<u8> {
     let codes: Vec<String> = (0..n)
@@ -156,5 +166,96 @@ fn a_redirect_fails_the_run_and_the_token_goes_nowhere_else() {
         endpoint.request_lines().len(),
         1,
         "a redirect is not retried"
+    );
+}
+
+/// The hostile listing of issue 17: every page 20,000 codes and a count of
+/// 4294967295. Refused at the first page (BENCHMARKS.md has its memory).
+#[test]
+fn a_page_larger_than_asked_fails_the_run_at_the_first_page() {
+    let rt = runtime();
+    let server = rt.block_on(counting_server(page(20_000, u64::from(u32::MAX))));
+    let (dir, before) = converged_once(&rt);
+    let out = reconcile_against(&server.endpoint, dir.path());
+    let shown = text(&out);
+    assert!(
+        shown.contains("the endpoint answered 20000 codes for limit 100"),
+        "{shown}"
+    );
+    assert_nothing_written(&out, dir.path(), &before);
+    assert_only_reads(&server);
+    assert_eq!(server.request_lines().len(), 1, "one page asked");
+}
+
+#[test]
+fn a_count_past_what_one_listing_reads_fails_the_run_at_the_first_page() {
+    let rt = runtime();
+    let server = rt.block_on(counting_server(page(100, u64::from(u32::MAX))));
+    let (dir, before) = converged_once(&rt);
+    let out = reconcile_against(&server.endpoint, dir.path());
+    let shown = text(&out);
+    assert!(shown.contains("Ready=False (TooManyCodes)"), "{shown}");
+    assert!(
+        shown.contains("the endpoint reports 4294967295 codes for the robot"),
+        "{shown}"
+    );
+    assert_nothing_written(&out, dir.path(), &before);
+    assert_eq!(server.request_lines().len(), 1, "one page asked");
+}
+
+/// A robot with one code more than a resource manages: a resource that
+/// selects one room of them converges; widened to them all, it is refused,
+/// told how to split, and keeps what it had.
+#[test]
+fn a_resource_over_the_code_cap_is_told_to_split_and_keeps_what_it_had() {
+    let rt = runtime();
+    let seed = Seed::from_yaml(&format!(
+        "spec: {{robots: [{{robotId: {ROBOT}, generate: {{count: {MAX_CODES_PER_RESOURCE}, validPeriod: 1, roomId: hall}}, codes: [{{roomId: lobby, validPeriod: 1}}]}}]}}"
+    ))
+    .unwrap();
+    let sim = rt.block_on(common::simulator(seed, FaultConfig::default()));
+    let dir = tempfile::tempdir().unwrap();
+    let status = dir.path().join("status.json").display().to_string();
+    let exports = dir.path().join("exports").display().to_string();
+    let run = |room: Option<&str>| {
+        let manifests = manifest(dir.path(), room);
+        reconcile_command(
+            &sim,
+            &[
+                "-f",
+                &manifests,
+                "--status-file",
+                &status,
+                "--export-dir",
+                &exports,
+            ],
+        )
+        .output()
+        .expect("the binary runs")
+    };
+
+    let split = run(Some("hall"));
+    let before = assert_converged(&split, dir.path());
+
+    // Widened to every code of the robot: one more than the cap.
+    let whole = run(None);
+    let shown = text(&whole);
+    assert!(shown.contains("Ready=False (TooManyCodes)"), "{shown}");
+    assert!(
+        shown.contains(&format!(
+            "selects {} codes of robot {ROBOT}, more than the {MAX_CODES_PER_RESOURCE}",
+            MAX_CODES_PER_RESOURCE + 1
+        )),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("spec.roomId or spec.activeCodeIds"),
+        "{shown}"
+    );
+    assert_nothing_written(&whole, dir.path(), &before);
+    let counters = sim.counters();
+    assert!(
+        counters.resets.is_empty() && counters.updates.is_empty(),
+        "{counters:?}"
     );
 }

@@ -10,6 +10,7 @@ use common::raw_http::{
     Stream, counting_server, head, json_response, raw_server, redirect_response, streaming_server,
 };
 use common::{connection, fast_options, good_credentials};
+use metastudio_operator::metastudio::listing::MAX_LISTED_CODES;
 use metastudio_operator::metastudio::{
     ApiError, ApiErrorKind, ClientOptions, Credentials, MetaStudioClient, Operation, Transport,
 };
@@ -145,6 +146,8 @@ fn cases() -> Vec<Case> {
         case("error body of the wrong shape", Reset, "403 Forbidden", r#"{"error_code":5}"#, &["HTTP 403: Forbidden"]),
         case("gateway HTML", Reset, "401 Unauthorized", "<html>401</html>", &["HTTP 401: Unauthorized"]),
         case("unknown status", Reset, "600 Weird", "{}", &["HTTP 600"]),
+        case("id over the field bound", List, ok, page_of(&code_with("active_code_id", Some(&format!("\"{}\"", "i".repeat(129))))), &["data[0].active_code_id: 129 bytes, longer than the 128"]),
+        case("code value over the field bound", Show, ok, code_with("active_code", Some(&format!("\"{SECRET}{}\"", "9".repeat(128)))), &["active_code: 149 bytes, longer than the 128"]),
     ]
 }
 
@@ -388,12 +391,12 @@ async fn broken_http_is_a_lost_response_not_a_panic() {
 
 /// A server whose `count` promises more than it ever sends: the same page
 /// again and again. Listing stops at the first page with nothing new,
-/// instead of asking for a billion pages.
+/// instead of asking for tens of thousands of pages.
 #[tokio::test]
 async fn a_listing_that_never_ends_stops_at_the_first_page_with_nothing_new() {
     let robot = common::ROBOT;
     let page = format!(
-        r#"{{"offset": 0, "limit": 100, "count": 1000000000, "data": [{{"active_code_id": "only", "active_code": "V", "robot_id": "{robot}", "valid_period": 1, "create_time": "2026-01-01T00:00:00Z", "update_time": "2026-01-01T00:00:00Z"}}]}}"#
+        r#"{{"offset": 0, "limit": 100, "count": 90000, "data": [{{"active_code_id": "only", "active_code": "V", "robot_id": "{robot}", "valid_period": 1, "create_time": "2026-01-01T00:00:00Z", "update_time": "2026-01-01T00:00:00Z"}}]}}"#
     );
     let endpoint = raw_server(json_response("200 OK", "rid-page", page.as_bytes())).await;
     let codes = client_for(&endpoint, no_retries())
@@ -499,4 +502,68 @@ async fn a_long_location_is_cut() {
         panic!("not a redirect: {err}");
     };
     assert!(shown.len() < 300 && shown.ends_with("..."), "{shown}");
+}
+
+/// The API caps a page at the `limit` asked for; a page with more codes
+/// breaks the contract and is refused with the figures, whatever its size
+/// (a hostile endpoint's 20,000 codes included).
+#[tokio::test]
+async fn a_page_with_more_codes_than_asked_is_a_protocol_error() {
+    for n in [101, 20_000] {
+        let server = counting_server(json_response(
+            "200 OK",
+            "rid-big-page",
+            page_of_codes(n, u64::from(u32::MAX)).as_bytes(),
+        ))
+        .await;
+        let client = client_for(&server.endpoint, fast_options());
+        let err = client.list_all(common::ROBOT, None).await.unwrap_err();
+        assert_clear("big page", &err, Operation::ListActiveCode, "rid-big-page");
+        assert!(
+            matches!(err.kind, ApiErrorKind::Protocol { .. }),
+            "{n}: {err}"
+        );
+        assert!(
+            err.to_string()
+                .contains(&format!("the endpoint answered {n} codes for limit 100")),
+            "{err}"
+        );
+        assert_eq!(server.request_lines().len(), 1, "{n}: asked once");
+        let page_err = client.list_page(common::ROBOT, 0, 100).await.unwrap_err();
+        assert!(
+            matches!(page_err.kind, ApiErrorKind::Protocol { .. }),
+            "{page_err}"
+        );
+    }
+}
+
+/// A `count` over what one listing reads ends the listing at the page that
+/// reports it, before the rest is asked for: the page's own codes are all
+/// there is in memory.
+#[tokio::test]
+async fn a_count_over_the_listing_cap_ends_the_listing_at_the_first_page() {
+    for count in [u64::from(MAX_LISTED_CODES) + 1, u64::from(u32::MAX)] {
+        let server = counting_server(json_response(
+            "200 OK",
+            "rid-count",
+            page_of_codes(100, count).as_bytes(),
+        ))
+        .await;
+        let err = client_for(&server.endpoint, fast_options())
+            .listing(common::ROBOT)
+            .await
+            .unwrap_err();
+        assert_clear("count", &err, Operation::ListActiveCode, "rid-count");
+        assert!(
+            matches!(err.kind, ApiErrorKind::TooManyCodes { .. }),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains(&format!(
+                "the endpoint reports {count} codes for the robot, more than the 100000 one listing reads"
+            )),
+            "{err}"
+        );
+        assert_eq!(server.request_lines().len(), 1, "{count}: one page asked");
+    }
 }

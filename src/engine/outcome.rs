@@ -8,7 +8,8 @@
 //!   (3xx, never followed): refused, not applied;
 //! - no connection: never sent, not applied; a timeout or a connection
 //!   lost after sending: in doubt;
-//! - refused before sending (invalid, credentials paused): not applied.
+//! - refused before sending (invalid, credentials paused), or a listing
+//!   refused for its size: not applied (those are reads).
 
 use crate::metastudio::{ApiError, ApiErrorKind};
 
@@ -36,6 +37,8 @@ pub fn of_error(err: &ApiError) -> WriteOutcome {
         | ApiErrorKind::Redirected { status, .. } => of_status(*status),
         ApiErrorKind::Timeout { .. } | ApiErrorKind::ResponseLost { .. } => WriteOutcome::InDoubt,
         ApiErrorKind::Connect { .. }
+        | ApiErrorKind::Protocol { .. }
+        | ApiErrorKind::TooManyCodes { .. }
         | ApiErrorKind::InvalidRequest(_)
         | ApiErrorKind::CredentialsSuspended { .. } => WriteOutcome::NotApplied,
     }

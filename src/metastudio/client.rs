@@ -209,7 +209,10 @@ impl MetaStudioClient {
         )
     }
 
-    /// One page of a robot's codes (`limit` 1..=100).
+    /// One page of a robot's codes (`limit` 1..=100). A page with more
+    /// codes than `limit` breaks the API's contract and is an error
+    /// ([`ApiErrorKind::Protocol`]): a listing holds no more than it asked
+    /// for.
     pub async fn list_page(
         &self,
         robot_id: &str,
@@ -223,18 +226,31 @@ impl MetaStudioClient {
                 "robot_id must not be empty and limit must be 1..=100",
             ));
         }
-        self.send(Call {
-            operation,
-            method: Method::GET,
-            path: "active-code".into(),
-            query: vec![
-                ("offset".into(), offset.to_string()),
-                ("limit".into(), limit.to_string()),
-                ("robot_id".into(), robot_id.to_owned()),
-            ],
-            body: None,
-        })
-        .await
+        let reply = self
+            .send::<ActiveCodePage>(Call {
+                operation,
+                method: Method::GET,
+                path: "active-code".into(),
+                query: vec![
+                    ("offset".into(), offset.to_string()),
+                    ("limit".into(), limit.to_string()),
+                    ("robot_id".into(), robot_id.to_owned()),
+                ],
+                body: None,
+            })
+            .await?;
+        let received = reply.value.data.len();
+        if received > limit as usize {
+            return Err(ApiError {
+                operation,
+                attempts: 1,
+                kind: ApiErrorKind::Protocol {
+                    request_id: shown_request_id(reply.request_id),
+                    detail: format!("the endpoint answered {received} codes for limit {limit}"),
+                },
+            });
+        }
+        Ok(reply)
     }
 
     /// Every code of a robot, all pages, optionally only those of one room

@@ -117,6 +117,25 @@ pub enum ApiErrorKind {
         location: Option<String>,
         request_id: Option<String>,
     },
+    /// A success answer that breaks the API's contract: a page with more
+    /// codes than asked for, a listing that does not end.
+    #[error("the answer breaks the API's contract: {detail} (X-Request-Id: {})", request_id.as_deref().unwrap_or("none"))]
+    Protocol {
+        request_id: Option<String>,
+        detail: String,
+    },
+    /// A listing whose `count` is more than one listing reads (see
+    /// `listing::MAX_LISTED_CODES`): refused at the page that says so,
+    /// before the codes are read.
+    #[error(
+        "the endpoint reports {count} codes for the robot, more than the {cap} one listing reads (X-Request-Id: {}); delete the codes the robot no longer uses, or check the endpoint",
+        request_id.as_deref().unwrap_or("none")
+    )]
+    TooManyCodes {
+        count: u32,
+        cap: u32,
+        request_id: Option<String>,
+    },
     /// The call was refused before sending: a parameter is out of range.
     #[error("invalid request: {0}")]
     InvalidRequest(String),
@@ -160,7 +179,9 @@ impl ApiError {
         match &self.kind {
             ApiErrorKind::Service { request_id, .. }
             | ApiErrorKind::Decode { request_id, .. }
-            | ApiErrorKind::Redirected { request_id, .. } => request_id.as_deref(),
+            | ApiErrorKind::Redirected { request_id, .. }
+            | ApiErrorKind::Protocol { request_id, .. }
+            | ApiErrorKind::TooManyCodes { request_id, .. } => request_id.as_deref(),
             ApiErrorKind::CredentialsSuspended {
                 last_request_id, ..
             } => last_request_id.as_deref(),
@@ -214,6 +235,8 @@ impl ApiError {
             | ApiErrorKind::ResponseLost { .. } => true,
             ApiErrorKind::Decode { .. }
             | ApiErrorKind::Redirected { .. }
+            | ApiErrorKind::Protocol { .. }
+            | ApiErrorKind::TooManyCodes { .. }
             | ApiErrorKind::InvalidRequest(_)
             | ApiErrorKind::CredentialsSuspended { .. } => false,
         }
