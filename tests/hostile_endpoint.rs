@@ -8,7 +8,9 @@
 mod common;
 
 use common::offline::{reconcile_command, runtime, text};
-use common::raw_http::{CountingServer, counting_server, json_response, redirect_response};
+use common::raw_http::{
+    CountingServer, codes_page, counting_server, json_response, redirect_response,
+};
 use metastudio_operator::engine::limits::MAX_CODES_PER_RESOURCE;
 use metastudio_operator::simulator::{DEFAULT_PROJECT_ID, FaultConfig, Seed};
 use std::collections::BTreeMap;
@@ -109,19 +111,9 @@ fn assert_only_reads(server: &CountingServer) {
     assert!(lines.iter().all(|l| l.starts_with("GET ")), "{lines:?}");
 }
 
-/// A page of `n` codes (ids `c0`, `c1`, ...) reporting `count` in all.
+/// A ListActiveCode answer of `n` codes reporting `count` in all.
 fn page(n: usize, count: u64) -> Vec<u8> {
-    let codes: Vec<String> = (0..n)
-        .map(|i| {
-            format!(
-                r#"{{"active_code_id":"c{i}","active_code":"V{i}","robot_id":"{ROBOT}","valid_period":1,"create_time":"2026-01-01T00:00:00Z","update_time":"2026-01-01T00:00:00Z"}}"#
-            )
-        })
-        .collect();
-    let body = format!(
-        r#"{{"offset":0,"limit":100,"count":{count},"data":[{}]}}"#,
-        codes.join(",")
-    );
+    let body = codes_page(ROBOT, n, count, "V");
     json_response("200 OK", "rid-page", body.as_bytes())
 }
 

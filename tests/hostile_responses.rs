@@ -7,7 +7,8 @@
 mod common;
 
 use common::raw_http::{
-    Stream, counting_server, head, json_response, raw_server, redirect_response, streaming_server,
+    Stream, codes_page, counting_server, head, json_response, raw_server, redirect_response,
+    streaming_server,
 };
 use common::{connection, fast_options, good_credentials};
 use metastudio_operator::metastudio::listing::MAX_LISTED_CODES;
@@ -406,21 +407,9 @@ async fn a_listing_that_never_ends_stops_at_the_first_page_with_nothing_new() {
     assert_eq!(codes.len(), 1);
 }
 
-/// A list page of `n` codes (ids `c0`, `c1`, ...) that reports `count`
-/// codes in all.
+/// A list page of `n` codes valued [`SECRET`] that reports `count`.
 fn page_of_codes(n: usize, count: u64) -> String {
-    let robot = common::ROBOT;
-    let codes: Vec<String> = (0..n)
-        .map(|i| {
-            format!(
-                r#"{{"active_code_id":"c{i}","active_code":"{SECRET}","robot_id":"{robot}","valid_period":1,"create_time":"2026-01-01T00:00:00Z","update_time":"2026-01-01T00:00:00Z"}}"#
-            )
-        })
-        .collect();
-    format!(
-        r#"{{"offset":0,"limit":100,"count":{count},"data":[{}]}}"#,
-        codes.join(",")
-    )
+    codes_page(common::ROBOT, n, count, SECRET)
 }
 
 /// reqwest would follow a 30x and carry `X-Auth-Token` and

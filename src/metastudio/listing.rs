@@ -9,7 +9,7 @@
 //! A listing is bounded whatever the server answers: a page holds at most
 //! the codes asked for (see [`MetaStudioClient::list_page`]), and a
 //! `count` over [`MAX_LISTED_CODES`] ends the listing at the page that
-//! reports it, before its codes are read.
+//! reports it, before another page is asked for.
 
 use super::client::{MAX_LIST_PAGES, MAX_PAGE_SIZE, shown_request_id};
 use super::{ActiveCode, ApiError, ApiErrorKind, MetaStudioClient, Operation};

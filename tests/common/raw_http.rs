@@ -99,6 +99,23 @@ pub fn json_response(status: &str, request_id: &str, body: &[u8]) -> Vec<u8> {
     bytes
 }
 
+/// The body of a ListActiveCode answer: `n` codes of `robot` (ids `c0`,
+/// `c1`, ..., each with the code value `value`) and a `count` of its own,
+/// as large and as far from the truth as a test wants.
+pub fn codes_page(robot: &str, n: usize, count: u64, value: &str) -> String {
+    let codes: Vec<String> = (0..n)
+        .map(|i| {
+            format!(
+                r#"{{"active_code_id":"c{i}","active_code":"{value}","robot_id":"{robot}","valid_period":1,"create_time":"2026-01-01T00:00:00Z","update_time":"2026-01-01T00:00:00Z"}}"#
+            )
+        })
+        .collect();
+    format!(
+        r#"{{"offset":0,"limit":100,"count":{count},"data":[{}]}}"#,
+        codes.join(",")
+    )
+}
+
 /// How a [`streaming_server`] sends the body after the head.
 #[derive(Debug, Clone, Copy)]
 pub enum Stream {
