@@ -1,5 +1,5 @@
 //! `cargo bench --bench status_size`: one ActivationCode with 10,000 and
-//! then 100,000 codes, adopted and then rotated by a token in one
+//! then 30,000 codes (the most one resource manages), adopted and then rotated by a token in one
 //! reconcile each, against the simulator in a separate process. Prints,
 //! per size: the status as stored after adoption, the largest status write
 //! during the rotation (a batch of intents and the ledger so far), the
@@ -24,6 +24,7 @@ mod simulator;
 use fleet::Shape;
 use metastudio_operator::crd::{ActivationCode, ActivationCodeStatus};
 use metastudio_operator::engine::host::{EngineEvent, Host, HostError, SecretSource};
+use metastudio_operator::engine::limits::MAX_CODES_PER_RESOURCE;
 use metastudio_operator::engine::{Engine, Mode, OperatorDefaults};
 use metastudio_operator::metastudio::pacing::Pacing;
 use metastudio_operator::metastudio::settings::ConnectionSettings;
@@ -213,7 +214,8 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let smoke = !has("--bench");
-    let sizes: &[u32] = if smoke { &[1_000] } else { &[10_000, 100_000] };
+    let cap = MAX_CODES_PER_RESOURCE as u32;
+    let sizes: &[u32] = if smoke { &[1_000] } else { &[10_000, cap] };
     for &codes in sizes {
         // The sizes run smallest first, so each peak is that size's.
         match measure(codes) {

@@ -9,6 +9,7 @@ pub mod conditions;
 pub(crate) mod connect;
 pub mod events;
 pub mod host;
+pub mod limits;
 pub mod outcome;
 pub mod panicked;
 mod run;
@@ -218,6 +219,12 @@ impl Engine {
             Ok(listing) => listing,
             Err(err) => return Err(Box::new(run.remote_failure(&err).await)),
         };
+        if let Some(message) = limits::too_many_selected(spec, &listing.codes) {
+            let next = Next::SyncAfter(spec.sync_interval());
+            return Err(Box::new(
+                run.stop(reason::TOO_MANY_CODES, message, next).await,
+            ));
+        }
         let rival = self
             .rival(run, others, client.connection(), &grant, &listing.codes)
             .await;

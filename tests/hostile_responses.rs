@@ -6,11 +6,16 @@
 
 mod common;
 
-use common::raw_http::{Stream, head, json_response, raw_server, streaming_server};
-use common::{connection, fast_options, good_credentials};
-use metastudio_operator::metastudio::{
-    ApiError, ApiErrorKind, ClientOptions, MetaStudioClient, Operation, Transport,
+use common::raw_http::{
+    Stream, codes_page, counting_server, head, json_response, raw_server, redirect_response,
+    streaming_server,
 };
+use common::{connection, fast_options, good_credentials};
+use metastudio_operator::metastudio::listing::MAX_LISTED_CODES;
+use metastudio_operator::metastudio::{
+    ApiError, ApiErrorKind, ClientOptions, Credentials, MetaStudioClient, Operation, Transport,
+};
+use metastudio_operator::secret::Secret;
 use std::time::Duration;
 
 /// A code value that must never appear in an error.
@@ -142,6 +147,8 @@ fn cases() -> Vec<Case> {
         case("error body of the wrong shape", Reset, "403 Forbidden", r#"{"error_code":5}"#, &["HTTP 403: Forbidden"]),
         case("gateway HTML", Reset, "401 Unauthorized", "<html>401</html>", &["HTTP 401: Unauthorized"]),
         case("unknown status", Reset, "600 Weird", "{}", &["HTTP 600"]),
+        case("id over the field bound", List, ok, page_of(&code_with("active_code_id", Some(&format!("\"{}\"", "i".repeat(129))))), &["data[0].active_code_id: 129 bytes, longer than the 128"]),
+        case("code value over the field bound", Show, ok, code_with("active_code", Some(&format!("\"{SECRET}{}\"", "9".repeat(128)))), &["active_code: 149 bytes, longer than the 128"]),
     ]
 }
 
@@ -385,12 +392,12 @@ async fn broken_http_is_a_lost_response_not_a_panic() {
 
 /// A server whose `count` promises more than it ever sends: the same page
 /// again and again. Listing stops at the first page with nothing new,
-/// instead of asking for a billion pages.
+/// instead of asking for tens of thousands of pages.
 #[tokio::test]
 async fn a_listing_that_never_ends_stops_at_the_first_page_with_nothing_new() {
     let robot = common::ROBOT;
     let page = format!(
-        r#"{{"offset": 0, "limit": 100, "count": 1000000000, "data": [{{"active_code_id": "only", "active_code": "V", "robot_id": "{robot}", "valid_period": 1, "create_time": "2026-01-01T00:00:00Z", "update_time": "2026-01-01T00:00:00Z"}}]}}"#
+        r#"{{"offset": 0, "limit": 100, "count": 90000, "data": [{{"active_code_id": "only", "active_code": "V", "robot_id": "{robot}", "valid_period": 1, "create_time": "2026-01-01T00:00:00Z", "update_time": "2026-01-01T00:00:00Z"}}]}}"#
     );
     let endpoint = raw_server(json_response("200 OK", "rid-page", page.as_bytes())).await;
     let codes = client_for(&endpoint, no_retries())
@@ -398,4 +405,154 @@ async fn a_listing_that_never_ends_stops_at_the_first_page_with_nothing_new() {
         .await
         .unwrap();
     assert_eq!(codes.len(), 1);
+}
+
+/// A list page of `n` codes valued [`SECRET`] that reports `count`.
+fn page_of_codes(n: usize, count: u64) -> String {
+    codes_page(common::ROBOT, n, count, SECRET)
+}
+
+/// reqwest would follow a 30x and carry `X-Auth-Token` and
+/// `X-Security-Token` to wherever it points (it strips only Authorization
+/// and Cookie across hosts). None is followed: the other listener sees no
+/// connection, the error names the status and the Location, the call is
+/// not repeated, and the metrics count the answer under its status.
+#[tokio::test]
+async fn a_redirect_is_not_followed_and_names_its_location() {
+    let elsewhere = counting_server(json_response(
+        "200 OK",
+        "rid-elsewhere",
+        page_of_codes(1, 1).as_bytes(),
+    ))
+    .await;
+    let token = Credentials::Token(Secret::new("IAM-TOKEN"));
+    let temporary = Credentials::AkSk {
+        access_key: Secret::new("ak"),
+        secret_key: Secret::new("sk"),
+        security_token: Some(Secret::new("SECURITY-TOKEN")),
+    };
+    let statuses = [
+        "301 Moved Permanently",
+        "302 Found",
+        "303 See Other",
+        "307 Temporary Redirect",
+        "308 Permanent Redirect",
+    ];
+    for (credentials, status) in [token, temporary]
+        .iter()
+        .flat_map(|c| statuses.map(|s| (c, s)))
+    {
+        let location = format!("{}/v1/p/digital-human-chat/active-code", elsewhere.endpoint);
+        let endpoint = raw_server(redirect_response(status, "rid-30x", &location)).await;
+        // Retries on: a redirect must not be repeated either.
+        let transport = Transport::new(fast_options()).unwrap();
+        let client = transport.client(connection(&endpoint, credentials.clone()));
+        for call in [Call::List, Call::Reset] {
+            let what = format!("{status}, {}, {call:?}", credentials.kind());
+            let err = call.run(&client).await.unwrap_err();
+            assert_clear(&what, &err, call.operation(), "rid-30x");
+            let code = status.split(' ').next().unwrap();
+            assert!(
+                matches!(err.kind, ApiErrorKind::Redirected { .. }),
+                "{what}: {err}"
+            );
+            let text = err.to_string();
+            assert!(
+                text.contains(&format!("HTTP {code} redirect to {location} not followed")),
+                "{what}: {text}"
+            );
+            assert_eq!(err.attempts, 1, "{what}: a redirect is not retried");
+            assert!(!err.is_transient(), "{what}");
+            assert_eq!(
+                transport.metrics().call_count(call.operation(), code),
+                1,
+                "{what}: counted under its status"
+            );
+        }
+    }
+    assert_eq!(elsewhere.connections(), 0, "a request followed a redirect");
+}
+
+/// The Location is server text: cut, and without control characters.
+#[tokio::test]
+async fn a_long_location_is_cut() {
+    let location = format!("http://127.0.0.1:9/{}", "l".repeat(10_000));
+    let endpoint = raw_server(redirect_response("302 Found", "rid-long", &location)).await;
+    let err = client_for(&endpoint, no_retries())
+        .show("c1")
+        .await
+        .unwrap_err();
+    assert_clear("long location", &err, Operation::ShowActiveCode, "rid-long");
+    let ApiErrorKind::Redirected {
+        location: Some(shown),
+        ..
+    } = &err.kind
+    else {
+        panic!("not a redirect: {err}");
+    };
+    assert!(shown.len() < 300 && shown.ends_with("..."), "{shown}");
+}
+
+/// The API caps a page at the `limit` asked for; a page with more codes
+/// breaks the contract and is refused with the figures, whatever its size
+/// (a hostile endpoint's 20,000 codes included).
+#[tokio::test]
+async fn a_page_with_more_codes_than_asked_is_a_protocol_error() {
+    for n in [101, 20_000] {
+        let server = counting_server(json_response(
+            "200 OK",
+            "rid-big-page",
+            page_of_codes(n, u64::from(u32::MAX)).as_bytes(),
+        ))
+        .await;
+        let client = client_for(&server.endpoint, fast_options());
+        let err = client.list_all(common::ROBOT, None).await.unwrap_err();
+        assert_clear("big page", &err, Operation::ListActiveCode, "rid-big-page");
+        assert!(
+            matches!(err.kind, ApiErrorKind::Protocol { .. }),
+            "{n}: {err}"
+        );
+        assert!(
+            err.to_string()
+                .contains(&format!("the endpoint answered {n} codes for limit 100")),
+            "{err}"
+        );
+        assert_eq!(server.request_lines().len(), 1, "{n}: asked once");
+        let page_err = client.list_page(common::ROBOT, 0, 100).await.unwrap_err();
+        assert!(
+            matches!(page_err.kind, ApiErrorKind::Protocol { .. }),
+            "{page_err}"
+        );
+    }
+}
+
+/// A `count` over what one listing reads ends the listing at the page that
+/// reports it, before the rest is asked for: the page's own codes are all
+/// there is in memory.
+#[tokio::test]
+async fn a_count_over_the_listing_cap_ends_the_listing_at_the_first_page() {
+    for count in [u64::from(MAX_LISTED_CODES) + 1, u64::from(u32::MAX)] {
+        let server = counting_server(json_response(
+            "200 OK",
+            "rid-count",
+            page_of_codes(100, count).as_bytes(),
+        ))
+        .await;
+        let err = client_for(&server.endpoint, fast_options())
+            .listing(common::ROBOT)
+            .await
+            .unwrap_err();
+        assert_clear("count", &err, Operation::ListActiveCode, "rid-count");
+        assert!(
+            matches!(err.kind, ApiErrorKind::TooManyCodes { .. }),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains(&format!(
+                "the endpoint reports {count} codes for the robot, more than the 100000 one listing reads"
+            )),
+            "{err}"
+        );
+        assert_eq!(server.request_lines().len(), 1, "{count}: one page asked");
+    }
 }

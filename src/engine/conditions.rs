@@ -52,6 +52,10 @@ pub mod reason {
     /// while paging, a short page): no code was taken as gone and the
     /// export Secret was left as it was.
     pub const LISTING_INCOMPLETE: &str = "ListingIncomplete";
+    /// Too many codes: the resource selects more than one resource manages
+    /// (split it by spec.roomId or spec.activeCodeIds), or the robot has
+    /// more than one listing reads. Nothing was changed.
+    pub const TOO_MANY_CODES: &str = "TooManyCodes";
     /// The resource is being deleted (a finalizer holds it): no remote call
     /// is made and the export Secret is left as it is.
     pub const DELETING: &str = "Deleting";
@@ -111,6 +115,7 @@ pub fn progress(ready_reason: &str) -> Progress {
         | reason::CONFLICT
         | reason::CONNECTION_NOT_FOUND
         | reason::CONNECTION_NOT_ALLOWED
+        | reason::TOO_MANY_CODES
         | reason::EXPORT_FAILED
         | reason::INTERNAL_ERROR => Progress::NeedsHuman,
         _ => Progress::Settled,

@@ -4,11 +4,12 @@
 //!   back to learn its new state);
 //! - 408, 499 and 5xx: gateway and server answers after which the backend
 //!   may still apply the call: in doubt;
-//! - any other 4xx (including a 429 whose retries ran out): refused, not
-//!   applied;
+//! - any other 4xx (including a 429 whose retries ran out) and a redirect
+//!   (3xx, never followed): refused, not applied;
 //! - no connection: never sent, not applied; a timeout or a connection
 //!   lost after sending: in doubt;
-//! - refused before sending (invalid, credentials paused): not applied.
+//! - refused before sending (invalid, credentials paused), or a listing
+//!   refused for its size: not applied (those are reads).
 
 use crate::metastudio::{ApiError, ApiErrorKind};
 
@@ -31,11 +32,13 @@ pub fn of_status(status: u16) -> WriteOutcome {
 /// The outcome class of a failed call.
 pub fn of_error(err: &ApiError) -> WriteOutcome {
     match &err.kind {
-        ApiErrorKind::Service { status, .. } | ApiErrorKind::Decode { status, .. } => {
-            of_status(*status)
-        }
+        ApiErrorKind::Service { status, .. }
+        | ApiErrorKind::Decode { status, .. }
+        | ApiErrorKind::Redirected { status, .. } => of_status(*status),
         ApiErrorKind::Timeout { .. } | ApiErrorKind::ResponseLost { .. } => WriteOutcome::InDoubt,
         ApiErrorKind::Connect { .. }
+        | ApiErrorKind::Protocol { .. }
+        | ApiErrorKind::TooManyCodes { .. }
         | ApiErrorKind::InvalidRequest(_)
         | ApiErrorKind::CredentialsSuspended { .. } => WriteOutcome::NotApplied,
     }
@@ -130,6 +133,14 @@ mod tests {
                 InDoubt,
             ),
             (ApiErrorKind::InvalidRequest("x".into()), NotApplied),
+            (
+                ApiErrorKind::Redirected {
+                    status: 307,
+                    location: Some("http://elsewhere/".into()),
+                    request_id: None,
+                },
+                NotApplied,
+            ),
         ];
         for (kind, outcome) in cases {
             let label = format!("{kind:?}");

@@ -6,7 +6,7 @@ use super::events;
 use super::host::{EngineEvent, Host};
 use super::{ActionResult, Mode, Next, ReconcileReport};
 use crate::crd::{ActivationCode, ActivationCodeStatus};
-use crate::metastudio::ApiError;
+use crate::metastudio::{ApiError, ApiErrorKind};
 use crate::plan::Action;
 use jiff::Timestamp;
 use std::sync::Arc;
@@ -116,6 +116,10 @@ impl<H: Host> Run<'_, H> {
             // While the credentials pause, trying sooner is pointless.
             let at_least = err.retry_after();
             (reason::CREDENTIALS_REJECTED, Next::Retry { at_least })
+        } else if let ApiErrorKind::TooManyCodes { .. } = err.kind {
+            // Only fewer codes help: look again at the next sync.
+            let next = Next::SyncAfter(self.resource.spec.sync_interval());
+            (reason::TOO_MANY_CODES, next)
         } else if err.is_rate_limited() {
             (
                 reason::RATE_LIMITED,

@@ -16,7 +16,7 @@ use super::models::{
 use super::pacing::{Budgets, CallClass, Pacer, Pacing};
 use super::retry::RetryPolicy;
 use super::signer::{self, SignableRequest};
-use reqwest::{Method, StatusCode};
+use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -87,6 +87,10 @@ impl Transport {
     ) -> Result<Arc<Self>, TransportError> {
         crate::tls::install_crypto_provider();
         let http = reqwest::Client::builder()
+            // A redirect is an error (`ApiErrorKind::Redirected`), never
+            // followed: reqwest would carry X-Auth-Token and
+            // X-Security-Token to any host it points at, plain http too.
+            .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(options.connect_timeout)
             .user_agent(options.user_agent.clone())
             .pool_idle_timeout(Duration::from_secs(60))
@@ -189,6 +193,8 @@ struct Answer {
     status: StatusCode,
     request_id: Option<String>,
     retry_after: Option<Duration>,
+    /// The `Location` header, which a redirect (3xx) names.
+    location: Option<String>,
     body: Vec<u8>,
 }
 
@@ -206,7 +212,10 @@ impl MetaStudioClient {
         )
     }
 
-    /// One page of a robot's codes (`limit` 1..=100).
+    /// One page of a robot's codes (`limit` 1..=100). A page with more
+    /// codes than `limit` breaks the API's contract and is an error
+    /// ([`ApiErrorKind::Protocol`]): a listing holds no more than it asked
+    /// for.
     pub async fn list_page(
         &self,
         robot_id: &str,
@@ -220,18 +229,31 @@ impl MetaStudioClient {
                 "robot_id must not be empty and limit must be 1..=100",
             ));
         }
-        self.send(Call {
-            operation,
-            method: Method::GET,
-            path: "active-code".into(),
-            query: vec![
-                ("offset".into(), offset.to_string()),
-                ("limit".into(), limit.to_string()),
-                ("robot_id".into(), robot_id.to_owned()),
-            ],
-            body: None,
-        })
-        .await
+        let reply = self
+            .send::<ActiveCodePage>(Call {
+                operation,
+                method: Method::GET,
+                path: "active-code".into(),
+                query: vec![
+                    ("offset".into(), offset.to_string()),
+                    ("limit".into(), limit.to_string()),
+                    ("robot_id".into(), robot_id.to_owned()),
+                ],
+                body: None,
+            })
+            .await?;
+        let received = reply.value.data.len();
+        if received > limit as usize {
+            return Err(ApiError {
+                operation,
+                attempts: 1,
+                kind: ApiErrorKind::Protocol {
+                    request_id: shown_request_id(reply.request_id),
+                    detail: format!("the endpoint answered {received} codes for limit {limit}"),
+                },
+            });
+        }
+        Ok(reply)
     }
 
     /// Every code of a robot, all pages, optionally only those of one room
@@ -453,7 +475,23 @@ impl MetaStudioClient {
         }
     }
 
+    /// One try of a call: its URL, its headers (signed), the request, the
+    /// answer read within the size limit.
     async fn attempt(&self, call: &Call) -> Attempt {
+        let (url, path) = self.url(call);
+        let body = call.body.clone().unwrap_or_default();
+        let headers = self.headers(call, &path, &body);
+        let request = self.request(call, url, &headers, body);
+        match request.send().await {
+            Ok(response) => self.read_answer(response).await,
+            Err(err) => self.transport_failure(&err),
+        }
+    }
+
+    /// The call's URL below the endpoint, with the query in canonical order
+    /// and encoding (as the official SDK sends it), and its path as the
+    /// signer sees it.
+    fn url(&self, call: &Call) -> (Url, String) {
         let conn = &*self.connection;
         let path = format!(
             "{}/v1/{}/digital-human-chat/{}",
@@ -461,14 +499,18 @@ impl MetaStudioClient {
             signer::encode(&conn.project_id),
             call.path
         );
-        // The query goes out in canonical order and encoding, as the
-        // official SDK sends it.
         let query = signer::canonical_query(&call.query);
         let mut url = conn.endpoint.clone();
         url.set_path(&path);
         url.set_query((!query.is_empty()).then_some(query.as_str()));
-        let body = call.body.clone().unwrap_or_default();
+        (url, path)
+    }
 
+    /// Every header of the request: content type, agent, project, app user
+    /// and the credentials (an AK/SK signature over the others, or the
+    /// token).
+    fn headers(&self, call: &Call, path: &str, body: &[u8]) -> Vec<(String, String)> {
+        let conn = &*self.connection;
         let mut headers: Vec<(String, String)> = vec![
             ("Content-Type".into(), "application/json".into()),
             (
@@ -496,10 +538,10 @@ impl MetaStudioClient {
                 headers.push(("Host".into(), conn.host_header()));
                 let signable = SignableRequest {
                     method: call.method.as_str(),
-                    path: &path,
+                    path,
                     query: &call.query,
                     headers: &headers,
-                    body: &body,
+                    body,
                 };
                 let authorization =
                     signer::sign(access_key.expose(), secret_key.expose(), &signable)
@@ -512,23 +554,34 @@ impl MetaStudioClient {
                 headers.push(("X-Auth-Token".into(), token.expose().to_owned()));
             }
         }
+        headers
+    }
 
+    /// The request as the HTTP client sends it, with the attempt's timeout.
+    fn request(
+        &self,
+        call: &Call,
+        url: Url,
+        headers: &[(String, String)],
+        body: Vec<u8>,
+    ) -> reqwest::RequestBuilder {
         let mut request = self
             .transport
             .http
             .request(call.method.clone(), url)
             .timeout(self.transport.options.timeout);
-        for (name, value) in &headers {
+        for (name, value) in headers {
             request = request.header(name.as_str(), value.as_str());
         }
         if call.body.is_some() {
             request = request.body(body);
         }
+        request
+    }
 
-        let response = match request.send().await {
-            Ok(response) => response,
-            Err(err) => return self.transport_failure(&err),
-        };
+    /// The answer: status, the headers the client uses and the body, read
+    /// up to `max_response_bytes`.
+    async fn read_answer(&self, response: reqwest::Response) -> Attempt {
         let status = response.status();
         let header = |name: &str| {
             response
@@ -539,11 +592,17 @@ impl MetaStudioClient {
         };
         let request_id = header("X-Request-Id");
         let retry_after = header("Retry-After").and_then(|v| parse_retry_after(&v));
+        // Lossy: a Location that is not ASCII is still shown (cleaned).
+        let location = response
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
         match read_limited(response, self.transport.options.max_response_bytes).await {
             Ok(body) => Attempt::Done(Answer {
                 status,
                 request_id,
                 retry_after,
+                location,
                 body,
             }),
             Err(ReadError::TooLarge(limit)) => Attempt::Failed(
@@ -690,18 +749,37 @@ pub fn decode_failure(
         status,
         code,
         message,
-        request_id: request_id.map(|id| clean(&id, MAX_ERROR_CODE_CHARS)),
+        request_id: shown_request_id(request_id),
         retry_after,
     }
 }
 
+/// The longest `Location` kept from a redirect.
+pub const MAX_LOCATION_CHARS: usize = 256;
+
+/// The error of a non-success answer: a redirect, which names where it
+/// points, or the service's error.
 fn service_error(answer: Answer) -> ApiErrorKind {
+    if answer.status.is_redirection() {
+        return ApiErrorKind::Redirected {
+            status: answer.status.as_u16(),
+            location: answer
+                .location
+                .map(|location| clean(&location, MAX_LOCATION_CHARS)),
+            request_id: shown_request_id(answer.request_id),
+        };
+    }
     decode_failure(
         answer.status.as_u16(),
         answer.request_id,
         answer.retry_after,
         &answer.body,
     )
+}
+
+/// An `X-Request-Id` made safe to print in an error (see [`clean`]).
+pub(super) fn shown_request_id(id: Option<String>) -> Option<String> {
+    id.map(|id| clean(&id, MAX_ERROR_CODE_CHARS))
 }
 
 /// Server text made safe to print: control characters (line breaks,

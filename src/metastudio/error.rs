@@ -103,6 +103,39 @@ pub enum ApiErrorKind {
         request_id: Option<String>,
         detail: String,
     },
+    /// The endpoint answered with a redirect (3xx). The client follows none:
+    /// credentials go to the configured endpoint alone, never to where an
+    /// answer points.
+    #[error(
+        "HTTP {status} redirect to {} not followed: credentials go to the configured endpoint alone; set the endpoint to the service's own address (X-Request-Id: {})",
+        location.as_deref().unwrap_or("(no Location header)"),
+        request_id.as_deref().unwrap_or("none")
+    )]
+    Redirected {
+        status: u16,
+        /// The `Location` header, cleaned and cut like other server text.
+        location: Option<String>,
+        request_id: Option<String>,
+    },
+    /// A success answer that breaks the API's contract: a page with more
+    /// codes than asked for, a listing that does not end.
+    #[error("the answer breaks the API's contract: {detail} (X-Request-Id: {})", request_id.as_deref().unwrap_or("none"))]
+    Protocol {
+        request_id: Option<String>,
+        detail: String,
+    },
+    /// A listing whose `count` is more than one listing reads (see
+    /// `listing::MAX_LISTED_CODES`): refused at the page that says so,
+    /// before the codes are read.
+    #[error(
+        "the endpoint reports {count} codes for the robot, more than the {cap} one listing reads (X-Request-Id: {}); delete the codes the robot no longer uses, or check the endpoint",
+        request_id.as_deref().unwrap_or("none")
+    )]
+    TooManyCodes {
+        count: u32,
+        cap: u32,
+        request_id: Option<String>,
+    },
     /// The call was refused before sending: a parameter is out of range.
     #[error("invalid request: {0}")]
     InvalidRequest(String),
@@ -127,9 +160,9 @@ impl ApiError {
     /// that of the last rejection.
     pub fn status(&self) -> Option<u16> {
         match &self.kind {
-            ApiErrorKind::Service { status, .. } | ApiErrorKind::Decode { status, .. } => {
-                Some(*status)
-            }
+            ApiErrorKind::Service { status, .. }
+            | ApiErrorKind::Decode { status, .. }
+            | ApiErrorKind::Redirected { status, .. } => Some(*status),
             ApiErrorKind::CredentialsSuspended { last_status, .. } => Some(*last_status),
             _ => None,
         }
@@ -144,9 +177,11 @@ impl ApiError {
 
     pub fn request_id(&self) -> Option<&str> {
         match &self.kind {
-            ApiErrorKind::Service { request_id, .. } | ApiErrorKind::Decode { request_id, .. } => {
-                request_id.as_deref()
-            }
+            ApiErrorKind::Service { request_id, .. }
+            | ApiErrorKind::Decode { request_id, .. }
+            | ApiErrorKind::Redirected { request_id, .. }
+            | ApiErrorKind::Protocol { request_id, .. }
+            | ApiErrorKind::TooManyCodes { request_id, .. } => request_id.as_deref(),
             ApiErrorKind::CredentialsSuspended {
                 last_request_id, ..
             } => last_request_id.as_deref(),
@@ -199,6 +234,9 @@ impl ApiError {
             | ApiErrorKind::Timeout { .. }
             | ApiErrorKind::ResponseLost { .. } => true,
             ApiErrorKind::Decode { .. }
+            | ApiErrorKind::Redirected { .. }
+            | ApiErrorKind::Protocol { .. }
+            | ApiErrorKind::TooManyCodes { .. }
             | ApiErrorKind::InvalidRequest(_)
             | ApiErrorKind::CredentialsSuspended { .. } => false,
         }

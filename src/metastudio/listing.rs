@@ -5,10 +5,22 @@
 //! paging shift the offsets (a code is skipped, or seen twice), and a
 //! server may answer a short or empty page: such a listing still returns
 //! what it saw, but callers must not read a missing code as a deleted one.
+//!
+//! A listing is bounded whatever the server answers: a page holds at most
+//! the codes asked for (see [`MetaStudioClient::list_page`]), and a
+//! `count` over [`MAX_LISTED_CODES`] ends the listing at the page that
+//! reports it, before another page is asked for.
 
-use super::client::{MAX_LIST_PAGES, MAX_PAGE_SIZE};
+use super::client::{MAX_LIST_PAGES, MAX_PAGE_SIZE, shown_request_id};
 use super::{ActiveCode, ApiError, ApiErrorKind, MetaStudioClient, Operation};
 use std::collections::HashSet;
+
+/// The most codes of one robot a listing reads. Above the 30,000 codes one
+/// resource manages (`engine::limits`), so that a larger robot split into
+/// resources by `roomId` or `activeCodeIds` is still listed; low enough
+/// that a listing's memory stays bounded whatever the server sends (with
+/// fields of at most `models::MAX_FIELD_BYTES`).
+pub const MAX_LISTED_CODES: u32 = 100_000;
 
 /// The codes of one robot, in remote order, each once.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -73,6 +85,17 @@ impl MetaStudioClient {
         for page_number in 1.. {
             let reply = self.list_page(robot_id, offset, MAX_PAGE_SIZE).await?;
             let page = reply.value;
+            if page.count > MAX_LISTED_CODES {
+                return Err(ApiError {
+                    operation: Operation::ListActiveCode,
+                    attempts: 1,
+                    kind: ApiErrorKind::TooManyCodes {
+                        count: page.count,
+                        cap: MAX_LISTED_CODES,
+                        request_id: shown_request_id(reply.request_id),
+                    },
+                });
+            }
             let received = page.data.len() as u32;
             let new = pages.add(page.count, page.data);
             offset = offset.saturating_add(received);
@@ -86,9 +109,8 @@ impl MetaStudioClient {
                 return Err(ApiError {
                     operation: Operation::ListActiveCode,
                     attempts: 1,
-                    kind: ApiErrorKind::Decode {
-                        status: 200,
-                        request_id: reply.request_id,
+                    kind: ApiErrorKind::Protocol {
+                        request_id: shown_request_id(reply.request_id),
                         detail: format!(
                             "the listing did not end after {MAX_LIST_PAGES} pages ({offset} of {} codes)",
                             page.count

@@ -4,13 +4,23 @@ use crate::secret::Secret;
 use jiff::Timestamp;
 use serde::{Deserialize, Deserializer, Serialize};
 
+/// The longest id (`active_code_id`, `robot_id`, `room_id`) or code value
+/// accepted in an answer. MetaStudio's ids have 32 characters and
+/// its code values 9: a longer field would only bloat a listing's memory
+/// (a listing holds up to `MAX_LISTED_CODES` codes) and the status ledger,
+/// so it is refused like any other malformed field.
+pub const MAX_FIELD_BYTES: usize = 128;
+
 /// `ActiveCodeInfo`: one activation code of an application (robot).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ActiveCode {
+    #[serde(deserialize_with = "bounded")]
     pub active_code_id: String,
     /// The code value itself; it only ever leaves through the export Secret
     /// or a command's explicit output.
+    #[serde(deserialize_with = "bounded")]
     pub active_code: Secret,
+    #[serde(deserialize_with = "bounded")]
     pub robot_id: String,
     /// Interactive dialog this code belongs to, if any.
     #[serde(
@@ -140,7 +150,31 @@ pub fn hide_values(message: &str) -> String {
     out
 }
 
-/// Treats `null`, a missing field and `""` alike as absent.
+/// A text field of at most [`MAX_FIELD_BYTES`].
+fn bounded<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: From<String>,
+{
+    let text = String::deserialize(deserializer)?;
+    within_bound(&text)?;
+    Ok(T::from(text))
+}
+
+/// The error for a field longer than [`MAX_FIELD_BYTES`]; it never quotes
+/// the value (it could be a code).
+fn within_bound<E: serde::de::Error>(text: &str) -> Result<(), E> {
+    if text.len() > MAX_FIELD_BYTES {
+        return Err(E::custom(format!(
+            "{} bytes, longer than the {MAX_FIELD_BYTES} a field may have",
+            text.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Treats `null`, a missing field and `""` alike as absent; a value has at
+/// most [`MAX_FIELD_BYTES`].
 fn empty_as_none<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
 where
     D: Deserializer<'de>,
@@ -150,7 +184,10 @@ where
     match Option::<String>::deserialize(deserializer)? {
         None => Ok(None),
         Some(s) if s.is_empty() => Ok(None),
-        Some(s) => s.parse().map(Some).map_err(serde::de::Error::custom),
+        Some(s) => {
+            within_bound(&s)?;
+            s.parse().map(Some).map_err(serde::de::Error::custom)
+        }
     }
 }
 
@@ -218,6 +255,30 @@ mod tests {
             hide_values("unknown variant `enforce`, expected `Enforce` or `Observe`"),
             "unknown variant `<hidden>`, expected `Enforce` or `Observe`"
         );
+    }
+
+    #[test]
+    fn a_field_longer_than_the_bound_is_refused_without_its_value() {
+        let long = "A".repeat(MAX_FIELD_BYTES + 1);
+        let fits = "A".repeat(MAX_FIELD_BYTES);
+        for field in ["active_code_id", "active_code", "robot_id", "room_id"] {
+            let code = |value: &str| {
+                let mut json = serde_json::json!({
+                    "active_code_id": "a", "active_code": "c", "robot_id": "r", "room_id": "m",
+                    "valid_period": 0, "create_time": "2023-09-01T06:34:21Z",
+                    "update_time": "2023-09-01T06:34:21Z"
+                });
+                json[field] = value.into();
+                serde_json::from_value::<ActiveCode>(json)
+            };
+            assert!(code(&fits).is_ok(), "{field}");
+            let err = code(&long).unwrap_err().to_string();
+            assert!(
+                err.contains("129 bytes, longer than the 128"),
+                "{field}: {err}"
+            );
+            assert!(!err.contains(&long), "{field}: the value is quoted");
+        }
     }
 
     #[test]

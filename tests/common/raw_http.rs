@@ -1,27 +1,76 @@
 //! Raw TCP "HTTP servers" that answer with exactly the bytes a test gives:
 //! malformed, huge, endless or slow responses no well-behaved server sends.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 /// A server that answers every request with `response`, then closes.
 pub async fn raw_server(response: Vec<u8>) -> String {
+    counting_server(response).await.endpoint
+}
+
+/// A [`raw_server`] that counts the connections it accepted and keeps the
+/// request line (`GET /path HTTP/1.1`) of each request.
+pub struct CountingServer {
+    pub endpoint: String,
+    connections: Arc<AtomicU64>,
+    request_lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl CountingServer {
+    pub fn connections(&self) -> u64 {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    pub fn request_lines(&self) -> Vec<String> {
+        self.request_lines.lock().unwrap().clone()
+    }
+}
+
+pub async fn counting_server(response: Vec<u8>) -> CountingServer {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let connections = Arc::new(AtomicU64::new(0));
+    let request_lines = Arc::new(Mutex::new(Vec::new()));
+    let (counter, lines) = (connections.clone(), request_lines.clone());
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
-            let response = response.clone();
+            counter.fetch_add(1, Ordering::SeqCst);
+            let (response, lines) = (response.clone(), lines.clone());
             tokio::spawn(async move {
                 let mut buf = [0u8; 4096];
-                let _ = stream.read(&mut buf).await;
+                let n = stream.read(&mut buf).await.unwrap_or(0);
+                let head = String::from_utf8_lossy(&buf[..n]);
+                if let Some(line) = head.lines().next().filter(|l| !l.is_empty()) {
+                    lines.lock().unwrap().push(line.to_owned());
+                }
                 let _ = stream.write_all(&response).await;
             });
         }
     });
-    format!("http://{addr}")
+    CountingServer {
+        endpoint,
+        connections,
+        request_lines,
+    }
+}
+
+/// A redirect answer (`status`, e.g. `307 Temporary Redirect`) to
+/// `location`, without a body.
+pub fn redirect_response(status: &str, request_id: &str, location: &str) -> Vec<u8> {
+    head(
+        status,
+        request_id,
+        &[
+            &format!("Location: {location}"),
+            "Content-Length: 0",
+            "Connection: close",
+        ],
+    )
+    .into_bytes()
 }
 
 /// An HTTP response head (status line and headers) with `X-Request-Id`.
@@ -48,6 +97,23 @@ pub fn json_response(status: &str, request_id: &str, body: &[u8]) -> Vec<u8> {
     .into_bytes();
     bytes.extend_from_slice(body);
     bytes
+}
+
+/// The body of a ListActiveCode answer: `n` codes of `robot` (ids `c0`,
+/// `c1`, ..., each with the code value `value`) and a `count` of its own,
+/// as large and as far from the truth as a test wants.
+pub fn codes_page(robot: &str, n: usize, count: u64, value: &str) -> String {
+    let codes: Vec<String> = (0..n)
+        .map(|i| {
+            format!(
+                r#"{{"active_code_id":"c{i}","active_code":"{value}","robot_id":"{robot}","valid_period":1,"create_time":"2026-01-01T00:00:00Z","update_time":"2026-01-01T00:00:00Z"}}"#
+            )
+        })
+        .collect();
+    format!(
+        r#"{{"offset":0,"limit":100,"count":{count},"data":[{}]}}"#,
+        codes.join(",")
+    )
 }
 
 /// How a [`streaming_server`] sends the body after the head.
