@@ -1,6 +1,6 @@
 //! Rotation at fleet scale, through the engine against the simulator: a
 //! progressive rotation resets one batch per interval and each code
-//! exactly once;
+//! exactly once (an intent write that failed takes no place of a batch);
 //! renewal restarts a code's validity and keeps its value; narrowing and
 //! widening the selection never resets a code twice for one token, nor
 //! does a listing that misses a code, nor a 2xx whose body cannot be read.
@@ -319,6 +319,8 @@ async fn a_2xx_whose_body_cannot_be_read_counts_as_applied_and_is_settled_by_rea
 struct Stored {
     version: u64,
     status: Option<ActivationCodeStatus>,
+    /// The next status write that records intents fails (not as stale).
+    fail_next_intent_write: bool,
 }
 
 /// The host of one reconcile over a [`Stored`] status: it reads the status
@@ -386,6 +388,13 @@ impl Host for Fenced<'_> {
             return Err(HostError::stale(
                 "apply status",
                 "the object has been modified",
+            ));
+        }
+        if stored.fail_next_intent_write && !status.pending_resets.is_empty() {
+            stored.fail_next_intent_write = false;
+            return Err(HostError::new(
+                "apply status",
+                "etcdserver: request timed out",
             ));
         }
         stored.status = Some((**status).clone());
@@ -559,4 +568,44 @@ async fn a_writer_paused_mid_batch_resumes_after_the_other_took_over_and_resets_
     }
     assert_each_code_reset_once(&sim);
     println!("paused after {at_pause} resets; the other reconciler made {taken_over}");
+}
+
+#[tokio::test]
+async fn an_intent_write_that_failed_takes_no_place_of_the_rollouts_batch() {
+    let sim = simulator(ten_codes(), FaultConfig::default()).await;
+    let engine = engine(&sim);
+    let stored = Mutex::new(Stored {
+        fail_next_intent_write: true,
+        ..Stored::default()
+    });
+    let ac = resource(json!({"validPeriod": 7,
+        "reset": {"token": "2026-12-01", "rollout": {"maxCodes": 3, "interval": "1h"}}}));
+    let t0 = Timestamp::now();
+    let reconcile = |at: Timestamp| {
+        let host = Fenced::new(&stored);
+        let ac = ac.clone();
+        let engine = &engine;
+        async move { engine.reconcile(&ac, &host, Mode::Normal, at).await }
+    };
+
+    // The intent write fails (the API server timed out): nothing starts.
+    let failed = reconcile(t0).await;
+    assert_eq!(failed.reason, reason::STATUS_NOT_SAVED);
+    assert_eq!(sim.counters().total_resets(), 0);
+    let rollout = failed.status.reset_token.clone().unwrap();
+    assert_eq!(rollout.batch_resets, 0, "{rollout:?}");
+
+    // The retry a minute later starts the first batch, not an hour later.
+    let retried = reconcile(t0 + SignedDuration::from_mins(1)).await;
+    assert_eq!(
+        sim.counters().total_resets(),
+        3,
+        "{:?}",
+        retried.status.conditions
+    );
+    assert_eq!(retried.reason, reason::ROTATING);
+    assert_eq!(
+        retried.status.reset_token.as_ref().unwrap().progress,
+        "3/10"
+    );
 }

@@ -296,6 +296,8 @@ impl<'s> Sync<'s> {
             return Ok(None);
         }
         let deadline = Instant::now() + Duration::from_secs(window.into());
+        // The rollout's count moves only with intents on record.
+        let rollout_before = run.status.reset_token.clone();
         let tokens = self.recorded.iter().filter(|i| i.token.is_some()).count();
         if let Some(rollout) = run.status.reset_token.as_mut() {
             batch::count(rollout, tokens as i64);
@@ -318,6 +320,7 @@ impl<'s> Sync<'s> {
             return Ok(Some(deadline));
         };
         run.status.pending_resets = before;
+        run.status.reset_token = rollout_before;
         if err.stale {
             // Someone else may be resetting these codes: start nothing,
             // and plan again from what they recorded.
