@@ -30,6 +30,7 @@
 //! | k. the alerts in a real Prometheus | [`alerts::k_a_real_prometheus_fires_credentials_rejected_for_that_resource_only`] |
 //! | once-code broker: TokenReview, RBAC, limits | [`m_workloads_get_once_codes_by_their_service_account`] |
 //! | n. 10,000 codes rotate once each, the object under 512 KiB | [`scale::n_ten_thousand_codes_rotate_once_each_within_512_kib`] |
+//! | p. two live reconcilers, 200 codes at 3 writes/s: each reset once | [`slow_batch::p_two_live_reconcilers_reset_200_codes_once_at_3_writes_a_second`] |
 
 mod common;
 mod e2e;
@@ -42,6 +43,9 @@ mod alerts;
 mod pacing;
 #[path = "e2e_cluster/scale.rs"]
 mod scale;
+// Scenario p, likewise.
+#[path = "e2e_cluster/slow_batch.rs"]
+mod slow_batch;
 
 use common::offline::fleet_seed;
 use common::{ROBOT, robot_seed, seed_yaml};
