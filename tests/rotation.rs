@@ -321,6 +321,18 @@ struct Stored {
     status: Option<ActivationCodeStatus>,
     /// The next status write that records intents fails (not as stale).
     fail_next_intent_write: bool,
+    /// How long each write of intents takes.
+    intent_write_delay: Duration,
+    /// The writes of intents so far.
+    intent_writes: usize,
+}
+
+/// Whether `status` records intents of a batch in progress.
+fn records_a_batch(status: &ActivationCodeStatus) -> bool {
+    status
+        .pending_resets
+        .iter()
+        .any(|i| i.unanswered_since.is_none())
 }
 
 /// The host of one reconcile over a [`Stored`] status: it reads the status
@@ -382,6 +394,10 @@ impl Host for Fenced<'_> {
         _: &ActivationCode,
         status: &Arc<ActivationCodeStatus>,
     ) -> Result<(), HostError> {
+        let delay = self.stored.lock().unwrap().intent_write_delay;
+        if records_a_batch(status) {
+            tokio::time::sleep(delay).await;
+        }
         let mut stored = self.stored.lock().unwrap();
         let mut read = self.read.lock().unwrap();
         if stored.version != *read {
@@ -397,6 +413,7 @@ impl Host for Fenced<'_> {
                 "etcdserver: request timed out",
             ));
         }
+        stored.intent_writes += usize::from(records_a_batch(status));
         stored.status = Some((**status).clone());
         stored.version += 1;
         *read = stored.version;
@@ -491,13 +508,9 @@ fn slow_batch_engine(sim: &Simulator) -> Engine {
     engine_with(sim, options).with_reset_grace(Duration::from_millis(300))
 }
 
-fn assert_each_code_reset_once(sim: &Simulator) {
+fn assert_each_code_reset_once(sim: &Simulator, codes: u32) {
     let counters = sim.counters();
-    assert_eq!(
-        counters.resets.len(),
-        SLOW_BATCH as usize,
-        "every code reset"
-    );
+    assert_eq!(counters.resets.len(), codes as usize, "every code reset");
     let twice: Vec<_> = counters.resets.iter().filter(|&(_, &n)| n != 1).collect();
     assert!(
         twice.is_empty(),
@@ -527,7 +540,7 @@ async fn two_live_reconcilers_reset_each_code_once_when_a_batch_outlasts_the_gra
         reconcile_until_converged(&a, &stored, &ac).await;
     }
 
-    assert_each_code_reset_once(&sim);
+    assert_each_code_reset_once(&sim, SLOW_BATCH);
     let status = stored.lock().unwrap().status.clone().unwrap();
     assert!(
         status.pending_resets.is_empty(),
@@ -556,7 +569,7 @@ async fn a_writer_paused_mid_batch_resumes_after_the_other_took_over_and_resets_
 
     // B waits out A's call window and the grace, then takes the rest over.
     reconcile_until_converged(&b, &stored, &ac).await;
-    assert_each_code_reset_once(&sim);
+    assert_each_code_reset_once(&sim, SLOW_BATCH);
     let taken_over = sim.counters().total_resets() - at_pause;
     assert!(taken_over > 0, "B reset the codes A had not reached");
 
@@ -566,7 +579,7 @@ async fn a_writer_paused_mid_batch_resumes_after_the_other_took_over_and_resets_
     if !resumed.converged {
         reconcile_until_converged(&a, &stored, &ac).await;
     }
-    assert_each_code_reset_once(&sim);
+    assert_each_code_reset_once(&sim, SLOW_BATCH);
     println!("paused after {at_pause} resets; the other reconciler made {taken_over}");
 }
 
@@ -608,4 +621,72 @@ async fn an_intent_write_that_failed_takes_no_place_of_the_rollouts_batch() {
         retried.status.reset_token.as_ref().unwrap().progress,
         "3/10"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_slowed_by_429s_past_its_window_records_the_rest_anew_and_resets_each_code_once() {
+    let sim = quota_simulator().await;
+    // The tenant's quota is lower than the operator's pace (another client
+    // spends the rest): 429s slow the batch past its call window.
+    sim.set_quotas(Some(Quotas {
+        reads: 1000.0,
+        writes: WRITES_PER_SECOND * 0.3,
+    }));
+    let engine = slow_batch_engine(&sim);
+    let stored = Mutex::new(Stored::default());
+    let ac = resource(json!({"validPeriod": 7, "reset": {"token": "t1"}}));
+
+    let first = reconcile_fenced(&engine, &stored, &ac).await;
+    let recorded = stored.lock().unwrap().intent_writes;
+    assert!(
+        recorded >= 2,
+        "the resets left at the end of the window were recorded anew ({recorded} intent writes)"
+    );
+    assert!(sim.counters().answered("429") > 0, "the quota was hit");
+    if !first.converged {
+        reconcile_until_converged(&engine, &stored, &ac).await;
+    }
+    assert_each_code_reset_once(&sim, SLOW_BATCH);
+}
+
+#[tokio::test]
+async fn an_intent_write_slower_than_its_call_window_starts_no_reset_and_the_next_sync_does() {
+    let sim = simulator(ten_codes(), FaultConfig::default()).await;
+    // Unpaced with a 1 s timeout: a batch's call window is 1 s, counted
+    // from before its intent write.
+    let options = ClientOptions {
+        timeout: Duration::from_secs(1),
+        ..fast_options()
+    };
+    let engine = engine_with(&sim, options);
+    let stored = Mutex::new(Stored {
+        intent_write_delay: Duration::from_millis(1500),
+        ..Stored::default()
+    });
+    let ac = resource(json!({"validPeriod": 7, "reset": {"token": "t1"}}));
+
+    let slow = reconcile_fenced(&engine, &stored, &ac).await;
+    assert_eq!(
+        slow.reason,
+        reason::RESETTING,
+        "{:?}",
+        slow.status.conditions
+    );
+    assert_eq!(
+        sim.counters().total_resets(),
+        0,
+        "no reset after its window"
+    );
+    assert!(
+        slow.status.pending_resets.is_empty(),
+        "nothing was sent, so nothing is in doubt: {:?}",
+        slow.status.pending_resets
+    );
+    assert_eq!(slow.status.drift_count, 10);
+    assert_eq!(slow.next, Next::Retry { at_least: None });
+
+    stored.lock().unwrap().intent_write_delay = Duration::ZERO;
+    let next = reconcile_fenced(&engine, &stored, &ac).await;
+    assert_eq!(next.reason, reason::SYNCED, "{:?}", next.status.conditions);
+    assert_each_code_reset_once(&sim, 10);
 }

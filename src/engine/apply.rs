@@ -19,7 +19,7 @@ use tracing::debug;
 pub type Applied = (ActionResult, Option<ActiveCode>);
 
 /// What one batch did.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Round {
     pub applied: Vec<Applied>,
     /// The actions of codes whose reset was not started before the
