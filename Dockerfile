@@ -25,6 +25,7 @@ RUN mkdir src benches \
  && echo 'fn main() {}' > benches/converge.rs \
  && echo 'fn main() {}' > benches/broker.rs \
  && echo 'fn main() {}' > benches/status_size.rs \
+ && echo 'fn main() {}' > benches/hostile_listing.rs \
  && cargo build --release --locked \
  && rm -rf src
 

@@ -100,8 +100,8 @@ pub struct Engine {
     defaults: OperatorDefaults,
     /// Codes of one resource changed at once.
     concurrency: usize,
-    /// How long after a reset's answer was lost the server might still
-    /// apply it: twice the request timeout.
+    /// How long after a reset's answer was lost (or its call window
+    /// ended) the server might still apply it: twice the request timeout.
     reset_grace: jiff::SignedDuration,
 }
 
@@ -126,9 +126,10 @@ impl Engine {
         self
     }
 
-    /// How long a reset in doubt (its answer lost, or its run interrupted)
-    /// keeps its code from being reset again. Default: twice the request
-    /// timeout.
+    /// How long a reset in doubt (its answer lost, or its call window
+    /// over) keeps its code from being reset again; another run's batch is
+    /// first waited out for its call window ([`crate::plan::window`]).
+    /// Default: twice the request timeout.
     pub fn with_reset_grace(mut self, grace: Duration) -> Self {
         self.reset_grace =
             jiff::SignedDuration::try_from(grace).unwrap_or(jiff::SignedDuration::MAX);

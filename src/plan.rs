@@ -5,6 +5,7 @@
 pub mod batch;
 pub mod ledger;
 pub mod settle;
+pub mod window;
 
 use crate::crd::{ActivationCodeSpec, ActivationCodeStatus, Drift, TokenRollout};
 use crate::metastudio::ActiveCode;

@@ -475,6 +475,7 @@ fn intents_for_current_codes(sim: &Simulator, key: &FingerprintKey) -> Vec<Reset
             previous_fingerprint: key.fingerprint(c),
             recorded_at: jiff::Timestamp::now(),
             unanswered_since: None,
+            call_window_seconds: Some(30),
         })
         .collect()
 }

@@ -36,6 +36,7 @@
 //! | v. the broker and the metrics port under junk: TokenReviews within the budget, served callers keep their codes, idle connections closed | [`broker_flood::v_junk_tokens_cost_reviews_within_the_budget_and_served_callers_keep_their_codes`] (figures: `scripts/bench-broker-flood`) |
 //! | the node runs a pod: its Service from the host and the pod, the API server from the pod, logs, exec (needs a Ready node) | [`node::node_runs_a_pod_that_answers_through_its_service`] |
 //! | w. a hostile budget: refused by the CRD, stored by an old one, the operator stays up | [`budgets::w_a_hostile_budget_under_an_old_crd_stops_only_its_own_resources`] |
+//! | y. two live reconcilers, 200 codes at 3 writes/s: each reset once | [`slow_batch::y_two_live_reconcilers_reset_200_codes_once_at_3_writes_a_second`] |
 
 mod common;
 mod e2e;
@@ -60,6 +61,9 @@ mod node;
 // Scenario w.
 #[path = "e2e_cluster/budgets.rs"]
 mod budgets;
+// Scenario y.
+#[path = "e2e_cluster/slow_batch.rs"]
+mod slow_batch;
 
 use common::offline::fleet_seed;
 use common::{ROBOT, robot_seed, seed_yaml};
@@ -334,6 +338,9 @@ async fn d_kill_9_during_a_rotation_resets_each_code_once() {
     let s = Scenario::start("crash", fleet_seed(FLEET, FLEET_CODES, 7), faults, SINGLE).await;
     let mut replica = s.replica("crash");
     replica.set("RESET_GRACE", "1s");
+    // A killed run's batch keeps its codes for its call window (one
+    // timeout and the resets at the write rate): answers come in 5 ms here.
+    replica.set("METASTUDIO_TIMEOUT", "5s");
     // The simulator enforces no quota here: crash safety is under test,
     // not the pace (scenario o is about pacing).
     replica.set("METASTUDIO_WRITE_RATE", "20");

@@ -1,29 +1,47 @@
 //! Rotation at fleet scale, through the engine against the simulator: a
 //! progressive rotation resets one batch per interval and each code
-//! exactly once; renewal restarts a code's validity and keeps its value;
-//! narrowing and widening the selection never resets a code twice for one
-//! token, nor does a listing that misses a code, nor a 2xx whose body
-//! cannot be read. The engine is given its clock, so an hour passes in no
-//! time.
+//! exactly once (an intent write that failed takes no place of a batch);
+//! renewal restarts a code's validity and keeps its value; narrowing and
+//! widening the selection never resets a code twice for one token, nor
+//! does a listing that misses a code, nor a 2xx whose body cannot be read.
+//! The engine is given its clock, so an hour passes in no time.
+//!
+//! Two reconcilers of one resource, each with a status store fenced like
+//! the API server's (a write names the version it read), over a simulator
+//! that enforces a write quota: a batch that takes longer than the reset
+//! grace, and a writer paused mid-batch whose batch the other took over,
+//! still reset each code exactly once.
 
 mod common;
 
 use common::{ROBOT, fast_options, seed_yaml, simulator};
 use jiff::{SignedDuration, Timestamp};
-use metastudio_operator::crd::ActivationCode;
+use metastudio_operator::crd::connection::{
+    ClusterMetaStudioConnectionSpec, MetaStudioConnectionSpec,
+};
+use metastudio_operator::crd::{ActivationCode, ActivationCodeStatus};
 use metastudio_operator::engine::conditions::reason;
+use metastudio_operator::engine::host::{EngineEvent, Host, HostError, SecretSource};
 use metastudio_operator::engine::{Engine, Mode, Next, OperatorDefaults, ReconcileReport};
+use metastudio_operator::metastudio::pacing::{Pacing, Quotas};
 use metastudio_operator::metastudio::settings::ConnectionSettings;
-use metastudio_operator::metastudio::{Operation, Transport};
+use metastudio_operator::metastudio::{ActiveCode, ClientOptions, Operation, Transport};
 use metastudio_operator::offline::host::OfflineHost;
+use metastudio_operator::secret::Secret;
 use metastudio_operator::simulator::{FaultConfig, Simulator};
-use metastudio_operator::tenancy::DefaultCredentialsScope;
+use metastudio_operator::tenancy::{DefaultCredentialsScope, Directory};
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 fn engine(sim: &Simulator) -> Engine {
+    engine_with(sim, fast_options())
+}
+
+fn engine_with(sim: &Simulator, options: ClientOptions) -> Engine {
     Engine::new(
-        Transport::new(fast_options()).unwrap(),
+        Transport::new(options).unwrap(),
         OperatorDefaults {
             settings: ConnectionSettings {
                 endpoint: Some(sim.endpoint()),
@@ -294,4 +312,382 @@ async fn a_2xx_whose_body_cannot_be_read_counts_as_applied_and_is_settled_by_rea
         "each unreadable answer settled by reading its code"
     );
     assert!(report.status.pending_resets.is_empty());
+}
+
+/// One resource's status as an API server keeps it: a version that every
+/// write moves, and writes that name the version they read.
+#[derive(Default)]
+struct Stored {
+    version: u64,
+    status: Option<ActivationCodeStatus>,
+    /// The next status write that records intents fails (not as stale).
+    fail_next_intent_write: bool,
+    /// How long each write of intents takes.
+    intent_write_delay: Duration,
+    /// The writes of intents so far.
+    intent_writes: usize,
+}
+
+/// Whether `status` records intents of a batch in progress.
+fn records_a_batch(status: &ActivationCodeStatus) -> bool {
+    status
+        .pending_resets
+        .iter()
+        .any(|i| i.unanswered_since.is_none())
+}
+
+/// The host of one reconcile over a [`Stored`] status: it reads the status
+/// with its version, and a status write fails as stale (HTTP 409) when the
+/// version moved since, as the cluster's does.
+struct Fenced<'a> {
+    stored: &'a Mutex<Stored>,
+    read: Mutex<u64>,
+    inner: OfflineHost,
+}
+
+impl<'a> Fenced<'a> {
+    fn new(stored: &'a Mutex<Stored>) -> Self {
+        Self {
+            stored,
+            read: Mutex::new(0),
+            inner: OfflineHost::new(Default::default(), None, None).unwrap(),
+        }
+    }
+}
+
+impl SecretSource for Fenced<'_> {
+    async fn secret_data(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<BTreeMap<String, Secret>>, HostError> {
+        self.inner.secret_data(namespace, name).await
+    }
+}
+
+impl Directory for Fenced<'_> {
+    fn connection(&self, namespace: &str, name: &str) -> Option<MetaStudioConnectionSpec> {
+        self.inner.connection(namespace, name)
+    }
+    fn cluster_connection(&self, name: &str) -> Option<ClusterMetaStudioConnectionSpec> {
+        self.inner.cluster_connection(name)
+    }
+    fn namespace_labels(&self, namespace: &str) -> Option<BTreeMap<String, String>> {
+        self.inner.namespace_labels(namespace)
+    }
+}
+
+impl Host for Fenced<'_> {
+    fn current(&self, resource: &ActivationCode) -> ActivationCode {
+        let stored = self.stored.lock().unwrap();
+        *self.read.lock().unwrap() = stored.version;
+        let mut current = resource.clone();
+        current.status.clone_from(&stored.status);
+        current
+    }
+
+    fn same_robot(&self, _: &ActivationCode) -> Vec<ActivationCode> {
+        Vec::new()
+    }
+
+    async fn save_status(
+        &self,
+        _: &ActivationCode,
+        status: &Arc<ActivationCodeStatus>,
+    ) -> Result<(), HostError> {
+        let delay = self.stored.lock().unwrap().intent_write_delay;
+        if records_a_batch(status) {
+            tokio::time::sleep(delay).await;
+        }
+        let mut stored = self.stored.lock().unwrap();
+        let mut read = self.read.lock().unwrap();
+        if stored.version != *read {
+            return Err(HostError::stale(
+                "apply status",
+                "the object has been modified",
+            ));
+        }
+        if stored.fail_next_intent_write && !status.pending_resets.is_empty() {
+            stored.fail_next_intent_write = false;
+            return Err(HostError::new(
+                "apply status",
+                "etcdserver: request timed out",
+            ));
+        }
+        stored.intent_writes += usize::from(records_a_batch(status));
+        stored.status = Some((**status).clone());
+        stored.version += 1;
+        *read = stored.version;
+        Ok(())
+    }
+
+    async fn export(&self, _: &ActivationCode, _: &str, _: &[ActiveCode]) -> Result<(), HostError> {
+        Ok(())
+    }
+
+    async fn event(&self, _: &ActivationCode, _: &EngineEvent) {}
+}
+
+/// One reconcile over `stored` at the wall clock, read again and redone
+/// while its status write finds the resource changed (as the controller
+/// does).
+async fn reconcile_fenced(
+    engine: &Engine,
+    stored: &Mutex<Stored>,
+    ac: &ActivationCode,
+) -> ReconcileReport {
+    loop {
+        let host = Fenced::new(stored);
+        let report = engine
+            .reconcile(ac, &host, Mode::Normal, Timestamp::now())
+            .await;
+        if report.next != Next::Replan {
+            return report;
+        }
+    }
+}
+
+/// Polls `done` every few milliseconds until it holds; panics after a
+/// minute.
+async fn until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not within a minute"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Reconciles with `engine` over `stored`, again and again, until one ends
+/// converged; panics after a minute.
+async fn reconcile_until_converged(engine: &Engine, stored: &Mutex<Stored>, ac: &ActivationCode) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let report = reconcile_fenced(engine, stored, ac).await;
+        if report.converged {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not converged within a minute: {} {:?}",
+            report.reason,
+            report.status.condition("Ready")
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+const SLOW_BATCH: u32 = 200;
+const WRITES_PER_SECOND: f64 = 100.0;
+
+/// A simulator that takes `WRITES_PER_SECOND` writes a second (429 above,
+/// as the API gateway), with [`SLOW_BATCH`] codes.
+async fn quota_simulator() -> Simulator {
+    let sim = simulator(common::robot_seed(SLOW_BATCH, 7), FaultConfig::default()).await;
+    sim.set_quotas(Some(Quotas {
+        reads: 1000.0,
+        writes: WRITES_PER_SECOND,
+    }));
+    sim
+}
+
+/// A reconciler paced at the simulator's write quota, whose reset grace
+/// (300 ms) is far shorter than a batch of [`SLOW_BATCH`] resets takes (2 s):
+/// as 60 s are to 200 resets at 3 a second.
+fn slow_batch_engine(sim: &Simulator) -> Engine {
+    let options = ClientOptions {
+        timeout: Duration::from_secs(2),
+        pacing: Pacing {
+            reads_per_second: Some(0.0),
+            writes_per_second: Some(WRITES_PER_SECOND),
+            ..Pacing::default()
+        },
+        ..fast_options()
+    };
+    engine_with(sim, options).with_reset_grace(Duration::from_millis(300))
+}
+
+fn assert_each_code_reset_once(sim: &Simulator, codes: u32) {
+    let counters = sim.counters();
+    assert_eq!(counters.resets.len(), codes as usize, "every code reset");
+    let twice: Vec<_> = counters.resets.iter().filter(|&(_, &n)| n != 1).collect();
+    assert!(
+        twice.is_empty(),
+        "each code reset exactly once; {} were not, e.g. {:?}",
+        twice.len(),
+        &twice[..twice.len().min(3)]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_live_reconcilers_reset_each_code_once_when_a_batch_outlasts_the_grace() {
+    let sim = quota_simulator().await;
+    let (a, b) = (slow_batch_engine(&sim), slow_batch_engine(&sim));
+    let stored = Mutex::new(Stored::default());
+    let ac = resource(json!({"validPeriod": 7, "reset": {"token": "t1"}}));
+
+    // A records its batch and resets at the quota; B, live beside it (an
+    // overlapping install), finds A's intents once A is under way and
+    // looks again every 50 ms, long past its 300 ms grace.
+    let first = reconcile_fenced(&a, &stored, &ac);
+    let second = async {
+        until("A under way", || sim.counters().total_resets() >= 20).await;
+        reconcile_until_converged(&b, &stored, &ac).await;
+    };
+    let (report, ()) = tokio::join!(first, second);
+    if !report.converged {
+        reconcile_until_converged(&a, &stored, &ac).await;
+    }
+
+    assert_each_code_reset_once(&sim, SLOW_BATCH);
+    let status = stored.lock().unwrap().status.clone().unwrap();
+    assert!(
+        status.pending_resets.is_empty(),
+        "{:?}",
+        status.pending_resets
+    );
+    assert_eq!(status.reset_token.unwrap().progress, "200/200");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_paused_mid_batch_resumes_after_the_other_took_over_and_resets_nothing_again() {
+    let sim = quota_simulator().await;
+    let (a, b) = (slow_batch_engine(&sim), slow_batch_engine(&sim));
+    let stored = Mutex::new(Stored::default());
+    let ac = resource(json!({"validPeriod": 7, "reset": {"token": "t1"}}));
+
+    // A is stopped (SIGSTOP) a quarter into its batch: its reconcile is no
+    // longer polled, calls in flight and all.
+    let mut first = Box::pin(reconcile_fenced(&a, &stored, &ac));
+    tokio::select! {
+        _ = &mut first => panic!("A finished before it was paused"),
+        () = until("A under way", || sim.counters().total_resets() >= 50) => {}
+    }
+    let at_pause = sim.counters().total_resets();
+    assert!(at_pause < u64::from(SLOW_BATCH), "paused mid-batch");
+
+    // B waits out A's call window and the grace, then takes the rest over.
+    reconcile_until_converged(&b, &stored, &ac).await;
+    assert_each_code_reset_once(&sim, SLOW_BATCH);
+    let taken_over = sim.counters().total_resets() - at_pause;
+    assert!(taken_over > 0, "B reset the codes A had not reached");
+
+    // A resumes (SIGCONT): its window is over, so it starts nothing and
+    // asks the status again, which B wrote since.
+    let resumed = first.await;
+    if !resumed.converged {
+        reconcile_until_converged(&a, &stored, &ac).await;
+    }
+    assert_each_code_reset_once(&sim, SLOW_BATCH);
+    println!("paused after {at_pause} resets; the other reconciler made {taken_over}");
+}
+
+#[tokio::test]
+async fn an_intent_write_that_failed_takes_no_place_of_the_rollouts_batch() {
+    let sim = simulator(ten_codes(), FaultConfig::default()).await;
+    let engine = engine(&sim);
+    let stored = Mutex::new(Stored {
+        fail_next_intent_write: true,
+        ..Stored::default()
+    });
+    let ac = resource(json!({"validPeriod": 7,
+        "reset": {"token": "2026-12-01", "rollout": {"maxCodes": 3, "interval": "1h"}}}));
+    let t0 = Timestamp::now();
+    let reconcile = |at: Timestamp| {
+        let host = Fenced::new(&stored);
+        let ac = ac.clone();
+        let engine = &engine;
+        async move { engine.reconcile(&ac, &host, Mode::Normal, at).await }
+    };
+
+    // The intent write fails (the API server timed out): nothing starts.
+    let failed = reconcile(t0).await;
+    assert_eq!(failed.reason, reason::STATUS_NOT_SAVED);
+    assert_eq!(sim.counters().total_resets(), 0);
+    let rollout = failed.status.reset_token.clone().unwrap();
+    assert_eq!(rollout.batch_resets, 0, "{rollout:?}");
+
+    // The retry a minute later starts the first batch, not an hour later.
+    let retried = reconcile(t0 + SignedDuration::from_mins(1)).await;
+    assert_eq!(
+        sim.counters().total_resets(),
+        3,
+        "{:?}",
+        retried.status.conditions
+    );
+    assert_eq!(retried.reason, reason::ROTATING);
+    assert_eq!(
+        retried.status.reset_token.as_ref().unwrap().progress,
+        "3/10"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_slowed_by_429s_past_its_window_records_the_rest_anew_and_resets_each_code_once() {
+    let sim = quota_simulator().await;
+    // The tenant's quota is lower than the operator's pace (another client
+    // spends the rest): 429s slow the batch past its call window.
+    sim.set_quotas(Some(Quotas {
+        reads: 1000.0,
+        writes: WRITES_PER_SECOND * 0.3,
+    }));
+    let engine = slow_batch_engine(&sim);
+    let stored = Mutex::new(Stored::default());
+    let ac = resource(json!({"validPeriod": 7, "reset": {"token": "t1"}}));
+
+    let first = reconcile_fenced(&engine, &stored, &ac).await;
+    let recorded = stored.lock().unwrap().intent_writes;
+    assert!(
+        recorded >= 2,
+        "the resets left at the end of the window were recorded anew ({recorded} intent writes)"
+    );
+    assert!(sim.counters().answered("429") > 0, "the quota was hit");
+    if !first.converged {
+        reconcile_until_converged(&engine, &stored, &ac).await;
+    }
+    assert_each_code_reset_once(&sim, SLOW_BATCH);
+}
+
+#[tokio::test]
+async fn an_intent_write_slower_than_its_call_window_starts_no_reset_and_the_next_sync_does() {
+    let sim = simulator(ten_codes(), FaultConfig::default()).await;
+    // Unpaced with a 1 s timeout: a batch's call window is 1 s, counted
+    // from before its intent write.
+    let options = ClientOptions {
+        timeout: Duration::from_secs(1),
+        ..fast_options()
+    };
+    let engine = engine_with(&sim, options);
+    let stored = Mutex::new(Stored {
+        intent_write_delay: Duration::from_millis(1500),
+        ..Stored::default()
+    });
+    let ac = resource(json!({"validPeriod": 7, "reset": {"token": "t1"}}));
+
+    let slow = reconcile_fenced(&engine, &stored, &ac).await;
+    assert_eq!(
+        slow.reason,
+        reason::RESETTING,
+        "{:?}",
+        slow.status.conditions
+    );
+    assert_eq!(
+        sim.counters().total_resets(),
+        0,
+        "no reset after its window"
+    );
+    assert!(
+        slow.status.pending_resets.is_empty(),
+        "nothing was sent, so nothing is in doubt: {:?}",
+        slow.status.pending_resets
+    );
+    assert_eq!(slow.status.drift_count, 10);
+    assert_eq!(slow.next, Next::Retry { at_least: None });
+
+    stored.lock().unwrap().intent_write_delay = Duration::ZERO;
+    let next = reconcile_fenced(&engine, &stored, &ac).await;
+    assert_eq!(next.reason, reason::SYNCED, "{:?}", next.status.conditions);
+    assert_each_code_reset_once(&sim, 10);
 }

@@ -68,9 +68,10 @@ pub struct ClientArgs {
 /// Settings of the reconcile engine, shared by `run` and `reconcile`.
 #[derive(Debug, Clone, Args)]
 pub struct EngineArgs {
-    /// How long a reset in doubt (its answer lost, or its run interrupted)
-    /// keeps its code from being reset again, as the server may still apply
-    /// it late [default: twice --timeout].
+    /// How long a reset in doubt (its answer lost, or its call window
+    /// over) keeps its code from being reset again, as the server may still
+    /// apply it late; another run's batch is first waited out for its call
+    /// window [default: twice --timeout].
     #[arg(long, env = "RESET_GRACE", value_parser = parsers::duration)]
     pub reset_grace: Option<HumanDuration>,
 }

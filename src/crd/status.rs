@@ -228,12 +228,25 @@ pub struct ResetIntent {
     #[schemars(schema_with = "date_time_schema")]
     pub recorded_at: Timestamp,
     /// When the reset's answer was lost (a timeout, a broken connection, a
-    /// 5xx), or when a later run found the intent of an interrupted one.
-    /// The server may still apply such a call late, so the code is not
-    /// reset again until a grace period after this has passed.
+    /// 5xx, or its call window ran out), or when a run first found the
+    /// intent of another run (one in progress elsewhere, or interrupted)
+    /// unsettled. The code is not reset again until its call window and
+    /// then the reset grace have passed since, as the call may still be
+    /// sent and the server may apply it late. Absent while the run that
+    /// recorded it is still within its call window.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "date_time_schema")]
     pub unanswered_since: Option<Timestamp>,
+    /// The call window of the intent's batch, in seconds: the time its
+    /// resets take at the write rate, half as long again, and one request
+    /// timeout. The run that recorded it sends none of its calls after this
+    /// has passed on its own clock since the intent was recorded (it cuts
+    /// any still waiting and records what is left anew); another run counts
+    /// it from unansweredSince, its own first sight, so no two clocks are
+    /// compared. Absent once the call has ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "count_schema")]
+    pub call_window_seconds: Option<u32>,
 }
 
 /// A difference between a remote code and the spec.

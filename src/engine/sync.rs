@@ -1,8 +1,10 @@
 //! One sync of a resource whose codes were listed, as named phases:
 //! settle (earlier resets and the ledger), plan, then per batch of at most
-//! [`MAX_INTENTS`] resets: record (intents first) and apply; and report
-//! (status, export, conditions). The decisions are `plan`'s and
-//! `verdict`'s; this file sequences them and does the I/O.
+//! [`MAX_INTENTS`] resets: record (intents first, with the batch's call
+//! window) and apply within that window, the resets it left unstarted
+//! going into the next batch; and report (status, export, conditions).
+//! The decisions are `plan`'s and `verdict`'s; this file sequences them and
+//! does the I/O.
 
 use super::apply::{self, Applied};
 use super::conditions::{READY, SYNCED, reason};
@@ -17,6 +19,8 @@ use crate::plan::{self, Action, Ledger, Plan, batch};
 use jiff::Timestamp;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
 use tracing::{info, warn};
 
 /// The most reset intents one status write records: the status stays
@@ -40,6 +44,9 @@ pub(super) struct Sync<'s> {
     plan: Plan,
     /// The intents of the batch being applied.
     recorded: Vec<ResetIntent>,
+    /// Actions whose reset no batch could start: the last batch's window
+    /// ran out before any reset of it started.
+    not_started: Vec<Action>,
     /// Resets of this sync whose answer was lost.
     unconfirmed: Vec<ResetIntent>,
     applied: Vec<ActionResult>,
@@ -58,21 +65,64 @@ impl Engine {
         sync.make_plan(run);
         if sync.enforce {
             let actions = std::mem::take(&mut sync.plan.actions);
-            for chunk in chunks(&actions, MAX_INTENTS) {
-                if let Err(report) = sync.record(run, chunk, &actions).await {
-                    return *report;
-                }
-                let clean = clean_auth_credential(sync.spec);
-                let results = apply::apply(client, chunk, &sync.codes, clean, self.concurrency);
-                let done = sync.absorb(results.await);
-                give_back_places(run, done);
-                for event in events::of_results(done) {
-                    run.publish(event).await;
-                }
+            if let Err(report) = self.enforce(run, &mut sync, client, &actions).await {
+                return *report;
             }
             sync.plan.actions = actions;
         }
         self.report(run, sync).await
+    }
+
+    /// Batch after batch: record the intents with the batch's call window,
+    /// then apply within it. Resets the window left unstarted go into the
+    /// next batch, whose intent write fails if anyone else wrote the status
+    /// since: so no reset is sent outside a window this run holds on
+    /// record, however slow the batch or long the process was paused.
+    async fn enforce<H: Host>(
+        &self,
+        run: &mut Run<'_, H>,
+        sync: &mut Sync<'_>,
+        client: &MetaStudioClient,
+        planned: &[Action],
+    ) -> Result<(), Box<ReconcileReport>> {
+        let mut queue = planned.to_vec();
+        while !queue.is_empty() {
+            let batch: Vec<Action> = queue.drain(..next_chunk(&queue, MAX_INTENTS)).collect();
+            let window = self.call_window(client, &batch);
+            let deadline = sync.record(run, &batch, planned, window).await?;
+            let clean = clean_auth_credential(sync.spec);
+            let round = apply::apply(
+                client,
+                &batch,
+                &sync.codes,
+                clean,
+                self.concurrency,
+                deadline,
+            )
+            .await;
+            let left = round.not_started;
+            let done = sync.absorb(round.applied);
+            give_back_places(run, done, &left);
+            for event in events::of_results(done) {
+                run.publish(event).await;
+            }
+            if done.iter().any(|r| r.action.is_reset()) {
+                queue.splice(0..0, left);
+            } else {
+                // Not one reset started: the intent write itself outlasted
+                // the window, or the process was paused right after it.
+                sync.not_started.extend(left);
+            }
+        }
+        Ok(())
+    }
+
+    /// The call window of `batch` (seconds): its resets at the tenant's
+    /// write rate now, with the margins of [`plan::window::call_window`].
+    fn call_window(&self, client: &MetaStudioClient, batch: &[Action]) -> u32 {
+        let resets = batch.iter().filter(|a| a.is_reset()).count();
+        let (_, writes_per_second) = client.current_rates();
+        plan::window::call_window(resets, writes_per_second, self.transport.options().timeout)
     }
 
     /// Status, export and conditions, then the status write.
@@ -90,6 +140,7 @@ impl Engine {
             enforce: sync.enforce,
             export_error,
             applied: &sync.applied,
+            not_started: sync.not_started.len(),
             complete: sync.complete,
             waiting: &sync.waiting,
             reset_grace: self.reset_grace,
@@ -125,14 +176,16 @@ fn clean_auth_credential(spec: &ActivationCodeSpec) -> bool {
     spec.reset.as_ref().is_none_or(|r| r.clean_auth_credential)
 }
 
-/// Token resets that surely did not happen give their batch places back.
-fn give_back_places<H: Host>(run: &mut Run<'_, H>, results: &[ActionResult]) {
+/// Token resets that surely did not happen, and those not started, give
+/// their batch places back.
+fn give_back_places<H: Host>(run: &mut Run<'_, H>, results: &[ActionResult], left: &[Action]) {
     let failed = results
         .iter()
         .filter(|r| r.action.token().is_some() && matches!(r.outcome, ActionOutcome::Failed { .. }))
         .count();
+    let left = left.iter().filter(|a| a.token().is_some()).count();
     if let Some(rollout) = run.status.reset_token.as_mut() {
-        batch::count(rollout, -(failed as i64));
+        batch::count(rollout, -((failed + left) as i64));
     }
 }
 
@@ -213,6 +266,7 @@ impl<'s> Sync<'s> {
             parked: settled.parked,
             plan: Plan::default(),
             recorded: Vec::new(),
+            not_started: Vec::new(),
             unconfirmed: Vec::new(),
             applied: Vec::new(),
         }
@@ -224,19 +278,26 @@ impl<'s> Sync<'s> {
         run.status.reset_token = self.plan.rollout.clone();
     }
 
-    /// Records the intents of `chunk`'s resets, with what the sync did so
-    /// far, before any of them starts. `Err` ends the sync: nothing of
-    /// `chunk` may start without its intents on record.
+    /// Records the intents of `chunk`'s resets, with their call window of
+    /// `window` seconds and what the sync did so far, before any of them
+    /// starts. Returns when the window ends (`None`: no reset, no window),
+    /// counted from before the write, so it ends no later than anyone
+    /// else's count from their first sight of the intents. `Err` ends the
+    /// sync: nothing of `chunk` may start without its intents on record.
     async fn record<H: Host>(
         &mut self,
         run: &mut Run<'_, H>,
         chunk: &[Action],
         planned: &[Action],
-    ) -> Result<(), Box<ReconcileReport>> {
-        self.recorded = intents_for(chunk, &self.codes, self.key, run.now);
+        window: u32,
+    ) -> Result<Option<Instant>, Box<ReconcileReport>> {
+        self.recorded = intents_for(chunk, &self.codes, self.key, run.now, window);
         if self.recorded.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
+        let deadline = Instant::now() + Duration::from_secs(window.into());
+        // The rollout's count moves only with intents on record.
+        let rollout_before = run.status.reset_token.clone();
         let tokens = self.recorded.iter().filter(|i| i.token.is_some()).count();
         if let Some(rollout) = run.status.reset_token.as_mut() {
             batch::count(rollout, tokens as i64);
@@ -256,9 +317,10 @@ impl<'s> Sync<'s> {
             .save_status(run.resource, &Arc::new(run.status.clone()))
             .await;
         let Err(err) = saved else {
-            return Ok(());
+            return Ok(Some(deadline));
         };
         run.status.pending_resets = before;
+        run.status.reset_token = rollout_before;
         if err.stale {
             // Someone else may be resetting these codes: start nothing,
             // and plan again from what they recorded.
@@ -296,9 +358,13 @@ impl<'s> Sync<'s> {
         let failed = self
             .applied
             .iter()
-            .filter(|r| !matches!(r.outcome, ActionOutcome::Done { .. }));
+            .filter(|r| !matches!(r.outcome, ActionOutcome::Done { .. }))
+            .map(|r| &r.action);
         let drift: Vec<_> = if self.enforce {
-            failed.map(|r| r.action.as_drift()).collect()
+            failed
+                .chain(&self.not_started)
+                .map(Action::as_drift)
+                .collect()
         } else {
             self.plan.actions.iter().map(Action::as_drift).collect()
         };
@@ -346,8 +412,10 @@ impl<'s> Sync<'s> {
                 (ActionOutcome::Done { .. }, Some(token)) => self.ledger.record(id, token),
                 (ActionOutcome::Unconfirmed { .. }, _) => {
                     if let Some(intent) = self.recorded.iter().find(|i| i.code_id == id) {
+                        // Its call has ended: only the grace is left.
                         self.unconfirmed.push(ResetIntent {
                             unanswered_since: Some(Timestamp::now()),
+                            call_window_seconds: None,
                             ..intent.clone()
                         });
                     }
@@ -360,31 +428,28 @@ impl<'s> Sync<'s> {
     }
 }
 
-/// Consecutive slices of `actions` with at most `max_resets` resets each,
-/// never splitting one code's actions.
-pub fn chunks(actions: &[Action], max_resets: usize) -> Vec<&[Action]> {
-    let mut out = Vec::new();
-    let (mut start, mut resets) = (0, 0);
+/// The length of the first batch of `actions`: at most `max_resets`
+/// resets, never splitting one code's actions.
+pub fn next_chunk(actions: &[Action], max_resets: usize) -> usize {
+    let mut resets = 0;
     for (i, action) in actions.iter().enumerate() {
-        let new_code = i > start && actions[i - 1].code_id() != action.code_id();
+        let new_code = i > 0 && actions[i - 1].code_id() != action.code_id();
         if action.is_reset() && resets == max_resets && new_code {
-            out.push(&actions[start..i]);
-            (start, resets) = (i, 0);
+            return i;
         }
         resets += usize::from(action.is_reset());
     }
-    if start < actions.len() {
-        out.push(&actions[start..]);
-    }
-    out
+    actions.len()
 }
 
-/// The intents to record before the resets of `actions`.
+/// The intents to record before the resets of `actions`, with the batch's
+/// call window.
 fn intents_for(
     actions: &[Action],
     codes: &BTreeMap<String, ActiveCode>,
     key: &FingerprintKey,
     now: Timestamp,
+    window: u32,
 ) -> Vec<ResetIntent> {
     actions
         .iter()
@@ -398,6 +463,7 @@ fn intents_for(
                 previous_fingerprint: key.fingerprint(code),
                 recorded_at: now,
                 unanswered_since: None,
+                call_window_seconds: Some(window),
             }
         })
         .collect()
@@ -438,6 +504,18 @@ mod tests {
 
     fn ids(chunk: &[Action]) -> Vec<&str> {
         chunk.iter().map(Action::code_id).collect()
+    }
+
+    /// Consecutive batches of `actions`, as the sync takes them.
+    fn chunks(actions: &[Action], max_resets: usize) -> Vec<&[Action]> {
+        let mut out = Vec::new();
+        let mut rest = actions;
+        while !rest.is_empty() {
+            let (batch, after) = rest.split_at(next_chunk(rest, max_resets));
+            out.push(batch);
+            rest = after;
+        }
+        out
     }
 
     #[test]

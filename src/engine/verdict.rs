@@ -4,6 +4,7 @@
 use super::conditions::reason;
 use super::{ActionOutcome, ActionResult, Mode, Next};
 use crate::crd::{ResetIntent, TokenRollout};
+use crate::plan::window;
 use jiff::{SignedDuration, Timestamp};
 use std::time::Duration;
 
@@ -14,6 +15,8 @@ pub struct Facts<'a> {
     /// Why the export Secret could not be written, if it could not.
     pub export_error: Option<String>,
     pub applied: &'a [ActionResult],
+    /// Resets no batch could start within its call window.
+    pub not_started: usize,
     /// The listing added up (see [`crate::metastudio::Listing`]).
     pub complete: bool,
     /// Resets whose answer was lost, not yet settled.
@@ -53,6 +56,12 @@ pub fn decide(facts: &Facts) -> Verdict {
         verdict(reason::EXPORT_FAILED, message.clone(), retry)
     } else if !failed.is_empty() {
         failures(&failed, facts.applied.len())
+    } else if facts.not_started > 0 {
+        let message = format!(
+            "{} change(s) not started: the call window of their batch ran out before any of its resets could start (a slow status write, or the process was paused); they are recorded anew",
+            facts.not_started
+        );
+        verdict(reason::RESETTING, message, retry)
     } else if !facts.complete {
         verdict(
             reason::LISTING_INCOMPLETE,
@@ -125,17 +134,20 @@ fn describe(result: &ActionResult) -> String {
     }
 }
 
-/// Checked again once the server can no longer apply them late.
+/// Checked again once no call can be sent and the server can no longer
+/// apply one late.
 fn waiting(facts: &Facts) -> Verdict {
-    let settles_in = facts
+    let settles_at = facts
         .waiting
         .iter()
-        .filter_map(|i| i.unanswered_since)
-        .map(|since| facts.reset_grace - facts.now.duration_since(since))
-        .min()
+        .filter_map(|i| window::in_doubt_until(i, facts.reset_grace))
+        .min();
+    let settles_in = settles_at
+        .map(|at| at.duration_since(facts.now))
         .and_then(|left| Duration::try_from(left).ok());
+    let when = settles_at.map_or_else(|| "soon".to_owned(), |t| format!("at {t}"));
     let message = format!(
-        "{} reset(s) lost their answer and show no effect yet; the codes are checked again before any new reset",
+        "{} reset(s) show no effect yet: their answer was lost, or another run recorded them (one in progress elsewhere, or interrupted) and may still be making them; the codes are checked again before any new reset, {when}",
         facts.waiting.len()
     );
     verdict(

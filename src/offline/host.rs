@@ -69,7 +69,9 @@ impl OfflineHost {
         let (file, lock) = match &status_path {
             Some(path) => {
                 let lock = StatusFileLock::acquire(path)?;
-                (StatusFile::load(path)?, Some(lock))
+                let mut file = StatusFile::load(path)?;
+                file.end_windows_of_ended_runs();
+                (file, Some(lock))
             }
             None => (StatusFile::empty(), None),
         };

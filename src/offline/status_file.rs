@@ -111,6 +111,29 @@ impl StatusFile {
         Ok(file)
     }
 
+    /// Takes in that the run which recorded the intents still in their call
+    /// window has ended: a run holding the [`StatusFileLock`] knows no other
+    /// process holds it, and the lock outlives no process. Their calls
+    /// ended with that run, so only the reset grace is left for them: their
+    /// window is over (a cluster, where another reconciler may be mid-batch,
+    /// waits it out instead).
+    pub fn end_windows_of_ended_runs(&mut self) {
+        for status in self.statuses.values_mut() {
+            if status
+                .pending_resets
+                .iter()
+                .all(|i| i.unanswered_since.is_some())
+            {
+                continue;
+            }
+            for intent in &mut Arc::make_mut(status).pending_resets {
+                if intent.unanswered_since.is_none() {
+                    intent.call_window_seconds = Some(0);
+                }
+            }
+        }
+    }
+
     /// Replaces `path` atomically.
     pub fn save(&self, path: &Path) -> Result<(), StatusFileError> {
         let fail = |source| StatusFileError::Write {
@@ -165,6 +188,43 @@ mod tests {
         let err = StatusFile::load(&path).unwrap_err().to_string();
         assert!(err.contains("delete it to start over"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn intents_of_an_ended_run_keep_only_the_grace() {
+        let at: jiff::Timestamp = "2026-12-01T00:00:00Z".parse().unwrap();
+        let intent = |id: &str, since: Option<jiff::Timestamp>| crate::crd::ResetIntent {
+            code_id: id.into(),
+            token: Some("t".into()),
+            previous_update_time: at,
+            previous_fingerprint: "fp".into(),
+            recorded_at: at,
+            unanswered_since: since,
+            call_window_seconds: Some(130),
+        };
+        let mut file = StatusFile::empty();
+        let status = ActivationCodeStatus {
+            pending_resets: vec![intent("in-window", None), intent("lost", Some(at))],
+            ..Default::default()
+        };
+        file.statuses.insert("ns/a".into(), Arc::new(status));
+        file.end_windows_of_ended_runs();
+        let windows: Vec<_> = file.statuses["ns/a"]
+            .pending_resets
+            .iter()
+            .map(|i| {
+                (
+                    i.code_id.as_str(),
+                    i.unanswered_since,
+                    i.call_window_seconds,
+                )
+            })
+            .collect();
+        assert_eq!(
+            windows,
+            [("in-window", None, Some(0)), ("lost", Some(at), Some(130))],
+            "the ended run's window is over; what another run saw is kept"
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Settling the resets recorded before a crash or a lost answer.
 
+use super::window;
 use crate::crd::ResetIntent;
 use crate::metastudio::{ActiveCode, Listing};
 use jiff::{SignedDuration, Timestamp};
@@ -47,13 +48,15 @@ impl IntentOutcome {
 /// (`None`: the fingerprint was taken under other credentials), a newer
 /// update time counts as done: never twice beats never zero times.
 ///
-/// A reset that shows no effect yet is still waiting while less than
-/// `grace` has passed since its answer was lost, as a server may apply a
-/// call after its caller gave up on the answer. An intent left by an
-/// interrupted run (a crash, a lost lease: no time on record) starts its
-/// grace now, as its call may have been in flight. An intent whose code
-/// the listing lacks is parked, never abandoned, until complete listings
-/// have lacked it for longer than the ledger's retention.
+/// A reset that shows no effect yet is still waiting until its call window
+/// and then `grace` have passed since its answer was lost, as a server may
+/// apply a call after its caller gave up on the answer. An intent of
+/// another run (one in progress elsewhere, or interrupted: no time on
+/// record) is in doubt from now, for its whole call window and then the
+/// grace, as its calls may still be sent (see [`super::window`]). An
+/// intent whose code the listing lacks is parked, never abandoned, until
+/// complete listings have lacked it for longer than the ledger's
+/// retention.
 pub fn settle_intents(
     intents: &[ResetIntent],
     listing: &Listing,
@@ -79,18 +82,15 @@ pub fn settle_intents(
         };
         let happened = value_changed(intent, code)
             .unwrap_or_else(|| code.update_time > intent.previous_update_time);
-        let since = intent.unanswered_since.unwrap_or(now);
+        let seen = window::first_seen(intent, now);
         if happened {
             outcome.completed.push(CompletedReset {
                 code_id: intent.code_id.clone(),
                 token: intent.token.clone(),
                 time: code.update_time,
             });
-        } else if now.duration_since(since) < grace {
-            outcome.waiting.push(ResetIntent {
-                unanswered_since: Some(since),
-                ..intent.clone()
-            });
+        } else if window::in_doubt_until(&seen, grace).is_some_and(|until| now < until) {
+            outcome.waiting.push(seen);
         } else {
             outcome.abandoned.push(intent.clone());
         }

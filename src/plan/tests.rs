@@ -464,8 +464,13 @@ fn intent(id: &str, fingerprint: &str, previous_update_time: Timestamp) -> Reset
         previous_fingerprint: fingerprint.into(),
         recorded_at: now(),
         unanswered_since: None,
+        call_window_seconds: Some(WINDOW_SECONDS),
     }
 }
+
+/// The call window of the intents of [`intent`].
+const WINDOW_SECONDS: u32 = 100;
+const WINDOW: SignedDuration = SignedDuration::from_secs(WINDOW_SECONDS as i64);
 
 #[test]
 fn settles_intents_by_fingerprint_then_by_update_time() {
@@ -486,20 +491,23 @@ fn settles_intents_by_fingerprint_then_by_update_time() {
     assert_eq!(outcome.completed.len(), 1);
     assert_eq!(outcome.completed[0].code_id, "reset");
     assert_eq!(outcome.completed[0].token.as_deref(), Some("t"));
-    // Left by an interrupted run, its call may still land: it waits, from now.
+    // Left by another run (in progress elsewhere, or interrupted), its
+    // calls may still be sent: it waits, from now, for its window.
     assert_eq!(outcome.waiting.len(), 1);
     assert_eq!(outcome.waiting[0].code_id, "same");
     assert_eq!(outcome.waiting[0].unanswered_since, Some(now()));
+    assert_eq!(outcome.waiting[0].call_window_seconds, Some(WINDOW_SECONDS));
     // A code the listing lacks: the intent is parked, not abandoned.
     assert!(outcome.abandoned.is_empty());
     assert_eq!(outcome.parked.len(), 1);
     assert_eq!(outcome.parked[0].code_id, "deleted");
-    // Once the grace has passed with no effect, it did not happen.
+    // Once the window and the grace have passed with no effect, it did not
+    // happen.
     let outcome = settle_intents(
         &outcome.waiting,
         &complete(&remote),
         fp,
-        now() + GRACE,
+        now() + WINDOW + GRACE,
         GRACE,
     );
     assert_eq!(outcome.abandoned.len(), 1);
@@ -534,6 +542,7 @@ fn a_reset_that_lost_its_answer_waits_out_the_grace_before_it_is_retried() {
     let unchanged = |_: &ResetIntent, _: &ActiveCode| Some(false);
     let lost = ResetIntent {
         unanswered_since: Some(now() - SignedDuration::from_secs(10)),
+        call_window_seconds: None,
         ..intent("a", "fp", now())
     };
     // Ten seconds after the lost answer the server may still apply it.
@@ -569,6 +578,109 @@ fn a_reset_that_lost_its_answer_waits_out_the_grace_before_it_is_retried() {
         plan(&spec, &ActivationCodeStatus::default(), &remote, later),
         vec![token_reset("a", "t")]
     );
+}
+
+/// Where an unsettled intent stands after one settle.
+#[derive(Debug, PartialEq, Eq)]
+enum Stands {
+    /// Waiting, in doubt from this time with this window.
+    Waits(Timestamp, Option<u32>),
+    Abandoned,
+}
+
+fn stands(intent: &ResetIntent, at: Timestamp) -> Stands {
+    let remote = [code(&intent.code_id, None, 3, Some(40))];
+    let outcome = settle_intents(
+        std::slice::from_ref(intent),
+        &complete(&remote),
+        |_, _| Some(false),
+        at,
+        GRACE,
+    );
+    match (&outcome.waiting[..], &outcome.abandoned[..]) {
+        ([waiting], []) => Stands::Waits(
+            waiting.unanswered_since.unwrap(),
+            waiting.call_window_seconds,
+        ),
+        ([], [_]) => Stands::Abandoned,
+        _ => panic!("{outcome:?}"),
+    }
+}
+
+#[test]
+fn a_batch_in_progress_elsewhere_is_waited_out_for_its_window_then_the_grace() {
+    let secs = SignedDuration::from_secs;
+    let recorded = intent("a", "fp", now());
+    let seen = ResetIntent {
+        unanswered_since: Some(now()),
+        ..recorded.clone()
+    };
+    let lost = ResetIntent {
+        unanswered_since: Some(now()),
+        call_window_seconds: None,
+        ..recorded.clone()
+    };
+    let legacy = ResetIntent {
+        call_window_seconds: None,
+        ..recorded.clone()
+    };
+    let ended = ResetIntent {
+        call_window_seconds: Some(0),
+        ..recorded.clone()
+    };
+    // (intent, settled at, where it stands)
+    let table = [
+        // First seen now: in doubt from now, whatever the writer's clock
+        // said when it recorded it (recordedAt is not read).
+        (&recorded, now(), Stands::Waits(now(), Some(WINDOW_SECONDS))),
+        (
+            &ResetIntent {
+                recorded_at: now() - hours(1000),
+                ..recorded.clone()
+            },
+            now(),
+            Stands::Waits(now(), Some(WINDOW_SECONDS)),
+        ),
+        // 200 resets at 3 a second outlast a 60 s grace: a batch still
+        // going after the grace is not abandoned (the double reset of two
+        // live reconcilers), only once its window has passed too.
+        (
+            &seen,
+            now() + GRACE,
+            Stands::Waits(now(), Some(WINDOW_SECONDS)),
+        ),
+        (
+            &seen,
+            now() + WINDOW + GRACE - secs(1),
+            Stands::Waits(now(), Some(WINDOW_SECONDS)),
+        ),
+        (&seen, now() + WINDOW + GRACE, Stands::Abandoned),
+        // An answer lost by this run: its call is over, the grace only.
+        (&lost, now() + GRACE - secs(1), Stands::Waits(now(), None)),
+        (&lost, now() + GRACE, Stands::Abandoned),
+        // Recorded by an earlier version (no window): a full batch's.
+        (
+            &legacy,
+            now(),
+            Stands::Waits(now(), Some(window::LEGACY_CALL_WINDOW_SECONDS)),
+        ),
+        // A run known to have ended (the status file's lock): the grace only.
+        (&ended, now(), Stands::Waits(now(), Some(0))),
+    ];
+    for (i, (intent, at, expected)) in table.into_iter().enumerate() {
+        assert_eq!(stands(intent, at), expected, "row {i}: {intent:?} at {at}");
+    }
+    // What a reader recorded at its first sight is what it waits out next
+    // time: the window is not restarted.
+    let Stands::Waits(since, window) = stands(&recorded, now()) else {
+        unreachable!()
+    };
+    let again = ResetIntent {
+        unanswered_since: Some(since),
+        call_window_seconds: window,
+        ..recorded
+    };
+    assert_eq!(stands(&again, now() + WINDOW + GRACE), Stands::Abandoned);
 }
 
 /// The remote API, as a model: what update and reset do to a code.
@@ -686,6 +798,58 @@ proptest! {
             prop_assert_eq!(code.valid_period, spec.valid_period);
         }
         prop_assert_eq!(plan(&spec, &status, &remote, applied_at), vec![]);
+    }
+
+    /// A writer records a batch at real time 0 with a call window and
+    /// sends nothing after it (a call cut at its end counts as an answer
+    /// lost then); the server may apply a call until the grace after that.
+    /// A reader first sees the intent at any later moment, on a clock of
+    /// its own (any offset from the writer's, whose recordedAt is
+    /// anything), and settles it again at any later moments: it never
+    /// abandons the intent while a reset could still happen, and never
+    /// waits beyond its own first sight plus window plus grace.
+    #[test]
+    fn a_reader_never_gives_up_on_an_intent_its_writer_can_still_send(
+        window_secs in 0u32..=window::MAX_CALL_WINDOW_SECONDS,
+        grace_secs in 0i64..600,
+        writer_offset in -86_400i64..86_400,
+        reader_offset in -86_400i64..86_400,
+        first_sight in 0i64..10_000,
+        later in proptest::collection::vec(0i64..3_000, 1..8),
+    ) {
+        let secs = SignedDuration::from_secs;
+        let grace = secs(grace_secs);
+        let real_zero = now();
+        let reader = |real: i64| real_zero + secs(real + reader_offset);
+        let recorded = ResetIntent {
+            recorded_at: real_zero + secs(writer_offset),
+            call_window_seconds: Some(window_secs),
+            ..intent("a", "fp", now())
+        };
+        let last_apply = i64::from(window_secs) + grace_secs;
+        let remote = [code("a", None, 3, Some(40))];
+        let settle = |intent: &ResetIntent, real: i64| {
+            settle_intents(
+                std::slice::from_ref(intent),
+                &complete(&remote),
+                |_, _| Some(false),
+                reader(real),
+                grace,
+            )
+        };
+        let mut current = recorded;
+        let mut real = first_sight;
+        for step in std::iter::once(0).chain(later) {
+            real += step;
+            let outcome = settle(&current, real);
+            if let [abandoned] = &outcome.abandoned[..] {
+                prop_assert!(real >= last_apply, "abandoned at {real}, applicable until {last_apply}");
+                prop_assert_eq!(abandoned.code_id.as_str(), "a");
+                break;
+            }
+            prop_assert!(real < first_sight + last_apply, "still waiting at {real}");
+            current = outcome.waiting[0].clone();
+        }
     }
 
     #[test]
