@@ -185,6 +185,13 @@ impl Engine {
                     .await,
             ));
         }
+        if let Some(message) = robot_changed(spec, &run.status) {
+            return Err(Box::new(
+                run.stop(reason::INVALID_SPEC, message, Next::AwaitChange)
+                    .await,
+            ));
+        }
+        run.status.robot_id = Some(spec.robot_id.clone());
         if let Some(message) = deleting(run.resource) {
             return Err(Box::new(
                 run.stop(reason::DELETING, message, Next::AwaitChange).await,
@@ -270,6 +277,22 @@ fn deleting(resource: &ActivationCode) -> Option<String> {
     Some(format!(
         "the resource is being deleted (waiting for finalizers: {finalizers}): no remote calls are made and the export Secret is left as it is"
     ))
+}
+
+/// Why this status cannot serve `spec`: it belongs to another robot, or
+/// `None`. spec.robotId is immutable, but only API servers from Kubernetes
+/// 1.25 enforce that (a CEL rule); on older ones a changed robotId would
+/// apply this resource's reset ledger and pending resets to another
+/// robot's codes. A status of an operator before status.robotId names no
+/// robot: the first reconcile records the spec's.
+fn robot_changed(spec: &ActivationCodeSpec, status: &ActivationCodeStatus) -> Option<String> {
+    let recorded = status.robot_id.as_deref()?;
+    let wanted = &spec.robot_id;
+    (recorded != wanted).then(|| {
+        format!(
+            "spec.robotId is immutable, but it was changed from {recorded:?} to {wanted:?} (an API server before Kubernetes 1.25 does not enforce the CRD's rule): the status, its reset ledger and pending resets belong to robot {recorded:?}, so no MetaStudio call is made and they are kept as they are; put spec.robotId back to {recorded:?}, or delete this ActivationCode and create a new one for {wanted:?}"
+        )
+    })
 }
 
 /// The other resources older than `resource` that select one of its codes,

@@ -36,6 +36,7 @@
 //! | v. the broker and the metrics port under junk: TokenReviews within the budget, served callers keep their codes, idle connections closed | [`broker_flood::v_junk_tokens_cost_reviews_within_the_budget_and_served_callers_keep_their_codes`] (figures: `scripts/bench-broker-flood`) |
 //! | the node runs a pod: its Service from the host and the pod, the API server from the pod, logs, exec (needs a Ready node) | [`node::node_runs_a_pod_that_answers_through_its_service`] |
 //! | w. a hostile budget: refused by the CRD, stored by an old one, the operator stays up | [`budgets::w_a_hostile_budget_under_an_old_crd_stops_only_its_own_resources`] |
+//! | x. spec.robotId changed: refused by CEL (>= 1.25) or by the operator (InvalidSpec, no call, ledger kept) until put back | [`robot_id::x_a_changed_robot_id_stops_the_resource_until_it_is_put_back`] |
 
 mod common;
 mod e2e;
@@ -60,6 +61,9 @@ mod node;
 // Scenario w.
 #[path = "e2e_cluster/budgets.rs"]
 mod budgets;
+// Scenario x.
+#[path = "e2e_cluster/robot_id.rs"]
+mod robot_id;
 
 use common::offline::fleet_seed;
 use common::{ROBOT, robot_seed, seed_yaml};
