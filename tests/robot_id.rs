@@ -7,7 +7,7 @@
 //! until the robot is put back. `reconcile -f` refuses the change as such
 //! a server would (the CEL rule, against the robot the status file
 //! records), naming the file, the resource, the field and the rule's
-//! message.
+//! message. A resource stopped so is no rival of the other robot's own.
 
 mod common;
 
@@ -107,6 +107,29 @@ async fn a_changed_robot_id_stops_the_resource_untouched_until_it_is_put_back() 
     assert!(recovered.status.condition("Stalled").is_none());
     assert_eq!(sim.counters().total_resets(), 3, "no code reset twice");
     assert_eq!(recovered.status.reset_ledger, ledger);
+}
+
+#[tokio::test]
+async fn a_resource_whose_robot_id_was_changed_is_no_rival_of_the_robots_own() {
+    let sim = simulator(fleet_seed(2, 2, 7), FaultConfig::default()).await;
+    let created = |at: &str| {
+        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            at.parse().unwrap(),
+        ))
+    };
+    // Older, its status robot-0's, changed to robot-1 on a server without CEL.
+    let mut changed = kiosk("robot-1");
+    changed.metadata.creation_timestamp = created("2026-01-01T00:00:00Z");
+    changed.status = Some(serde_json::from_value(json!({"robotId": "robot-0"})).unwrap());
+    let mut own = kiosk("robot-1");
+    own.metadata.name = Some("lobby".into());
+    own.metadata.creation_timestamp = created("2026-06-01T00:00:00Z");
+    let host = OfflineHost::new(BTreeMap::new(), None, None).unwrap();
+    host.hold_fleet([&changed, &own]);
+    let report = engine(&sim)
+        .reconcile(&own, &host, Mode::Normal, jiff::Timestamp::now())
+        .await;
+    assert_eq!(report.reason, reason::SYNCED, "not Conflict");
 }
 
 #[tokio::test]
