@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 pub mod bounds;
+pub mod cel;
 pub mod connection;
 pub mod rollout;
 pub mod status;

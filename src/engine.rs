@@ -187,6 +187,14 @@ impl Engine {
                     .await,
             ));
         }
+        if let Some(recorded) = changed_from(spec, &run.status) {
+            let message = robot_changed(recorded, &spec.robot_id);
+            return Err(Box::new(
+                run.stop(reason::INVALID_SPEC, message, Next::AwaitChange)
+                    .await,
+            ));
+        }
+        run.status.robot_id = Some(spec.robot_id.clone());
         if let Some(message) = deleting(run.resource) {
             return Err(Box::new(
                 run.stop(reason::DELETING, message, Next::AwaitChange).await,
@@ -280,9 +288,32 @@ fn deleting(resource: &ActivationCode) -> Option<String> {
     ))
 }
 
+/// The robot this status belongs to when `spec` names another, or `None`.
+/// spec.robotId is immutable, but only API servers from Kubernetes 1.25
+/// enforce that (a CEL rule); on older ones a changed robotId would apply
+/// this resource's reset ledger and pending resets to another robot's
+/// codes. A status of an operator before status.robotId names no robot:
+/// the first reconcile records the spec's.
+fn changed_from<'a>(
+    spec: &ActivationCodeSpec,
+    status: &'a ActivationCodeStatus,
+) -> Option<&'a str> {
+    status.robot_id.as_deref().filter(|r| *r != spec.robot_id)
+}
+
+/// Why nothing is done for a resource whose robotId was changed from
+/// `recorded` to `wanted`, and the fix.
+fn robot_changed(recorded: &str, wanted: &str) -> String {
+    format!(
+        "spec.robotId is immutable, but it was changed from {recorded:?} to {wanted:?} (an API server before Kubernetes 1.25 does not enforce the CRD's rule): the status, its reset ledger and pending resets belong to robot {recorded:?}, so no MetaStudio call is made and they are kept as they are; put spec.robotId back to {recorded:?}, or delete this ActivationCode and create a new one for {wanted:?}"
+    )
+}
+
 /// The other resources older than `resource` that select one of its codes,
 /// oldest first (creation time, then namespace/name): those whose claim
-/// comes first, if they call as the same caller.
+/// comes first, if they call as the same caller. One whose robotId was
+/// changed claims nothing (it is stopped, as a server with CEL would have
+/// refused the change).
 fn older_claimants<'a>(
     resource: &ActivationCode,
     others: &'a [ActivationCode],
@@ -303,6 +334,12 @@ fn older_claimants<'a>(
     let mut claimants: Vec<&ActivationCode> = others
         .iter()
         .filter(|o| o.spec.robot_id == resource.spec.robot_id && !o.spec.suspend)
+        // Stopped, its status another robot's: it claims nothing here.
+        .filter(|o| {
+            o.status
+                .as_ref()
+                .is_none_or(|status| changed_from(&o.spec, status).is_none())
+        })
         .filter(|o| (o.namespace(), o.name_any()) != (resource.namespace(), resource.name_any()))
         .filter(|o| older(&age(o), &my_age))
         .filter(|o| {

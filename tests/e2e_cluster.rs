@@ -37,6 +37,7 @@
 //! | the node runs a pod: its Service from the host and the pod, the API server from the pod, logs, exec (needs a Ready node) | [`node::node_runs_a_pod_that_answers_through_its_service`] |
 //! | w. a hostile budget: refused by the CRD, stored by an old one, the operator stays up | [`budgets::w_a_hostile_budget_under_an_old_crd_stops_only_its_own_resources`] |
 //! | y. two live reconcilers, 200 codes at 3 writes/s: each reset once | [`slow_batch::y_two_live_reconcilers_reset_200_codes_once_at_3_writes_a_second`] |
+//! | x. spec.robotId changed: refused by CEL (>= 1.25) or by the operator (InvalidSpec, no call, ledger kept) until put back | [`robot_id::x_a_changed_robot_id_stops_the_resource_until_it_is_put_back`] |
 
 mod common;
 mod e2e;
@@ -64,6 +65,9 @@ mod budgets;
 // Scenario y.
 #[path = "e2e_cluster/slow_batch.rs"]
 mod slow_batch;
+// Scenario x.
+#[path = "e2e_cluster/robot_id.rs"]
+mod robot_id;
 
 use common::offline::fleet_seed;
 use common::{ROBOT, robot_seed, seed_yaml};

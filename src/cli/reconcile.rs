@@ -140,6 +140,12 @@ pub async fn run(args: ReconcileArgs) -> Result<ReconcileOutput, ReconcileComman
         .with_catalog(manifests.catalog.clone());
         (host, Mode::Normal)
     };
+    // The CRD's CEL rules, the transition rules against the previous
+    // resource as the status file records it (see manifests::check_rules).
+    let refused = manifests::check_rules(&manifests.resources, |key| host.recorded_robot(key));
+    if !refused.is_empty() {
+        return Err(ReconcileCommandError::Manifests(refused));
+    }
     let outcomes = reconcile_all(
         &engine,
         &host,

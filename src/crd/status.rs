@@ -86,6 +86,15 @@ pub struct ActivationCodeStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "date_time_schema")]
     pub last_sync_time: Option<Timestamp>,
+
+    /// The robot (spec.robotId) this status, its reset ledger and pending
+    /// resets belong to, recorded by the first reconcile. spec.robotId is
+    /// immutable: where the API server does not enforce that (before
+    /// Kubernetes 1.25), a spec naming another robot stops the resource
+    /// with InvalidSpec instead of applying this ledger to another robot's
+    /// codes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub robot_id: Option<String>,
 }
 
 fn is_zero(n: &u32) -> bool {

@@ -137,6 +137,13 @@ impl OfflineHost {
             .map(|status| (**status).clone())
     }
 
+    /// The robot the stored status of a resource belongs to, if recorded
+    /// (status.robotId).
+    pub fn recorded_robot(&self, key: &str) -> Option<String> {
+        let statuses = self.statuses();
+        statuses.file.statuses.get(key)?.robot_id.clone()
+    }
+
     /// Writes every status changed since the last write.
     pub async fn flush(&self) -> Result<(), StatusFileError> {
         let version = self.statuses().version;

@@ -2,8 +2,11 @@
 //! GitOps repository holds them. ActivationCodes are kept, credentials
 //! Secrets and simulator seeds noted, other kinds skipped.
 
+mod cel;
 mod connections;
 mod messages;
+
+pub use cel::check_rules;
 
 use crate::crd::connection::{CLUSTER_CONNECTION_KIND, CONNECTION_KIND};
 use crate::crd::{API_VERSION, ActivationCode, GROUP, KIND, unknown_fields};
