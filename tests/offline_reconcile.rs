@@ -543,7 +543,9 @@ fn paced_within_the_regions_documented_quota_a_run_meets_no_429() {
     // half of them leaves the room a tenant's other clients would need (and
     // keeps a stalled machine from bunching calls into a 429).
     let pacing = ["--region", "cn-north-4", "--rate-share", "0.5"];
-    let out = paced_reconcile_command(&sim, &["-f", &manifests], &pacing)
+    let status = path_str(&dir.path().join("status.json"));
+    let args = ["-f", &manifests, "--status-file", &status];
+    let out = paced_reconcile_command(&sim, &args, &pacing)
         .output()
         .expect("the binary runs");
     assert!(out.status.success(), "{}", text(&out));
