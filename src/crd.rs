@@ -20,8 +20,8 @@ pub mod unknown_fields;
 
 pub use rollout::{MaxCodes, Rollout};
 pub use status::{
-    ActivationCodeStatus, CodeStatus, Condition, Drift, LastReset, LedgerEntry, MissingCodes,
-    ResetIntent, TokenRollout,
+    ActivationCodeStatus, CodeStatus, Condition, CreateIntent, DeleteIntent, Drift, LastReset,
+    LedgerEntry, MissingCodes, ResetIntent, TokenRollout,
 };
 pub use unknown_fields::UnknownFields;
 
@@ -82,6 +82,30 @@ pub struct ActivationCodeSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 1000), inner(length(min = 1, max = 128)))]
     pub active_code_ids: Option<Vec<String>>,
+
+    /// How many codes this resource keeps in its room (spec.roomId, which
+    /// it needs: a create names the room), from 0 to 30000 (the most one
+    /// resource manages). Every code of the room counts, whoever created
+    /// it. Missing codes are created with validPeriod and join the managed
+    /// codes, the export Secret and the status at once; codes over the
+    /// count are kept or deleted as spec.surplus says. Each create is
+    /// recorded in status before it is made and settled from the next
+    /// complete listing when its answer is lost, so the room never gets
+    /// more codes than asked through a retry, a crash or a second
+    /// reconciler. Not together with activeCodeIds (a new code's id is not
+    /// known in advance). Default: unset, the codes are managed as they
+    /// are and none is created or deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "code_count_schema")]
+    pub count: Option<u32>,
+
+    /// What to do with codes of the room over spec.count: Keep (default)
+    /// reports them as drift and deletes nothing; Delete deletes down to
+    /// the count, the codes this resource created first, newest first,
+    /// never a code outside its room. managementPolicy Observe never
+    /// deletes.
+    #[serde(default, skip_serializing_if = "SurplusPolicy::is_default")]
+    pub surplus: SurplusPolicy,
 
     /// Rotation policy: when to reset (mint new values for) the managed codes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -249,9 +273,35 @@ pub enum ManagementPolicy {
     Observe,
 }
 
+/// What happens to codes of the room over `spec.count`.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default)]
+pub enum SurplusPolicy {
+    /// Report the codes over the count as drift; delete none.
+    #[default]
+    Keep,
+    /// Delete down to the count: codes this resource created first, newest
+    /// first.
+    Delete,
+}
+
+impl SurplusPolicy {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
 /// Days, 0..=65535, without the `format: uint16` Kubernetes does not know.
 pub(crate) fn days_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({"type": "integer", "minimum": 0, "maximum": 65535})
+}
+
+/// `spec.count`: within [`bounds::COUNT`].
+fn code_count_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "integer",
+        "minimum": *bounds::COUNT.start(),
+        "maximum": *bounds::COUNT.end()
+    })
 }
 
 pub(crate) fn count_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {

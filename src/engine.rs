@@ -7,6 +7,7 @@
 mod apply;
 pub mod conditions;
 pub(crate) mod connect;
+pub mod count_calls;
 pub mod events;
 pub mod host;
 pub mod limits;
@@ -60,17 +61,14 @@ pub enum Next {
 pub enum ActionOutcome {
     Done {
         request_id: Option<String>,
+        /// The code a create made (the answer names it).
+        created: Option<String>,
     },
     /// Not applied (or applied and confirmed not to be, for a reset).
-    Failed {
-        error: String,
-        rate_limited: bool,
-    },
+    Failed { error: String, rate_limited: bool },
     /// The answer was lost and the remote state could not be read: the next
     /// reconcile settles it from the recorded intent.
-    Unconfirmed {
-        error: String,
-    },
+    Unconfirmed { error: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,8 +3,10 @@
 //! properties.
 
 pub mod batch;
+pub mod count;
 pub mod ledger;
 pub mod settle;
+pub mod settle_count;
 pub mod window;
 
 use crate::crd::{ActivationCodeSpec, ActivationCodeStatus, Drift, TokenRollout};
@@ -12,6 +14,9 @@ use crate::metastudio::ActiveCode;
 use jiff::{SignedDuration, Timestamp};
 pub use ledger::Ledger;
 pub use settle::{CompletedReset, IntentOutcome, settle_intents};
+pub use settle_count::{
+    Adopted, CreateSettlement, DeleteSettlement, settle_creates, settle_deletes,
+};
 use std::collections::HashSet;
 
 /// One remote change.
@@ -31,6 +36,16 @@ pub enum Action {
         code_id: String,
         reason: ResetReason,
     },
+    /// Create a code in the room (`spec.count`). It has no id until the
+    /// answer names it: `index` (from 1) tells the creates of one plan
+    /// apart.
+    Create {
+        index: u32,
+        room_id: String,
+        valid_period: u16,
+    },
+    /// Delete the code: it is over `spec.count` (`spec.surplus: Delete`).
+    Delete { code_id: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,12 +57,21 @@ pub enum ResetReason {
 }
 
 impl Action {
+    /// The code the action changes; empty for a create (the answer names
+    /// the new code).
     pub fn code_id(&self) -> &str {
         match self {
             Action::Update { code_id, .. }
             | Action::Renew { code_id, .. }
-            | Action::Reset { code_id, .. } => code_id,
+            | Action::Reset { code_id, .. }
+            | Action::Delete { code_id } => code_id,
+            Action::Create { .. } => "",
         }
+    }
+
+    /// Whether the action creates or deletes a code (`spec.count`).
+    pub fn is_count(&self) -> bool {
+        matches!(self, Action::Create { .. } | Action::Delete { .. })
     }
 
     /// The token a reset applies, if any.
@@ -86,6 +110,20 @@ impl Action {
                     "reset before expiry".into(),
                 ),
             },
+            Action::Create {
+                room_id,
+                valid_period,
+                ..
+            } => (
+                "count",
+                "missing".into(),
+                format!("created in room {room_id} ({valid_period} days)"),
+            ),
+            Action::Delete { .. } => (
+                "count",
+                "over spec.count".into(),
+                "deleted (spec.surplus: Delete)".into(),
+            ),
         };
         Drift {
             code_id: self.code_id().to_owned(),
@@ -142,6 +180,18 @@ pub struct Plan {
     pub rollout: Option<TokenRollout>,
     /// Token resets that wait for a later batch of spec.reset.rollout.
     pub deferred: u32,
+    /// Codes over spec.count that spec.surplus Keep keeps: drift.
+    pub kept: Vec<String>,
+}
+
+/// A code over spec.count that spec.surplus Keep keeps, as drift.
+pub fn kept_drift(code_id: &str) -> Drift {
+    Drift {
+        code_id: code_id.to_owned(),
+        field: "count".into(),
+        observed: "over spec.count".into(),
+        desired: "kept (spec.surplus: Keep)".into(),
+    }
 }
 
 /// What is due for one code.
@@ -211,11 +261,17 @@ pub fn progress(
 /// code, as the update restarts the validity window anyway. A code with a
 /// reset still pending (its answer lost moments ago) gets no reset until
 /// that one is settled.
+///
+/// With spec.count, the deletes come first and the creates last (see
+/// [`count::plan`]); a code being deleted, or whose delete is in doubt,
+/// gets no other action. `complete` says whether the listing of `remote`
+/// added up: nothing is created or deleted from one that did not.
 pub fn plan(
     spec: &ActivationCodeSpec,
     ledger: &Ledger,
     status: &ActivationCodeStatus,
     remote: &[ActiveCode],
+    complete: bool,
     now: Timestamp,
 ) -> Plan {
     let mut rollout = token_rollout(spec, status.reset_token.as_ref(), now);
@@ -224,9 +280,20 @@ pub fn plan(
         .iter()
         .map(|i| i.code_id.as_str())
         .collect();
+    let selected = select(spec, remote);
+    let held =
+        !complete || !status.pending_creates.is_empty() || !status.pending_deletes.is_empty();
+    let counted = count::plan(spec, ledger, held, &selected);
+    let leaving: HashSet<&str> = counted
+        .deletes
+        .iter()
+        .chain(status.pending_deletes.iter().flat_map(|i| &i.code_ids))
+        .map(String::as_str)
+        .collect();
     let windows = Windows::of(spec);
-    let codes: Vec<(&ActiveCode, Due)> = select(spec, remote)
+    let codes: Vec<(&ActiveCode, Due)> = selected
         .into_iter()
+        .filter(|code| !leaving.contains(code.active_code_id.as_str()))
         .map(|code| {
             let resettable = !pending.contains(code.active_code_id.as_str());
             (
@@ -260,7 +327,17 @@ pub fn plan(
         .as_ref()
         .map(|r| r.token.clone())
         .unwrap_or_default();
-    let mut plan = Plan::default();
+    let mut plan = Plan {
+        actions: counted
+            .deletes
+            .iter()
+            .map(|id| Action::Delete {
+                code_id: id.clone(),
+            })
+            .collect(),
+        kept: counted.kept,
+        ..Plan::default()
+    };
     for (code, due) in codes {
         let in_batch = due.token && (due.expiry.is_some() || batch::take(&mut allowance));
         plan.deferred += u32::from(due.token && !in_batch);
@@ -275,7 +352,18 @@ pub fn plan(
         );
     }
     plan.rollout = rollout;
+    plan.actions.extend(creates(spec, counted.creates));
     plan
+}
+
+/// `n` creates in the spec's room with its validPeriod.
+fn creates(spec: &ActivationCodeSpec, n: u32) -> impl Iterator<Item = Action> + '_ {
+    let room = spec.room_id.clone().unwrap_or_default();
+    (1..=n).map(move |index| Action::Create {
+        index,
+        room_id: room.clone(),
+        valid_period: spec.valid_period,
+    })
 }
 
 /// One code's actions, a reset before an update: the token's reset when

@@ -87,9 +87,10 @@ fn too_long(what: &str, value: &str, max: usize) -> Option<String> {
 /// Every problem of a spec, field by field in the order a manifest lists
 /// them; empty when it is valid.
 pub fn validate(spec: &ActivationCodeSpec) -> Vec<SpecProblem> {
-    let phases: [fn(&ActivationCodeSpec) -> Vec<SpecProblem>; 9] = [
+    let phases: [fn(&ActivationCodeSpec) -> Vec<SpecProblem>; 10] = [
         robot_problems,
         selection_problems,
+        count_problems,
         sync_interval_problems,
         reset_problems,
         renewal_problems,
@@ -148,6 +149,39 @@ fn selection_problems(spec: &ActivationCodeSpec) -> Vec<SpecProblem> {
         problems.push(problem(
             field,
             format!("{long}: list MetaStudio activation code ids"),
+        ));
+    }
+    problems
+}
+
+/// `spec.count`: within [`bounds::COUNT`], with a room to create codes in
+/// and no list of ids (a new code's id is not known in advance).
+fn count_problems(spec: &ActivationCodeSpec) -> Vec<SpecProblem> {
+    let Some(count) = spec.count else {
+        return Vec::new();
+    };
+    let field = "spec.count";
+    let mut problems = Vec::new();
+    if !bounds::COUNT.contains(&count) {
+        problems.push(problem(
+            field,
+            format!(
+                "{count} is more than the {} codes one ActivationCode manages: use at most {}, and split the codes into several rooms (spec.roomId)",
+                bounds::COUNT.end(),
+                bounds::COUNT.end()
+            ),
+        ));
+    }
+    if spec.room_id.is_none() {
+        problems.push(problem(
+            field,
+            "needs spec.roomId: a create names the room its code belongs to; set roomId, or remove count to manage the codes as they are",
+        ));
+    }
+    if spec.active_code_ids.is_some() {
+        problems.push(problem(
+            field,
+            "is set together with spec.activeCodeIds, which lists codes by id, while a code count creates codes whose ids are not known in advance: remove activeCodeIds to count every code of the room, or remove count",
         ));
     }
     problems
@@ -510,6 +544,41 @@ mod tests {
             "reset": {"token": "t", "rollout": {"maxCodes": "10%", "interval": "1h"}}}),
         );
         assert!(fine.is_empty(), "{fine:?}");
+    }
+
+    #[test]
+    fn a_count_needs_a_room_and_no_ids_and_stays_within_the_cap() {
+        let of = |json| {
+            let s: ActivationCodeSpec = serde_json::from_value(json).unwrap();
+            validate(&s)
+                .into_iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+        };
+        let fine = of(serde_json::json!({"robotId": "r", "validPeriod": 2,
+            "roomId": "lobby", "count": 30000, "surplus": "Delete"}));
+        assert!(fine.is_empty(), "{fine:?}");
+        assert!(
+            of(
+                serde_json::json!({"robotId": "r", "validPeriod": 2, "roomId": "lobby", "count": 0})
+            )
+            .is_empty(),
+            "0 is a count"
+        );
+        let problems = of(serde_json::json!({"robotId": "r", "validPeriod": 2,
+            "count": 30001, "activeCodeIds": ["a"]}));
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(problems.iter().all(|p| p.starts_with("spec.count: ")));
+        assert!(problems[0].contains("use at most 30000"), "{problems:?}");
+        assert!(problems[1].contains("needs spec.roomId"), "{problems:?}");
+        assert!(
+            problems[2].contains("remove activeCodeIds to count every code of the room"),
+            "{problems:?}"
+        );
+        let unknown = serde_json::from_value::<ActivationCodeSpec>(serde_json::json!(
+            {"robotId": "r", "validPeriod": 2, "surplus": "Prune"}
+        ));
+        assert!(unknown.is_err(), "surplus is Keep or Delete");
     }
 
     #[test]

@@ -362,7 +362,7 @@ fn check_reported(outcome: &ResourceOutcome, sim: &Simulator, reports: &mut Repo
             ActionOutcome::Failed { error, .. } | ActionOutcome::Unconfirmed { error } => {
                 add(check_failure_text(error, sim));
             }
-            ActionOutcome::Done { request_id } => {
+            ActionOutcome::Done { request_id, .. } => {
                 assert!(request_id.is_some(), "{result:?}");
             }
         }

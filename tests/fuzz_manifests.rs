@@ -128,6 +128,7 @@ fn yaml(value: &Value) -> String {
 enum Shape {
     Text,
     Days,
+    Count,
     Duration,
     Flag,
     Policy,
@@ -136,10 +137,12 @@ enum Shape {
 }
 
 /// The spec's fields: path below `spec` and shape.
-const FIELDS: [(&str, Shape); 20] = [
+const FIELDS: [(&str, Shape); 22] = [
     ("robotId", Shape::Text),
     ("validPeriod", Shape::Days),
     ("roomId", Shape::Text),
+    ("count", Shape::Count),
+    ("surplus", Shape::Policy),
     ("activeCodeIds", Shape::List),
     ("syncInterval", Shape::Duration),
     ("managementPolicy", Shape::Policy),
@@ -171,6 +174,15 @@ fn wrong_value(shape: Shape) -> BoxedStrategy<Value> {
             Just(json!("3")),
             (i64::MIN..0).prop_map(Value::from),
             (65_536i64..).prop_map(Value::from),
+            Just(json!(1.5)),
+            any::<bool>().prop_map(Value::from),
+            mapping,
+        ]
+        .boxed(),
+        Shape::Count => prop_oneof![
+            Just(json!("3")),
+            (i64::MIN..0).prop_map(Value::from),
+            (4_294_967_296i64..).prop_map(Value::from),
             Just(json!(1.5)),
             any::<bool>().prop_map(Value::from),
             mapping,
@@ -392,6 +404,8 @@ fn the_unknown_field_table_covers_every_spec_field() {
         valid_period: 1,
         room_id: Some("x".into()),
         active_code_ids: Some(vec!["a".into()]),
+        count: Some(1),
+        surplus: metastudio_operator::crd::SurplusPolicy::Delete,
         reset: Some(Default::default()),
         renew_before_expiry: Some("1h".parse().unwrap()),
         connection: Some(Default::default()),

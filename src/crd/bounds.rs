@@ -32,6 +32,10 @@ pub const ROLLOUT_INTERVAL: RangeInclusive<Duration> = MINUTE..=Duration::from_s
 /// codes one resource can hold; a percentage is 1% to 100%).
 pub const MAX_CODES_COUNT: RangeInclusive<u32> = 1..=100_000;
 
+/// `count`: from 0 to the most codes one resource manages
+/// ([`crate::engine::limits::MAX_CODES_PER_RESOURCE`]).
+pub const COUNT: RangeInclusive<u32> = 0..=crate::engine::limits::MAX_CODES_PER_RESOURCE as u32;
+
 /// A bound as a person writes it: whole days as `30d`, else as
 /// [`crate::duration::HumanDuration`] shows it (`10s`, `1h30m`).
 pub fn shown(bound: Duration) -> String {
@@ -78,7 +82,7 @@ mod tests {
     #[test]
     fn kubectl_explain_states_every_bound() {
         let crd = crate::crd::definition();
-        let cases: [(&[&str], String); 6] = [
+        let cases: [(&[&str], String); 7] = [
             (&["syncInterval"], range_text(&SYNC_INTERVAL)),
             (&["reset", "beforeExpiry"], range_text(&EXPIRY_WINDOW)),
             (&["renewBeforeExpiry"], range_text(&EXPIRY_WINDOW)),
@@ -95,6 +99,10 @@ mod tests {
                 ),
             ),
             (&["validPeriod"], "from 0 to 65535".into()),
+            (
+                &["count"],
+                format!("from {} to {}", COUNT.start(), COUNT.end()),
+            ),
         ];
         for (path, bounds) in cases {
             let text = described(&crd, path).to_lowercase();

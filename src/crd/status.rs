@@ -1,9 +1,10 @@
 //! The status of an `ActivationCode`: what the operator observed and did.
 //! Bounded whatever the number of codes: a few counts, at most
-//! [`MAX_DRIFT_SHOWN`] drift entries, the reset intents of one batch, and a
-//! reset ledger of one short entry per code (its id, grouped by the token
-//! it was last reset for). 10,000 codes of 32-character ids stay well under
-//! 512 KiB.
+//! [`MAX_DRIFT_SHOWN`] drift entries, the intents of one batch, and a
+//! ledger of one short entry per code (its id, grouped by the token it was
+//! last reset for and, with spec.count, by whether this resource created
+//! it): each id is on record once. 10,000 codes of 32-character ids stay
+//! well under 512 KiB.
 
 use super::{count_schema, date_time_schema, days_schema};
 use jiff::Timestamp;
@@ -68,6 +69,20 @@ pub struct ActivationCodeStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reset_ledger: Vec<LedgerEntry>,
 
+    /// Codes this resource created (spec.count) that resetLedger does not
+    /// list (it marks the ones it lists as created), sorted. Kept while the
+    /// code exists, and for 7 days after complete listings first lacked
+    /// it. A surplus deletion takes these first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub created_codes: Vec<String>,
+
+    /// The other codes of the room of a resource with spec.count, that
+    /// resetLedger does not list, sorted: every code of the room is on
+    /// record once, so a code that a later listing shows and no list names
+    /// is new since (a create whose answer was lost).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub found_codes: Vec<String>,
+
     /// Codes of the reset ledger that complete listings no longer show,
     /// grouped by when they were first missed. Their entries are dropped 7
     /// days after that; a code that shows up again is taken off this list.
@@ -81,6 +96,21 @@ pub struct ActivationCodeStatus {
     /// token.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pending_resets: Vec<ResetIntent>,
+
+    /// Creates started but not yet confirmed (spec.count), at most one
+    /// batch. A create is not idempotent and takes no client token, so the
+    /// intent is recorded before the call; no further create is made until
+    /// it is settled from a complete listing: the codes of its room that no
+    /// list of this status names are the ones it created.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending_creates: Vec<CreateIntent>,
+
+    /// Deletes started but not yet confirmed (spec.surplus Delete), at
+    /// most one batch: recorded before the call, settled from the next
+    /// complete listing (a code it lacks was deleted). No create or delete
+    /// is made while one is in doubt.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending_deletes: Vec<DeleteIntent>,
 
     /// When the remote codes were last listed and compared.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -167,6 +197,10 @@ pub struct LedgerEntry {
     pub token: String,
     /// Ids of the codes whose latest reset was for this token, sorted.
     pub codes: Vec<String>,
+    /// Whether this resource created these codes (spec.count); a code it
+    /// creates counts as reset for the token of its creation.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub created: bool,
 }
 
 /// Ledger codes that complete listings stopped showing at one moment.
@@ -258,14 +292,64 @@ pub struct ResetIntent {
     pub call_window_seconds: Option<u32>,
 }
 
+/// Creates about to be made in the room (spec.count), recorded before the
+/// calls.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateIntent {
+    /// The room the codes are created in.
+    pub room_id: String,
+    /// How many creates may have happened: those started and not answered.
+    #[schemars(schema_with = "count_schema")]
+    pub count: u32,
+    /// The reset.token when they were recorded: a code they created counts
+    /// as reset for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// When the intent was recorded.
+    #[schemars(schema_with = "date_time_schema")]
+    pub recorded_at: Timestamp,
+    /// When the answers were lost, or when a run first found the intent of
+    /// another run unsettled; as a reset intent's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "date_time_schema")]
+    pub unanswered_since: Option<Timestamp>,
+    /// The call window of the batch, in seconds; as a reset intent's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "count_schema")]
+    pub call_window_seconds: Option<u32>,
+}
+
+/// Deletes about to be made (spec.surplus Delete), recorded before the
+/// calls.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeleteIntent {
+    /// The codes to delete, sorted.
+    pub code_ids: Vec<String>,
+    /// When the intent was recorded.
+    #[schemars(schema_with = "date_time_schema")]
+    pub recorded_at: Timestamp,
+    /// When the answers were lost, or when a run first found the intent of
+    /// another run unsettled; as a reset intent's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "date_time_schema")]
+    pub unanswered_since: Option<Timestamp>,
+    /// The call window of the batch, in seconds; as a reset intent's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "count_schema")]
+    pub call_window_seconds: Option<u32>,
+}
+
 /// A difference between a remote code and the spec.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Drift {
-    /// Activation code id.
+    /// Activation code id; empty for a code not created yet.
     pub code_id: String,
-    /// What differs: validPeriod, reset (a reset is due) or expiry (a
-    /// renewal is due).
+    /// What differs: validPeriod, reset (a reset is due), expiry (a
+    /// renewal is due) or count (a code to create, or one over
+    /// spec.count).
     pub field: String,
     /// The remote value.
     pub observed: String,
@@ -295,6 +379,26 @@ impl ActivationCodeStatus {
                     .find(|c| c.id == code_id)
                     .and_then(|c| c.last_reset.as_ref()?.token.as_deref())
             })
+    }
+
+    /// Whether intents are on record: resets, creates or deletes whose
+    /// outcome is not settled yet.
+    pub fn has_intents(&self) -> bool {
+        !(self.pending_resets.is_empty()
+            && self.pending_creates.is_empty()
+            && self.pending_deletes.is_empty())
+    }
+
+    /// The ids of the codes this resource created (spec.count), sorted:
+    /// `createdCodes` and the reset ledger's entries marked created.
+    pub fn created_code_ids(&self) -> std::collections::BTreeSet<&str> {
+        self.reset_ledger
+            .iter()
+            .filter(|e| e.created)
+            .flat_map(|e| &e.codes)
+            .chain(&self.created_codes)
+            .map(String::as_str)
+            .collect()
     }
 
     /// How many differences remain (a status of an earlier version has no

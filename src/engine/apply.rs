@@ -126,6 +126,9 @@ impl Code<'_> {
                     }
                 }
             }
+            Action::Create { .. } | Action::Delete { .. } => {
+                unreachable!("creates and deletes are made by engine::count_calls")
+            }
         }
     }
 
@@ -160,7 +163,7 @@ impl Code<'_> {
 /// `call`'s output, or `None` once `deadline` has passed: from then on the
 /// call is never polled again (it is checked before each poll), so nothing
 /// more of it is sent.
-async fn before<F: Future>(deadline: Option<Instant>, call: F) -> Option<F::Output> {
+pub(super) async fn before<F: Future>(deadline: Option<Instant>, call: F) -> Option<F::Output> {
     let Some(deadline) = deadline else {
         return Some(call.await);
     };
@@ -181,13 +184,14 @@ fn done(action: &Action, reply: Reply<ActiveCode>) -> Applied {
             action,
             ActionOutcome::Done {
                 request_id: reply.request_id,
+                created: None,
             },
         ),
         Some(reply.value),
     )
 }
 
-fn failed(action: &Action, err: &ApiError) -> Applied {
+pub(super) fn failed(action: &Action, err: &ApiError) -> Applied {
     let outcome = ActionOutcome::Failed {
         error: err.to_string(),
         rate_limited: err.is_rate_limited(),
@@ -195,11 +199,11 @@ fn failed(action: &Action, err: &ApiError) -> Applied {
     (result(action, outcome), None)
 }
 
-fn unconfirmed(action: &Action, error: String) -> Applied {
+pub(super) fn unconfirmed(action: &Action, error: String) -> Applied {
     (result(action, ActionOutcome::Unconfirmed { error }), None)
 }
 
-fn result(action: &Action, outcome: ActionOutcome) -> ActionResult {
+pub(super) fn result(action: &Action, outcome: ActionOutcome) -> ActionResult {
     ActionResult {
         action: action.clone(),
         outcome,
@@ -218,7 +222,13 @@ async fn read_back_update(client: &MetaStudioClient, action: &Action, err: &ApiE
                 ..reply
             },
         ),
-        Err(_) => (result(action, ActionOutcome::Done { request_id }), None),
+        Err(_) => {
+            let done = ActionOutcome::Done {
+                request_id,
+                created: None,
+            };
+            (result(action, done), None)
+        }
     }
 }
 

@@ -45,6 +45,13 @@ pub mod reason {
     /// Resets are under way: their intents are recorded, their calls not
     /// all answered (seen while a reconcile runs, or after it was cut off).
     pub const RESETTING: &str = "Resetting";
+    /// A create or a delete (spec.count) got no clear answer, or another
+    /// run recorded it and its calls may still happen: nothing is created
+    /// or deleted until a complete listing settles it.
+    pub const COUNT_UNCONFIRMED: &str = "CountUnconfirmed";
+    /// Creates or deletes (spec.count) are under way: their intents are
+    /// recorded, their calls not all answered.
+    pub const SCALING: &str = "Scaling";
     /// A progressive rotation (spec.reset.rollout) is between batches: the
     /// next one starts at status.resetToken.nextBatchTime.
     pub const ROTATING: &str = "Rotating";
@@ -104,6 +111,8 @@ pub fn progress(ready_reason: &str) -> Progress {
         | reason::RATE_LIMITED
         | reason::RESET_UNCONFIRMED
         | reason::RESETTING
+        | reason::COUNT_UNCONFIRMED
+        | reason::SCALING
         | reason::ROTATING
         | reason::LISTING_INCOMPLETE
         | reason::NAMESPACE_LABELS_UNKNOWN

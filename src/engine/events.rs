@@ -2,10 +2,15 @@
 //! kind, each note naming the codes and their `X-Request-Id`s within the
 //! size the Events API accepts.
 
+mod count;
+
 use super::conditions::reason;
 use super::host::EngineEvent;
 use super::{ActionOutcome, ActionResult};
 use crate::plan::{Action, CompletedReset, ResetReason};
+use std::borrow::Cow;
+
+pub use count::{CODE_CREATED, CODE_DELETED, of_adopted, of_confirmed_deletes};
 
 /// The most bytes an Event's note may hold (events.k8s.io/v1 `note`).
 pub const NOTE_LIMIT: usize = 1024;
@@ -115,7 +120,7 @@ fn alike(mut entries: Vec<Entry>, shared: impl Fn(&str) -> String, head: String)
 }
 
 /// A note about failures: each code with its error.
-fn failures(head: String, mut failed: Vec<(&str, &str)>) -> String {
+fn failures(head: String, mut failed: Vec<(Cow<'_, str>, &str)>) -> String {
     failed.sort();
     let items: Vec<String> = failed
         .into_iter()
@@ -137,15 +142,19 @@ fn request_id(id: Option<&str>) -> String {
 }
 
 /// The events of one sync's results, emitted once the changes are made:
-/// one each for the updated codes, the reset codes, the failures and the
-/// resets in doubt, when there are any.
+/// one each for the updated codes, the reset codes, the created and the
+/// deleted codes, the failures, the resets in doubt and the creates and
+/// deletes in doubt, when there are any.
 pub fn of_results(results: &[ActionResult]) -> Vec<EngineEvent> {
     [
         updated_event(results),
         renewed_event(results),
         reset_event(results),
+        count::created_event(results),
+        count::deleted_event(results),
         failed_event(results),
         unconfirmed_event(results),
+        count::unconfirmed_event(results),
     ]
     .into_iter()
     .flatten()
@@ -157,7 +166,7 @@ fn updated_event(results: &[ActionResult]) -> Option<EngineEvent> {
     let entries: Vec<Entry> = results
         .iter()
         .filter_map(|r| match (&r.action, &r.outcome) {
-            (Action::Update { from, to, .. }, ActionOutcome::Done { request_id: id }) => {
+            (Action::Update { from, to, .. }, ActionOutcome::Done { request_id: id, .. }) => {
                 Some(Entry {
                     code: r.action.code_id().to_owned(),
                     label: format!("validPeriod {from} -> {to} days"),
@@ -184,7 +193,7 @@ fn renewed_event(results: &[ActionResult]) -> Option<EngineEvent> {
     let entries: Vec<Entry> = results
         .iter()
         .filter_map(|r| match (&r.action, &r.outcome) {
-            (Action::Renew { valid_period, .. }, ActionOutcome::Done { request_id: id }) => {
+            (Action::Renew { valid_period, .. }, ActionOutcome::Done { request_id: id, .. }) => {
                 Some(Entry {
                     code: r.action.code_id().to_owned(),
                     label: format!("validity restarted for {valid_period} days, value kept"),
@@ -210,7 +219,7 @@ fn reset_event(results: &[ActionResult]) -> Option<EngineEvent> {
     let entries: Vec<Entry> = results
         .iter()
         .filter_map(|r| match (&r.action, &r.outcome) {
-            (Action::Reset { reason: why, .. }, ActionOutcome::Done { request_id: id }) => {
+            (Action::Reset { reason: why, .. }, ActionOutcome::Done { request_id: id, .. }) => {
                 let token = match why {
                     ResetReason::Token(t) => Some(t.as_str()),
                     ResetReason::Expiry { .. } => None,
@@ -235,12 +244,21 @@ fn reset_event(results: &[ActionResult]) -> Option<EngineEvent> {
     })
 }
 
+/// How a note names the code of an action: its id, or for a create (no id
+/// yet) `new code #N`.
+fn code_label(action: &Action) -> Cow<'_, str> {
+    match action {
+        Action::Create { index, .. } => Cow::Owned(format!("new code #{index}")),
+        _ => Cow::Borrowed(action.code_id()),
+    }
+}
+
 /// The `RemoteError` warning, naming each failed change's code and error.
 fn failed_event(results: &[ActionResult]) -> Option<EngineEvent> {
-    let failed: Vec<(&str, &str)> = results
+    let failed: Vec<(Cow<'_, str>, &str)> = results
         .iter()
         .filter_map(|r| match &r.outcome {
-            ActionOutcome::Failed { error, .. } => Some((r.action.code_id(), error.as_str())),
+            ActionOutcome::Failed { error, .. } => Some((code_label(&r.action), error.as_str())),
             _ => None,
         })
         .collect();
@@ -252,10 +270,11 @@ fn failed_event(results: &[ActionResult]) -> Option<EngineEvent> {
 
 /// The `ResetUnconfirmed` warning, naming each reset in doubt.
 fn unconfirmed_event(results: &[ActionResult]) -> Option<EngineEvent> {
-    let unconfirmed: Vec<(&str, &str)> = results
+    let unconfirmed: Vec<(Cow<'_, str>, &str)> = results
         .iter()
+        .filter(|r| !r.action.is_count())
         .filter_map(|r| match &r.outcome {
-            ActionOutcome::Unconfirmed { error } => Some((r.action.code_id(), error.as_str())),
+            ActionOutcome::Unconfirmed { error } => Some((code_label(&r.action), error.as_str())),
             _ => None,
         })
         .collect();
@@ -380,6 +399,7 @@ mod tests {
             },
             outcome: ActionOutcome::Done {
                 request_id: Some(id.into()),
+                created: None,
             },
         }
     }
@@ -401,6 +421,7 @@ mod tests {
     fn done(id: &str) -> ActionOutcome {
         ActionOutcome::Done {
             request_id: Some(id.into()),
+            created: None,
         }
     }
 

@@ -96,6 +96,27 @@ impl<H: Host> Run<'_, H> {
         );
     }
 
+    /// While the recorded creates or deletes (`batch`, spec.count) are under
+    /// way, the status says so, as [`Run::resetting`] does.
+    pub fn scaling(&mut self, batch: &[Action]) {
+        let creates = batch
+            .iter()
+            .filter(|a| matches!(a, Action::Create { .. }))
+            .count();
+        let deletes = batch.len() - creates;
+        let message = format!(
+            "creating {creates} and deleting {deletes} code(s) (spec.count); their intents are recorded first"
+        );
+        self.set(READY, Some(false), reason::SCALING, message.clone());
+        conditions::set_progress(
+            &mut self.status.conditions,
+            reason::SCALING,
+            &message,
+            self.generation,
+            self.now,
+        );
+    }
+
     /// Ends before any remote change and without writing status: the stored
     /// resource changed since it was read.
     pub fn replan(&mut self, planned: Vec<Action>) -> ReconcileReport {

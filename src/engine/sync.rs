@@ -1,20 +1,24 @@
 //! One sync of a resource whose codes were listed, as named phases:
-//! settle (earlier resets and the ledger), plan, then per batch of at most
-//! [`MAX_INTENTS`] resets: record (intents first, with the batch's call
-//! window) and apply within that window, the resets it left unstarted
-//! going into the next batch; and report (status, export, conditions).
-//! The decisions are `plan`'s and `verdict`'s; this file sequences them and
-//! does the I/O.
+//! settle (earlier resets, creates and deletes, and the ledger), plan,
+//! then the deletes (spec.count), the per-code changes and the creates,
+//! each per batch (at most [`MAX_INTENTS`] resets): record (intents first,
+//! with the batch's call window) and apply within that window, what it
+//! left unstarted going into the next batch; and report (status, export,
+//! conditions). The decisions are `plan`'s and `verdict`'s; this file
+//! sequences them and does the I/O.
+
+mod count;
 
 use super::apply::{self, Applied};
 use super::conditions::{READY, SYNCED, reason};
-use super::host::Host;
+use super::host::{Host, HostError};
 use super::run::Run;
 use super::verdict::{self, Facts};
 use super::{ActionOutcome, ActionResult, Engine, Mode, Next, ReconcileReport, events};
 use crate::crd::{ActivationCodeSpec, ManagementPolicy, ResetIntent};
 use crate::fingerprint::FingerprintKey;
-use crate::metastudio::{ActiveCode, Listing, MetaStudioClient};
+use crate::metastudio::metrics::ApiMetrics;
+use crate::metastudio::{ActiveCode, Listing, MetaStudioClient, Operation};
 use crate::plan::{self, Action, Ledger, Plan, batch};
 use jiff::Timestamp;
 use std::collections::BTreeMap;
@@ -49,6 +53,11 @@ pub(super) struct Sync<'s> {
     not_started: Vec<Action>,
     /// Resets of this sync whose answer was lost.
     unconfirmed: Vec<ResetIntent>,
+    /// Creates and deletes in doubt (earlier ones, or this sync's whose
+    /// answer was lost): none is made while any is.
+    waiting_count: count::Waiting,
+    /// The creates or deletes of the batch being applied.
+    recorded_count: Option<count::Recorded>,
     applied: Vec<ActionResult>,
 }
 
@@ -61,16 +70,40 @@ impl Engine {
         key: &FingerprintKey,
         listing: Listing,
     ) -> ReconcileReport {
-        let mut sync = Sync::settle(run, key, listing, self.reset_grace).await;
+        let metrics = self.transport.metrics();
+        let mut sync = Sync::settle(run, key, listing, self.reset_grace, metrics).await;
         sync.make_plan(run);
         if sync.enforce {
             let actions = std::mem::take(&mut sync.plan.actions);
-            if let Err(report) = self.enforce(run, &mut sync, client, &actions).await {
+            if let Err(report) = self.enforce_all(run, &mut sync, client, &actions).await {
                 return *report;
             }
             sync.plan.actions = actions;
         }
         self.report(run, sync).await
+    }
+
+    /// The deletes (spec.count), the per-code changes, then the creates.
+    async fn enforce_all<H: Host>(
+        &self,
+        run: &mut Run<'_, H>,
+        sync: &mut Sync<'_>,
+        client: &MetaStudioClient,
+        planned: &[Action],
+    ) -> Result<(), Box<ReconcileReport>> {
+        let of = |create: bool| -> Vec<Action> {
+            planned
+                .iter()
+                .filter(|a| a.is_count() && matches!(a, Action::Create { .. }) == create)
+                .cloned()
+                .collect()
+        };
+        let per_code: Vec<Action> = planned.iter().filter(|a| !a.is_count()).cloned().collect();
+        self.enforce_count(run, sync, client, &of(false), planned)
+            .await?;
+        self.enforce(run, sync, client, &per_code, planned).await?;
+        self.enforce_count(run, sync, client, &of(true), planned)
+            .await
     }
 
     /// Batch after batch: record the intents with the batch's call window,
@@ -83,9 +116,10 @@ impl Engine {
         run: &mut Run<'_, H>,
         sync: &mut Sync<'_>,
         client: &MetaStudioClient,
+        actions: &[Action],
         planned: &[Action],
     ) -> Result<(), Box<ReconcileReport>> {
-        let mut queue = planned.to_vec();
+        let mut queue = actions.to_vec();
         while !queue.is_empty() {
             let batch: Vec<Action> = queue.drain(..next_chunk(&queue, MAX_INTENTS)).collect();
             let window = self.call_window(client, &batch);
@@ -102,6 +136,7 @@ impl Engine {
             .await;
             let left = round.not_started;
             let done = sync.absorb(round.applied);
+            count::record_changes(self.transport.metrics(), done);
             give_back_places(run, done, &left);
             for event in events::of_results(done) {
                 run.publish(event).await;
@@ -143,6 +178,9 @@ impl Engine {
             not_started: sync.not_started.len(),
             complete: sync.complete,
             waiting: &sync.waiting,
+            creates_waiting: &sync.waiting_count.creates,
+            deletes_waiting: &sync.waiting_count.deletes,
+            kept: sync.plan.kept.len(),
             reset_grace: self.reset_grace,
             managed: run.status.managed_codes,
             planned: sync.plan.actions.len(),
@@ -151,6 +189,10 @@ impl Engine {
             now: run.now,
         });
         let in_sync = run.status.drift.is_empty() && rotating.is_none();
+        // Codes over the count that spec.surplus Keep keeps are drift the
+        // policy asked only to report, as Observe does.
+        let kept = sync.plan.kept.len() as u32;
+        let only_kept = kept > 0 && run.status.drift_count == kept && rotating.is_none();
         let ready = matches!(
             decided.reason,
             reason::SYNCED | reason::OBSERVING | "DryRun"
@@ -165,7 +207,8 @@ impl Engine {
         }
         // Observe asked only for a report, so an observed resource has done
         // what it was asked; a dry run asks whether anything is left to do.
-        let converged = ready && (in_sync || (!sync.enforce && run.mode == Mode::Normal));
+        let converged =
+            ready && (in_sync || only_kept || (!sync.enforce && run.mode == Mode::Normal));
         let (planned, applied) = (sync.plan.actions, sync.applied);
         run.finish(decided.reason, converged, planned, applied, decided.next)
             .await
@@ -223,6 +266,7 @@ impl<'s> Sync<'s> {
         key: &'s FingerprintKey,
         listing: Listing,
         grace: jiff::SignedDuration,
+        metrics: &ApiMetrics,
     ) -> Sync<'s> {
         let resource = run.resource;
         let spec = &resource.spec;
@@ -249,7 +293,12 @@ impl<'s> Sync<'s> {
         if let Some(event) = events::of_confirmed(&settled.completed) {
             run.publish(event).await;
         }
+        let confirmed = settled.completed.len() as u64;
+        metrics.record_changes(Operation::ResetActiveCode, "confirmed", confirmed);
         run.status.pending_resets = settled.kept().cloned().collect();
+        let waiting_count = count::settle(run, &mut ledger, &listing, grace, metrics).await;
+        run.status.pending_creates = waiting_count.creates.clone();
+        run.status.pending_deletes = waiting_count.deletes.clone();
         let enforce =
             spec.management_policy == ManagementPolicy::Enforce && run.mode == Mode::Normal;
         Sync {
@@ -268,13 +317,22 @@ impl<'s> Sync<'s> {
             recorded: Vec::new(),
             not_started: Vec::new(),
             unconfirmed: Vec::new(),
+            waiting_count,
+            recorded_count: None,
             applied: Vec::new(),
         }
     }
 
     fn make_plan<H: Host>(&mut self, run: &mut Run<'_, H>) {
         let codes: Vec<ActiveCode> = self.codes.values().cloned().collect();
-        self.plan = plan::plan(self.spec, &self.ledger, &run.status, &codes, run.now);
+        self.plan = plan::plan(
+            self.spec,
+            &self.ledger,
+            &run.status,
+            &codes,
+            self.complete,
+            run.now,
+        );
         run.status.reset_token = self.plan.rollout.clone();
     }
 
@@ -308,8 +366,8 @@ impl<'s> Sync<'s> {
                 &self.codes.values().cloned().collect::<Vec<_>>(),
             );
         }
-        let before = self.on_record();
-        run.status.pending_resets = before.iter().chain(&self.recorded).cloned().collect();
+        let recorded = self.recorded.clone();
+        self.set_pending(run, &recorded);
         self.ledger.store(&mut run.status);
         run.resetting(self.recorded.len());
         let saved = run
@@ -319,19 +377,34 @@ impl<'s> Sync<'s> {
         let Err(err) = saved else {
             return Ok(Some(deadline));
         };
-        run.status.pending_resets = before;
+        self.set_pending(run, &[]);
         run.status.reset_token = rollout_before;
-        if err.stale {
-            // Someone else may be resetting these codes: start nothing,
-            // and plan again from what they recorded.
-            return Err(Box::new(run.replan(planned.to_vec())));
-        }
-        warn!(error = %err, "cannot record reset intents");
-        let message = format!("cannot record reset intents, so no reset was started: {err}");
-        let next = Next::Retry { at_least: None };
-        Err(Box::new(
-            run.stop(reason::STATUS_NOT_SAVED, message, next).await,
-        ))
+        Err(intent_write_failed(run, err, planned, "reset").await)
+    }
+
+    /// Puts the intents on record into the status: those in doubt, and the
+    /// batch being applied (`resets`, or the creates or deletes recorded).
+    fn set_pending<H: Host>(&self, run: &mut Run<'_, H>, resets: &[ResetIntent]) {
+        let recorded = self.recorded_count.as_ref();
+        run.status.pending_resets = self
+            .on_record()
+            .into_iter()
+            .chain(resets.iter().cloned())
+            .collect();
+        run.status.pending_creates = self
+            .waiting_count
+            .creates
+            .iter()
+            .chain(recorded.and_then(count::Recorded::creates))
+            .cloned()
+            .collect();
+        run.status.pending_deletes = self
+            .waiting_count
+            .deletes
+            .iter()
+            .chain(recorded.and_then(count::Recorded::deletes))
+            .cloned()
+            .collect();
     }
 
     /// The intents on record besides the current batch's.
@@ -348,7 +421,7 @@ impl<'s> Sync<'s> {
     /// intents still on record, the counts, the rollout's progress, drift.
     fn store<H: Host>(&self, run: &mut Run<'_, H>, current: &[ActiveCode]) {
         self.ledger.store(&mut run.status);
-        run.status.pending_resets = self.on_record();
+        self.set_pending(run, &[]);
         run.status.managed_codes = current.len() as u32;
         run.status.next_expire_time = current.iter().filter_map(|c| c.expire_time).min();
         run.status.last_sync_time = Some(run.now);
@@ -369,7 +442,8 @@ impl<'s> Sync<'s> {
             self.plan.actions.iter().map(Action::as_drift).collect()
         };
         let waiting = self.waiting.iter().map(waiting_drift);
-        run.status.set_drift(drift.into_iter().chain(waiting));
+        run.status
+            .set_drift(drift.into_iter().chain(waiting).chain(self.count_drift()));
     }
 
     /// Writes the code values to the export Secret (not in a dry run, and
@@ -426,6 +500,27 @@ impl<'s> Sync<'s> {
         }
         &self.applied[first..]
     }
+}
+
+/// Ends a sync whose intent write failed (after the caller took the
+/// intents back): nothing of the batch was started. When someone else wrote
+/// the status since it was read, the sync plans again from what they
+/// recorded; any other failure stops it (`StatusNotSaved`).
+async fn intent_write_failed<H: Host>(
+    run: &mut Run<'_, H>,
+    err: HostError,
+    planned: &[Action],
+    what: &str,
+) -> Box<ReconcileReport> {
+    if err.stale {
+        // Someone else may be changing these codes: start nothing, and plan
+        // again from what they recorded.
+        return Box::new(run.replan(planned.to_vec()));
+    }
+    warn!(error = %err, "cannot record {what} intents");
+    let message = format!("cannot record {what} intents, so none was started: {err}");
+    let next = Next::Retry { at_least: None };
+    Box::new(run.stop(reason::STATUS_NOT_SAVED, message, next).await)
 }
 
 /// The length of the first batch of `actions`: at most `max_resets`

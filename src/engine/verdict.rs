@@ -3,7 +3,7 @@
 
 use super::conditions::reason;
 use super::{ActionOutcome, ActionResult, Mode, Next};
-use crate::crd::{ResetIntent, TokenRollout};
+use crate::crd::{CreateIntent, DeleteIntent, ResetIntent, TokenRollout};
 use crate::plan::window;
 use jiff::{SignedDuration, Timestamp};
 use std::time::Duration;
@@ -21,6 +21,11 @@ pub struct Facts<'a> {
     pub complete: bool,
     /// Resets whose answer was lost, not yet settled.
     pub waiting: &'a [ResetIntent],
+    /// Creates and deletes (spec.count) in doubt, not yet settled.
+    pub creates_waiting: &'a [CreateIntent],
+    pub deletes_waiting: &'a [DeleteIntent],
+    /// Codes over spec.count that spec.surplus Keep keeps.
+    pub kept: usize,
     pub reset_grace: SignedDuration,
     pub managed: u32,
     pub planned: usize,
@@ -58,7 +63,7 @@ pub fn decide(facts: &Facts) -> Verdict {
         failures(&failed, facts.applied.len())
     } else if facts.not_started > 0 {
         let message = format!(
-            "{} change(s) not started: the call window of their batch ran out before any of its resets could start (a slow status write, or the process was paused); they are recorded anew",
+            "{} change(s) not started: the call window of their batch ran out before any of its calls could start (a slow status write, or the process was paused); they are recorded anew",
             facts.not_started
         );
         verdict(reason::RESETTING, message, retry)
@@ -70,6 +75,8 @@ pub fn decide(facts: &Facts) -> Verdict {
         )
     } else if !facts.waiting.is_empty() {
         waiting(facts)
+    } else if !(facts.creates_waiting.is_empty() && facts.deletes_waiting.is_empty()) {
+        count_waiting(facts)
     } else if !facts.enforce {
         let why = if facts.mode == Mode::DryRun {
             "DryRun"
@@ -84,11 +91,17 @@ pub fn decide(facts: &Facts) -> Verdict {
     } else if let Some(rollout) = facts.rotating {
         rotating(rollout, facts)
     } else {
-        let message = format!(
+        let mut message = format!(
             "{} code(s) match the spec ({} change(s) made)",
             facts.managed,
             facts.applied.len()
         );
+        if facts.kept > 0 {
+            message.push_str(&format!(
+                "; {} code(s) over spec.count are kept, as spec.surplus is Keep (see status.drift)",
+                facts.kept
+            ));
+        }
         verdict(
             reason::SYNCED,
             message,
@@ -111,7 +124,11 @@ fn failures(failed: &[&ActionResult], attempted: usize) -> Verdict {
         .iter()
         .all(|r| matches!(r.outcome, ActionOutcome::Unconfirmed { .. }))
     {
-        reason::RESET_UNCONFIRMED
+        if failed.iter().all(|r| r.action.is_count()) {
+            reason::COUNT_UNCONFIRMED
+        } else {
+            reason::RESET_UNCONFIRMED
+        }
     } else if rate_limited {
         reason::RATE_LIMITED
     } else {
@@ -126,9 +143,13 @@ fn failures(failed: &[&ActionResult], attempted: usize) -> Verdict {
 }
 
 fn describe(result: &ActionResult) -> String {
+    let what = match &result.action {
+        crate::plan::Action::Create { index, .. } => format!("new code #{index}"),
+        action => format!("code {}", action.code_id()),
+    };
     match &result.outcome {
         ActionOutcome::Failed { error, .. } | ActionOutcome::Unconfirmed { error } => {
-            format!("code {}: {error}", result.action.code_id())
+            format!("{what}: {error}")
         }
         ActionOutcome::Done { .. } => String::new(),
     }
@@ -157,6 +178,50 @@ fn waiting(facts: &Facts) -> Verdict {
             at_least: settles_in,
         },
     )
+}
+
+/// Creates or deletes in doubt: checked again once the last of their calls
+/// can no longer happen.
+fn count_waiting(facts: &Facts) -> Verdict {
+    let (settles_at, settles_in) = settles(
+        facts
+            .creates_waiting
+            .iter()
+            .map(|i| window::in_doubt_until(i, facts.reset_grace))
+            .chain(
+                facts
+                    .deletes_waiting
+                    .iter()
+                    .map(|i| window::in_doubt_until(i, facts.reset_grace)),
+            ),
+        facts.now,
+    );
+    let when = settles_at.map_or_else(|| "soon".to_owned(), |t| format!("at {t}"));
+    let creates: u32 = facts.creates_waiting.iter().map(|i| i.count).sum();
+    let deletes: usize = facts.deletes_waiting.iter().map(|i| i.code_ids.len()).sum();
+    let message = format!(
+        "{creates} create(s) and {deletes} delete(s) (spec.count) are not settled: their answer was lost, or another run recorded them (one in progress elsewhere, or interrupted) and may still be making them; nothing is created or deleted until a complete listing settles them, {when}"
+    );
+    verdict(
+        reason::COUNT_UNCONFIRMED,
+        message,
+        Next::Retry {
+            at_least: settles_in,
+        },
+    )
+}
+
+/// The latest of `times` (`None`: not in doubt yet, or unknown), and how
+/// long until then from `now`.
+fn settles(
+    times: impl Iterator<Item = Option<Timestamp>>,
+    now: Timestamp,
+) -> (Option<Timestamp>, Option<Duration>) {
+    let at = times.flatten().max();
+    let left = at
+        .map(|at| at.duration_since(now))
+        .and_then(|left| Duration::try_from(left).ok());
+    (at, left)
 }
 
 /// A progressive rotation between batches: back when the next one is due.

@@ -23,6 +23,15 @@ pub struct OperationLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ChangeLabels {
+    /// The operation, e.g. `CreateActiveCode`.
+    pub operation: &'static str,
+    /// `done`, `failed`, `unconfirmed` (its answer lost), or `confirmed`
+    /// (found done by a later listing or read).
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ClassLabels {
     /// `read` or `write`: the quota a call spends.
     pub class: &'static str,
@@ -40,6 +49,8 @@ pub struct ApiMetrics {
     pub rate_limit_waits: Counter,
     pub rate_limit_wait_seconds: Counter<f64, AtomicU64>,
     pub rate_cuts: Family<ClassLabels, Counter>,
+    /// Codes changed, one per code (a delete call covers many).
+    pub code_changes: Family<ChangeLabels, Counter>,
 }
 
 impl Default for ApiMetrics {
@@ -51,6 +62,7 @@ impl Default for ApiMetrics {
             rate_limit_waits: Counter::default(),
             rate_limit_wait_seconds: Counter::default(),
             rate_cuts: Family::default(),
+            code_changes: Family::default(),
         }
     }
 }
@@ -86,6 +98,11 @@ impl ApiMetrics {
             "metastudio_rate_cuts",
             "Times a 429 halved the client-side rate of a class of calls (read or write)",
             self.rate_cuts.clone(),
+        );
+        registry.register(
+            "metastudio_code_changes",
+            "Activation codes changed, one per code, by operation (CreateActiveCode, DeleteActiveCode, ResetActiveCode, UpdateActiveCode) and outcome (done, failed, unconfirmed, confirmed)",
+            self.code_changes.clone(),
         );
     }
 
@@ -124,6 +141,28 @@ impl ApiMetrics {
             CallClass::Write => "write",
         };
         self.rate_cuts.get_or_create(&ClassLabels { class }).inc();
+    }
+
+    /// `codes` codes changed by `op` with `outcome`.
+    pub fn record_changes(&self, op: Operation, outcome: &'static str, codes: u64) {
+        if codes > 0 {
+            self.code_changes
+                .get_or_create(&ChangeLabels {
+                    operation: op.name(),
+                    outcome,
+                })
+                .inc_by(codes);
+        }
+    }
+
+    /// Codes changed by `op` with `outcome` (for tests and benchmarks).
+    pub fn change_count(&self, op: Operation, outcome: &'static str) -> u64 {
+        self.code_changes
+            .get(&ChangeLabels {
+                operation: op.name(),
+                outcome,
+            })
+            .map_or(0, |c| c.get())
     }
 
     /// Calls recorded for `op` with `status` (for tests and benchmarks).

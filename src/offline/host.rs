@@ -4,12 +4,13 @@
 //! collected for the report.
 //!
 //! Statuses live in memory and reach the disk when it matters: a status
-//! that records reset intents is written (and fsynced) before the engine
-//! starts those resets, and everything is written once more at the end of
-//! the run ([`OfflineHost::flush`]). A kill in between loses only what the
-//! next run finds again by listing the codes; an intent is never lost, so a
-//! reset is never repeated. Concurrent writes are coalesced: a write covers
-//! every change made before it began.
+//! that records intents (resets, creates, deletes) is written (and
+//! fsynced) before the engine starts their calls, and everything is
+//! written once more at the end of the run ([`OfflineHost::flush`]). A kill
+//! in between loses only what the next run finds again by listing the
+//! codes; an intent is never lost, so a reset is never repeated and a
+//! create never made twice. Concurrent writes are coalesced: a write
+//! covers every change made before it began.
 
 use super::export_file;
 use super::status_file::{StatusFile, StatusFileError, StatusFileLock};
@@ -248,9 +249,9 @@ impl Host for OfflineHost {
             statuses.version += 1;
             statuses.version
         };
-        // Intents must be on disk before their resets start; the rest can
+        // Intents must be on disk before their calls start; the rest can
         // wait for the end of the run.
-        if status.pending_resets.is_empty() {
+        if !status.has_intents() {
             return Ok(());
         }
         self.write_covering(version)

@@ -19,13 +19,37 @@ fn describe(action: &Action) -> (&'static str, String) {
             reason: ResetReason::Expiry { expire_time },
             ..
         } => ("reset", format!("expires {expire_time}")),
+        Action::Create {
+            room_id,
+            valid_period,
+            ..
+        } => (
+            "create",
+            format!("in room {room_id}, validPeriod {valid_period} days"),
+        ),
+        Action::Delete { .. } => ("delete", "over spec.count".into()),
+    }
+}
+
+/// The code an action changed: a create's is the one its answer named, or
+/// `(new)` before (or without) one.
+fn code_of(action: &Action, result: Option<&ActionResult>) -> String {
+    match (action, result.map(|r| &r.outcome)) {
+        (
+            Action::Create { .. },
+            Some(ActionOutcome::Done {
+                created: Some(id), ..
+            }),
+        ) => id.clone(),
+        (Action::Create { .. }, _) => "(new)".into(),
+        _ => action.code_id().to_owned(),
     }
 }
 
 fn result_text(result: Option<&ActionResult>, not_applied: &str) -> String {
     match result.map(|r| &r.outcome) {
         None => not_applied.to_owned(),
-        Some(ActionOutcome::Done { request_id }) => {
+        Some(ActionOutcome::Done { request_id, .. }) => {
             format!(
                 "done (X-Request-Id: {})",
                 request_id.as_deref().unwrap_or("none")
@@ -65,7 +89,7 @@ pub fn render_table(outcomes: &[ResourceOutcome]) -> String {
                     let result = report.applied.iter().find(|r| &r.action == action);
                     vec![
                         verb.into(),
-                        action.code_id().into(),
+                        code_of(action, result),
                         detail,
                         result_text(result, note),
                     ]
@@ -141,14 +165,12 @@ pub fn render_json(outcomes: &[ResourceOutcome]) -> String {
                 .iter()
                 .map(|a| {
                     let (verb, detail) = describe(a);
+                    let result = o.report.applied.iter().find(|r| &r.action == a);
                     JsonAction {
                         action: verb,
-                        code_id: a.code_id().to_owned(),
+                        code_id: code_of(a, result),
                         detail,
-                        result: result_text(
-                            o.report.applied.iter().find(|r| &r.action == a),
-                            not_applied_note(o),
-                        ),
+                        result: result_text(result, not_applied_note(o)),
                     }
                 })
                 .collect(),

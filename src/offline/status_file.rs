@@ -3,6 +3,7 @@
 //! fsync, rename), so a kill at any moment leaves the old or the new file.
 
 use crate::crd::ActivationCodeStatus;
+use crate::plan::window::InDoubt;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -77,6 +78,18 @@ impl StatusFileLock {
     }
 }
 
+/// Whether the run that recorded `intent` was still within its window.
+fn in_window<I: InDoubt>(intent: &I) -> bool {
+    intent.unanswered_since().is_none()
+}
+
+/// Ends the window of an intent its ended run was still within.
+fn end_window<I: InDoubt>(intent: &mut I) {
+    if in_window(intent) {
+        *intent = intent.with_window(Some(0));
+    }
+}
+
 impl StatusFile {
     pub fn empty() -> Self {
         Self {
@@ -116,21 +129,19 @@ impl StatusFile {
     /// process holds it, and the lock outlives no process. Their calls
     /// ended with that run, so only the reset grace is left for them: their
     /// window is over (a cluster, where another reconciler may be mid-batch,
-    /// waits it out instead).
+    /// waits it out instead). Resets, creates and deletes alike.
     pub fn end_windows_of_ended_runs(&mut self) {
         for status in self.statuses.values_mut() {
-            if status
-                .pending_resets
-                .iter()
-                .all(|i| i.unanswered_since.is_some())
-            {
+            let in_window = status.pending_resets.iter().any(in_window)
+                || status.pending_creates.iter().any(in_window)
+                || status.pending_deletes.iter().any(in_window);
+            if !in_window {
                 continue;
             }
-            for intent in &mut Arc::make_mut(status).pending_resets {
-                if intent.unanswered_since.is_none() {
-                    intent.call_window_seconds = Some(0);
-                }
-            }
+            let status = Arc::make_mut(status);
+            status.pending_resets.iter_mut().for_each(end_window);
+            status.pending_creates.iter_mut().for_each(end_window);
+            status.pending_deletes.iter_mut().for_each(end_window);
         }
     }
 
@@ -202,9 +213,18 @@ mod tests {
             unanswered_since: since,
             call_window_seconds: Some(130),
         };
+        let create = |since| crate::crd::CreateIntent {
+            room_id: "lobby".into(),
+            count: 3,
+            token: None,
+            recorded_at: at,
+            unanswered_since: since,
+            call_window_seconds: Some(30),
+        };
         let mut file = StatusFile::empty();
         let status = ActivationCodeStatus {
             pending_resets: vec![intent("in-window", None), intent("lost", Some(at))],
+            pending_creates: vec![create(None), create(Some(at))],
             ..Default::default()
         };
         file.statuses.insert("ns/a".into(), Arc::new(status));
@@ -224,6 +244,16 @@ mod tests {
             windows,
             [("in-window", None, Some(0)), ("lost", Some(at), Some(130))],
             "the ended run's window is over; what another run saw is kept"
+        );
+        let creates: Vec<_> = file.statuses["ns/a"]
+            .pending_creates
+            .iter()
+            .map(|i| (i.unanswered_since, i.call_window_seconds))
+            .collect();
+        assert_eq!(
+            creates,
+            [(None, Some(0)), (Some(at), Some(30))],
+            "creates alike"
         );
     }
 

@@ -1,12 +1,15 @@
-//! The reset ledger: the token each code was last reset for. It outlives
-//! listings: a code left out of the selection keeps its entry, and a code
-//! missing from a listing keeps it too, for [`RETENTION`] after complete
-//! listings first lacked it. An incomplete listing forgets nothing.
+//! The ledger: the token each code was last reset for and, for a resource
+//! with spec.count, every code of its room, each marked created by this
+//! resource or found there. It outlives listings: a code left out of the
+//! selection keeps its token entry, and a code missing from a listing keeps
+//! its entries too, for [`RETENTION`] after complete listings first lacked
+//! it. An incomplete listing forgets nothing. Each id is on record once,
+//! so the status stays bounded.
 
 use crate::crd::{ActivationCodeStatus, LedgerEntry, MissingCodes};
 use crate::metastudio::Listing;
 use jiff::{SignedDuration, Timestamp};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 /// How long a code's entry is kept after complete listings stopped showing
 /// it (deleted, or hidden by a fault of the service).
@@ -15,6 +18,11 @@ pub const RETENTION: SignedDuration = SignedDuration::from_hours(24 * 7);
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Ledger {
     tokens: BTreeMap<String, String>,
+    /// Codes this resource created.
+    created: BTreeSet<String>,
+    /// The other codes of a counted resource's room, as last listed, that
+    /// no token names.
+    found: BTreeSet<String>,
     missing: BTreeMap<String, Timestamp>,
 }
 
@@ -32,7 +40,18 @@ impl Ledger {
             for id in &entry.codes {
                 ledger.tokens.insert(id.clone(), entry.token.clone());
             }
+            if entry.created {
+                ledger.created.extend(entry.codes.iter().cloned());
+            }
         }
+        ledger.created.extend(status.created_codes.iter().cloned());
+        ledger.found.extend(
+            status
+                .found_codes
+                .iter()
+                .filter(|id| !ledger.created.contains(*id))
+                .cloned(),
+        );
         for group in &status.missing_codes {
             for id in &group.codes {
                 ledger.missing.insert(id.clone(), group.since);
@@ -46,9 +65,69 @@ impl Ledger {
         self.tokens.get(code_id).map(String::as_str)
     }
 
-    /// Records that `code_id` was reset for `token`.
+    /// Records that `code_id` was reset for `token` (a found code is then
+    /// on record by its token).
     pub fn record(&mut self, code_id: &str, token: &str) {
+        self.found.remove(code_id);
         self.tokens.insert(code_id.to_owned(), token.to_owned());
+    }
+
+    /// Whether this resource created `code_id`.
+    pub fn created(&self, code_id: &str) -> bool {
+        self.created.contains(code_id)
+    }
+
+    /// The codes this resource created, sorted.
+    pub fn created_ids(&self) -> impl Iterator<Item = &str> {
+        self.created.iter().map(String::as_str)
+    }
+
+    /// Whether any list names `code_id`: a code of a counted resource's
+    /// room that is not known is new since the last listing on record.
+    pub fn known(&self, code_id: &str) -> bool {
+        self.tokens.contains_key(code_id)
+            || self.created.contains(code_id)
+            || self.found.contains(code_id)
+    }
+
+    /// Records that this resource created `code_id`, fresh for `token` (the
+    /// reset.token of its creation, if any).
+    pub fn adopt(&mut self, code_id: &str, token: Option<&str>) {
+        self.found.remove(code_id);
+        self.missing.remove(code_id);
+        self.created.insert(code_id.to_owned());
+        if let Some(token) = token {
+            self.record(code_id, token);
+        }
+    }
+
+    /// Takes in the codes of a counted resource's room, as listed: those no
+    /// list names are found there. A complete listing is the room as it
+    /// is, so found codes it lacks are forgotten (created ones and tokens
+    /// follow [`Ledger::observe`]).
+    pub fn note_room<'a>(&mut self, ids: impl IntoIterator<Item = &'a str>, complete: bool) {
+        let listed: BTreeSet<&str> = ids.into_iter().collect();
+        if complete {
+            self.found.retain(|id| listed.contains(id.as_str()));
+        }
+        for id in listed {
+            if !self.known(id) {
+                self.found.insert(id.to_owned());
+            }
+        }
+    }
+
+    /// Forgets the found codes: the resource no longer counts its room.
+    pub fn forget_found(&mut self) {
+        self.found.clear();
+    }
+
+    /// Forgets `code_id` altogether: it was deleted.
+    pub fn forget(&mut self, code_id: &str) {
+        self.tokens.remove(code_id);
+        self.created.remove(code_id);
+        self.found.remove(code_id);
+        self.missing.remove(code_id);
     }
 
     /// Takes a listing into account: codes it shows are present; when it
@@ -64,7 +143,7 @@ impl Ledger {
         if !listing.complete {
             return Vec::new();
         }
-        for id in self.tokens.keys() {
+        for id in self.tokens.keys().chain(&self.created) {
             if !present.contains(id.as_str()) {
                 self.missing.entry(id.clone()).or_insert(now);
             }
@@ -76,8 +155,7 @@ impl Ledger {
             .map(|(id, _)| id.clone())
             .collect();
         for id in &expired {
-            self.missing.remove(id);
-            self.tokens.remove(id);
+            self.forget(id);
         }
         expired
     }
@@ -88,19 +166,32 @@ impl Ledger {
     }
 
     /// Writes the ledger into `status` (ids sorted, grouped by token and by
-    /// the time they went missing) and drops the deprecated per-code list.
+    /// whether this resource created them, and by the time they went
+    /// missing; each id once) and drops the deprecated per-code list.
     pub fn store(&self, status: &mut ActivationCodeStatus) {
-        let mut by_token: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        let mut by_token: BTreeMap<(&str, bool), Vec<String>> = BTreeMap::new();
         for (id, token) in &self.tokens {
-            by_token.entry(token).or_default().push(id.clone());
+            let created = self.created.contains(id);
+            by_token
+                .entry((token, created))
+                .or_default()
+                .push(id.clone());
         }
         status.reset_ledger = by_token
             .into_iter()
-            .map(|(token, codes)| LedgerEntry {
+            .map(|((token, created), codes)| LedgerEntry {
                 token: token.to_owned(),
                 codes,
+                created,
             })
             .collect();
+        status.created_codes = self
+            .created
+            .iter()
+            .filter(|id| !self.tokens.contains_key(*id))
+            .cloned()
+            .collect();
+        status.found_codes = self.found.iter().cloned().collect();
         let mut by_time: BTreeMap<Timestamp, Vec<String>> = BTreeMap::new();
         for (id, since) in &self.missing {
             by_time.entry(*since).or_default().push(id.clone());
@@ -162,6 +253,53 @@ mod tests {
         assert_eq!(dropped, ["b"]);
         assert_eq!(ledger.token("b"), None);
         assert_eq!(ledger.token("a"), Some("t1"));
+    }
+
+    #[test]
+    fn a_counted_room_is_on_record_once_per_code_created_or_found() {
+        let t0 = at("2026-12-01T00:00:00Z");
+        let mut ledger = Ledger::default();
+        ledger.note_room(["f1", "f2", "c1"], true);
+        ledger.adopt("c1", Some("t1"));
+        ledger.adopt("c2", None);
+        ledger.record("f2", "t1");
+        assert!(ledger.known("f1") && ledger.known("c2") && !ledger.known("new"));
+        let mut status = ActivationCodeStatus::default();
+        ledger.store(&mut status);
+        // Each id once: by token (marked created or not), else in the
+        // created or found list.
+        let entries: Vec<(&str, bool, &[String])> = status
+            .reset_ledger
+            .iter()
+            .map(|e| (e.token.as_str(), e.created, &e.codes[..]))
+            .collect();
+        assert_eq!(
+            entries,
+            [
+                ("t1", false, &["f2".to_owned()][..]),
+                ("t1", true, &["c1".to_owned()][..])
+            ]
+        );
+        assert_eq!(status.created_codes, ["c2"]);
+        assert_eq!(status.found_codes, ["f1"]);
+        assert_eq!(
+            status.created_code_ids().into_iter().collect::<Vec<_>>(),
+            ["c1", "c2"]
+        );
+        assert_eq!(Ledger::of(&status), ledger);
+        // A complete listing is the room: a found code it lacks is
+        // forgotten, a created one is missing (kept for the retention).
+        ledger.note_room(["f2", "c1"], true);
+        ledger.observe(&listing(&["f2", "c1"], true), t0);
+        assert!(!ledger.known("f1"));
+        assert_eq!(ledger.missing_since("c2"), Some(t0));
+        assert!(ledger.created("c2"));
+        // A deleted code is forgotten at once.
+        ledger.forget("c1");
+        assert!(!ledger.known("c1") && ledger.token("c1").is_none());
+        // An earlier version's status names none of this: nothing is lost.
+        ledger.forget_found();
+        assert!(!ledger.known("f1") && ledger.known("f2"));
     }
 
     #[test]

@@ -12,7 +12,7 @@ fn plan(
     remote: &[ActiveCode],
     now: Timestamp,
 ) -> Vec<Action> {
-    super::plan(spec, &Ledger::of(status), status, remote, now).actions
+    super::plan(spec, &Ledger::of(status), status, remote, true, now).actions
 }
 
 fn complete(remote: &[ActiveCode]) -> Listing {
@@ -331,6 +331,7 @@ fn a_rollout_resets_one_batch_per_interval_the_first_at_once() {
         &Ledger::default(),
         &ActivationCodeStatus::default(),
         &remote,
+        true,
         now(),
     );
     assert_eq!(
@@ -352,13 +353,20 @@ fn a_rollout_resets_one_batch_per_interval_the_first_at_once() {
     recorded.batch_resets = 2;
     status.reset_token = Some(recorded);
     let later = now() + SignedDuration::from_mins(30);
-    let waiting = super::plan(&s, &Ledger::of(&status), &status, &remote, later);
+    let waiting = super::plan(&s, &Ledger::of(&status), &status, &remote, true, later);
     assert_eq!(waiting.actions, vec![]);
     assert_eq!(waiting.deferred, 3);
     assert_eq!(waiting.rollout.as_ref().unwrap().progress, "2/5");
 
     // An hour after the first batch: the next one.
-    let next = super::plan(&s, &Ledger::of(&status), &status, &remote, now() + hours(1));
+    let next = super::plan(
+        &s,
+        &Ledger::of(&status),
+        &status,
+        &remote,
+        true,
+        now() + hours(1),
+    );
     assert_eq!(
         next.actions,
         vec![token_reset("c3", "t"), token_reset("c4", "t")]
@@ -379,6 +387,7 @@ fn a_percentage_sizes_batches_and_a_code_due_before_expiry_is_not_kept_waiting()
         &Ledger::default(),
         &ActivationCodeStatus::default(),
         &remote,
+        true,
         now(),
     );
     // 20% of 5 is one code per batch, and c5 needs a reset now anyway: it
@@ -683,34 +692,60 @@ fn a_batch_in_progress_elsewhere_is_waited_out_for_its_window_then_the_grace() {
     assert_eq!(stands(&again, now() + WINDOW + GRACE), Stands::Abandoned);
 }
 
-/// The remote API, as a model: what update and reset do to a code.
+/// The remote API and the engine, as a model: what update and reset do to
+/// a code, and creates and deletes to the room (a created code is this
+/// resource's, fresh for the spec's token).
 fn apply(
+    spec: &ActivationCodeSpec,
     actions: &[Action],
-    remote: &mut [ActiveCode],
+    remote: &mut Vec<ActiveCode>,
     status: &mut ActivationCodeStatus,
     now: Timestamp,
 ) {
+    let mut ledger = Ledger::of(status);
     for action in actions {
-        let code = remote
-            .iter_mut()
-            .find(|c| c.active_code_id == action.code_id())
-            .unwrap();
+        let code = match action {
+            Action::Create {
+                index,
+                room_id,
+                valid_period,
+            } => {
+                let mut new = code(&format!("new-{index}"), Some(room_id), *valid_period, None);
+                new.create_time = now;
+                let token = spec.reset.as_ref().and_then(|r| r.token.as_deref());
+                ledger.adopt(&new.active_code_id, token);
+                remote.push(new);
+                remote.last_mut().unwrap()
+            }
+            Action::Delete { code_id } => {
+                remote.retain(|c| &c.active_code_id != code_id);
+                ledger.forget(code_id);
+                continue;
+            }
+            _ => remote
+                .iter_mut()
+                .find(|c| c.active_code_id == action.code_id())
+                .unwrap(),
+        };
         match action {
             Action::Update { to, .. } => code.valid_period = *to,
-            Action::Renew { .. } => {}
-            Action::Reset { reason, .. } => {
+            Action::Reset {
+                reason: ResetReason::Token(token),
+                ..
+            } => {
                 code.active_code = Secret::new(format!("{}'", code.active_code.expose()));
-                if let ResetReason::Token(token) = reason {
-                    let mut ledger = Ledger::of(status);
-                    ledger.record(&code.active_code_id, token);
-                    ledger.store(status);
-                }
+                ledger.record(&code.active_code_id, token);
             }
+            Action::Reset { .. } => {
+                code.active_code = Secret::new(format!("{}'", code.active_code.expose()));
+            }
+            _ => {}
         }
         code.update_time = now;
         code.expire_time =
             (code.valid_period > 0).then(|| now + hours(24 * i64::from(code.valid_period)));
     }
+    ledger.store(status);
 }
 
 fn arb_code(index: usize) -> impl Strategy<Value = ActiveCode> {
@@ -735,14 +770,22 @@ fn arb_spec() -> impl Strategy<Value = ActivationCodeSpec> {
         proptest::option::of(prop_oneof![Just("t1"), Just("t2")]),
         proptest::option::of(1u64..200),
         proptest::option::of(prop_oneof![Just("lobby"), Just("hall")]),
+        proptest::option::of((0u32..10, any::<bool>())),
     )
-        .prop_map(|(vp, token, window_hours, room)| {
-            // A valid spec: the window is shorter than the validity.
+        .prop_map(|(vp, token, window_hours, room, count)| {
+            // A valid spec: the window is shorter than the validity, a
+            // count has a room.
             let window = window_hours
                 .filter(|h| vp == 0 || *h < 24 * u64::from(vp))
                 .map(|h| format!("{h}h"));
             let mut s = with_reset(spec(vp), token, window.as_deref());
             s.room_id = room.map(Into::into);
+            if let (Some((count, delete)), Some(_)) = (count, room) {
+                s.count = Some(count);
+                if delete {
+                    s.surplus = crate::crd::SurplusPolicy::Delete;
+                }
+            }
             s
         })
 }
@@ -781,19 +824,35 @@ proptest! {
         mut remote in arb_remote(),
     ) {
         let actions = plan(&spec, &status, &remote, now());
-        // Only selected codes are touched, each at most one reset and one update.
-        for action in &actions {
+        // Only selected codes are touched, each at most one reset and one
+        // update, or one delete (and nothing else).
+        for action in actions.iter().filter(|a| !matches!(a, Action::Create { .. })) {
             let code = remote.iter().find(|c| c.active_code_id == action.code_id()).unwrap();
             prop_assert!(spec.selects(code.room_id.as_deref(), &code.active_code_id));
         }
         let mut per_code = HashMap::new();
-        for a in &actions {
-            *per_code.entry((a.code_id().to_owned(), matches!(a, Action::Reset { .. }))).or_insert(0) += 1;
+        for a in actions.iter().filter(|a| !matches!(a, Action::Create { .. })) {
+            let kind = matches!(a, Action::Reset { .. });
+            *per_code.entry((a.code_id().to_owned(), kind)).or_insert(0) += 1;
         }
         prop_assert!(per_code.values().all(|&n| n == 1));
+        // The count is met exactly: creates only up to it, deletes only
+        // down to it, and only with spec.surplus Delete.
+        let room = select(&spec, &remote).len();
+        let creates = actions.iter().filter(|a| matches!(a, Action::Create { .. })).count();
+        let deletes = actions.iter().filter(|a| matches!(a, Action::Delete { .. })).count();
+        match spec.count.map(|c| c as usize) {
+            Some(count) => {
+                prop_assert_eq!(creates, count.saturating_sub(room));
+                let surplus = room.saturating_sub(count);
+                let delete = spec.surplus == crate::crd::SurplusPolicy::Delete;
+                prop_assert_eq!(deletes, if delete { surplus } else { 0 });
+            }
+            None => prop_assert_eq!(creates + deletes, 0),
+        }
 
         let applied_at = now() + SignedDuration::from_secs(1);
-        apply(&actions, &mut remote, &mut status, applied_at);
+        apply(&spec, &actions, &mut remote, &mut status, applied_at);
         for code in select(&spec, &remote) {
             prop_assert_eq!(code.valid_period, spec.valid_period);
         }

@@ -17,7 +17,7 @@
 //! skewed writer clock changes nothing. The grace then covers a call the
 //! server applies after its caller stopped waiting.
 
-use crate::crd::ResetIntent;
+use crate::crd::{CreateIntent, DeleteIntent, ResetIntent};
 use jiff::{SignedDuration, Timestamp};
 use std::time::Duration;
 
@@ -50,36 +50,80 @@ pub fn call_window(resets: usize, writes_per_second: f64, timeout: Duration) -> 
     }
 }
 
-/// The intent as a reader first finds it unsettled: a reset of a batch in
+/// An intent of a call whose outcome may be in doubt: a reset, creates or
+/// deletes recorded before their calls. They share how long their calls
+/// may still happen.
+pub trait InDoubt: Clone {
+    /// When its answer was lost, or a run first found it unsettled.
+    fn unanswered_since(&self) -> Option<Timestamp>;
+    /// Its batch's call window, in seconds.
+    fn call_window_seconds(&self) -> Option<u32>;
+    /// The intent in doubt from `since`, with the window `window`.
+    fn in_doubt(&self, since: Timestamp, window: Option<u32>) -> Self;
+    /// The intent with the call window `window`.
+    fn with_window(&self, window: Option<u32>) -> Self;
+}
+
+macro_rules! in_doubt {
+    ($($intent:ty),*) => {$(
+        impl InDoubt for $intent {
+            fn unanswered_since(&self) -> Option<Timestamp> {
+                self.unanswered_since
+            }
+            fn call_window_seconds(&self) -> Option<u32> {
+                self.call_window_seconds
+            }
+            fn in_doubt(&self, since: Timestamp, window: Option<u32>) -> Self {
+                Self {
+                    unanswered_since: Some(since),
+                    ..self.with_window(window)
+                }
+            }
+            fn with_window(&self, window: Option<u32>) -> Self {
+                Self {
+                    call_window_seconds: window,
+                    ..self.clone()
+                }
+            }
+        }
+    )*};
+}
+in_doubt!(ResetIntent, CreateIntent, DeleteIntent);
+
+/// The intent as a reader first finds it unsettled: an intent of a batch in
 /// progress (no `unansweredSince`) is in doubt from `now`, for its call
 /// window (that of an earlier version's batch: [`LEGACY_CALL_WINDOW_SECONDS`])
 /// and then the grace. An intent already in doubt stays as it is.
-pub fn first_seen(intent: &ResetIntent, now: Timestamp) -> ResetIntent {
-    if intent.unanswered_since.is_some() {
+pub fn first_seen<I: InDoubt>(intent: &I, now: Timestamp) -> I {
+    if intent.unanswered_since().is_some() {
         return intent.clone();
     }
-    ResetIntent {
-        unanswered_since: Some(now),
-        call_window_seconds: Some(
-            intent
-                .call_window_seconds
-                .unwrap_or(LEGACY_CALL_WINDOW_SECONDS),
-        ),
-        ..intent.clone()
-    }
+    let window = intent
+        .call_window_seconds()
+        .unwrap_or(LEGACY_CALL_WINDOW_SECONDS);
+    intent.in_doubt(now, Some(window))
 }
 
-/// Until when the reset of an intent in doubt may still happen: its call
+/// Until when the call of an intent in doubt may still happen: its call
 /// window, then `grace`, from `unansweredSince`; `None` for an intent not
 /// yet in doubt (see [`first_seen`]).
-pub fn in_doubt_until(intent: &ResetIntent, grace: SignedDuration) -> Option<Timestamp> {
-    let since = intent.unanswered_since?;
-    let window = SignedDuration::from_secs(i64::from(intent.call_window_seconds.unwrap_or(0)));
+pub fn in_doubt_until<I: InDoubt>(intent: &I, grace: SignedDuration) -> Option<Timestamp> {
+    let since = intent.unanswered_since()?;
+    let window = SignedDuration::from_secs(i64::from(intent.call_window_seconds().unwrap_or(0)));
     Some(
         since
             .checked_add(window.saturating_add(grace))
             .unwrap_or(Timestamp::MAX),
     )
+}
+
+/// The intent seen at `now` and whether its calls may still happen then:
+/// `Some` (the intent as it stays on record) while they may.
+pub fn still_in_doubt<I: InDoubt>(intent: &I, now: Timestamp, grace: SignedDuration) -> Option<I> {
+    let seen = first_seen(intent, now);
+    in_doubt_until(&seen, grace)
+        .is_some_and(|until| now < until)
+        .then_some(seen)
 }
 
 #[cfg(test)]

@@ -19,6 +19,13 @@ pub struct Counters {
     pub resets: BTreeMap<String, u64>,
     /// Applied updates per code id (including those whose answer was lost).
     pub updates: BTreeMap<String, u64>,
+    /// Codes created, by id (each once; including those whose answer was
+    /// lost).
+    #[serde(default)]
+    pub creates: BTreeMap<String, u64>,
+    /// Applied deletes per code id (including those whose answer was lost).
+    #[serde(default)]
+    pub deletes: BTreeMap<String, u64>,
 }
 
 impl Counters {
@@ -35,6 +42,8 @@ impl Counters {
         let map = match operation {
             Operation::ResetActiveCode => &mut self.resets,
             Operation::UpdateActiveCode => &mut self.updates,
+            Operation::CreateActiveCode => &mut self.creates,
+            Operation::DeleteActiveCode => &mut self.deletes,
             _ => return,
         };
         *map.entry(code_id.to_owned()).or_default() += 1;
@@ -82,5 +91,15 @@ impl Counters {
 
     pub fn total_updates(&self) -> u64 {
         self.updates.values().sum()
+    }
+
+    /// Codes created so far.
+    pub fn total_creates(&self) -> u64 {
+        self.creates.values().sum()
+    }
+
+    /// Deletes applied so far (a code deleted twice counts twice).
+    pub fn total_deletes(&self) -> u64 {
+        self.deletes.values().sum()
     }
 }

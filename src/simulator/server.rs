@@ -393,11 +393,16 @@ fn execute(
         Route::Show(id) => Ok(ok(&shared.store().show(&id)?)),
         Route::Create => {
             let map = object(json_body(body, true)?)?;
+            // robot_id and room_id are both required (CreateActiveCodeReq).
             let robot_id = optional_string(&map, "robot_id")?
                 .ok_or_else(|| Failure::invalid_parameter("robot_id"))?;
-            let room_id = optional_string(&map, "room_id")?;
+            let room_id = optional_string(&map, "room_id")?
+                .filter(|r| !r.is_empty())
+                .ok_or_else(|| Failure::invalid_parameter("room_id"))?;
             let days = valid_period(&map)?.unwrap_or(0);
-            Ok(ok(&shared.store().create(&robot_id, room_id, days)?))
+            let code = shared.store().create(&robot_id, Some(room_id), days)?;
+            shared.record_change(Operation::CreateActiveCode, &code.active_code_id);
+            Ok(ok(&code))
         }
         Route::Update(id) => {
             let map = object(json_body(body, true)?)?;
@@ -428,6 +433,9 @@ fn execute(
                 _ => return Err(Failure::invalid_body("the body must be an array of ids")),
             };
             shared.store().delete(&ids)?;
+            for id in &ids {
+                shared.record_change(Operation::DeleteActiveCode, id);
+            }
             Ok(Done {
                 status: StatusCode::NO_CONTENT,
                 body: Vec::new(),

@@ -6,6 +6,7 @@ pub mod capture;
 pub mod controller;
 pub mod failure_text;
 pub mod fake_api;
+pub mod fenced;
 pub mod fuzz;
 pub mod kube_mock;
 pub mod offline;
