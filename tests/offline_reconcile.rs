@@ -241,7 +241,7 @@ fn the_examples_converge_against_the_embedded_simulator() {
     assert!(out.status.success(), "{}", text(&out));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let resources = report.as_array().unwrap();
-    assert_eq!(resources.len(), 2, "{report:#}");
+    assert_eq!(resources.len(), 3, "{report:#}");
     for resource in resources {
         assert_eq!(resource["converged"], true, "{resource:#}");
     }
@@ -253,6 +253,21 @@ fn the_examples_converge_against_the_embedded_simulator() {
         !lobby["actions"].as_array().unwrap().is_empty(),
         "lobby-kiosk changed its codes through its MetaStudioConnection: {lobby:#}"
     );
+    let desk = resources
+        .iter()
+        .find(|r| r["resource"] == "retail/info-desk")
+        .expect("info-desk is reported");
+    let created = desk["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["action"] == "create" && a["result"].as_str().unwrap().starts_with("done"))
+        .count();
+    assert_eq!(
+        created, 2,
+        "info-desk filled its room to spec.count: {desk:#}"
+    );
+    assert_eq!(desk["status"]["managedCodes"], 4, "{desk:#}");
 }
 
 /// Connection resources take no operator default, so `--simulate` names the

@@ -179,6 +179,24 @@ async fn a_cluster_connection_refuses_a_robot_it_does_not_list() {
     );
 }
 
+/// Creates name the resource's robot, so a connection limited to robot ids
+/// limits them too: refused before any call, so not one code is created.
+#[tokio::test]
+async fn a_cluster_connection_limited_to_robots_creates_no_code_for_another() {
+    let message = refused(
+        json!({"robotId": "someone-elses-robot", "validPeriod": 7, "roomId": "lobby", "count": 50,
+               "connectionRef": {"kind": "ClusterMetaStudioConnection", "name": "shared"}}),
+        defaults,
+        kiosks_only(),
+        "ConnectionNotAllowed",
+    )
+    .await;
+    assert!(
+        message.starts_with("spec.robotId: ClusterMetaStudioConnection shared admits namespace retail only for other robots"),
+        "{message}"
+    );
+}
+
 #[tokio::test]
 async fn a_namespace_whose_labels_are_not_known_yet_is_admitted_by_no_selector_and_retried() {
     // A selector that a namespace without labels would pass: unknown labels

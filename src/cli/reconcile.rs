@@ -169,11 +169,13 @@ pub async fn run(args: ReconcileArgs) -> Result<ReconcileOutput, ReconcileComman
                 .map(|(op, by_status)| format!("{op} {}", by_status.values().sum::<u64>()))
                 .collect();
             notes.push(format!(
-                "simulator saw {} call(s): {}; {} update(s) and {} reset(s) applied",
+                "simulator saw {} call(s): {}; {} update(s), {} reset(s), {} create(s) and {} delete(s) applied",
                 counters.total_calls(),
                 calls.join(", "),
                 counters.total_updates(),
-                counters.total_resets()
+                counters.total_resets(),
+                counters.total_creates(),
+                counters.total_deletes()
             ));
         }
         if let Some(path) = &status_path
