@@ -38,6 +38,7 @@
 //! | w. a hostile budget: refused by the CRD, stored by an old one, the operator stays up | [`budgets::w_a_hostile_budget_under_an_old_crd_stops_only_its_own_resources`] |
 //! | y. two live reconcilers, 200 codes at 3 writes/s: each reset once | [`slow_batch::y_two_live_reconcilers_reset_200_codes_once_at_3_writes_a_second`] |
 //! | x. spec.robotId changed: refused by CEL (>= 1.25) or by the operator (InvalidSpec, no call, ledger kept) until put back | [`robot_id::x_a_changed_robot_id_stops_the_resource_until_it_is_put_back`] |
+//! | z. two live reconcilers scale a room (spec.count) 0 -> 60 -> 25 at 3 writes/s: exactly the count, each code created once | [`count::z_two_live_reconcilers_scale_a_room_up_and_down_to_exactly_the_count`] |
 
 mod common;
 mod e2e;
@@ -68,6 +69,9 @@ mod slow_batch;
 // Scenario x.
 #[path = "e2e_cluster/robot_id.rs"]
 mod robot_id;
+// Scenario z.
+#[path = "e2e_cluster/count.rs"]
+mod count;
 
 use common::offline::fleet_seed;
 use common::{ROBOT, robot_seed, seed_yaml};
