@@ -80,13 +80,14 @@ async fn update_reset_show_create_delete_and_once_code_round_trip() {
                 room_id: Some("hall".into()),
                 valid_period: Some(0),
             },
+            None,
         )
         .await
         .unwrap()
         .value;
     assert_eq!(created.expire_time, None, "0 days = permanent, no expiry");
     client
-        .delete(std::slice::from_ref(&created.active_code_id))
+        .delete(std::slice::from_ref(&created.active_code_id), None)
         .await
         .unwrap();
     assert_eq!(client.list_all(ROBOT, None).await.unwrap().len(), 1);

@@ -373,6 +373,51 @@ async fn codes_someone_else_creates_count_toward_the_count() {
     assert_eq!(sim.counters().total_creates(), 2);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_sharing_one_write_budget_waits_its_turn_without_leaving_creates_in_doubt() {
+    // Three rooms of one robot, one resource each, calling with the same
+    // credentials: one write budget of 10 a second. Each batch's call
+    // window is its own 30 creates at that rate (and a 1 s timeout), but
+    // the three share it, so each gets a third: creates still waiting for
+    // the budget when their window ends are not sent, and go into the
+    // next batch, never into doubt.
+    let sim = simulator(seeded(&[]), FaultConfig::default()).await;
+    let options = ClientOptions {
+        timeout: Duration::from_secs(1),
+        pacing: Pacing {
+            reads_per_second: Some(0.0),
+            writes_per_second: Some(10.0),
+            ..Pacing::default()
+        },
+        ..fast_options()
+    };
+    let engine = engine_with(&sim, options).with_reset_grace(GRACE);
+    let host = OfflineHost::new(Default::default(), None, None).unwrap();
+    let fleet: Vec<ActivationCode> = ["a", "b", "c"]
+        .into_iter()
+        .map(|room| {
+            let mut ac = resource(json!({"count": 30}));
+            ac.spec.room_id = Some(room.into());
+            ac.metadata.name = Some(format!("room-{room}"));
+            ac
+        })
+        .collect();
+    let reports =
+        futures::future::join_all(fleet.iter().map(|ac| reconcile(&engine, &host, ac))).await;
+    for report in &reports {
+        assert!(report.converged, "{:?}", report.status.condition("Ready"));
+        assert_eq!(report.status.managed_codes, 30);
+    }
+    let counters = sim.counters();
+    assert_eq!(counters.total_creates(), 90);
+    assert_eq!(
+        counters.calls_of(Operation::CreateActiveCode),
+        90,
+        "one call per code: nothing cut in doubt, nothing settled by listing"
+    );
+    assert_eq!(counters.calls_of(Operation::ListActiveCode), 3);
+}
+
 /// Writes a second the simulator takes (429 above, as the API gateway).
 const WRITES_PER_SECOND: f64 = 100.0;
 const SCALE: u32 = 200;

@@ -1,6 +1,9 @@
 //! The calls of creates and deletes (`spec.count`), within the call window
 //! of their recorded intents, each failure classed by
-//! [`outcome`](super::outcome). A create takes no client token and is never
+//! [`outcome`](super::outcome). A call for which the write budget has no
+//! slot before the window ends is not sent (it is recorded anew in the
+//! next batch): in a fleet sharing one budget, a batch waits its turn
+//! without leaving creates in doubt. A create takes no client token and is never
 //! retried once it may have reached the server: its answer lost, its body
 //! unreadable (a 2xx: applied, but which code?), a 5xx or a call cut at the
 //! end of its window leave it in doubt, for the next complete listing to
@@ -12,9 +15,10 @@ use super::ActionOutcome;
 use super::apply::{Applied, Round, before, failed, result, unconfirmed};
 use super::outcome::{self, WriteOutcome};
 use crate::metastudio::models::CreateActiveCodeBody;
-use crate::metastudio::{ActiveCode, ApiError, MetaStudioClient, Reply};
+use crate::metastudio::{ActiveCode, ApiError, ApiErrorKind, MetaStudioClient, Reply};
 use crate::plan::Action;
 use futures::StreamExt;
+use std::time::Duration;
 use tokio::time::Instant;
 
 /// The most code ids one DeleteActiveCode call names. The API takes a JSON
@@ -28,28 +32,50 @@ pub fn delete_calls(codes: usize) -> usize {
     codes.div_ceil(DELETE_BATCH)
 }
 
-/// Makes the creates of `batch`, at most `concurrency` at once; none starts
-/// after `deadline`, and one still under way then is cut (in doubt).
+/// When the calls of a batch must end, and be sent by.
+#[derive(Debug, Clone, Copy)]
+pub struct Window {
+    /// The end of the call window: a call still under way then is cut.
+    pub end: Instant,
+    /// The last moment a call is sent: the end less one request timeout,
+    /// which the window holds for the last answer (half the window when it
+    /// is shorter than two: an unpaced batch).
+    pub send_by: Instant,
+}
+
+impl Window {
+    /// The window of `length` ending at `end`, for calls answering within
+    /// `timeout`.
+    pub fn new(end: Instant, length: Duration, timeout: Duration) -> Self {
+        let margin = timeout.min(length / 2);
+        let send_by = end.checked_sub(margin).unwrap_or(end);
+        Self { end, send_by }
+    }
+}
+
+/// Makes the creates of `batch`, at most `concurrency` at once, within
+/// `window`: none is sent after its `send_by`, and one still under way at
+/// its end is cut (in doubt).
 pub async fn create(
     client: &MetaStudioClient,
     robot_id: &str,
     batch: &[Action],
     concurrency: usize,
-    deadline: Option<Instant>,
+    window: Window,
 ) -> Round {
     let calls: Vec<_> = batch
         .iter()
-        .map(|action| create_one(client, robot_id, action, deadline))
+        .map(|action| create_one(client, robot_id, action, window))
         .collect();
     gather(calls, concurrency).await
 }
 
-/// One create: `Err` when its window was over before it started.
+/// One create: `Err` when it could not be sent within its window.
 async fn create_one(
     client: &MetaStudioClient,
     robot_id: &str,
     action: &Action,
-    deadline: Option<Instant>,
+    window: Window,
 ) -> Result<Vec<Applied>, Vec<Action>> {
     let Action::Create {
         room_id,
@@ -59,7 +85,7 @@ async fn create_one(
     else {
         return Ok(Vec::new());
     };
-    if past(deadline) {
+    if past(window.send_by) {
         return Err(vec![action.clone()]);
     }
     let body = CreateActiveCodeBody {
@@ -67,8 +93,12 @@ async fn create_one(
         room_id: Some(room_id.clone()),
         valid_period: Some(*valid_period),
     };
-    let applied = match before(deadline, client.create(&body)).await {
+    let call = client.create(&body, Some(window.send_by));
+    let applied = match before(Some(window.end), call).await {
         Some(Ok(reply)) => created(action, robot_id, room_id, reply),
+        Some(Err(err)) if matches!(err.kind, ApiErrorKind::NotSent) => {
+            return Err(vec![action.clone()]);
+        }
         Some(Err(err)) if outcome::of_error(&err) == WriteOutcome::NotApplied => {
             failed(action, &err)
         }
@@ -110,35 +140,38 @@ fn created(action: &Action, robot_id: &str, room_id: &str, reply: Reply<ActiveCo
 }
 
 /// Makes the deletes of `batch`, [`DELETE_BATCH`] codes a call, at most
-/// `concurrency` calls at once; none starts after `deadline`, and one still
-/// under way then is cut (in doubt).
+/// `concurrency` calls at once, within `window` (as [`create`]).
 pub async fn delete(
     client: &MetaStudioClient,
     batch: &[Action],
     concurrency: usize,
-    deadline: Option<Instant>,
+    window: Window,
 ) -> Round {
     let calls: Vec<_> = batch
         .chunks(DELETE_BATCH)
-        .map(|chunk| delete_chunk(client, chunk, deadline))
+        .map(|chunk| delete_chunk(client, chunk, window))
         .collect();
     gather(calls, concurrency).await
 }
 
-/// One DeleteActiveCode call for `chunk`: `Err` when its window was over
-/// before it started.
+/// One DeleteActiveCode call for `chunk`: `Err` when it could not be sent
+/// within its window.
 async fn delete_chunk(
     client: &MetaStudioClient,
     chunk: &[Action],
-    deadline: Option<Instant>,
+    window: Window,
 ) -> Result<Vec<Applied>, Vec<Action>> {
-    if past(deadline) {
+    if past(window.send_by) {
         return Err(chunk.to_vec());
     }
     let ids: Vec<String> = chunk.iter().map(|a| a.code_id().to_owned()).collect();
     let each = |applied: &dyn Fn(&Action) -> Applied| chunk.iter().map(applied).collect();
-    Ok(match before(deadline, client.delete(&ids)).await {
+    let call = client.delete(&ids, Some(window.send_by));
+    Ok(match before(Some(window.end), call).await {
         Some(Ok(reply)) => each(&|a| deleted(a, reply.request_id.clone())),
+        Some(Err(err)) if matches!(err.kind, ApiErrorKind::NotSent) => {
+            return Err(chunk.to_vec());
+        }
         Some(Err(err)) => match outcome::of_error(&err) {
             WriteOutcome::NotApplied => each(&|a| failed(a, &err)),
             WriteOutcome::Applied => each(&|a| deleted(a, err.request_id().map(str::to_owned))),
@@ -156,8 +189,8 @@ fn deleted(action: &Action, request_id: Option<String>) -> Applied {
     (result(action, outcome), None)
 }
 
-fn past(deadline: Option<Instant>) -> bool {
-    deadline.is_some_and(|d| Instant::now() >= d)
+fn past(send_by: Instant) -> bool {
+    Instant::now() >= send_by
 }
 
 /// Runs `calls` at most `concurrency` at once, into one round.

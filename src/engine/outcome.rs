@@ -8,8 +8,9 @@
 //!   (3xx, never followed): refused, not applied;
 //! - no connection: never sent, not applied; a timeout or a connection
 //!   lost after sending: in doubt;
-//! - refused before sending (invalid, credentials paused), or a listing
-//!   refused for its size: not applied (those are reads).
+//! - refused before sending (invalid, credentials paused, its call window
+//!   over before the write budget had a slot), or a listing refused for its
+//!   size: not applied (those are reads).
 
 use crate::metastudio::{ApiError, ApiErrorKind};
 
@@ -40,6 +41,7 @@ pub fn of_error(err: &ApiError) -> WriteOutcome {
         | ApiErrorKind::Protocol { .. }
         | ApiErrorKind::TooManyCodes { .. }
         | ApiErrorKind::InvalidRequest(_)
+        | ApiErrorKind::NotSent
         | ApiErrorKind::CredentialsSuspended { .. } => WriteOutcome::NotApplied,
     }
 }
@@ -133,6 +135,7 @@ mod tests {
                 InDoubt,
             ),
             (ApiErrorKind::InvalidRequest("x".into()), NotApplied),
+            (ApiErrorKind::NotSent, NotApplied),
             (
                 ApiErrorKind::Redirected {
                     status: 307,

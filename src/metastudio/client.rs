@@ -178,6 +178,8 @@ struct Call {
     path: String,
     query: Vec<(String, String)>,
     body: Option<Vec<u8>>,
+    /// No attempt is sent after this (see [`MetaStudioClient::create`]).
+    deadline: Option<Instant>,
 }
 
 /// What one attempt produced, before the retry decision.
@@ -240,6 +242,7 @@ impl MetaStudioClient {
                     ("robot_id".into(), robot_id.to_owned()),
                 ],
                 body: None,
+                deadline: None,
             })
             .await?;
         let received = reply.value.data.len();
@@ -278,17 +281,29 @@ impl MetaStudioClient {
             path: code_path(Operation::ShowActiveCode, active_code_id, "")?,
             query: vec![],
             body: None,
+            deadline: None,
         })
         .await
     }
 
-    pub async fn create(&self, body: &CreateActiveCodeBody) -> Result<Reply<ActiveCode>, ApiError> {
+    /// Creates a code. Not idempotent and without a client token: retried
+    /// only when the request surely never reached the server or was
+    /// refused (429). No attempt is sent after `deadline`: when the write
+    /// budget has no slot for one by then, the call fails with
+    /// [`ApiErrorKind::NotSent`], surely not applied (the caller's batch
+    /// window is over).
+    pub async fn create(
+        &self,
+        body: &CreateActiveCodeBody,
+        deadline: Option<Instant>,
+    ) -> Result<Reply<ActiveCode>, ApiError> {
         self.send(Call {
             operation: Operation::CreateActiveCode,
             method: Method::POST,
             path: "active-code".into(),
             query: vec![],
             body: Some(json(body)),
+            deadline,
         })
         .await
     }
@@ -306,6 +321,7 @@ impl MetaStudioClient {
             path: code_path(Operation::UpdateActiveCode, active_code_id, "")?,
             query: vec![],
             body: Some(json(&UpdateActiveCodeBody { valid_period })),
+            deadline: None,
         })
         .await
     }
@@ -325,11 +341,18 @@ impl MetaStudioClient {
             body: Some(json(&ResetActiveCodeBody {
                 clean_auth_credential,
             })),
+            deadline: None,
         })
         .await
     }
 
-    pub async fn delete(&self, active_code_ids: &[String]) -> Result<Reply<()>, ApiError> {
+    /// Deletes the codes. No attempt is sent after `deadline` (as
+    /// [`MetaStudioClient::create`]).
+    pub async fn delete(
+        &self,
+        active_code_ids: &[String],
+        deadline: Option<Instant>,
+    ) -> Result<Reply<()>, ApiError> {
         if active_code_ids.is_empty() {
             return Err(invalid(
                 Operation::DeleteActiveCode,
@@ -342,6 +365,7 @@ impl MetaStudioClient {
             path: "active-code/delete".into(),
             query: vec![],
             body: Some(json(active_code_ids)),
+            deadline,
         })
         .await
     }
@@ -354,6 +378,7 @@ impl MetaStudioClient {
             path: "once-code".into(),
             query: vec![],
             body: None,
+            deadline: None,
         })
         .await
     }
@@ -401,8 +426,14 @@ impl MetaStudioClient {
         let started = Instant::now();
         let mut attempts = 0;
         loop {
+            let Some(waited) = self.pacer.acquire_by(call.operation, call.deadline).await else {
+                return Err(ApiError {
+                    operation: call.operation,
+                    attempts,
+                    kind: ApiErrorKind::NotSent,
+                });
+            };
             attempts += 1;
-            let waited = self.pacer.acquire(call.operation).await;
             metrics.record_rate_limit_wait(waited);
 
             let attempt_started = Instant::now();

@@ -139,6 +139,12 @@ pub enum ApiErrorKind {
     /// The call was refused before sending: a parameter is out of range.
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    /// Not sent: the caller's deadline (the call window of its batch) came
+    /// before the write budget of these credentials had a slot for it.
+    #[error(
+        "not sent: the call window of its batch ended before the write budget had a slot for it"
+    )]
+    NotSent,
     /// Not sent: these credentials were rejected (401/403) several times in
     /// a row, so calls with them pause (see `breaker`).
     #[error(
@@ -238,6 +244,7 @@ impl ApiError {
             | ApiErrorKind::Protocol { .. }
             | ApiErrorKind::TooManyCodes { .. }
             | ApiErrorKind::InvalidRequest(_)
+            | ApiErrorKind::NotSent
             | ApiErrorKind::CredentialsSuspended { .. } => false,
         }
     }

@@ -23,6 +23,7 @@ use super::error::Operation;
 use super::rate_limit::{self, RateLimit, RateLimiter};
 use std::ops::RangeInclusive;
 use std::time::Duration;
+use tokio::time::Instant;
 
 /// What a call spends: the quota of reads or of writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -285,8 +286,20 @@ impl Pacer {
     /// ([`crate::slots::released_while`]): waiting for one tenant's budget
     /// holds nothing another tenant needs.
     pub async fn acquire(&self, operation: Operation) -> Duration {
+        self.acquire_by(operation, None)
+            .await
+            .expect("a slot without a deadline is always taken")
+    }
+
+    /// As [`Pacer::acquire`], for a slot free no later than `deadline`:
+    /// `None`, having waited for and taken nothing, when there is none.
+    pub async fn acquire_by(
+        &self,
+        operation: Operation,
+        deadline: Option<Instant>,
+    ) -> Option<Duration> {
         let class = CallClass::of(operation);
-        let wait = self.limiter(class).reserve();
+        let wait = self.limiter(class).reserve_by(deadline)?;
         if !wait.is_zero() {
             tracing::debug!(
                 ?class,
@@ -295,7 +308,7 @@ impl Pacer {
             );
             crate::slots::released_while(tokio::time::sleep(wait)).await;
         }
-        wait
+        Some(wait)
     }
 
     /// The server throttled `operation`: its class slows down. Returns

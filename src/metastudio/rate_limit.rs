@@ -196,13 +196,24 @@ impl RateLimiter {
 
     /// Reserves a slot; returns how long the caller must wait for it.
     pub fn reserve(&self) -> Duration {
+        self.reserve_by(None)
+            .expect("a slot without a deadline is always taken")
+    }
+
+    /// Reserves a slot free no later than `deadline` (any slot without
+    /// one); returns how long the caller must wait for it, or `None`,
+    /// taking nothing, when the next slot is later than the deadline.
+    pub fn reserve_by(&self, deadline: Option<Instant>) -> Option<Duration> {
         let now = Instant::now();
         let mut state = self.state();
         let Some((allowed_at, next)) = state.slot(now) else {
-            return Duration::ZERO;
+            return Some(Duration::ZERO);
         };
+        if deadline.is_some_and(|d| allowed_at > d) {
+            return None;
+        }
         state.next = Some(next);
-        allowed_at.saturating_duration_since(now)
+        Some(allowed_at.saturating_duration_since(now))
     }
 
     /// Takes a slot only if one is free now; otherwise takes nothing and
@@ -233,6 +244,26 @@ impl RateLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slot_later_than_the_deadline_is_not_taken() {
+        let limiter = RateLimiter::new(RateLimit {
+            per_second: 10.0,
+            burst: 1,
+        });
+        let now = Instant::now();
+        assert_eq!(limiter.reserve_by(Some(now)), Some(Duration::ZERO));
+        // The next slot is 100 ms away: not by a deadline 50 ms away, and
+        // asking took nothing, so it is still the next one.
+        let soon = now + Duration::from_millis(50);
+        assert_eq!(limiter.reserve_by(Some(soon)), None);
+        assert_eq!(limiter.reserve(), Duration::from_millis(100));
+        let unlimited = RateLimiter::new(RateLimit {
+            per_second: 0.0,
+            burst: 1,
+        });
+        assert_eq!(unlimited.reserve_by(Some(now)), Some(Duration::ZERO));
+    }
 
     #[tokio::test(start_paused = true)]
     async fn burst_passes_then_calls_are_spaced() {

@@ -118,14 +118,15 @@ impl Engine {
             };
             let batch: Vec<Action> = queue.drain(..queue.len().min(size)).collect();
             let window = self.count_window(client, &batch);
-            let deadline = sync.record_count(run, &batch, planned, window).await?;
+            let end = sync.record_count(run, &batch, planned, window).await?;
+            let length = Duration::from_secs(window.into());
+            let window = count_calls::Window::new(end, length, self.transport.options().timeout);
             let robot = &run.resource.spec.robot_id;
             let round = match batch[0] {
                 Action::Create { .. } => {
-                    count_calls::create(client, robot, &batch, self.concurrency, Some(deadline))
-                        .await
+                    count_calls::create(client, robot, &batch, self.concurrency, window).await
                 }
-                _ => count_calls::delete(client, &batch, self.concurrency, Some(deadline)).await,
+                _ => count_calls::delete(client, &batch, self.concurrency, window).await,
             };
             let left = round.not_started;
             let done = sync.absorb_count(round.applied);
