@@ -73,7 +73,7 @@ fn main() -> ExitCode {
 fn bench(options: &Options) -> Result<(), String> {
     options.check()?;
     let runner = Runner::new()?;
-    let shape = Shape::new(options.robots, options.codes_per_robot, options.drift_share);
+    let shape = options.shape(options.robots);
     print!("{}", report::header(options, &shape));
     let mut runs = Vec::new();
     for index in 1..=options.runs as usize {
@@ -89,7 +89,7 @@ fn bench(options: &Options) -> Result<(), String> {
 
     let mut points: Vec<RunResult> = Vec::new();
     for &robots in options.series_points() {
-        let shape = Shape::new(robots, options.codes_per_robot, options.drift_share);
+        let shape = options.shape(robots);
         eprintln!("series: {} codes ...", shape.codes());
         points.push(runner.run(options, shape)?);
     }
@@ -99,14 +99,31 @@ fn bench(options: &Options) -> Result<(), String> {
     Ok(())
 }
 
-/// The tiny run of `cargo test` and nextest: it checks the counts, which
-/// do not depend on timing.
+/// The tiny runs of `cargo test` and nextest, a drifted fleet and a
+/// scale-up: they check the counts, which do not depend on timing.
 fn smoke() -> Result<(), String> {
-    let options = Options::smoke();
-    let shape = Shape::new(options.robots, options.codes_per_robot, options.drift_share);
-    let run = Runner::new()?.run(&options, shape)?;
-    print!("{}", report::header(&options, &shape));
-    print!("{}", report::run(&options, 1, &run));
+    let mut problems = Vec::new();
+    for scale_up in [false, true] {
+        let options = Options {
+            scale_up,
+            ..Options::smoke()
+        };
+        let shape = options.shape(options.robots);
+        let run = Runner::new()?.run(&options, shape)?;
+        print!("{}", report::header(&options, &shape));
+        print!("{}", report::run(&options, 1, &run));
+        problems.extend(smoke_problems(&shape, &run));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("\n"))
+    }
+}
+
+/// What a smoke run did other than the lower bound of calls and a steady
+/// state that writes nothing.
+fn smoke_problems(shape: &Shape, run: &RunResult) -> Vec<String> {
     let mut problems = Vec::new();
     if run.converge_calls.calls != shape.converge_bound() || run.converge_calls.other != 0 {
         problems.push(format!(
@@ -125,20 +142,16 @@ fn smoke() -> Result<(), String> {
         ));
     }
     for pass in [&run.converge, &run.steady] {
-        if pass.converged != pass.resources || pass.updates_done != pass.updates_planned {
+        if pass.converged != pass.resources || pass.writes_done != pass.writes_planned {
             problems.push(format!(
-                "{} of {} resources converged, {} of {} updates done: {:?}",
+                "{} of {} resources converged, {} of {} writes done: {:?}",
                 pass.converged,
                 pass.resources,
-                pass.updates_done,
-                pass.updates_planned,
+                pass.writes_done,
+                pass.writes_planned,
                 pass.failures
             ));
         }
     }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(problems.join("\n"))
-    }
+    problems
 }

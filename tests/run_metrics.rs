@@ -109,6 +109,7 @@ async fn ready_after_sync_metrics_carry_every_series_and_gauges_follow_the_cache
         "metastudio_reconcile_duration_seconds_bucket",
         r#"metastudio_api_calls_total{operation="ListActiveCode",status="200"} 2"#,
         r#"metastudio_api_calls_total{operation="UpdateActiveCode",status="200"} 3"#,
+        r#"metastudio_code_changes_total{operation="UpdateActiveCode",outcome="done"} 3"#,
         "metastudio_api_retries_total{",
         "metastudio_api_call_duration_seconds_bucket",
         "metastudio_rate_limit_waits_total",

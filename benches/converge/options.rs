@@ -51,6 +51,11 @@ pub struct Options {
     /// second (e.g. 20/5), answering 429 APIGW.0308 over them.
     #[arg(long, value_parser = parse_quota)]
     pub server_quota: Option<Quotas>,
+    /// A scale-up instead of a drifted fleet: each resource counts an
+    /// empty room (spec.count) up to --codes-per-robot codes, so
+    /// converging is one create per code (--drift-share is unused).
+    #[arg(long)]
+    pub scale_up: bool,
     /// Also converge an identical fleet with the official Huawei Cloud
     /// Python SDK (--sdk-threads threads, its retries on) and print both.
     #[arg(long)]
@@ -93,6 +98,7 @@ impl Options {
             write_rate: None,
             rate_burst: 1,
             server_quota: None,
+            scale_up: false,
             sdk: false,
             sdk_threads: 8,
             python: PathBuf::new(),
@@ -122,6 +128,11 @@ impl Options {
                 ));
             }
         }
+        if self.scale_up && self.sdk {
+            return Err(
+                "--sdk converges a drifted fleet; drop it with --scale-up (the SDK side makes no creates)".into(),
+            );
+        }
         if self.series.contains(&0) {
             return Err("--series has a point with 0 robots; give robot counts above 0".into());
         }
@@ -137,6 +148,15 @@ impl Options {
             writes_per_second: self.write_rate.or(unset.then_some(0.0)),
             burst: Some(self.rate_burst),
             ..Pacing::default()
+        }
+    }
+
+    /// The fleet of `robots` robots these options describe.
+    pub fn shape(&self, robots: u32) -> super::fleet::Shape {
+        if self.scale_up {
+            super::fleet::Shape::scale_up(robots, self.codes_per_robot)
+        } else {
+            super::fleet::Shape::new(robots, self.codes_per_robot, self.drift_share)
         }
     }
 

@@ -27,9 +27,9 @@ pub fn ideal_secs(options: &Options, shape: &Shape, converging: bool) -> f64 {
     by_latency.max(quota_bound_secs(options, &calls))
 }
 
-/// The quota bound: max(lists / read rate, updates / write rate), each rate
-/// the tighter of the client's budget and the server's quota; 0 when
-/// neither limits.
+/// The quota bound: max(lists / read rate, writes (updates and creates) /
+/// write rate), each rate the tighter of the client's budget and the
+/// server's quota; 0 when neither limits.
 pub fn quota_bound_secs(options: &Options, calls: &Calls) -> f64 {
     let budgets = options.pacing().budgets(options.region.as_deref());
     let server = options.server_quota;
@@ -42,7 +42,7 @@ pub fn quota_bound_secs(options: &Options, calls: &Calls) -> f64 {
     let time = |count: u64, rate: Option<f64>| rate.map_or(0.0, |r| count as f64 / r);
     let reads = rate(budgets.reads.per_second, server.map(|q| q.reads));
     let writes = rate(budgets.writes.per_second, server.map(|q| q.writes));
-    time(calls.list, reads).max(time(calls.update, writes))
+    time(calls.list, reads).max(time(calls.writes(), writes))
 }
 
 /// The client's budgets and the server's quotas, for the header.
@@ -97,6 +97,12 @@ fn calls_line(delta: &CallDelta, bound: &Calls) -> String {
         against(delta.calls.list, bound.list),
         against(delta.calls.update, bound.update),
     );
+    if bound.create > 0 || delta.calls.create > 0 {
+        line.push_str(&format!(
+            ", CreateActiveCode {}",
+            against(delta.calls.create, bound.create)
+        ));
+    }
     if delta.other > 0 {
         line.push_str(&format!(", other operations {}", delta.other));
     }
@@ -116,6 +122,18 @@ fn calls_line(delta: &CallDelta, bound: &Calls) -> String {
 }
 
 pub fn header(options: &Options, shape: &Shape) -> String {
+    if shape.scale_up {
+        return format!(
+            "converge: scale-up, {} robots x an empty room counting {} codes (spec.count) = {} creates; latency {}; concurrency {} resources x {} code(s) at once; {}\n",
+            shape.robots,
+            shape.codes_per_robot,
+            shape.converge_bound().create,
+            options.latency,
+            options.concurrency,
+            options.code_concurrency,
+            pacing_line(options),
+        );
+    }
     format!(
         "converge: {} robots x {} codes = {} codes, {} drifted per robot ({} updates); latency {}; concurrency {} resources x {} code(s) at once; {}\n",
         shape.robots,
@@ -179,9 +197,9 @@ fn ideal_line(options: &Options, shape: &Shape, ideal: f64) -> String {
     let bound = shape.converge_bound();
     if ideal > 0.0 && ideal == quota_bound_secs(options, &bound) {
         return format!(
-            "{ideal:.2} s (the quota bound: {} lists and {} updates at {})",
+            "{ideal:.2} s (the quota bound: {} lists and {} writes at {})",
             bound.list,
-            bound.update,
+            bound.writes(),
             pacing_line(options)
         );
     }

@@ -105,7 +105,7 @@ impl Drop for SimulatorProcess {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CallDelta {
     pub calls: Calls,
-    /// Calls of any other operation (show, reset, create, delete, once-code).
+    /// Calls of any other operation (show, reset, delete, once-code).
     pub other: u64,
     /// Calls that change something remotely (update, reset, create, delete).
     pub writes: u64,
@@ -121,6 +121,7 @@ impl CallDelta {
         let calls = Calls {
             list: made(Operation::ListActiveCode),
             update: made(Operation::UpdateActiveCode),
+            create: made(Operation::CreateActiveCode),
         };
         let total = after.total_calls() - before.total_calls();
         let writes = [

@@ -57,8 +57,9 @@ pub struct PassResult {
     pub cpu_secs: f64,
     pub resources: usize,
     pub converged: usize,
-    pub updates_planned: usize,
-    pub updates_done: usize,
+    /// Writes (updates, or creates in a scale-up) planned and done.
+    pub writes_planned: usize,
+    pub writes_done: usize,
     /// The first few resources that did not converge, with why.
     pub failures: Vec<String>,
     /// This process after the pass (the peak covers every pass so far).
@@ -130,21 +131,21 @@ async fn pass(
     let outcomes = reconcile_all(engine, host, resources, Mode::Normal, concurrency as usize).await;
     let wall_secs = started.elapsed().as_secs_f64();
     let cpu_secs = (cpu::own() - cpu_before).as_secs_f64();
-    let is_update = |a: &Action| matches!(a, Action::Update { .. });
+    let is_write = |a: &Action| matches!(a, Action::Update { .. } | Action::Create { .. });
     PassResult {
         wall_secs,
         cpu_secs,
         resources: outcomes.len(),
         converged: outcomes.iter().filter(|o| o.report.converged).count(),
-        updates_planned: outcomes
+        writes_planned: outcomes
             .iter()
             .flat_map(|o| &o.report.planned)
-            .filter(|a| is_update(a))
+            .filter(|a| is_write(a))
             .count(),
-        updates_done: outcomes
+        writes_done: outcomes
             .iter()
             .flat_map(|o| &o.report.applied)
-            .filter(|r| is_update(&r.action) && matches!(r.outcome, ActionOutcome::Done { .. }))
+            .filter(|r| is_write(&r.action) && matches!(r.outcome, ActionOutcome::Done { .. }))
             .count(),
         failures: outcomes
             .iter()

@@ -77,6 +77,7 @@ async fn create_one(
     action: &Action,
     window: Window,
 ) -> Result<Vec<Applied>, Vec<Action>> {
+    // A batch of creates holds nothing else.
     let Action::Create {
         room_id,
         valid_period,

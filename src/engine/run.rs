@@ -99,13 +99,13 @@ impl<H: Host> Run<'_, H> {
     /// While the recorded creates or deletes (`batch`, spec.count) are under
     /// way, the status says so, as [`Run::resetting`] does.
     pub fn scaling(&mut self, batch: &[Action]) {
-        let creates = batch
-            .iter()
-            .filter(|a| matches!(a, Action::Create { .. }))
-            .count();
-        let deletes = batch.len() - creates;
+        let verb = match batch.first() {
+            Some(Action::Create { .. }) => "creating",
+            _ => "deleting",
+        };
         let message = format!(
-            "creating {creates} and deleting {deletes} code(s) (spec.count); their intents are recorded first"
+            "{verb} {} code(s) (spec.count); their intents are recorded first",
+            batch.len()
         );
         self.set(READY, Some(false), reason::SCALING, message.clone());
         conditions::set_progress(

@@ -366,8 +366,7 @@ impl<'s> Sync<'s> {
                 &self.codes.values().cloned().collect::<Vec<_>>(),
             );
         }
-        let recorded = self.recorded.clone();
-        self.set_pending(run, &recorded);
+        self.set_pending(run, &self.recorded);
         self.ledger.store(&mut run.status);
         run.resetting(self.recorded.len());
         let saved = run

@@ -4,7 +4,7 @@
 use super::conditions::reason;
 use super::{ActionOutcome, ActionResult, Mode, Next};
 use crate::crd::{CreateIntent, DeleteIntent, ResetIntent, TokenRollout};
-use crate::plan::window;
+use crate::plan::{Action, window};
 use jiff::{SignedDuration, Timestamp};
 use std::time::Duration;
 
@@ -144,7 +144,7 @@ fn failures(failed: &[&ActionResult], attempted: usize) -> Verdict {
 
 fn describe(result: &ActionResult) -> String {
     let what = match &result.action {
-        crate::plan::Action::Create { index, .. } => format!("new code #{index}"),
+        Action::Create { index, .. } => format!("new code #{index}"),
         action => format!("code {}", action.code_id()),
     };
     match &result.outcome {
