@@ -22,6 +22,7 @@ pub mod directory;
 pub mod events;
 pub mod leader;
 pub mod nudges;
+pub mod restarts;
 pub mod triggers;
 
 use crate::crd::{ActivationCode, ActivationCodeStatus};
