@@ -238,6 +238,8 @@ class Rules:
     lease_verbs: set = dataclasses.field(default_factory=set)
     # `broker`: the once-code broker's ClusterRole, when broker.enabled.
     broker: dict = dataclasses.field(default_factory=dict)
+    # `restartTargets`: beside `rules`, when restartTargets.enabled.
+    restart_targets: dict = dataclasses.field(default_factory=dict)
 
 
 # The once-code broker may create TokenReviews and SubjectAccessReviews, nothing more.
@@ -253,7 +255,12 @@ def load_rules(path=RULES_FILE):
         doc = yaml.safe_load(f)
     rules = Rules(namespaced=grants({"rules": doc["rules"]}), cluster=grants({"rules": doc["clusterRules"]}),
                   connection_secrets=grants({"rules": [doc["connectionSecrets"]]}),
-                  lease_verbs=set(doc["leases"]["verbs"]), broker=grants({"rules": doc["broker"]}))
+                  lease_verbs=set(doc["leases"]["verbs"]), broker=grants({"rules": doc["broker"]}),
+                  restart_targets=grants({"rules": doc["restartTargets"]}))
+    # Patching a workload restarts it: get and patch on the three kinds that roll out, nothing more.
+    check(rules.restart_targets == {("apps", k): {"get", "patch"} for k in ("deployments", "statefulsets", "daemonsets")},
+          path, f"restartTargets grants {sorted((k, sorted(v)) for k, v in rules.restart_targets.items())}, expected "
+          "exactly get and patch on deployments, statefulsets and daemonsets (apps)")
     check(rules.broker == BROKER_GRANTS, path, f"broker grants {sorted((k, sorted(v)) for k, v in rules.broker.items())}, "
           f"expected exactly create on tokenreviews and subjectaccessreviews")
     check(not any(r.get("resourceNames") or r.get("nonResourceURLs") for r in doc["broker"]), path,
@@ -304,7 +311,17 @@ def bindings_of(objs, role, sa):
             and {"kind": "ServiceAccount", "name": sa, "namespace": NAMESPACE} in b.get("subjects", [])]
 
 
-def check_rbac(name, objs, watched, leader_election, sa):
+def operator_grants(restart_targets):
+    """{(apiGroup, resource): verbs} of the operator's own Role or ClusterRole: `rules`, and `restartTargets`
+    when restartTargets.enabled."""
+    out = {k: set(v) for k, v in RULES.namespaced.items()}
+    for k, v in (RULES.restart_targets if restart_targets else {}).items():
+        out.setdefault(k, set()).update(v)
+    return out
+
+
+def check_rbac(name, objs, watched, leader_election, sa, restart_targets=False):
+    operator = operator_grants(restart_targets)
     for o, r in rules_of(objs):
         where = f"{name}: {ident(o)}"
         for field in ("verbs", "resources", "apiGroups", "resourceNames", "nonResourceURLs"):
@@ -325,7 +342,7 @@ def check_rbac(name, objs, watched, leader_election, sa):
     connection_roles = [r for r in roles if r["metadata"].get("namespace") == NAMESPACE
                         and grants(r) == RULES.connection_secrets]
     secret_roles = [o for o in cluster_roles + roles if ("", "secrets") in grants(o)]
-    others = [o for o in secret_roles if grants(o) != RULES.namespaced and o not in connection_roles]
+    others = [o for o in secret_roles if grants(o) != operator and o not in connection_roles]
     check(not others, name, "a role other than the operator's rules (or the Role for the Secrets of "
           "ClusterMetaStudioConnections in the release namespace) touches secrets: " + ", ".join(map(ident, others)))
     needs_connection_role = bool(watched) and NAMESPACE not in watched
@@ -356,21 +373,21 @@ def check_rbac(name, objs, watched, leader_election, sa):
         check(not stray, name, "a ClusterRoleBinding other than the clusterRules' exists although watchNamespaces "
               "is set: " + ", ".join(map(ident, stray)))
         for ns in watched:
-            mine = [r for r in roles if r["metadata"].get("namespace") == ns and grants(r) == RULES.namespaced]
+            mine = [r for r in roles if r["metadata"].get("namespace") == ns and grants(r) == operator]
             check(len(mine) == 1, name, f"expected one Role with the operator's rules in namespace {ns}, found {len(mine)}")
             check(bool(mine) and len(bindings_of(objs, mine[0], sa)) == 1, name,
                   f"no RoleBinding in {ns} binds the operator's Role to ServiceAccount {sa}")
-        others = {r["metadata"].get("namespace") for r in roles if grants(r) == RULES.namespaced} - set(watched)
+        others = {r["metadata"].get("namespace") for r in roles if grants(r) == operator} - set(watched)
         check(not others, name, f"operator Roles in namespaces that are not watched: {sorted(others)}")
     else:
-        mine = [cr for cr in cluster_roles if grants(cr) == RULES.namespaced]
+        mine = [cr for cr in cluster_roles if grants(cr) == operator]
         check(len(mine) == 1, name, f"expected one ClusterRole with exactly the operator's rules, found {len(mine)}: "
               + "; ".join(f"{ident(c)} {sorted((k, sorted(v)) for k, v in grants(c).items())}" for c in cluster_roles))
         check(len(cluster_roles) == 2, name, f"expected two ClusterRoles (the operator's rules and {cluster_name}), "
               "found: " + ", ".join(map(ident, cluster_roles)))
         check(bool(mine) and len(bindings_of(objs, mine[0], sa)) == 1, name,
               f"no ClusterRoleBinding binds the operator's ClusterRole to ServiceAccount {sa}")
-        check(not [r for r in roles if grants(r) == RULES.namespaced], name, "namespaced operator Roles without watchNamespaces")
+        check(not [r for r in roles if grants(r) == operator], name, "namespaced operator Roles without watchNamespaces")
 
     lease_roles = [r for r in roles if any(res == "leases" for (_, res) in grants(r))]
     if leader_election:
@@ -392,7 +409,7 @@ def check_rbac(name, objs, watched, leader_election, sa):
 
 
 def check_render(name, objs, *, watched=(), service_monitor=False, network_policy=False, pdb=True,
-                 leader_election=True, broker=None):
+                 leader_election=True, broker=None, restart_targets=False):
     for o in objs:
         meta = o.get("metadata", {})
         check(meta.get("labels", {}).get("app.kubernetes.io/name") == RELEASE or o["kind"] == "Namespace",
@@ -407,7 +424,7 @@ def check_render(name, objs, *, watched=(), service_monitor=False, network_polic
     sa = sas[0]["metadata"]["name"] if sas else "?"
     if d:
         check(d["spec"]["template"]["spec"].get("serviceAccountName") == sa, name, "the Deployment does not use the ServiceAccount")
-    check_rbac(name, objs, list(watched), leader_election, sa)
+    check_rbac(name, objs, list(watched), leader_election, sa, restart_targets)
 
     services = [s for s in of_kind(objs, "Service") if s["metadata"]["name"] != BROKER_NAME]
     ok = check(len(services) == 1, name, f"expected one Service besides the broker's, found {len(services)}")
@@ -1120,6 +1137,7 @@ def main():
         check_scheduling("default", d, grace=30, anti_affinity="preferred", spread=False)
 
     d = check_render("scoped", renders["scoped"], watched=WATCHED, service_monitor=True, network_policy=True,
+                     restart_targets=True,
                      # Three replicas share broker.quota (20/s).
                      broker=Broker(quota=str(20 / 3), issuer={"name": "cluster-ca", "kind": "ClusterIssuer"}))
     if d:
@@ -1129,6 +1147,7 @@ def main():
         check_scheduling("scoped", d, grace=30, anti_affinity="required", spread=True)
 
     d = check_render("configured", renders["configured"], pdb=False, leader_election=False, network_policy=True,
+                     restart_targets=True,
                      broker=Broker(port=9443, audience="metastudio-broker", caller_rate="0.5", caller_burst="2",
                                    quota="10", review_rate="5", review_burst="8", secret="kiosk-broker-tls", peers=[{
                                        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "retail"}},

@@ -95,10 +95,16 @@ Renders "true" or "".
 {{/*
 RBAC rules for watching and reconciling ActivationCodes, from
 rbac/operator-rules.yaml (the one list of the API calls the operator makes,
-checked against the code by tests/rbac.rs); no wildcards anywhere.
+checked against the code by tests/rbac.rs), with its restartTargets rules
+when restartTargets.enabled; no wildcards anywhere.
 */}}
 {{- define "metastudio-operator.rules" -}}
-{{- (.Files.Get "rbac/operator-rules.yaml" | fromYaml).rules | toYaml }}
+{{- $file := .Files.Get "rbac/operator-rules.yaml" | fromYaml }}
+{{- $rules := $file.rules }}
+{{- if .Values.restartTargets.enabled }}
+{{- $rules = concat $rules $file.restartTargets }}
+{{- end }}
+{{- $rules | toYaml }}
 {{- end }}
 
 {{/*
