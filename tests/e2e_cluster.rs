@@ -38,6 +38,7 @@
 //! | w. a hostile budget: refused by the CRD, stored by an old one, the operator stays up | [`budgets::w_a_hostile_budget_under_an_old_crd_stops_only_its_own_resources`] |
 //! | y. two live reconcilers, 200 codes at 3 writes/s: each reset once | [`slow_batch::y_two_live_reconcilers_reset_200_codes_once_at_3_writes_a_second`] |
 //! | x. spec.robotId changed: refused by CEL (>= 1.25) or by the operator (InvalidSpec, no call, ledger kept) until put back | [`robot_id::x_a_changed_robot_id_stops_the_resource_until_it_is_put_back`] |
+//! | rt. restartTargets: a Deployment rolls out once when named and once per rotation, not on a resync nor an operator restart | [`restart_targets::rt_a_deployment_rolls_out_once_per_rotation_and_not_on_a_resync`] |
 
 mod common;
 mod e2e;
@@ -68,6 +69,9 @@ mod slow_batch;
 // Scenario x.
 #[path = "e2e_cluster/robot_id.rs"]
 mod robot_id;
+// Scenario rt.
+#[path = "e2e_cluster/restart_targets.rs"]
+mod restart_targets;
 
 use common::offline::fleet_seed;
 use common::{ROBOT, robot_seed, seed_yaml};
