@@ -215,7 +215,7 @@ impl Host for ClusterHost<'_> {
             .as_ref()
             .map_or(&[][..], |r| &r.restart_targets[..]);
         if !targets.is_empty() {
-            self.roll_out(resource, &stored, targets).await;
+            self.roll_out(resource, secret_name, &stored, targets).await;
         }
         Ok(())
     }
@@ -295,16 +295,17 @@ impl ClusterHost<'_> {
         .map_err(|e| HostError::new(action(), e))
     }
 
-    /// Brings `targets` up to the hash of `secret` as stored, with an Event
-    /// for those rolled out and a Warning for those that cannot be.
+    /// Brings `targets` up to the hash of the export Secret `secret_name`
+    /// as stored (`secret`), with an Event for those rolled out and a
+    /// Warning for those that cannot be.
     async fn roll_out(
         &self,
         resource: &ActivationCode,
+        secret_name: &str,
         secret: &KubeSecret,
         targets: &[RestartTarget],
     ) {
-        let (namespace, secret_name) =
-            (resource.namespace().unwrap_or_default(), secret.name_any());
+        let namespace = resource.namespace().unwrap_or_default();
         // The API server gives every object it stores a uid.
         let Some(uid) = secret.uid() else {
             warn!(secret = %secret_name, "the export Secret came back without a uid: no workload rolled out");
@@ -313,7 +314,7 @@ impl ClusterHost<'_> {
         let empty = BTreeMap::new();
         let hash = restarts::export_hash(&uid, secret.data.as_ref().unwrap_or(&empty));
         let results = restarts::follow(&self.ctx.client, &namespace, &hash, targets).await;
-        for event in restarts::events(&secret_name, &results) {
+        for event in restarts::events(secret_name, &results) {
             self.event(resource, &event).await;
         }
     }
