@@ -156,6 +156,10 @@ pub async fn run(
         })?;
     info!(%addr, "serving /metrics, /healthz and /readyz");
     on_listening(addr);
+    if !controller::crd_check::wait_until_served(&client, &health, shutdown.clone()).await {
+        info!("stopped before the CRDs were installed");
+        return Ok(());
+    }
 
     let identity = args
         .identity
