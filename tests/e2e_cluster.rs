@@ -5,7 +5,9 @@
 //! every run. The suite runs unchanged against any other disposable cluster
 //! (kind, k3d, a current release): `KUBECONFIG=... cargo nextest run --test
 //! e2e_cluster`. Without a cluster it fails; it never skips, but for the
-//! node scenario on a cluster it cannot load its image into (it says so).
+//! node scenario on a cluster it cannot load its image into, and the chart
+//! scenarios (p to u) without the operator's image in `E2E_IMAGE` (they say
+//! so).
 //!
 //! Every scenario gets a fresh namespace (deleted afterwards), the chart's
 //! ServiceAccount and RBAC rendered by `helm template` for that namespace,
@@ -33,6 +35,13 @@
 //! | n. 10,000 codes rotate once each, the object under 512 KiB | [`scale::n_ten_thousand_codes_rotate_once_each_within_512_kib`] |
 //! | v. the broker and the metrics port under junk: TokenReviews within the budget, served callers keep their codes, idle connections closed | [`broker_flood::v_junk_tokens_cost_reviews_within_the_budget_and_served_callers_keep_their_codes`] (figures: `scripts/bench-broker-flood`) |
 //! | the node runs a pod: its Service from the host and the pod, the API server from the pod, logs, exec (needs a Ready node) | [`node::node_runs_a_pod_that_answers_through_its_service`] |
+//! | p. `helm install` as shipped (image overridden): CRDs with the release, two Ready pods, one Lease holder, non-root and read-only as the chart says, a tenant's code converges against the simulator in the cluster | [`lifecycle_install::p_s_helm_install_converges_and_uninstall_keeps_the_resources`] |
+//! | q. SIGTERM releases the Lease; kill -9 of the leader's container mid-rotation (lost answers): each code reset once | [`chart_handover::q_the_leader_hands_over_on_sigterm_and_kill_9_mid_rotation_resets_each_code_once`] |
+//! | r. `helm upgrade` to a second image and a chart version with a new CRD field, mid-rotation, under the PDB | [`lifecycle_upgrade::r_helm_upgrade_during_a_rotation_rolls_under_the_pdb_and_adds_a_crd_field`] |
+//! | r. `helm upgrade` from a release without the connection CRDs: named in /readyz and the log, then reconciled | [`lifecycle_upgrade::r_an_upgrade_from_a_release_without_the_connection_crds_names_them_then_reconciles`] |
+//! | s. `helm uninstall`: nothing of the release left, the CRDs and the users' resources kept | [`lifecycle_install::p_s_helm_install_converges_and_uninstall_keeps_the_resources`] |
+//! | t. the broker's Service over TLS from a workload's pod (`deploy/broker-client/`); 403 without the Role | [`chart_broker::t_a_workload_gets_a_once_code_from_the_broker_service_and_a_stranger_gets_403`] |
+//! | u. 200 resources x 10 codes under the chart's limits, no restart, peak memory printed | [`chart_limits::u_two_hundred_resources_converge_under_the_charts_limits_without_a_restart`] |
 
 mod common;
 mod e2e;
@@ -51,6 +60,19 @@ mod broker_flood;
 // The node of scripts/control-plane runs pods (skipped without a Ready node).
 #[path = "e2e_cluster/node.rs"]
 mod node;
+// Scenarios p to u: the chart as shipped, with the image of scripts/image
+// (E2E_IMAGE; skipped without it). The lifecycle_* ones run alone
+// (.config/nextest.toml): they delete, install and upgrade the CRDs.
+#[path = "e2e_cluster/chart_broker.rs"]
+mod chart_broker;
+#[path = "e2e_cluster/chart_handover.rs"]
+mod chart_handover;
+#[path = "e2e_cluster/chart_limits.rs"]
+mod chart_limits;
+#[path = "e2e_cluster/lifecycle_install.rs"]
+mod lifecycle_install;
+#[path = "e2e_cluster/lifecycle_upgrade.rs"]
+mod lifecycle_upgrade;
 
 use common::offline::fleet_seed;
 use common::{ROBOT, robot_seed, seed_yaml};
