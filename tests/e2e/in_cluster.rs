@@ -454,3 +454,25 @@ pub fn root_mount_options(mountinfo: &str) -> Option<&str> {
         (fields.get(4) == Some(&"/")).then(|| fields.get(5).copied())?
     })
 }
+
+/// Creates `pod`, again while the API server answers that the namespace's
+/// ServiceAccount has no token yet (1.20's ServiceAccount admission, until
+/// the token controller made its Secret: a 500 that asks to retry).
+pub async fn create_pod(pods: &Api<Pod>, pod: &Pod) -> Pod {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        match pods.create(&Default::default(), pod).await {
+            Ok(created) => return created,
+            Err(kube::Error::Api(status))
+                if status.message.contains("No API token found")
+                    && std::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(err) => panic!(
+                "create pod {}: {err}",
+                pod.metadata.name.as_deref().unwrap_or_default()
+            ),
+        }
+    }
+}

@@ -18,7 +18,7 @@ use crate::e2e::tools::{kubectl, succeed};
 use crate::e2e::{Cluster, eventually};
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::Client;
-use kube::api::{Api, PostParams};
+use kube::api::Api;
 use serde_json::{Value, json};
 use std::path::Path;
 use std::time::Duration;
@@ -109,12 +109,7 @@ async fn run_to_end(client: &Client, pod: &Value) -> (String, String) {
     let namespace = pod["metadata"]["namespace"].as_str().unwrap();
     let name = pod["metadata"]["name"].as_str().unwrap();
     let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    pods.create(
-        &PostParams::default(),
-        &serde_json::from_value(pod.clone()).unwrap(),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("create pod {namespace}/{name}: {e}"));
+    crate::e2e::in_cluster::create_pod(&pods, &serde_json::from_value(pod.clone()).unwrap()).await;
     let deadline = std::time::Instant::now() + WAIT;
     let phase = loop {
         let phase = pods.get(name).await.ok().and_then(|p| p.status?.phase);
