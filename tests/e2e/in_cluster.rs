@@ -168,6 +168,30 @@ impl ClusterSimulator {
     }
 }
 
+impl ClusterSimulator {
+    /// The name of the MetaStudioConnection [`Self::connect`] makes.
+    pub const CONNECTION: &'static str = "simulator";
+
+    /// A credentials Secret with the simulator's keys and a
+    /// MetaStudioConnection [`Self::CONNECTION`] to the simulator in
+    /// `namespace`, for its ActivationCodes' `spec.connectionRef` (in a
+    /// cluster only a connection resource may name an endpoint that is not
+    /// MetaStudio's own).
+    pub async fn connect(&self, namespace: &str) {
+        let objects = [
+            credentials_secret(namespace, "metastudio-credentials"),
+            json!({"apiVersion": "metastudio.huaweicloud.com/v1alpha1", "kind": "MetaStudioConnection",
+                   "metadata": {"name": Self::CONNECTION, "namespace": namespace},
+                   "spec": {"endpoint": self.endpoint(),
+                            "projectId": metastudio_operator::simulator::DEFAULT_PROJECT_ID,
+                            "credentialsSecretRef": {"name": "metastudio-credentials"}}}),
+        ];
+        for object in &objects {
+            super::chart::apply_object(&self.client, object).await;
+        }
+    }
+}
+
 /// A Secret with the simulator's default keys, for connections.
 pub fn credentials_secret(namespace: &str, name: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": namespace},

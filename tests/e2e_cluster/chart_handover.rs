@@ -17,8 +17,7 @@
 
 use crate::e2e::image;
 use crate::e2e::in_cluster::{
-    ClusterSimulator, can_kill_containers, credentials_secret, fleet_seed_yaml, holder_among,
-    kill_9, pods, restarts,
+    ClusterSimulator, can_kill_containers, fleet_seed_yaml, holder_among, kill_9, pods, restarts,
 };
 use crate::e2e::release::{Release, shipped_chart};
 use crate::e2e::{Cluster, eventually};
@@ -42,11 +41,11 @@ pub fn confined_values(image: &image::Image, namespace: &str) -> Vec<String> {
     values
 }
 
-/// An ActivationCode of robot `robot-I` at the simulator, with `spec`.
-pub fn code_manifest(namespace: &str, i: usize, endpoint: &str, spec: Value) -> Value {
+/// An ActivationCode of robot `robot-I` through the simulator's connection
+/// ([`ClusterSimulator::connect`]), with `spec`.
+pub fn code_manifest(namespace: &str, i: usize, spec: Value) -> Value {
     let mut full = json!({"robotId": format!("robot-{i}"), "validPeriod": 7,
-        "connection": {"endpoint": endpoint, "projectId": metastudio_operator::simulator::DEFAULT_PROJECT_ID,
-                       "credentialsSecretRef": {"name": "metastudio-credentials"}}});
+        "connectionRef": {"name": ClusterSimulator::CONNECTION}});
     if let (Some(full), Value::Object(extra)) = (full.as_object_mut(), spec) {
         full.extend(extra);
     }
@@ -59,12 +58,11 @@ pub async fn apply_fleet(
     client: &kube::Client,
     namespace: &str,
     count: usize,
-    endpoint: &str,
     spec: impl Fn(usize) -> Value,
 ) {
     let api: Api<ActivationCode> = Api::namespaced(client.clone(), namespace);
     for i in 0..count {
-        let manifest = code_manifest(namespace, i, endpoint, spec(i));
+        let manifest = code_manifest(namespace, i, spec(i));
         api.patch(
             &format!("fleet-{i}"),
             &PatchParams::apply("kubectl"),
@@ -125,26 +123,18 @@ async fn q_the_leader_hands_over_on_sigterm_and_kill_9_mid_rotation_resets_each_
         ],
     )
     .await;
-    crate::e2e::chart::apply_object(&client, &credentials_secret(ns, "metastudio-credentials"))
-        .await;
+    sim.connect(ns).await;
     let mut release = Release::new(&format!("q-{}", &ns[ns.len() - 4..]), ns);
     let mut values = confined_values(&image, ns);
     values.extend(["resetGrace=1s".into(), "defaults.writeRate=20".into()]);
     release.install(&shipped_chart(), &values, &[]);
     release.rolled_out(&client).await;
-    apply_fleet(&client, ns, FLEET, &sim.endpoint(), |_| json!({})).await;
+    apply_fleet(&client, ns, FLEET, |_| json!({})).await;
     fleet_ready(&client, ns, FLEET, WAIT).await;
 
     let new_leader = graceful_handover(&client, &release).await;
 
-    apply_fleet(
-        &client,
-        ns,
-        FLEET,
-        &sim.endpoint(),
-        |_| json!({"reset": {"token": "t1"}}),
-    )
-    .await;
+    apply_fleet(&client, ns, FLEET, |_| json!({"reset": {"token": "t1"}})).await;
     match can_kill_containers() {
         Ok(()) => {
             eventually("the rotation to be under way", WAIT, || async {

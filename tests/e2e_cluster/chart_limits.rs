@@ -13,8 +13,8 @@ use super::chart_handover::{apply_fleet, confined_values, fleet_ready};
 use crate::e2e::Cluster;
 use crate::e2e::image;
 use crate::e2e::in_cluster::{
-    ClusterSimulator, assert_no_restarts, container_process, credentials_secret, fleet_seed_yaml,
-    holder_among, peak_memory, pods, status_field,
+    ClusterSimulator, assert_no_restarts, container_process, fleet_seed_yaml, holder_among,
+    peak_memory, pods, status_field,
 };
 use crate::e2e::release::{Release, shipped_chart};
 use k8s_openapi::api::core::v1::Pod;
@@ -36,8 +36,7 @@ async fn u_two_hundred_resources_converge_under_the_charts_limits_without_a_rest
     let ns = namespace.name.as_str();
     let sim =
         ClusterSimulator::start(&client, ns, &image, &fleet_seed_yaml(FLEET, CODES, 7), &[]).await;
-    crate::e2e::chart::apply_object(&client, &credentials_secret(ns, "metastudio-credentials"))
-        .await;
+    sim.connect(ns).await;
     let mut release = Release::new(&format!("u-{}", &ns[ns.len() - 4..]), ns);
     let mut values = confined_values(&image, ns);
     values.extend(["defaults.readRate=0".into(), "defaults.writeRate=0".into()]);
@@ -58,7 +57,6 @@ async fn u_two_hundred_resources_converge_under_the_charts_limits_without_a_rest
         &client,
         ns,
         FLEET,
-        &sim.endpoint(),
         |i| json!({"validPeriod": 30, "exportSecretRef": {"name": format!("fleet-{i}-codes")}}),
     )
     .await;

@@ -15,8 +15,8 @@
 use super::chart_handover::{apply_fleet, code_manifest, fleet_ready};
 use crate::e2e::image::{self, Image};
 use crate::e2e::in_cluster::{
-    ClusterSimulator, assert_no_restarts, crd_names, credentials_secret, delete_crds,
-    fleet_seed_yaml, is_ready, pod_get, pod_logs, pods,
+    ClusterSimulator, assert_no_restarts, crd_names, delete_crds, fleet_seed_yaml, is_ready,
+    pod_get, pod_logs, pods,
 };
 use crate::e2e::release::{Release, shipped_chart};
 use crate::e2e::tools::{kubectl, succeed};
@@ -95,8 +95,6 @@ async fn r_helm_upgrade_during_a_rotation_rolls_under_the_pdb_and_adds_a_crd_fie
     let ns = namespace.name.as_str();
     let sim =
         ClusterSimulator::start(&client, ns, &image, &fleet_seed_yaml(FLEET, CODES, 7), &[]).await;
-    crate::e2e::chart::apply_object(&client, &credentials_secret(ns, "metastudio-credentials"))
-        .await;
     let mut release = Release::new(&format!("r-{}", &ns[ns.len() - 4..]), ns);
     // 10 writes a second: the 200 resets take 20 s, longer than the rollout.
     let values = |image: &Image| {
@@ -110,17 +108,12 @@ async fn r_helm_upgrade_during_a_rotation_rolls_under_the_pdb_and_adds_a_crd_fie
     };
     release.install(&shipped_chart(), &values(&image), &[]);
     release.rolled_out(&client).await;
-    apply_fleet(&client, ns, FLEET, &sim.endpoint(), |_| json!({})).await;
+    // The connection's CRD came with the release.
+    sim.connect(ns).await;
+    apply_fleet(&client, ns, FLEET, |_| json!({})).await;
     fleet_ready(&client, ns, FLEET, WAIT).await;
 
-    apply_fleet(
-        &client,
-        ns,
-        FLEET,
-        &sim.endpoint(),
-        |_| json!({"reset": {"token": "t1"}}),
-    )
-    .await;
+    apply_fleet(&client, ns, FLEET, |_| json!({"reset": {"token": "t1"}})).await;
     eventually("the rotation to be under way", WAIT, || async {
         (sim.counters().await.total_resets() >= 20).then_some(())
     })
@@ -177,7 +170,7 @@ async fn r_helm_upgrade_during_a_rotation_rolls_under_the_pdb_and_adds_a_crd_fie
         "codes reset other than once across the upgrade: {twice:?}"
     );
 
-    the_new_field_is_served(&client, ns, &sim.endpoint()).await;
+    the_new_field_is_served(&client, ns).await;
     let logs = pod_logs(ns, &release.pod_selector());
     crate::e2e::operator::assert_no_forbidden(&logs, "the operator's pods");
 }
@@ -204,7 +197,7 @@ async fn fewest_ready_while(
 
 /// The upgraded CRD has [`ADDED_FIELD`], and a resource that sets it keeps
 /// it (the API server no longer prunes it).
-async fn the_new_field_is_served(client: &Client, ns: &str, endpoint: &str) {
+async fn the_new_field_is_served(client: &Client, ns: &str) {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     let crd = serde_json::to_value(
         crds.get("activationcodes.metastudio.huaweicloud.com")
@@ -221,7 +214,7 @@ async fn the_new_field_is_served(client: &Client, ns: &str, endpoint: &str) {
         crd["metadata"]["labels"]["helm.sh/chart"],
         format!("metastudio-operator-{NEXT_VERSION}")
     );
-    let mut manifest = code_manifest(ns, 0, endpoint, json!({ADDED_FIELD: "kept"}));
+    let mut manifest = code_manifest(ns, 0, json!({ADDED_FIELD: "kept"}));
     manifest["metadata"]["name"] = json!("with-new-field");
     crate::e2e::chart::apply_object(client, &manifest).await;
     let stored = succeed(kubectl().args([
@@ -304,14 +297,13 @@ async fn r_an_upgrade_from_a_release_without_the_connection_crds_names_them_then
     // The upgrade path: the chart's CRD templates, taking over the CRD the
     // old chart's crds/ had created.
     let sim = ClusterSimulator::start(&client, ns, &image, &fleet_seed_yaml(1, 3, 7), &[]).await;
-    crate::e2e::chart::apply_object(&client, &credentials_secret(ns, "metastudio-credentials"))
-        .await;
     release.upgrade(
         &shipped_chart(),
         &[values, vec!["crds.enabled=true".into()]].concat(),
         &["--take-ownership"],
     );
     release.rolled_out(&client).await;
+    sim.connect(ns).await;
     let after: Vec<_> = pods(&client, ns, &release.pod_selector())
         .await
         .into_iter()
@@ -319,14 +311,7 @@ async fn r_an_upgrade_from_a_release_without_the_connection_crds_names_them_then
         .collect();
     assert_eq!(before, after, "the same pods started once the CRDs came");
     assert_no_restarts(&client, ns, &release.pod_selector()).await;
-    apply_fleet(
-        &client,
-        ns,
-        1,
-        &sim.endpoint(),
-        |_| json!({"validPeriod": 9}),
-    )
-    .await;
+    apply_fleet(&client, ns, 1, |_| json!({"validPeriod": 9})).await;
     fleet_ready(&client, ns, 1, WAIT).await;
     let logs = pod_logs(ns, &release.pod_selector());
     assert!(
