@@ -18,6 +18,7 @@
 pub mod backoff;
 pub mod cluster_host;
 pub mod connections;
+pub mod crd_check;
 pub mod directory;
 pub mod events;
 pub mod leader;

@@ -333,6 +333,8 @@ struct Cluster {
     hold_status: bool,
     /// Clients whose every request fails with 500.
     broken: BTreeSet<String>,
+    /// The operator's CRDs (plurals) that discovery does not list.
+    missing_crds: BTreeSet<String>,
     version: u64,
 }
 
@@ -389,6 +391,67 @@ impl FakeCluster {
             state.namespaces = namespaces;
         }
         self
+    }
+
+    /// Leaves these CRDs (plurals, e.g. "metastudioconnections") out of
+    /// API discovery, as a cluster without them.
+    pub fn without_crds(self, plurals: &[&str]) -> Self {
+        self.state
+            .lock()
+            .unwrap()
+            .missing_crds
+            .extend(plurals.iter().map(|p| (*p).to_owned()));
+        self
+    }
+
+    /// Installs every CRD: discovery lists them all from now on.
+    pub fn install_crds(&self) {
+        self.state.lock().unwrap().missing_crds.clear();
+    }
+
+    /// API discovery of the operator's group: `/apis` and
+    /// `/apis/GROUP/VERSION`, listing the CRDs not left out.
+    fn discovery(&self, path: &str) -> Option<Answer> {
+        const GROUP: &str = "metastudio.huaweicloud.com";
+        let served: Vec<&str> = [
+            "activationcodes",
+            "metastudioconnections",
+            "clustermetastudioconnections",
+        ]
+        .into_iter()
+        .filter(|p| !self.state.lock().unwrap().missing_crds.contains(*p))
+        .collect();
+        let group_version = format!("{GROUP}/v1alpha1");
+        if path == "/apis" {
+            let version = json!({"groupVersion": group_version, "version": "v1alpha1"});
+            let groups = if served.is_empty() {
+                json!([])
+            } else {
+                json!([{"name": GROUP, "versions": [version], "preferredVersion": version}])
+            };
+            return Some((
+                200,
+                json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}),
+            ));
+        }
+        if path != format!("/apis/{group_version}") {
+            return None;
+        }
+        let resources: Vec<Value> = served
+            .iter()
+            .flat_map(|plural| {
+                let resource = |name: String| {
+                    json!({"name": name, "singularName": "", "namespaced": !plural.starts_with("cluster"),
+                           "kind": "", "verbs": ["get", "list", "watch"]})
+                };
+                [resource((*plural).to_owned()), resource(format!("{plural}/status"))]
+            })
+            .collect();
+        Some((
+            200,
+            json!({"kind": "APIResourceList", "apiVersion": "v1",
+                          "groupVersion": group_version, "resources": resources}),
+        ))
     }
 
     /// A connection resource as the fake holds it now.
@@ -562,6 +625,9 @@ impl FakeCluster {
             ));
         }
         if let Some(answer) = self.leases.handle(call) {
+            return Reply::Now(answer);
+        }
+        if let Some(answer) = self.discovery(&call.path) {
             return Reply::Now(answer);
         }
         let Some(target) = call.target() else {
