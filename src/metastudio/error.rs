@@ -136,6 +136,13 @@ pub enum ApiErrorKind {
         cap: u32,
         request_id: Option<String>,
     },
+    /// Not sent: a client that does not wait found no slot of the
+    /// credentials' budget free now (nothing was taken).
+    #[error(
+        "not sent: the budget of these credentials (spec.budget of the connection) has no call free now; the next is free in {}s",
+        retry_in.as_secs() + u64::from(retry_in.subsec_nanos() > 0)
+    )]
+    BudgetExhausted { retry_in: Duration },
     /// The call was refused before sending: a parameter is out of range.
     #[error("invalid request: {0}")]
     InvalidRequest(String),
@@ -204,7 +211,8 @@ impl ApiError {
     pub fn retry_after(&self) -> Option<Duration> {
         match &self.kind {
             ApiErrorKind::Service { retry_after, .. } => *retry_after,
-            ApiErrorKind::CredentialsSuspended { retry_in, .. } => Some(*retry_in),
+            ApiErrorKind::CredentialsSuspended { retry_in, .. }
+            | ApiErrorKind::BudgetExhausted { retry_in } => Some(*retry_in),
             _ => None,
         }
     }
@@ -232,7 +240,8 @@ impl ApiError {
             ApiErrorKind::Service { status, .. } => *status == 429 || *status >= 500,
             ApiErrorKind::Connect { .. }
             | ApiErrorKind::Timeout { .. }
-            | ApiErrorKind::ResponseLost { .. } => true,
+            | ApiErrorKind::ResponseLost { .. }
+            | ApiErrorKind::BudgetExhausted { .. } => true,
             ApiErrorKind::Decode { .. }
             | ApiErrorKind::Redirected { .. }
             | ApiErrorKind::Protocol { .. }
