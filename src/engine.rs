@@ -153,15 +153,7 @@ impl Engine {
     ) -> ReconcileReport {
         let resource = &host.current(resource);
         let others = host.same_robot(resource);
-        let mut run = Run {
-            resource,
-            host,
-            mode,
-            generation: resource.metadata.generation,
-            status: resource.status.clone().unwrap_or_default(),
-            now,
-        };
-        run.status.observed_generation = run.generation;
+        let mut run = Run::new(resource, host, mode, now);
         if let Some(note) = unknown_fields_note(&resource.spec) {
             run.event(true, reason::UNKNOWN_FIELD, "Sync", note).await;
         }

@@ -437,3 +437,39 @@ proptest! {
         })?;
     }
 }
+
+/// A status is tenant-writable (and a status file editable): a reset token
+/// first seen at the end of time is planned like any other, without the
+/// overflow that used to panic.
+#[test]
+fn a_token_first_seen_at_the_end_of_time_is_planned_without_a_panic() {
+    use metastudio_operator::crd::{ActivationCodeStatus, TokenRollout};
+    use metastudio_operator::metastudio::ActiveCode;
+    use metastudio_operator::plan::{self, Ledger};
+    let spec = build_spec(7, None, None, None, None, Some("t1"));
+    let status = ActivationCodeStatus {
+        reset_token: Some(TokenRollout {
+            token: "t1".into(),
+            observed_at: jiff::Timestamp::MAX,
+            done: 0,
+            total: 0,
+            progress: String::new(),
+            batch_started_at: None,
+            batch_resets: 0,
+            next_batch_time: None,
+        }),
+        ..ActivationCodeStatus::default()
+    };
+    let code: ActiveCode = serde_json::from_value(serde_json::json!({
+        "active_code_id": "c1", "active_code": "v", "robot_id": ROBOT, "valid_period": 7,
+        "create_time": "2026-01-01T00:00:00Z", "update_time": "2026-01-01T00:00:00Z"
+    }))
+    .unwrap();
+    let now = jiff::Timestamp::now();
+    let planned = plan::plan(&spec, &Ledger::of(&status), &status, &[code], now);
+    assert_eq!(
+        planned.actions.len(),
+        1,
+        "the code older than the token is reset"
+    );
+}

@@ -180,30 +180,22 @@ impl Pacing {
     /// Every figure out of its bounds, named as `spec.budget` names it
     /// (`cap` is `requestsPerSecond`); empty when all are within them.
     pub fn problems(&self) -> Vec<PacingProblem> {
-        let rates = [
-            ("readsPerSecond", self.reads_per_second),
-            ("writesPerSecond", self.writes_per_second),
-            ("requestsPerSecond", self.cap),
-        ];
-        let rates = rates.into_iter().filter_map(|(field, rate)| {
-            rate.and_then(rate_problem)
-                .map(|problem| PacingProblem { field, problem })
-        });
-        let share = self
-            .share
-            .and_then(share_problem)
-            .map(|problem| PacingProblem {
-                field: "share",
-                problem,
-            });
-        let burst = self
-            .burst
-            .and_then(burst_problem)
-            .map(|problem| PacingProblem {
-                field: "burst",
-                problem,
-            });
-        rates.chain(share).chain(burst).collect()
+        [
+            (
+                "readsPerSecond",
+                self.reads_per_second.and_then(rate_problem),
+            ),
+            (
+                "writesPerSecond",
+                self.writes_per_second.and_then(rate_problem),
+            ),
+            ("requestsPerSecond", self.cap.and_then(rate_problem)),
+            ("share", self.share.and_then(share_problem)),
+            ("burst", self.burst.and_then(burst_problem)),
+        ]
+        .into_iter()
+        .filter_map(|(field, problem)| problem.map(|problem| PacingProblem { field, problem }))
+        .collect()
     }
 
     /// The budgets for a tenant in `region`. Figures out of bounds (which
