@@ -14,11 +14,11 @@ use super::models::{
     UpdateActiveCodeBody,
 };
 use super::pacing::{Budgets, CallClass, Pacer, Pacing};
+use super::recent::Recent;
 use super::retry::RetryPolicy;
 use super::signer::{self, SignableRequest};
 use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -71,8 +71,9 @@ pub struct TransportError(#[from] reqwest::Error);
 pub struct Transport {
     http: reqwest::Client,
     options: ClientOptions,
-    /// One per set of credentials (see [`Transport::client`]).
-    pacers: Mutex<HashMap<CredentialsId, Arc<Pacer>>>,
+    /// One per set of credentials (see [`Transport::client`]); forgotten
+    /// an hour after its last client is gone.
+    pacers: Mutex<Recent<CredentialsId, Arc<Pacer>>>,
     breakers: Breakers,
     metrics: ApiMetrics,
 }
@@ -100,7 +101,7 @@ impl Transport {
             http,
             breakers: Breakers::new(options.breaker),
             options,
-            pacers: Mutex::new(HashMap::new()),
+            pacers: Mutex::default(),
             metrics,
         }))
     }
@@ -149,9 +150,12 @@ impl Transport {
     /// The pacer of these credentials, pacing at `budgets` from now on.
     fn pacer(&self, credentials: CredentialsId, budgets: Budgets) -> Arc<Pacer> {
         let mut pacers = self.pacers.lock().unwrap_or_else(PoisonError::into_inner);
-        let pacer = pacers
-            .entry(credentials)
-            .or_insert_with(|| Arc::new(Pacer::new(budgets)));
+        let pacer = pacers.touch(
+            credentials,
+            || Arc::new(Pacer::new(budgets)),
+            // No client holds it: nothing waits on it.
+            |pacer| Arc::strong_count(pacer) == 1,
+        );
         pacer.set_budgets(budgets);
         pacer.clone()
     }
@@ -966,6 +970,29 @@ mod tests {
             Pacing::default().budgets(None),
             "no region: the lowest documented quotas"
         );
+    }
+
+    /// Each edit of a Secret or projectId is a new set of credentials: the
+    /// pacers of those no client used for an hour are forgotten.
+    #[tokio::test(start_paused = true)]
+    async fn pacers_nobody_used_for_an_hour_are_forgotten() {
+        crate::tls::install_crypto_provider();
+        let transport = Transport::new(ClientOptions::default()).unwrap();
+        let held = transport.client(connection("https://a.example", "p", "sk-held"));
+        for edit in 0..100 {
+            drop(transport.client(connection("https://a.example", "p", &format!("sk-{edit}"))));
+        }
+        let count = || transport.pacers.lock().unwrap().len();
+        assert_eq!(count(), 101);
+        tokio::time::advance(super::super::recent::FORGET_AFTER).await;
+        drop(transport.client(connection("https://a.example", "p", "sk-new")));
+        assert_eq!(count(), 2, "the one in use and the new one");
+        assert!(Arc::ptr_eq(
+            &held.pacer,
+            &transport
+                .client(connection("https://a.example", "p", "sk-held"))
+                .pacer
+        ));
     }
 
     #[tokio::test(start_paused = true)]

@@ -9,6 +9,7 @@ pub mod metrics;
 pub mod models;
 pub mod pacing;
 pub mod rate_limit;
+mod recent;
 pub mod retry;
 pub mod settings;
 pub mod signer;

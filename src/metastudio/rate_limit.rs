@@ -238,6 +238,17 @@ impl RateLimiter {
         true
     }
 
+    /// Whether it is as a new limiter would be: every slot of its burst
+    /// free again and no 429 cut left. Forgetting such a limiter (and
+    /// making a new one later) changes nothing.
+    pub fn is_fresh(&self) -> bool {
+        let now = Instant::now();
+        let mut state = self.state();
+        let rate = state.rate_at(now);
+        let full = state.limit.per_second;
+        state.next.is_none_or(|next| next <= now) && (rate == full)
+    }
+
     /// Takes a slot only if one is free now; otherwise takes nothing and
     /// returns how long until one is.
     pub fn try_reserve(&self) -> Result<(), Duration> {
@@ -443,6 +454,24 @@ mod tests {
         assert!(!limiter.throttled(), "still within the cut's cooldown");
         limiter.set_limit(limit(4.0));
         assert_eq!(limiter.current_rate(), 4.0, "never above the new rate");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_limiter_is_fresh_once_its_burst_and_rate_are_whole_again() {
+        let limiter = RateLimiter::new(RateLimit {
+            per_second: 10.0,
+            burst: 2,
+        });
+        assert!(limiter.is_fresh());
+        assert_eq!(limiter.try_reserve(), Ok(()));
+        assert!(!limiter.is_fresh(), "a slot is spent");
+        tokio::time::advance(Duration::from_millis(100)).await;
+        assert!(limiter.is_fresh());
+        limiter.throttled();
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(!limiter.is_fresh(), "a 429 cut is not recovered yet");
+        tokio::time::advance(Duration::from_secs(20)).await;
+        assert!(limiter.is_fresh());
     }
 
     #[test]
