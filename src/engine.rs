@@ -18,6 +18,7 @@ pub mod verdict;
 
 use crate::crd::{ActivationCode, ActivationCodeSpec, ActivationCodeStatus};
 use crate::fingerprint::FingerprintKey;
+use crate::metastudio::listing_budget::ListingHold;
 use crate::metastudio::{ActiveCode, Connection, Listing, MetaStudioClient, Transport};
 use crate::plan::{self, Action};
 use crate::tenancy::Grant;
@@ -105,9 +106,15 @@ pub struct Engine {
     reset_grace: jiff::SignedDuration,
 }
 
-/// The result of the steps before planning: either a client and the remote
-/// codes, or a finished report.
-type Prepared = Result<(MetaStudioClient, FingerprintKey, Listing), Box<ReconcileReport>>;
+/// What the steps before planning found: the client, the key of its
+/// credentials, the remote codes, and the share of the listing budget the
+/// codes hold (kept until they are dropped, at the end of the reconcile).
+struct Prepared {
+    client: MetaStudioClient,
+    key: FingerprintKey,
+    listing: Listing,
+    hold: ListingHold,
+}
 
 impl Engine {
     pub fn new(transport: Arc<Transport>, defaults: OperatorDefaults) -> Self {
@@ -157,90 +164,83 @@ impl Engine {
         if let Some(note) = unknown_fields_note(&resource.spec) {
             run.event(true, reason::UNKNOWN_FIELD, "Sync", note).await;
         }
-        let (client, key, listing) = match self.prepare(&mut run, &others).await {
+        let prepared = match self.prepare(&mut run, &others).await {
             Ok(prepared) => prepared,
             Err(report) => return *report,
         };
-        self.sync(&mut run, &client, &key, listing).await
+        let Prepared {
+            client,
+            key,
+            listing,
+            hold,
+        } = prepared;
+        let report = self.sync(&mut run, &client, &key, listing).await;
+        drop(hold);
+        report
     }
 
-    /// Validation, suspension, credentials, connection, listing, conflicts.
-    async fn prepare<H: Host>(&self, run: &mut Run<'_, H>, others: &[ActivationCode]) -> Prepared {
-        let spec = &run.resource.spec;
-        let problems = crate::validate::validate(spec);
-        if !problems.is_empty() {
-            let message = problems
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; ");
-            return Err(Box::new(
-                run.stop(reason::INVALID_SPEC, message, Next::AwaitChange)
-                    .await,
-            ));
+    /// Validation, suspension, credentials, connection, listing, conflicts:
+    /// what is needed to plan, or the report of a reconcile that stops.
+    async fn prepare<H: Host>(
+        &self,
+        run: &mut Run<'_, H>,
+        others: &[ActivationCode],
+    ) -> Result<Prepared, Box<ReconcileReport>> {
+        if let Err(stop) = admissible(run) {
+            return Err(stopped(run, stop).await);
         }
-        if let Some(recorded) = changed_from(spec, &run.status) {
-            let message = robot_changed(recorded, &spec.robot_id);
-            return Err(Box::new(
-                run.stop(reason::INVALID_SPEC, message, Next::AwaitChange)
-                    .await,
-            ));
-        }
-        run.status.robot_id = Some(spec.robot_id.clone());
-        if let Some(message) = deleting(run.resource) {
-            return Err(Box::new(
-                run.stop(reason::DELETING, message, Next::AwaitChange).await,
-            ));
-        }
-        if spec.suspend {
-            return Err(Box::new(
-                run.stop(
-                    reason::SUSPENDED,
-                    "spec.suspend is true: no remote calls are made; set it to false to resume"
-                        .into(),
-                    Next::AwaitChange,
-                )
-                .await,
-            ));
-        }
-        let (connection, grant) =
-            match connect::connect(run.resource, run.host, &self.defaults).await {
-                Ok(connected) => connected,
-                Err((why, message, next)) => {
-                    return Err(Box::new(run.stop(why, message, next).await));
-                }
-            };
+        let resource = run.resource;
+        let (connection, grant) = match connect::connect(resource, run.host, &self.defaults).await {
+            Ok(connected) => connected,
+            Err(stop) => return Err(stopped(run, stop).await),
+        };
         if let Some(note) = connect::insecure_note(&connection, &grant) {
             run.event(true, reason::INSECURE_TRANSPORT, "Sync", note)
                 .await;
         }
         let key = FingerprintKey::from_credentials(&connection.credentials);
         let client = self.transport.client(connection);
-        let listing = match client.listing(&spec.robot_id).await {
-            Ok(listing) => listing,
+        let (listing, hold) = match client.listing(&resource.spec.robot_id).await {
+            Ok(listed) => listed,
             Err(err) => return Err(Box::new(run.remote_failure(&err).await)),
         };
-        if let Some(message) = limits::too_many_selected(spec, &listing.codes) {
-            let next = Next::SyncAfter(spec.sync_interval());
-            return Err(Box::new(
-                run.stop(reason::TOO_MANY_CODES, message, next).await,
-            ));
-        }
-        let rival = self
-            .rival(run, others, client.connection(), &grant, &listing.codes)
+        let claim = self
+            .claim(run, others, client.connection(), &grant, &listing.codes)
             .await;
-        let rival = match rival {
-            Ok(rival) => rival,
-            Err((why, message, next)) => return Err(Box::new(run.stop(why, message, next).await)),
-        };
-        if let Some(older) = rival {
+        if let Err(stop) = claim {
+            return Err(stopped(run, stop).await);
+        }
+        Ok(Prepared {
+            client,
+            key,
+            listing,
+            hold,
+        })
+    }
+
+    /// Whether this resource may manage the codes it selects: not more than
+    /// one resource manages ([`limits`]), and no older resource calling as
+    /// the same caller selects some of them ([`reason::CONFLICT`]).
+    async fn claim<H: Host>(
+        &self,
+        run: &Run<'_, H>,
+        others: &[ActivationCode],
+        connection: &Connection,
+        grant: &Grant,
+        remote: &[ActiveCode],
+    ) -> Result<(), connect::Stop> {
+        let spec = &run.resource.spec;
+        let next = Next::SyncAfter(spec.sync_interval());
+        if let Some(message) = limits::too_many_selected(spec, remote) {
+            return Err((reason::TOO_MANY_CODES, message, next));
+        }
+        if let Some(older) = self.rival(run, others, connection, grant, remote).await? {
             let message = format!(
                 "ActivationCode {older} manages some of the same codes and is older; this resource changes nothing until they select different codes (spec.roomId or spec.activeCodeIds)"
             );
-            let next = Next::SyncAfter(spec.sync_interval());
-            return Err(Box::new(run.stop(reason::CONFLICT, message, next).await));
+            return Err((reason::CONFLICT, message, next));
         }
-        Ok((client, key, listing))
+        Ok(())
     }
 
     /// The oldest resource (`namespace/name`) older than this one that
@@ -266,6 +266,43 @@ impl Engine {
         }
         Ok(None)
     }
+}
+
+/// The report of a reconcile that stops for `stop`.
+async fn stopped<H: Host>(
+    run: &mut Run<'_, H>,
+    (why, message, next): connect::Stop,
+) -> Box<ReconcileReport> {
+    Box::new(run.stop(why, message, next).await)
+}
+
+/// Why the resource is not reconciled at all (an invalid spec, a changed
+/// robot, deletion, suspension), or `Ok` after recording the robot its
+/// status belongs to.
+fn admissible<H: Host>(run: &mut Run<'_, H>) -> Result<(), connect::Stop> {
+    let spec = &run.resource.spec;
+    let problems = crate::validate::validate(spec);
+    if !problems.is_empty() {
+        let message = problems
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ");
+        return Err((reason::INVALID_SPEC, message, Next::AwaitChange));
+    }
+    if let Some(recorded) = changed_from(spec, &run.status) {
+        let message = robot_changed(recorded, &spec.robot_id);
+        return Err((reason::INVALID_SPEC, message, Next::AwaitChange));
+    }
+    run.status.robot_id = Some(spec.robot_id.clone());
+    if let Some(message) = deleting(run.resource) {
+        return Err((reason::DELETING, message, Next::AwaitChange));
+    }
+    if spec.suspend {
+        let message = "spec.suspend is true: no remote calls are made; set it to false to resume";
+        return Err((reason::SUSPENDED, message.into(), Next::AwaitChange));
+    }
+    Ok(())
 }
 
 /// Why a resource that is being deleted is left alone, or `None` when it is

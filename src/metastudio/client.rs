@@ -8,6 +8,7 @@
 use super::breaker::{BreakerPolicy, Breakers, CredentialsId};
 use super::connection::{Connection, Credentials};
 use super::error::{ApiError, ApiErrorKind, Operation};
+use super::listing_budget::{DEFAULT_LISTING_BUDGET, ListingBudget};
 use super::metrics::ApiMetrics;
 use super::models::{
     ActiveCode, ActiveCodePage, CreateActiveCodeBody, ErrorBody, OnceCode, ResetActiveCodeBody,
@@ -46,6 +47,12 @@ pub struct ClientOptions {
     pub user_agent: String,
     /// When to stop calling with credentials the API keeps rejecting.
     pub breaker: BreakerPolicy,
+    /// The codes all listings of the process may hold at once (see
+    /// [`super::listing_budget`]).
+    pub listing_budget: u32,
+    /// The longest one listing may take, its waits for the budget included
+    /// (see [`MetaStudioClient::listing`]).
+    pub listing_deadline: Duration,
 }
 
 impl Default for ClientOptions {
@@ -58,9 +65,16 @@ impl Default for ClientOptions {
             max_response_bytes: 8 * 1024 * 1024,
             user_agent: concat!("metastudio-operator/", env!("CARGO_PKG_VERSION")).to_owned(),
             breaker: BreakerPolicy::default(),
+            listing_budget: DEFAULT_LISTING_BUDGET,
+            listing_deadline: DEFAULT_LISTING_DEADLINE,
         }
     }
 }
+
+/// How long one listing may take by default: a robot of 100,000 codes
+/// (the most one listing reads) is 1,000 pages, 100 s at the lowest
+/// documented read quota.
+pub const DEFAULT_LISTING_DEADLINE: Duration = Duration::from_secs(300);
 
 /// The HTTP client could not be built (TLS set-up).
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +89,7 @@ pub struct Transport {
     /// an hour after its last client is gone.
     pacers: Mutex<Recent<CredentialsId, Arc<Pacer>>>,
     breakers: Breakers,
+    listings: ListingBudget,
     metrics: ApiMetrics,
 }
 
@@ -100,6 +115,7 @@ impl Transport {
         Ok(Arc::new(Self {
             http,
             breakers: Breakers::new(options.breaker),
+            listings: ListingBudget::new(options.listing_budget),
             options,
             pacers: Mutex::default(),
             metrics,
@@ -112,6 +128,11 @@ impl Transport {
 
     pub fn metrics(&self) -> &ApiMetrics {
         &self.metrics
+    }
+
+    /// The codes every listing of this transport may hold at once.
+    pub fn listing_budget(&self) -> &ListingBudget {
+        &self.listings
     }
 
     /// Whether MetaStudio rejected these credentials (401/403) in its last
@@ -219,6 +240,10 @@ impl MetaStudioClient {
         &self.connection
     }
 
+    pub(super) fn transport(&self) -> &Transport {
+        &self.transport
+    }
+
     /// This client, with calls that never wait: a call whose budget has no
     /// slot free now fails at once ([`ApiErrorKind::BudgetExhausted`],
     /// nothing taken), and a failed attempt is not tried again (its
@@ -292,7 +317,8 @@ impl MetaStudioClient {
         robot_id: &str,
         room_id: Option<&str>,
     ) -> Result<Vec<ActiveCode>, ApiError> {
-        let mut codes = self.listing(robot_id).await?.codes;
+        let (listing, _hold) = self.listing(robot_id).await?;
+        let mut codes = listing.codes;
         if let Some(room) = room_id {
             codes.retain(|c| c.room_id.as_deref() == Some(room));
         }

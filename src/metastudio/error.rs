@@ -136,6 +136,19 @@ pub enum ApiErrorKind {
         cap: u32,
         request_id: Option<String>,
     },
+    /// A listing that took longer than the listing deadline (a hostile or
+    /// broken endpoint answering slowly, page after page): stopped, with
+    /// what it had read.
+    #[error(
+        "listing robot {robot} took longer than {}: check the endpoint ({received} of {count} codes read); if it is only slow or its read budget is low, raise --listing-deadline",
+        crate::duration::HumanDuration(*deadline)
+    )]
+    ListingTooSlow {
+        robot: String,
+        deadline: Duration,
+        received: usize,
+        count: u32,
+    },
     /// Not sent: a client that does not wait found no slot of the
     /// credentials' budget free now (nothing was taken).
     #[error(
@@ -241,6 +254,7 @@ impl ApiError {
             ApiErrorKind::Connect { .. }
             | ApiErrorKind::Timeout { .. }
             | ApiErrorKind::ResponseLost { .. }
+            | ApiErrorKind::ListingTooSlow { .. }
             | ApiErrorKind::BudgetExhausted { .. } => true,
             ApiErrorKind::Decode { .. }
             | ApiErrorKind::Redirected { .. }

@@ -5,6 +5,7 @@ pub mod client;
 pub mod connection;
 pub mod error;
 pub mod listing;
+pub mod listing_budget;
 pub mod metrics;
 pub mod models;
 pub mod pacing;
