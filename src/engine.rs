@@ -5,6 +5,7 @@
 //! a [`Host`].
 
 mod apply;
+pub mod callers;
 pub mod conditions;
 pub(crate) mod connect;
 pub mod events;
@@ -18,10 +19,12 @@ pub mod verdict;
 
 use crate::crd::{ActivationCode, ActivationCodeSpec, ActivationCodeStatus};
 use crate::fingerprint::FingerprintKey;
+use crate::metastudio::breaker::CredentialsId;
 use crate::metastudio::listing_budget::ListingHold;
 use crate::metastudio::{ActiveCode, Connection, Listing, MetaStudioClient, Transport};
 use crate::plan::{self, Action};
 use crate::tenancy::Grant;
+use callers::{Caller, Callers};
 use conditions::reason;
 use host::Host;
 use jiff::Timestamp;
@@ -104,6 +107,8 @@ pub struct Engine {
     /// How long after a reset's answer was lost (or its call window
     /// ended) the server might still apply it: twice the request timeout.
     reset_grace: jiff::SignedDuration,
+    /// Who each resource called as at its last reconcile (conflicts).
+    callers: Callers,
 }
 
 /// What the steps before planning found: the client, the key of its
@@ -125,6 +130,7 @@ impl Engine {
             defaults,
             concurrency: 4,
             reset_grace,
+            callers: Callers::default(),
         }
     }
 
@@ -145,6 +151,11 @@ impl Engine {
 
     pub fn transport(&self) -> &Arc<Transport> {
         &self.transport
+    }
+
+    /// Forgets who the resources not in `uids` called as (they are gone).
+    pub fn forget_callers_except(&self, uids: &std::collections::HashSet<String>) {
+        self.callers.retain(uids);
     }
 
     /// Reconciles `resource` with the status the host last stored for it
@@ -186,14 +197,23 @@ impl Engine {
         run: &mut Run<'_, H>,
         others: &[ActivationCode],
     ) -> Result<Prepared, Box<ReconcileReport>> {
+        let resource = run.resource;
         if let Err(stop) = admissible(run) {
+            self.callers.record(resource, Caller::Nobody);
             return Err(stopped(run, stop).await);
         }
-        let resource = run.resource;
         let (connection, grant) = match connect::connect(resource, run.host, &self.defaults).await {
             Ok(connected) => connected,
-            Err(stop) => return Err(stopped(run, stop).await),
+            Err(unconnected) => {
+                if unconnected.lasting {
+                    self.callers.record(resource, Caller::Nobody);
+                }
+                return Err(stopped(run, unconnected.stop).await);
+            }
         };
+        // Before the listing: a rival reconciled meanwhile sees it.
+        let caller = Caller::Calls(CredentialsId::of(&connection));
+        self.callers.record(resource, caller);
         if let Some(note) = connect::insecure_note(&connection, &grant) {
             run.event(true, reason::INSECURE_TRANSPORT, "Sync", note)
                 .await;
@@ -244,9 +264,11 @@ impl Engine {
     }
 
     /// The oldest resource (`namespace/name`) older than this one that
-    /// selects some of its codes and would call as the same caller
-    /// (endpoint, project and credentials; see [`connect::same_caller`]):
-    /// it manages those codes, and this one changes nothing.
+    /// selects some of its codes and calls as the same caller (endpoint,
+    /// project and credentials): it manages those codes, and this one
+    /// changes nothing. Who a resource calls as is what its last reconcile
+    /// recorded ([`callers`]); for one not reconciled yet, its Secret is
+    /// read to tell ([`connect::same_caller`]).
     async fn rival<H: Host>(
         &self,
         run: &Run<'_, H>,
@@ -255,8 +277,15 @@ impl Engine {
         grant: &Grant,
         remote: &[ActiveCode],
     ) -> Result<Option<String>, connect::Stop> {
+        let mine = Caller::Calls(CredentialsId::of(connection));
         for other in older_claimants(run.resource, others, remote) {
-            if connect::same_caller(other, run.host, &self.defaults, connection, grant).await? {
+            let rival = match self.callers.of(other) {
+                Some(caller) => caller == mine,
+                None => {
+                    connect::same_caller(other, run.host, &self.defaults, connection, grant).await?
+                }
+            };
+            if rival {
                 return Ok(Some(format!(
                     "{}/{}",
                     other.namespace().unwrap_or_default(),
