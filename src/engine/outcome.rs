@@ -39,6 +39,8 @@ pub fn of_error(err: &ApiError) -> WriteOutcome {
         ApiErrorKind::Connect { .. }
         | ApiErrorKind::Protocol { .. }
         | ApiErrorKind::TooManyCodes { .. }
+        | ApiErrorKind::ListingTooSlow { .. }
+        | ApiErrorKind::BudgetExhausted { .. }
         | ApiErrorKind::InvalidRequest(_)
         | ApiErrorKind::CredentialsSuspended { .. } => WriteOutcome::NotApplied,
     }
