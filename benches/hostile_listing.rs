@@ -5,16 +5,19 @@
 //! well-behaved endpoint (one page of 100 codes) and against the worst an
 //! endpoint can do within the bounds (100,000 distinct codes, 100 a page,
 //! every id and value 128 bytes long: the listing is read to its cap, then
-//! the resource is refused for selecting more than 30,000 codes). The peak
-//! is the child's own `ru_maxrss` from `wait4`, so nothing of this process
-//! is in it; each run starts from an empty status file and export
-//! directory and reports whether it wrote a code anywhere. It prints figures (medians of
+//! the resource is refused for selecting more than 30,000 codes), and that
+//! worst for `--resources` ActivationCodes (of as many robots) reconciled
+//! at once (`reconcile -f --concurrency` as many): the listings the process
+//! holds together, which the listing budget bounds. The peak is the
+//! child's own `ru_maxrss` from `wait4`, so nothing of this process is in
+//! it; each run starts from an empty status file and export directory and
+//! reports whether it wrote a code anywhere. It prints figures (medians of
 //! `--runs`); it asserts nothing about time or memory.
 //!
 //! Flags: `--runs N` [3], `--codes-per-page N` [20000], `--count N`
-//! [4294967295], `--deadline SECONDS` (a run still going is killed and its
-//! peak so far reported) [60], `--binary PATH` (another build, e.g. of an
-//! older commit, to compare) [this build's].
+//! [4294967295], `--resources N` [4], `--deadline SECONDS` (a run still
+//! going is killed and its peak so far reported) [60], `--binary PATH`
+//! (another build, e.g. of an older commit, to compare) [this build's].
 //!
 //! Without `--bench` (nextest, `cargo test --all-targets`) it runs the
 //! hostile case once and fails unless the run ended by itself with exit
@@ -43,6 +46,7 @@ struct Options {
     runs: usize,
     codes_per_page: u64,
     count: u64,
+    resources: usize,
     deadline: Duration,
     binary: PathBuf,
 }
@@ -53,6 +57,7 @@ impl Options {
             runs: 3,
             codes_per_page: 20_000,
             count: u64::from(u32::MAX),
+            resources: 4,
             deadline: Duration::from_secs(60),
             binary: PathBuf::from(env!("CARGO_BIN_EXE_metastudio-operator")),
         };
@@ -64,6 +69,7 @@ impl Options {
                 "--runs" => options.runs = number(value()?)?.max(1) as usize,
                 "--codes-per-page" => options.codes_per_page = number(value()?)?,
                 "--count" => options.count = number(value()?)?,
+                "--resources" => options.resources = number(value()?)?.clamp(1, 256) as usize,
                 "--deadline" => options.deadline = Duration::from_secs(number(value()?)?),
                 "--binary" => options.binary = PathBuf::from(value()?),
                 "--bench" => {}
@@ -88,18 +94,30 @@ struct Run {
     wrote_a_code: bool,
 }
 
-/// Runs `reconcile -f` of one ActivationCode against `endpoint` in a fresh
-/// directory, killing it after `deadline`.
-fn reconcile(binary: &Path, endpoint: &str, deadline: Duration) -> Result<Run, String> {
+/// `resources` ActivationCodes, each of a robot of its own.
+fn manifest(resources: usize) -> String {
+    (0..resources)
+        .map(|i| {
+            let robot = format!("{}{i:02}", &ROBOT[..30]);
+            format!(
+                "apiVersion: metastudio.huaweicloud.com/v1alpha1\nkind: ActivationCode\nmetadata: {{name: kiosk-{i}, namespace: bench}}\nspec:\n  robotId: {robot}\n  validPeriod: 1\n  exportSecretRef: {{name: kiosk-{i}-codes}}\n"
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("---\n")
+}
+
+/// Runs `reconcile -f` of `resources` ActivationCodes, all at once, against
+/// `endpoint` in a fresh directory, killing it after `deadline`.
+fn reconcile(
+    binary: &Path,
+    endpoint: &str,
+    deadline: Duration,
+    resources: usize,
+) -> Result<Run, String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let manifest = dir.path().join("codes.yaml");
-    std::fs::write(
-        &manifest,
-        format!(
-            "apiVersion: metastudio.huaweicloud.com/v1alpha1\nkind: ActivationCode\nmetadata: {{name: kiosk, namespace: bench}}\nspec:\n  robotId: {ROBOT}\n  validPeriod: 1\n  exportSecretRef: {{name: kiosk-codes}}\n"
-        ),
-    )
-    .map_err(|e| e.to_string())?;
+    let manifest_path = dir.path().join("codes.yaml");
+    std::fs::write(&manifest_path, manifest(resources)).map_err(|e| e.to_string())?;
     let report = dir.path().join("report.txt");
     let stdout = File::create(&report).map_err(|e| e.to_string())?;
     let (status_file, exports) = (dir.path().join("status.json"), dir.path().join("exports"));
@@ -107,7 +125,8 @@ fn reconcile(binary: &Path, endpoint: &str, deadline: Duration) -> Result<Run, S
     let child = Command::new(binary)
         .arg("reconcile")
         .arg("-f")
-        .arg(&manifest)
+        .arg(&manifest_path)
+        .args(["--concurrency", &resources.to_string()])
         .args(["--endpoint", endpoint, "--project-id", DEFAULT_PROJECT_ID])
         .args(["--read-rate", "0", "--write-rate", "0"])
         .arg("--status-file")
@@ -209,7 +228,8 @@ struct Endpoint {
 }
 
 impl Endpoint {
-    fn page(&self, offset: u64) -> String {
+    /// The page at `offset` of `robot`'s codes.
+    fn page(&self, robot: &str, offset: u64) -> String {
         let long = |prefix: &str, n: u64| {
             let width = MAX_FIELD_BYTES - prefix.len();
             format!("{prefix}{n:0>width$}")
@@ -222,7 +242,7 @@ impl Endpoint {
                     (format!("c{i}"), VALUE.to_owned(), "hall".to_owned())
                 };
                 format!(
-                    r#"{{"active_code_id":"{id}","active_code":"{value}","robot_id":"{ROBOT}","room_id":"{room}","valid_period":1,"create_time":"2026-01-01T00:00:00Z","update_time":"2026-01-01T00:00:00Z"}}"#
+                    r#"{{"active_code_id":"{id}","active_code":"{value}","robot_id":"{robot}","room_id":"{room}","valid_period":1,"create_time":"2026-01-01T00:00:00Z","update_time":"2026-01-01T00:00:00Z"}}"#
                 )
             })
             .collect();
@@ -247,11 +267,14 @@ impl Endpoint {
                     let mut buf = [0u8; 4096];
                     let n = stream.read(&mut buf).await.unwrap_or(0);
                     let head = String::from_utf8_lossy(&buf[..n]);
-                    let offset: u64 = head
-                        .split(['?', '&', ' '])
-                        .find_map(|p| p.strip_prefix("offset=")?.parse().ok())
-                        .unwrap_or(0);
-                    let page = self.page(offset);
+                    let parameter = |name: &str| {
+                        head.split(['?', '&', ' '])
+                            .find_map(|p| p.strip_prefix(name))
+                            .map(str::to_owned)
+                    };
+                    let offset = parameter("offset=").and_then(|o| o.parse().ok());
+                    let robot = parameter("robot_id=").unwrap_or_else(|| ROBOT.to_owned());
+                    let page = self.page(&robot, offset.unwrap_or(0));
                     let answer = raw_http::json_response("200 OK", "rid-bench", page.as_bytes());
                     let _ = stream.write_all(&answer).await;
                 });
@@ -261,12 +284,13 @@ impl Endpoint {
     }
 }
 
-/// Runs `runs` times against `endpoint`; prints each run and the medians.
+/// Runs `runs` times against `endpoint` with `resources` ActivationCodes;
+/// prints each run and the medians.
 fn measure(
     name: &str,
     endpoint: Endpoint,
     options: &Options,
-    runs: usize,
+    (runs, resources): (usize, usize),
 ) -> Result<Vec<Run>, String> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -276,7 +300,7 @@ fn measure(
     let (address, requests) = runtime.block_on(endpoint.serve());
     let mut measured = Vec::new();
     for i in 1..=runs {
-        let run = reconcile(&options.binary, &address, options.deadline)?;
+        let run = reconcile(&options.binary, &address, options.deadline, resources)?;
         println!(
             "| {name} | {i} | {} | {:.2} | {:.1} | {} | {} | {} |",
             match (run.killed, run.exit) {
@@ -333,14 +357,14 @@ fn main() -> ExitCode {
     println!("|---|---:|---:|---:|---:|---:|---|---|");
     let runs = if smoke { 1 } else { options.runs };
     let name = format!("{} codes a page, count {}", hostile.per_page, hostile.count);
-    let result = measure(&name, hostile, &options, runs).and_then(|hostile| {
+    let result = measure(&name, hostile, &options, (runs, 1)).and_then(|hostile| {
         if !smoke {
             let good = Endpoint {
                 per_page: 100,
                 count: 100,
                 long_fields: false,
             };
-            measure("well-behaved: 100 codes", good, &options, runs)?;
+            measure("well-behaved: 100 codes", good, &options, (runs, 1))?;
             let count = u64::from(MAX_LISTED_CODES);
             let bounded = Endpoint {
                 per_page: 100,
@@ -348,7 +372,10 @@ fn main() -> ExitCode {
                 long_fields: true,
             };
             let name = format!("within the bounds: {count} codes, 128-byte fields");
-            measure(&name, bounded, &options, runs)?;
+            measure(&name, bounded, &options, (runs, 1))?;
+            let resources = options.resources;
+            let name = format!("{resources} resources at once, each within the bounds");
+            measure(&name, bounded, &options, (runs, resources))?;
         }
         Ok(hostile)
     });

@@ -18,10 +18,12 @@
 pub mod backoff;
 pub mod cluster_host;
 pub mod connections;
+pub mod crd_check;
 pub mod directory;
 pub mod events;
 pub mod leader;
 pub mod nudges;
+pub mod restarts;
 pub mod triggers;
 
 use crate::crd::{ActivationCode, ActivationCodeStatus};
@@ -148,8 +150,8 @@ impl Context {
         self.stores.iter().flat_map(Store::state).collect()
     }
 
-    /// Forgets the remembered statuses and failure counts of resources that
-    /// are no longer in the caches (deleted, or no longer selected):
+    /// Forgets the remembered statuses, callers and failure counts of
+    /// resources that are no longer in the caches (deleted, or no longer selected):
     /// kube-runtime does not reconcile deleted objects, so nothing else
     /// would.
     fn prune(&self) {
@@ -160,6 +162,7 @@ impl Context {
             .lock()
             .expect("status cache lock")
             .retain(|uid, _| uids.contains(uid));
+        self.engine.forget_callers_except(&uids);
         self.failures.retain(&keys);
     }
 

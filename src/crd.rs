@@ -14,10 +14,12 @@ use std::time::Duration;
 pub mod bounds;
 pub mod cel;
 pub mod connection;
+pub mod export;
 pub mod rollout;
 pub mod status;
 pub mod unknown_fields;
 
+pub use export::{ExportSecretReference, RestartTarget, WorkloadKind};
 pub use rollout::{MaxCodes, Rollout};
 pub use status::{
     ActivationCodeStatus, CodeStatus, Condition, CreateIntent, DeleteIntent, Drift, LastReset,
@@ -138,9 +140,10 @@ pub struct ActivationCodeSpec {
 
     /// A Secret, in this namespace, that receives the code values (one key
     /// per code id). It is owned by this resource and deleted with it. Code
-    /// values never appear in status.
+    /// values never appear in status. Its restartTargets roll out the
+    /// workloads that read it when the values change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub export_secret_ref: Option<LocalSecretReference>,
+    pub export_secret_ref: Option<ExportSecretReference>,
 
     /// How often to check the remote codes for drift, e.g. 10m or 1h, from
     /// 10s to 30d. Default 10m. Each period gets a little random jitter.

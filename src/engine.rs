@@ -5,6 +5,7 @@
 //! a [`Host`].
 
 mod apply;
+pub mod callers;
 pub mod conditions;
 pub(crate) mod connect;
 pub mod count_calls;
@@ -19,9 +20,12 @@ pub mod verdict;
 
 use crate::crd::{ActivationCode, ActivationCodeSpec, ActivationCodeStatus};
 use crate::fingerprint::FingerprintKey;
+use crate::metastudio::breaker::CredentialsId;
+use crate::metastudio::listing_budget::ListingHold;
 use crate::metastudio::{ActiveCode, Connection, Listing, MetaStudioClient, Transport};
 use crate::plan::{self, Action};
 use crate::tenancy::Grant;
+use callers::{Caller, Callers};
 use conditions::reason;
 use host::Host;
 use jiff::Timestamp;
@@ -101,11 +105,19 @@ pub struct Engine {
     /// How long after a reset's answer was lost (or its call window
     /// ended) the server might still apply it: twice the request timeout.
     reset_grace: jiff::SignedDuration,
+    /// Who each resource called as at its last reconcile (conflicts).
+    callers: Callers,
 }
 
-/// The result of the steps before planning: either a client and the remote
-/// codes, or a finished report.
-type Prepared = Result<(MetaStudioClient, FingerprintKey, Listing), Box<ReconcileReport>>;
+/// What the steps before planning found: the client, the key of its
+/// credentials, the remote codes, and the share of the listing budget the
+/// codes hold (kept until they are dropped, at the end of the reconcile).
+struct Prepared {
+    client: MetaStudioClient,
+    key: FingerprintKey,
+    listing: Listing,
+    hold: ListingHold,
+}
 
 impl Engine {
     pub fn new(transport: Arc<Transport>, defaults: OperatorDefaults) -> Self {
@@ -116,6 +128,7 @@ impl Engine {
             defaults,
             concurrency: 4,
             reset_grace,
+            callers: Callers::default(),
         }
     }
 
@@ -138,6 +151,11 @@ impl Engine {
         &self.transport
     }
 
+    /// Forgets who the resources not in `uids` called as (they are gone).
+    pub fn forget_callers_except(&self, uids: &std::collections::HashSet<String>) {
+        self.callers.retain(uids);
+    }
+
     /// Reconciles `resource` with the status the host last stored for it
     /// ([`Host::current`]), against the other resources of its robot that
     /// the host holds ([`Host::same_robot`], for conflicts); `now` is the
@@ -151,108 +169,104 @@ impl Engine {
     ) -> ReconcileReport {
         let resource = &host.current(resource);
         let others = host.same_robot(resource);
-        let mut run = Run {
-            resource,
-            host,
-            mode,
-            generation: resource.metadata.generation,
-            status: resource.status.clone().unwrap_or_default(),
-            now,
-        };
-        run.status.observed_generation = run.generation;
+        let mut run = Run::new(resource, host, mode, now);
         if let Some(note) = unknown_fields_note(&resource.spec) {
             run.event(true, reason::UNKNOWN_FIELD, "Sync", note).await;
         }
-        let (client, key, listing) = match self.prepare(&mut run, &others).await {
+        let prepared = match self.prepare(&mut run, &others).await {
             Ok(prepared) => prepared,
             Err(report) => return *report,
         };
-        self.sync(&mut run, &client, &key, listing).await
+        let Prepared {
+            client,
+            key,
+            listing,
+            hold,
+        } = prepared;
+        let report = self.sync(&mut run, &client, &key, listing).await;
+        drop(hold);
+        report
     }
 
-    /// Validation, suspension, credentials, connection, listing, conflicts.
-    async fn prepare<H: Host>(&self, run: &mut Run<'_, H>, others: &[ActivationCode]) -> Prepared {
-        let spec = &run.resource.spec;
-        let problems = crate::validate::validate(spec);
-        if !problems.is_empty() {
-            let message = problems
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; ");
-            return Err(Box::new(
-                run.stop(reason::INVALID_SPEC, message, Next::AwaitChange)
-                    .await,
-            ));
+    /// Validation, suspension, credentials, connection, listing, conflicts:
+    /// what is needed to plan, or the report of a reconcile that stops.
+    async fn prepare<H: Host>(
+        &self,
+        run: &mut Run<'_, H>,
+        others: &[ActivationCode],
+    ) -> Result<Prepared, Box<ReconcileReport>> {
+        let resource = run.resource;
+        if let Err(stop) = admissible(run) {
+            self.callers.record(resource, Caller::Nobody);
+            return Err(stopped(run, stop).await);
         }
-        if let Some(recorded) = changed_from(spec, &run.status) {
-            let message = robot_changed(recorded, &spec.robot_id);
-            return Err(Box::new(
-                run.stop(reason::INVALID_SPEC, message, Next::AwaitChange)
-                    .await,
-            ));
-        }
-        run.status.robot_id = Some(spec.robot_id.clone());
-        if let Some(message) = deleting(run.resource) {
-            return Err(Box::new(
-                run.stop(reason::DELETING, message, Next::AwaitChange).await,
-            ));
-        }
-        if spec.suspend {
-            return Err(Box::new(
-                run.stop(
-                    reason::SUSPENDED,
-                    "spec.suspend is true: no remote calls are made; set it to false to resume"
-                        .into(),
-                    Next::AwaitChange,
-                )
-                .await,
-            ));
-        }
-        let (connection, grant) =
-            match connect::connect(run.resource, run.host, &self.defaults).await {
-                Ok(connected) => connected,
-                Err((why, message, next)) => {
-                    return Err(Box::new(run.stop(why, message, next).await));
+        let (connection, grant) = match connect::connect(resource, run.host, &self.defaults).await {
+            Ok(connected) => connected,
+            Err(unconnected) => {
+                if unconnected.lasting {
+                    self.callers.record(resource, Caller::Nobody);
                 }
-            };
+                return Err(stopped(run, unconnected.stop).await);
+            }
+        };
+        // Before the listing: a rival reconciled meanwhile sees it.
+        let caller = Caller::Calls(CredentialsId::of(&connection));
+        self.callers.record(resource, caller);
         if let Some(note) = connect::insecure_note(&connection, &grant) {
             run.event(true, reason::INSECURE_TRANSPORT, "Sync", note)
                 .await;
         }
         let key = FingerprintKey::from_credentials(&connection.credentials);
         let client = self.transport.client(connection);
-        let listing = match client.listing(&spec.robot_id).await {
-            Ok(listing) => listing,
+        let (listing, hold) = match client.listing(&resource.spec.robot_id).await {
+            Ok(listed) => listed,
             Err(err) => return Err(Box::new(run.remote_failure(&err).await)),
         };
-        if let Some(message) = limits::too_many_selected(spec, &listing.codes) {
-            let next = Next::SyncAfter(spec.sync_interval());
-            return Err(Box::new(
-                run.stop(reason::TOO_MANY_CODES, message, next).await,
-            ));
-        }
-        let rival = self
-            .rival(run, others, client.connection(), &grant, &listing.codes)
+        let claim = self
+            .claim(run, others, client.connection(), &grant, &listing.codes)
             .await;
-        let rival = match rival {
-            Ok(rival) => rival,
-            Err((why, message, next)) => return Err(Box::new(run.stop(why, message, next).await)),
-        };
-        if let Some(older) = rival {
+        if let Err(stop) = claim {
+            return Err(stopped(run, stop).await);
+        }
+        Ok(Prepared {
+            client,
+            key,
+            listing,
+            hold,
+        })
+    }
+
+    /// Whether this resource may manage the codes it selects: not more than
+    /// one resource manages ([`limits`]), and no older resource calling as
+    /// the same caller selects some of them ([`reason::CONFLICT`]).
+    async fn claim<H: Host>(
+        &self,
+        run: &Run<'_, H>,
+        others: &[ActivationCode],
+        connection: &Connection,
+        grant: &Grant,
+        remote: &[ActiveCode],
+    ) -> Result<(), connect::Stop> {
+        let spec = &run.resource.spec;
+        let next = Next::SyncAfter(spec.sync_interval());
+        if let Some(message) = limits::too_many_selected(spec, remote) {
+            return Err((reason::TOO_MANY_CODES, message, next));
+        }
+        if let Some(older) = self.rival(run, others, connection, grant, remote).await? {
             let message = format!(
                 "ActivationCode {older} manages some of the same codes and is older; this resource changes nothing until they select different codes (spec.roomId or spec.activeCodeIds)"
             );
-            let next = Next::SyncAfter(spec.sync_interval());
-            return Err(Box::new(run.stop(reason::CONFLICT, message, next).await));
+            return Err((reason::CONFLICT, message, next));
         }
-        Ok((client, key, listing))
+        Ok(())
     }
 
     /// The oldest resource (`namespace/name`) older than this one that
-    /// selects some of its codes and would call as the same caller
-    /// (endpoint, project and credentials; see [`connect::same_caller`]):
-    /// it manages those codes, and this one changes nothing.
+    /// selects some of its codes and calls as the same caller (endpoint,
+    /// project and credentials): it manages those codes, and this one
+    /// changes nothing. Who a resource calls as is what its last reconcile
+    /// recorded ([`callers`]); for one not reconciled yet, its Secret is
+    /// read to tell ([`connect::same_caller`]).
     async fn rival<H: Host>(
         &self,
         run: &Run<'_, H>,
@@ -261,8 +275,15 @@ impl Engine {
         grant: &Grant,
         remote: &[ActiveCode],
     ) -> Result<Option<String>, connect::Stop> {
+        let mine = Caller::Calls(CredentialsId::of(connection));
         for other in older_claimants(run.resource, others, remote) {
-            if connect::same_caller(other, run.host, &self.defaults, connection, grant).await? {
+            let rival = match self.callers.of(other) {
+                Some(caller) => caller == mine,
+                None => {
+                    connect::same_caller(other, run.host, &self.defaults, connection, grant).await?
+                }
+            };
+            if rival {
                 return Ok(Some(format!(
                     "{}/{}",
                     other.namespace().unwrap_or_default(),
@@ -272,6 +293,43 @@ impl Engine {
         }
         Ok(None)
     }
+}
+
+/// The report of a reconcile that stops for `stop`.
+async fn stopped<H: Host>(
+    run: &mut Run<'_, H>,
+    (why, message, next): connect::Stop,
+) -> Box<ReconcileReport> {
+    Box::new(run.stop(why, message, next).await)
+}
+
+/// Why the resource is not reconciled at all (an invalid spec, a changed
+/// robot, deletion, suspension), or `Ok` after recording the robot its
+/// status belongs to.
+fn admissible<H: Host>(run: &mut Run<'_, H>) -> Result<(), connect::Stop> {
+    let spec = &run.resource.spec;
+    let problems = crate::validate::validate(spec);
+    if !problems.is_empty() {
+        let message = problems
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ");
+        return Err((reason::INVALID_SPEC, message, Next::AwaitChange));
+    }
+    if let Some(recorded) = changed_from(spec, &run.status) {
+        let message = robot_changed(recorded, &spec.robot_id);
+        return Err((reason::INVALID_SPEC, message, Next::AwaitChange));
+    }
+    run.status.robot_id = Some(spec.robot_id.clone());
+    if let Some(message) = deleting(run.resource) {
+        return Err((reason::DELETING, message, Next::AwaitChange));
+    }
+    if spec.suspend {
+        let message = "spec.suspend is true: no remote calls are made; set it to false to resume";
+        return Err((reason::SUSPENDED, message.into(), Next::AwaitChange));
+    }
+    Ok(())
 }
 
 /// Why a resource that is being deleted is left alone, or `None` when it is

@@ -223,9 +223,12 @@ impl Windows {
 }
 
 /// Whether the token resets `code` at all: codes created after the token
-/// was first seen are fresh already.
+/// was first seen are fresh already. `observedAt` comes from a status a
+/// tenant (or a status file's editor) may write: one too late to add the
+/// margin to is later than any code.
 fn token_applies(rollout: &TokenRollout, code: &ActiveCode) -> bool {
-    code.create_time < rollout.observed_at + CLOCK_SKEW_MARGIN
+    let seen = rollout.observed_at.checked_add(CLOCK_SKEW_MARGIN);
+    seen.map_or(true, |seen| code.create_time < seen)
 }
 
 /// Done and total of a token's rollout over the selected codes.

@@ -7,7 +7,8 @@
 
 use crate::crd::bounds::{self, EXPIRY_WINDOW, ROLLOUT_INTERVAL, SYNC_INTERVAL};
 use crate::crd::connection::{Budget, ConnectionTarget};
-use crate::crd::{ActivationCodeSpec, ResetPolicy};
+use crate::crd::export::MAX_RESTART_TARGETS;
+use crate::crd::{ActivationCodeSpec, ResetPolicy, RestartTarget, WorkloadKind};
 use crate::duration::HumanDuration;
 use crate::metastudio::connection::{is_app_user_id, is_project_id, parse_endpoint};
 use std::ops::RangeInclusive;
@@ -343,12 +344,12 @@ fn inline_connection_problems(spec: &ActivationCodeSpec) -> Vec<SpecProblem> {
     problems
 }
 
-/// `spec.exportSecretRef.name`: a Secret name.
+/// `spec.exportSecretRef`: a Secret name, and the workloads that follow it.
 fn export_problems(spec: &ActivationCodeSpec) -> Vec<SpecProblem> {
     let Some(reference) = &spec.export_secret_ref else {
         return Vec::new();
     };
-    dns_subdomain_problem(&reference.name)
+    let mut problems: Vec<SpecProblem> = dns_subdomain_problem(&reference.name)
         .map(|why| {
             problem(
                 "spec.exportSecretRef.name",
@@ -356,7 +357,44 @@ fn export_problems(spec: &ActivationCodeSpec) -> Vec<SpecProblem> {
             )
         })
         .into_iter()
-        .collect()
+        .collect();
+    problems.extend(restart_target_problems(&reference.restart_targets));
+    problems
+}
+
+/// `spec.exportSecretRef.restartTargets`: at most [`MAX_RESTART_TARGETS`]
+/// workloads, each of a kind that rolls out, each with an object name.
+fn restart_target_problems(targets: &[RestartTarget]) -> Vec<SpecProblem> {
+    let field = "spec.exportSecretRef.restartTargets";
+    let mut problems = Vec::new();
+    if targets.len() > MAX_RESTART_TARGETS {
+        problems.push(problem(
+            field,
+            format!(
+                "names {} workloads: name at most {MAX_RESTART_TARGETS} (the ones that read the Secret and cannot reload it)",
+                targets.len()
+            ),
+        ));
+    }
+    for (i, target) in targets.iter().enumerate() {
+        if target.workload_kind().is_none() {
+            let shown: String = target.kind.chars().take(64).collect();
+            problems.push(problem(
+                format!("{field}[{i}].kind"),
+                format!(
+                    "`{shown}` is not a kind that rolls out: use {} (spelled so)",
+                    WorkloadKind::choices()
+                ),
+            ));
+        }
+        if let Some(why) = dns_subdomain_problem(&target.name) {
+            problems.push(problem(
+                format!("{field}[{i}].name"),
+                format!("{why}: name a workload in this namespace"),
+            ));
+        }
+    }
+    problems
 }
 
 /// `value` of `field` outside `range`: too short or too long, with the
@@ -591,6 +629,44 @@ mod tests {
         assert!(dns_label_problem("a.b").is_some());
         assert!(dns_label_problem(&"a".repeat(64)).is_some());
         assert!(dns_subdomain_problem(&"a".repeat(254)).is_some());
+    }
+
+    #[test]
+    fn restart_targets_are_workloads_that_roll_out_named_by_object_names() {
+        let of = |targets: serde_json::Value| {
+            let s: ActivationCodeSpec = serde_json::from_value(serde_json::json!({
+                "robotId": "r", "validPeriod": 2,
+                "exportSecretRef": {"name": "codes", "restartTargets": targets}
+            }))
+            .unwrap();
+            validate(&s)
+                .into_iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+        };
+        let fine = of(serde_json::json!([{"kind": "Deployment", "name": "web"},
+            {"kind": "StatefulSet", "name": "db.v1"}, {"kind": "DaemonSet", "name": "agent"}]));
+        assert!(fine.is_empty(), "{fine:?}");
+        assert_eq!(
+            of(serde_json::json!([{"kind": "CronJob", "name": "nightly"},
+                {"kind": "deployment", "name": "Web_1"}])),
+            [
+                "spec.exportSecretRef.restartTargets[0].kind: `CronJob` is not a kind that rolls out: use Deployment, StatefulSet or DaemonSet (spelled so)",
+                "spec.exportSecretRef.restartTargets[1].kind: `deployment` is not a kind that rolls out: use Deployment, StatefulSet or DaemonSet (spelled so)",
+                "spec.exportSecretRef.restartTargets[1].name: `Web_1` is not a valid name: use lower-case letters, digits, `-` and `.`, starting and ending with a letter or digit: name a workload in this namespace",
+            ]
+        );
+        let many: Vec<_> = (0..17)
+            .map(|i| serde_json::json!({"kind": "Deployment", "name": format!("web-{i}")}))
+            .collect();
+        let too_many = of(serde_json::Value::Array(many));
+        assert_eq!(too_many.len(), 1, "{too_many:?}");
+        assert!(
+            too_many[0].starts_with(
+                "spec.exportSecretRef.restartTargets: names 17 workloads: name at most 16"
+            ),
+            "{too_many:?}"
+        );
     }
 
     #[test]

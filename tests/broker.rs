@@ -293,6 +293,71 @@ async fn a_caller_over_its_bucket_and_a_project_over_its_quota_get_429_with_retr
     );
 }
 
+/// The broker waits on no tenant's budget: a connection whose budget has
+/// no call free answers 429 with when it will, at once, instead of holding
+/// the request (and one of the broker's connections) for up to 1000 s.
+#[tokio::test]
+async fn a_connection_whose_budget_has_no_call_free_is_a_429_at_once() {
+    let f = Fixture::open().await;
+    assert_eq!(f.ask("slow", Some("token-kiosk")).await.0, 200);
+    let asked = f.ask("slow", Some("token-kiosk"));
+    let (status, headers, body) = tokio::time::timeout(std::time::Duration::from_secs(60), asked)
+        .await
+        .expect("answered without waiting for the budget");
+    assert_eq!(
+        (status, body["reason"].as_str()),
+        (429, Some("QuotaExhausted")),
+        "{body}"
+    );
+    let retry_after: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((900..=1000).contains(&retry_after), "{retry_after}");
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains("MetaStudioConnection retail/slow") && message.contains("spec.budget"),
+        "{message}"
+    );
+    assert_eq!(f.sim.counters().total_calls(), 1, "nothing sent for it");
+    assert_eq!(
+        f.ask("retail", Some("token-kiosk")).await.0,
+        200,
+        "other credentials are served"
+    );
+}
+
+/// MetaStudio's own 429 is the caller's 429 with MetaStudio's Retry-After,
+/// not a retry inside the broker.
+#[tokio::test]
+async fn metastudio_throttling_is_a_429_with_its_retry_after() {
+    let f = Fixture::open().await;
+    f.sim.set_faults(FaultConfig {
+        throttle_rate: 1.0,
+        ..FaultConfig::default()
+    });
+    let (status, headers, body) = f.ask("retail", Some("token-kiosk")).await;
+    assert_eq!(
+        (status, body["reason"].as_str()),
+        (429, Some("QuotaExhausted")),
+        "{body}"
+    );
+    assert!(headers.contains_key("retry-after"));
+    assert_eq!(f.sim.counters().total_calls(), 1, "one attempt, no retry");
+}
+
+/// A namespace whose labels the broker has not seen yet (just created) is
+/// told to come back, not refused for good.
+#[tokio::test]
+async fn a_namespace_not_seen_yet_is_a_503_with_retry_after() {
+    let f = Fixture::open().await;
+    let (status, headers, body) = f.ask("by-label", Some("token-museum")).await;
+    assert_eq!(
+        (status, body["reason"].as_str()),
+        (503, Some("NamespaceLabelsUnknown")),
+        "{body}"
+    );
+    assert_eq!(headers["retry-after"], "5");
+    assert_eq!(f.sim.counters().total_calls(), 0);
+}
+
 #[tokio::test]
 async fn a_metastudio_failure_is_a_502_naming_its_error_code_and_request_id() {
     let f = Fixture::open().await;

@@ -279,3 +279,52 @@ async fn trickling_clients_on_every_slot_do_not_lock_a_caller_out() {
         trickler.abort();
     }
 }
+
+/// Connections that open TCP and never start their TLS handshake hold no
+/// slot a caller needs: while every slot is taken, a handshake that has
+/// gone on for half a second is cut to make room, as an idle connection
+/// is. Before, each held its slot for the handshake's timeout (here an
+/// hour, so only that cut can free one).
+#[tokio::test]
+async fn silent_tls_handshakes_on_every_slot_do_not_lock_a_caller_out() {
+    metastudio_operator::tls::install_crypto_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let pair = certificate();
+    write_pair(dir.path(), &pair);
+    let cert =
+        ReloadingCert::load(&dir.path().join("tls.crt"), &dir.path().join("tls.key")).unwrap();
+    let slots = 8;
+    let f = Fixture::with(Setup {
+        tls: Some(tokio_rustls::TlsAcceptor::from(server_config(Arc::new(
+            cert,
+        )))),
+        connections: ConnectionLimits {
+            max_connections: slots,
+            head_timeout: std::time::Duration::from_secs(3600),
+            ..LIMITS
+        },
+        ..Setup::default()
+    })
+    .await;
+    let addr = f.url.replace("https://localhost", "127.0.0.1");
+    let mut silent = Vec::new();
+    for _ in 0..slots {
+        silent.push(TcpStream::connect(&addr).await.unwrap());
+    }
+    let asked = client_trusting(&pair.0)
+        .post(format!("{}/v1/oncecodes/retail", f.url))
+        .bearer_auth("token-kiosk")
+        .send();
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(60), asked)
+        .await
+        .expect("the caller was served while silent handshakes held every slot")
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let deadline = std::time::Duration::from_secs(30);
+    for stream in &mut silent {
+        assert!(
+            closed_within(stream, deadline).await,
+            "a silent handshake was cut"
+        );
+    }
+}

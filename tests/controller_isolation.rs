@@ -11,6 +11,7 @@ use common::controller::*;
 use common::kube_mock::{ApiServer, mock_client, secret};
 use common::{ROBOT, seed_yaml, simulator_accepting};
 use kube::runtime::controller::Action;
+use metastudio_operator::controller::connections::{STATUS_REFRESH, isolated_status};
 use metastudio_operator::controller::directory::ClusterDirectory;
 use metastudio_operator::controller::{
     Context, ReconcileError, error_policy, isolated, reconcile_in_slot,
@@ -272,4 +273,26 @@ fn scrape(ctx: &Context) -> String {
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &ctx.metrics.registry()).unwrap();
     text
+}
+
+/// A connection's status controller reads what a tenant wrote too: a panic
+/// there is counted and the connection looked at again later, instead of
+/// ending the process.
+#[tokio::test]
+async fn a_panicking_connection_status_reconcile_is_counted_and_retried() {
+    let sim = two_robots().await;
+    let (client, _api) = mock_client();
+    let ctx = context(client, &sim, &[]);
+    let connection = Arc::new(connection_resource(&sim, "broken", json!({})));
+    async fn panicking(
+        _: Arc<MetaStudioConnection>,
+        _: Arc<Context>,
+    ) -> Result<Action, std::convert::Infallible> {
+        panic!("a bug in the connection's status")
+    }
+    let action = isolated_status(connection, ctx.clone(), panicking)
+        .await
+        .unwrap();
+    assert_eq!(action, Action::requeue(STATUS_REFRESH));
+    assert_eq!(ctx.metrics.reconcile_panics.get(), 1);
 }

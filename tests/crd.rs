@@ -1,7 +1,19 @@
-//! The CRDs on disk are exactly what the code generates (`crds/` and the
-//! chart's copy; `metastudio-operator crd` prints them all), and every
-//! field carries a description (what `kubectl explain` shows).
-//! `UPDATE_CRDS=1 cargo nextest run --test crd` rewrites the files.
+//! The CRDs on disk are exactly what the code generates, and every field
+//! carries a description (what `kubectl explain` shows):
+//!
+//! - `crds/` holds them as `metastudio-operator crd` prints them, for
+//!   `kubectl apply --server-side -f crds/`;
+//! - the chart holds them as templates (`templates/crds/`), so that `helm
+//!   upgrade` updates them: the same YAML with the chart's labels, the
+//!   `helm.sh/resource-policy: keep` annotation (`crds.keep`), all of it
+//!   under `crds.enabled`, and each CEL rule (`x-kubernetes-validations`)
+//!   only where the server knows them (1.25+). `scripts/chart-check`
+//!   renders them for 1.20 and 1.30 and compares them with `crds/`.
+//!
+//! `UPDATE_CRDS=1 cargo nextest run --test crd` rewrites both from the code.
+
+#[path = "crd/chart_template.rs"]
+mod chart_template;
 
 use metastudio_operator::crd::{crd_yaml, definition, definitions, yaml_of};
 use serde_json::Value;
@@ -11,23 +23,50 @@ fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-#[test]
-fn the_crd_files_are_the_generated_crds_in_both_places() {
-    let update = std::env::var_os("UPDATE_CRDS").is_some();
-    for (file, crd) in definitions() {
-        let generated = yaml_of(&crd);
-        for dir in ["crds", "charts/metastudio-operator/crds"] {
-            let path = root().join(dir).join(file);
-            if update {
-                std::fs::write(&path, &generated).unwrap();
-            }
-            let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
-            assert!(
-                on_disk == generated,
-                "{dir}/{file} is stale: run `UPDATE_CRDS=1 cargo nextest run --test crd`"
-            );
-        }
+/// Where the chart's CRD templates are.
+const CHART_CRDS: &str = "charts/metastudio-operator/templates/crds";
+
+/// Writes `generated` to `path` when `UPDATE_CRDS` is set, then asserts the
+/// file holds it.
+fn assert_generated(path: &Path, generated: &str) {
+    if std::env::var_os("UPDATE_CRDS").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, generated).unwrap();
     }
+    let on_disk = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        on_disk == generated,
+        "{} is stale: run `UPDATE_CRDS=1 cargo nextest run --test crd`",
+        path.display()
+    );
+}
+
+#[test]
+fn the_crd_files_and_the_chart_templates_are_generated_from_the_code() {
+    for (file, crd) in definitions() {
+        let yaml = yaml_of(&crd);
+        assert_generated(&root().join("crds").join(file), &yaml);
+        assert_generated(
+            &root().join(CHART_CRDS).join(file),
+            &chart_template::of(&crd.spec.names.kind, &yaml),
+        );
+    }
+    // Nothing else there: a CRD the code no longer makes must go.
+    let mut templates: Vec<String> = std::fs::read_dir(root().join(CHART_CRDS))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    templates.sort();
+    let mut files: Vec<String> = definitions().iter().map(|(f, _)| (*f).to_owned()).collect();
+    files.sort();
+    assert_eq!(
+        templates, files,
+        "{CHART_CRDS} holds other files than the CRDs"
+    );
+    assert!(
+        !root().join("charts/metastudio-operator/crds").exists(),
+        "the chart must not have a crds/ directory: Helm installs it on the first install only, and a CRD there and in templates/crds/ conflicts"
+    );
     let printed = crd_yaml();
     assert_eq!(
         printed.matches("kind: CustomResourceDefinition").count(),

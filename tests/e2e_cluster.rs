@@ -5,7 +5,9 @@
 //! every run. The suite runs unchanged against any other disposable cluster
 //! (kind, k3d, a current release): `KUBECONFIG=... cargo nextest run --test
 //! e2e_cluster`. Without a cluster it fails; it never skips, but for the
-//! node scenario on a cluster it cannot load its image into (it says so).
+//! node scenario on a cluster it cannot load its image into, and the chart
+//! scenarios (p to u) without the operator's image in `E2E_IMAGE` (they say
+//! so).
 //!
 //! Every scenario gets a fresh namespace (deleted afterwards), the chart's
 //! ServiceAccount and RBAC rendered by `helm template` for that namespace,
@@ -39,6 +41,14 @@
 //! | y. two live reconcilers, 200 codes at 3 writes/s: each reset once | [`slow_batch::y_two_live_reconcilers_reset_200_codes_once_at_3_writes_a_second`] |
 //! | x. spec.robotId changed: refused by CEL (>= 1.25) or by the operator (InvalidSpec, no call, ledger kept) until put back | [`robot_id::x_a_changed_robot_id_stops_the_resource_until_it_is_put_back`] |
 //! | z. two live reconcilers scale a room (spec.count) 0 -> 60 -> 25 at 3 writes/s: exactly the count, each code created once | [`count::z_two_live_reconcilers_scale_a_room_up_and_down_to_exactly_the_count`] |
+//! | rt. restartTargets: a Deployment rolls out once when named and once per rotation, not on a resync nor an operator restart | [`restart_targets::rt_a_deployment_rolls_out_once_per_rotation_and_not_on_a_resync`] |
+//! | p. `helm install` as shipped (image overridden): CRDs with the release, two Ready pods, one Lease holder, non-root and read-only as the chart says, a tenant's code converges against the simulator in the cluster | [`lifecycle_install::p_s_helm_install_converges_and_uninstall_keeps_the_resources`] |
+//! | q. SIGTERM releases the Lease; kill -9 of the leader's container mid-rotation (lost answers): each code reset once | [`chart_handover::q_the_leader_hands_over_on_sigterm_and_kill_9_mid_rotation_resets_each_code_once`] |
+//! | r. `helm upgrade` to a second image and a chart version with a new CRD field, mid-rotation, under the PDB | [`lifecycle_upgrade::r_helm_upgrade_during_a_rotation_rolls_under_the_pdb_and_adds_a_crd_field`] |
+//! | r. `helm upgrade` from a release without the connection CRDs: named in /readyz and the log, then reconciled | [`lifecycle_upgrade::r_an_upgrade_from_a_release_without_the_connection_crds_names_them_then_reconciles`] |
+//! | s. `helm uninstall`: nothing of the release left, the CRDs and the users' resources kept | [`lifecycle_install::p_s_helm_install_converges_and_uninstall_keeps_the_resources`] |
+//! | t. the broker's Service over TLS from a workload's pod (`deploy/broker-client/`); 403 without the Role | [`chart_broker::t_a_workload_gets_a_once_code_from_the_broker_service_and_a_stranger_gets_403`] |
+//! | u. 200 resources x 10 codes under the chart's limits, no restart, peak memory printed | [`chart_limits::u_two_hundred_resources_converge_under_the_charts_limits_without_a_restart`] |
 
 mod common;
 mod e2e;
@@ -72,6 +82,22 @@ mod robot_id;
 // Scenario z.
 #[path = "e2e_cluster/count.rs"]
 mod count;
+// Scenario rt.
+#[path = "e2e_cluster/restart_targets.rs"]
+mod restart_targets;
+// Scenarios p to u: the chart as shipped, with the image of scripts/image
+// (E2E_IMAGE; skipped without it). The lifecycle_* ones run alone
+// (.config/nextest.toml): they delete, install and upgrade the CRDs.
+#[path = "e2e_cluster/chart_broker.rs"]
+mod chart_broker;
+#[path = "e2e_cluster/chart_handover.rs"]
+mod chart_handover;
+#[path = "e2e_cluster/chart_limits.rs"]
+mod chart_limits;
+#[path = "e2e_cluster/lifecycle_install.rs"]
+mod lifecycle_install;
+#[path = "e2e_cluster/lifecycle_upgrade.rs"]
+mod lifecycle_upgrade;
 
 use common::offline::fleet_seed;
 use common::{ROBOT, robot_seed, seed_yaml};

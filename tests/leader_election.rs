@@ -221,6 +221,53 @@ async fn shutdown_releases_the_lease_for_the_standby() {
     assert_eq!(overlap.most.load(Ordering::SeqCst), 1, "never two leaders");
 }
 
+/// The lease's renew time, then its acquire time, as the fake holds them.
+fn lease_times(leases: &Leases) -> (Option<String>, Option<String>) {
+    let spec = leases.spec(LEASE).unwrap_or_default();
+    let time = |key: &str| spec[key].as_str().map(str::to_owned);
+    (time("renewTime"), time("acquireTime"))
+}
+
+fn parse_time(text: &str) -> jiff::Timestamp {
+    text.parse().unwrap_or_else(|e| panic!("{text}: {e}"))
+}
+
+/// A leader that shuts down releases the lease, and the standby takes it
+/// then, not once the lease would have expired: kube-lease-manager's
+/// standby sleeps until the expiry it last read, and only a read of the
+/// released Lease wakes it (the chart's pods on SIGTERM, scenario q).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_standby_takes_a_released_lease_before_it_would_have_expired() {
+    let leases = Leases::default();
+    let (a, b, overlap) = (Work::default(), Work::default(), Overlap::default());
+    // Long enough that an expiry would be plain: the standby looks every 5 s.
+    let duration = Duration::from_secs(30);
+    let ra = replica(&leases, "a", &a, &overlap, duration);
+    eventually("a leads", WAIT, || a.active()).await;
+    let rb = replica(&leases, "b", &b, &overlap, duration);
+    eventually("b stands by", WAIT, || {
+        b.reported.lock().unwrap().first() == Some(&false)
+    })
+    .await;
+
+    let (renewed, _) = lease_times(&leases);
+    ra.shut_down().await;
+    eventually("b leads", Duration::from_secs(60), || b.active()).await;
+    let (_, acquired) = lease_times(&leases);
+    let (renewed, acquired) = (
+        parse_time(&renewed.unwrap()),
+        parse_time(&acquired.unwrap()),
+    );
+    let after = acquired.duration_since(renewed);
+    eprintln!("b took the released lease {after:?} after a's last renewal (lease {duration:?})");
+    assert!(
+        after < jiff::SignedDuration::try_from(duration).unwrap(),
+        "b took the lease {after:?} after a's last renewal: only once it expired"
+    );
+    rb.shut_down().await;
+    assert_eq!(overlap.most.load(Ordering::SeqCst), 1, "never two leaders");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_that_cannot_renew_stops_within_the_lease_duration_and_resumes_when_it_can() {
     let leases = Leases::default();

@@ -454,6 +454,139 @@ enum Theirs {
     Keys(&'static str, &'static str),
 }
 
+/// An ActivationCode `name` of namespace `elsewhere`, older than any other,
+/// naming the victim's robot and project with `valid_period`, its Secret
+/// `theirs`, and `connection` merged into its `spec.connection`.
+fn squatter(sim: &Simulator, name: &str, valid_period: u16, connection: Value) -> ActivationCode {
+    let mut spec = json!({"robotId": ROBOT, "validPeriod": valid_period,
+        "connection": {"projectId": sim.project_id(), "credentialsSecretRef": {"name": "theirs"}}});
+    for (k, v) in connection.as_object().unwrap() {
+        spec["connection"][k] = v.clone();
+    }
+    let mut squatter = resource(name, spec);
+    squatter.metadata.namespace = Some("elsewhere".into());
+    squatter.metadata.uid = Some(format!("uid-{name}"));
+    squatter.metadata.creation_timestamp =
+        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            "2020-01-01T00:00:00Z".parse().unwrap(),
+        ));
+    squatter
+}
+
+/// The path of the Secret `theirs` of the squatters.
+const THEIRS: &str = "/api/v1/namespaces/elsewhere/secrets/theirs";
+
+/// One reconcile of `squatter`: its Secret read (answered `theirs`), what
+/// it then does against the simulator, an Event when `event` is given,
+/// its status written.
+async fn reconcile_squatter(
+    api: &mut ApiServer,
+    ctx: &Arc<metastudio_operator::controller::Context>,
+    squatter: &ActivationCode,
+    theirs: (u16, Value),
+    event: Option<&str>,
+) {
+    let task = run_reconcile(squatter, ctx).await;
+    api.expect("GET", THEIRS, theirs.0, theirs.1).await;
+    if let Some(reason) = event {
+        api.expect_event("elsewhere", reason).await;
+    }
+    let name = squatter.metadata.name.clone().unwrap();
+    let status = format!(
+        "/apis/metastudio.huaweicloud.com/v1alpha1/namespaces/elsewhere/activationcodes/{name}/status"
+    );
+    api.expect(
+        "PATCH",
+        &status,
+        200,
+        serde_json::to_value(squatter).unwrap(),
+    )
+    .await;
+    api.finish(task).await;
+}
+
+/// Squatters reconciled once are known by what they called as: the victim's
+/// reconciles read none of their Secrets. Before, each squatter on the
+/// target cost one Secret read on every victim reconcile, and any failed
+/// read stopped the victim (ConflictUnchecked).
+#[tokio::test]
+async fn squatters_reconciled_once_cost_the_victim_no_secret_read() {
+    let sim = simulator(robot_seed(2, 7), FaultConfig::default()).await;
+    let (client, mut api) = mock_client();
+    let squatters: Vec<ActivationCode> = (0..3)
+        .map(|i| squatter(&sim, &format!("squatter-{i}"), 30, json!({})))
+        .collect();
+    let r = resource(
+        "kiosk",
+        with_creds(json!({"robotId": ROBOT, "validPeriod": 7})),
+    );
+    let mut known: Vec<&ActivationCode> = squatters.iter().collect();
+    known.push(&r);
+    let ctx = context_with(
+        client,
+        &known,
+        defaults(&sim),
+        directory(&sim, kiosks_only()),
+    );
+    for squatter in &squatters {
+        let missing = (404, not_found("secrets", "theirs"));
+        reconcile_squatter(
+            &mut api,
+            &ctx,
+            squatter,
+            missing,
+            Some("CredentialsNotFound"),
+        )
+        .await;
+    }
+    for _ in 0..2 {
+        let task = run_reconcile(&r, &ctx).await;
+        expect_creds(&mut api).await;
+        let status = expect_status(&mut api, &r).await;
+        api.finish(task).await;
+        assert_eq!(condition(&status, "Ready")["reason"], "Synced", "{status}");
+    }
+}
+
+/// A rival reconciled once is known too: the same credentials stop the
+/// younger resource without reading the rival's Secret again.
+#[tokio::test]
+async fn a_rival_reconciled_once_stops_the_younger_without_a_secret_read() {
+    let sim = simulator(robot_seed(2, 7), FaultConfig::default()).await;
+    let (client, mut api) = mock_client();
+    let rival = squatter(&sim, "rival", 7, json!({}));
+    let r = resource(
+        "kiosk",
+        with_creds(json!({"robotId": ROBOT, "validPeriod": 7})),
+    );
+    let ctx = context_with(
+        client,
+        &[&rival, &r],
+        defaults(&sim),
+        directory(&sim, kiosks_only()),
+    );
+    let keys = [
+        ("accessKey", DEFAULT_ACCESS_KEY),
+        ("secretKey", DEFAULT_SECRET_KEY),
+    ];
+    let same = (200, secret("elsewhere", "theirs", &keys));
+    reconcile_squatter(&mut api, &ctx, &rival, same, None).await;
+    let task = run_reconcile(&r, &ctx).await;
+    expect_creds(&mut api).await;
+    api.expect_event(NS, "Conflict").await;
+    let status = expect_status(&mut api, &r).await;
+    api.finish(task).await;
+    let ready = condition(&status, "Ready");
+    assert_eq!(ready["reason"], "Conflict", "{status}");
+    assert!(
+        ready["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("ActivationCode elsewhere/rival"),
+        "{status}"
+    );
+}
+
 /// An older ActivationCode in namespace `elsewhere` names the victim's
 /// robot, project and endpoint, with `connection` merged into its own
 /// `spec.connection` (its Secret `theirs` answered as `theirs`); the
@@ -462,17 +595,7 @@ enum Theirs {
 async fn squatted(connection: Value, theirs: Theirs, expected: &str) -> (Value, Simulator) {
     let sim = simulator(robot_seed(2, 7), FaultConfig::default()).await;
     let (client, mut api) = mock_client();
-    let mut spec = json!({"robotId": ROBOT, "validPeriod": 30,
-        "connection": {"projectId": sim.project_id(), "credentialsSecretRef": {"name": "theirs"}}});
-    for (k, v) in connection.as_object().unwrap() {
-        spec["connection"][k] = v.clone();
-    }
-    let mut squatter = resource("squatter", spec);
-    squatter.metadata.namespace = Some("elsewhere".into());
-    squatter.metadata.creation_timestamp =
-        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-            "2020-01-01T00:00:00Z".parse().unwrap(),
-        ));
+    let squatter = squatter(&sim, "squatter", 30, connection);
     let r = resource(
         "kiosk",
         with_creds(json!({"robotId": ROBOT, "validPeriod": 7})),

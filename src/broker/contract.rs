@@ -36,7 +36,7 @@ pub struct Denial {
     pub reason: &'static str,
     /// Names what is wrong and the fix; never a token or a code.
     pub message: String,
-    /// For 429: when to try again.
+    /// For 429 and a transient 503: when to try again.
     pub retry_after: Option<Duration>,
 }
 
@@ -60,7 +60,9 @@ pub mod reason {
     pub const METHOD_NOT_ALLOWED: &str = "MethodNotAllowed";
     /// 429: the caller's own bucket.
     pub const CALLER_RATE_LIMITED: &str = "CallerRateLimited";
-    /// 429: the connection's credentials' share of CreateOnceCode's quota.
+    /// 429: the connection's credentials' share of CreateOnceCode's quota
+    /// (`--broker-quota`), their budget (the connection's `spec.budget`),
+    /// or MetaStudio's own quota (it answered 429) is used up.
     pub const QUOTA_EXHAUSTED: &str = "QuotaExhausted";
     /// 429: more tokens the broker has not authenticated before than its
     /// budget of TokenReviews allows; no review was asked.
@@ -73,6 +75,10 @@ pub mod reason {
     pub const REVIEW_UNAVAILABLE: &str = "ReviewUnavailable";
     /// 503: the connection has no usable credentials or endpoint.
     pub const CONNECTION_NOT_READY: &str = "ConnectionNotReady";
+    /// 503: a ClusterMetaStudioConnection admits namespaces by their labels
+    /// and the broker has not seen the caller's namespace yet (just
+    /// created); `Retry-After` says when to ask again.
+    pub const NAMESPACE_LABELS_UNKNOWN: &str = "NamespaceLabelsUnknown";
 }
 
 impl Denial {

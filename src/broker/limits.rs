@@ -24,9 +24,12 @@ use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::time::Instant;
 
-/// Buckets per map; beyond, the map starts afresh (a caller may then get
-/// one extra burst).
+/// Buckets per map. Beyond, the buckets as good as new (their burst whole
+/// again) are forgotten first, which changes nothing; if none is, the one
+/// used longest ago. A caller in use keeps its bucket: thousands of other
+/// keys cannot hand it a fresh burst.
 const CAPACITY: usize = 10_000;
 
 /// The broker's limits on once-codes.
@@ -109,11 +112,30 @@ impl ReviewBudget {
 }
 
 #[derive(Debug)]
-struct Buckets<K>(Mutex<HashMap<K, Arc<RateLimiter>>>);
+struct Buckets<K> {
+    map: Mutex<HashMap<K, Bucket>>,
+    capacity: usize,
+}
+
+/// One key's limiter and when it was last asked.
+#[derive(Debug)]
+struct Bucket {
+    limiter: Arc<RateLimiter>,
+    used: Instant,
+}
 
 impl<K> Default for Buckets<K> {
     fn default() -> Self {
-        Self(Mutex::new(HashMap::new()))
+        Self::with_capacity(CAPACITY)
+    }
+}
+
+impl<K> Buckets<K> {
+    fn with_capacity(capacity: usize) -> Self {
+        Self {
+            map: Mutex::new(HashMap::new()),
+            capacity: capacity.max(1),
+        }
     }
 }
 
@@ -124,15 +146,34 @@ impl<K: Hash + Eq + Clone> Buckets<K> {
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
         let limiter = {
-            let mut map = self.0.lock().expect("broker limits lock");
-            if map.len() >= CAPACITY && !map.contains_key(key) {
-                map.clear();
+            let mut map = self.map.lock().expect("broker limits lock");
+            if map.len() >= self.capacity && !map.contains_key(key) {
+                make_room(&mut map, self.capacity);
             }
-            map.entry(key.to_owned())
-                .or_insert_with(|| Arc::new(RateLimiter::new(limit)))
-                .clone()
+            let bucket = map.entry(key.to_owned()).or_insert_with(|| Bucket {
+                limiter: Arc::new(RateLimiter::new(limit)),
+                used: Instant::now(),
+            });
+            bucket.used = Instant::now();
+            bucket.limiter.clone()
         };
         limiter.try_reserve()
+    }
+}
+
+/// Frees one place at least in a full map: the buckets as good as new go,
+/// and, if none was, the one used longest ago.
+fn make_room<K: Hash + Eq + Clone>(map: &mut HashMap<K, Bucket>, capacity: usize) {
+    map.retain(|_, bucket| !bucket.limiter.is_fresh());
+    if map.len() < capacity {
+        return;
+    }
+    let oldest = map
+        .iter()
+        .min_by_key(|(_, bucket)| bucket.used)
+        .map(|(key, _)| key.clone());
+    if let Some(oldest) = oldest {
+        map.remove(&oldest);
     }
 }
 
@@ -198,6 +239,37 @@ mod tests {
         let owner = connection("p", "victim-ak");
         assert!(limits.admit_project(&owner).is_ok());
         assert!(limits.admit_project(&owner).is_ok());
+    }
+
+    /// Before, a full map started afresh: ten thousand keys of someone
+    /// else handed a caller that had spent its burst a new one.
+    #[tokio::test(start_paused = true)]
+    async fn a_full_map_never_hands_a_caller_in_use_a_fresh_burst() {
+        let buckets: Buckets<String> = Buckets::with_capacity(3);
+        let slow = limit(0.001, 1);
+        assert!(buckets.take("victim", slow).is_ok());
+        for other in ["a", "b"] {
+            tokio::time::advance(Duration::from_millis(1)).await;
+            assert!(buckets.take(other, slow).is_ok());
+        }
+        for round in 0..10 {
+            tokio::time::advance(Duration::from_millis(1)).await;
+            assert!(
+                buckets.take("victim", slow).is_err(),
+                "its burst stays spent"
+            );
+            assert!(buckets.take(&format!("new-{round}"), slow).is_ok());
+        }
+        let fresh = limit(1000.0, 1);
+        let buckets: Buckets<String> = Buckets::with_capacity(2);
+        assert!(buckets.take("victim", slow).is_ok());
+        assert!(buckets.take("idle", fresh).is_ok());
+        tokio::time::advance(Duration::from_millis(10)).await;
+        assert!(buckets.take("newcomer", slow).is_ok());
+        assert!(
+            buckets.take("victim", slow).is_err(),
+            "the bucket as good as new made room, not the victim's"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -35,8 +35,9 @@ pub struct BrokerArgs {
     /// Once-codes one ServiceAccount may get at once before its rate applies.
     #[arg(long, env = "BROKER_CALLER_BURST", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
     pub broker_caller_burst: u32,
-    /// CreateOnceCode calls per second per MetaStudio project, for every
-    /// caller together: at most the API's quota (20/s in cn-north-4).
+    /// CreateOnceCode calls per second per set of credentials (endpoint,
+    /// project and the credentials themselves), for every caller of them
+    /// together: at most the API's quota (20/s in cn-north-4).
     #[arg(long, env = "BROKER_QUOTA", default_value_t = 20.0, value_parser = parsers::rate)]
     pub broker_quota: f64,
     /// TokenReviews per second the broker may ask for tokens it has not

@@ -63,6 +63,17 @@ pub struct ClientArgs {
     /// them.
     #[arg(long, env = "METASTUDIO_RATE_BURST", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::metastudio::pacing::MAX_BURST)))]
     pub rate_burst: u32,
+    /// The longest one listing of a robot's codes may take, its waits for
+    /// the read budget included; a slower one fails naming the robot (an
+    /// endpoint that answers slowly page after page holds nothing longer).
+    #[arg(long, env = "METASTUDIO_LISTING_DEADLINE", default_value = "5m", value_parser = parsers::positive_duration, allow_hyphen_values = true)]
+    pub listing_deadline: HumanDuration,
+    /// Listed codes the whole process holds at once (about 0.8 KiB each at
+    /// most): a listing takes its share at its first page and waits,
+    /// holding no reconcile slot, while the rest is taken; at least 100000
+    /// (one listing's most).
+    #[arg(long, env = "METASTUDIO_LISTING_BUDGET", default_value_t = crate::metastudio::listing_budget::DEFAULT_LISTING_BUDGET, value_parser = clap::value_parser!(u32).range(i64::from(crate::metastudio::listing::MAX_LISTED_CODES)..))]
+    pub listing_budget: u32,
 }
 
 /// Settings of the reconcile engine, shared by `run` and `reconcile`.
@@ -106,6 +117,8 @@ impl ClientArgs {
                 burst: Some(self.rate_burst),
                 cap: None,
             },
+            listing_deadline: self.listing_deadline.0,
+            listing_budget: self.listing_budget,
             ..defaults
         }
     }

@@ -191,6 +191,17 @@ pub async fn run(args: ReconcileArgs) -> Result<ReconcileOutput, ReconcileComman
         {
             notes.push("exportSecretRef is only written in a cluster, or with --export-dir".into());
         }
+        if manifests.resources.iter().any(|l| {
+            l.resource
+                .spec
+                .export_secret_ref
+                .as_ref()
+                .is_some_and(|r| !r.restart_targets.is_empty())
+        }) {
+            notes.push(
+                "exportSecretRef.restartTargets roll out workloads only in a cluster: no workload was touched".into(),
+            );
+        }
         if !manifests.skipped.is_empty() {
             let kinds: Vec<String> = manifests
                 .skipped

@@ -137,6 +137,11 @@ pub async fn run(
     let broker_metrics = BrokerMetrics::default();
     let addr = serve_health(args.metrics_addr, &metrics, &broker_metrics, &health).await?;
     on_listening(addr);
+    if !controller::crd_check::wait_until_served(&client, &health, shutdown.clone()).await {
+        info!("stopped before the CRDs were installed");
+        return Ok(());
+    }
+
     let identity = args
         .identity
         .clone()

@@ -1,10 +1,11 @@
 //! The engine's host in a cluster: credentials Secrets read from the API,
 //! status through the status subresource with server-side apply, export
-//! Secrets owned by their resource, Kubernetes Events.
+//! Secrets owned by their resource and the workloads that follow them
+//! ([`restarts`]), Kubernetes Events.
 
-use super::{Context, RememberedStatus};
+use super::{Context, RememberedStatus, restarts};
 use crate::crd::connection::{ClusterMetaStudioConnectionSpec, MetaStudioConnectionSpec};
-use crate::crd::{API_VERSION, ActivationCode, ActivationCodeStatus, KIND};
+use crate::crd::{API_VERSION, ActivationCode, ActivationCodeStatus, KIND, RestartTarget};
 use crate::engine::host::{EngineEvent, Host, HostError, SecretSource};
 use crate::metastudio::ActiveCode;
 use crate::secret::Secret;
@@ -198,12 +199,49 @@ impl Host for ClusterHost<'_> {
         Ok(())
     }
 
+    /// Writes the export Secret, then rolls out the workloads of its
+    /// restartTargets that do not carry its hash yet ([`restarts`]): their
+    /// failures are Warning Events, not the export's.
     async fn export(
         &self,
         resource: &ActivationCode,
         secret_name: &str,
         codes: &[ActiveCode],
     ) -> Result<(), HostError> {
+        let stored = self.write_export(resource, secret_name, codes).await?;
+        let targets = resource
+            .spec
+            .export_secret_ref
+            .as_ref()
+            .map_or(&[][..], |r| &r.restart_targets[..]);
+        if !targets.is_empty() {
+            self.roll_out(resource, secret_name, &stored, targets).await;
+        }
+        Ok(())
+    }
+
+    async fn event(&self, resource: &ActivationCode, event: &EngineEvent) {
+        if let Err(err) = self
+            .ctx
+            .events
+            .publish(&resource.object_ref(&()), event)
+            .await
+        {
+            warn!(error = %err, reason = event.reason, "cannot publish event");
+        }
+    }
+}
+
+impl ClusterHost<'_> {
+    /// The export Secret with the values of `codes`, owned by `resource`:
+    /// written by server-side apply unless it holds them already. Returns
+    /// the Secret as stored.
+    async fn write_export(
+        &self,
+        resource: &ActivationCode,
+        secret_name: &str,
+        codes: &[ActiveCode],
+    ) -> Result<KubeSecret, HostError> {
         let namespace = resource.namespace().unwrap_or_default();
         let api: Api<KubeSecret> = Api::namespaced(self.ctx.client.clone(), &namespace);
         let action = || format!("apply export Secret {namespace}/{secret_name}");
@@ -230,7 +268,7 @@ impl Host for ClusterHost<'_> {
                 ));
             }
             if existing.data.as_ref() == Some(&data) {
-                return Ok(());
+                return Ok(existing);
             }
         }
         let secret = KubeSecret {
@@ -254,18 +292,30 @@ impl Host for ClusterHost<'_> {
             &Patch::Apply(&patch),
         )
         .await
-        .map(|_| ())
         .map_err(|e| HostError::new(action(), e))
     }
 
-    async fn event(&self, resource: &ActivationCode, event: &EngineEvent) {
-        if let Err(err) = self
-            .ctx
-            .events
-            .publish(&resource.object_ref(&()), event)
-            .await
-        {
-            warn!(error = %err, reason = event.reason, "cannot publish event");
+    /// Brings `targets` up to the hash of the export Secret `secret_name`
+    /// as stored (`secret`), with an Event for those rolled out and a
+    /// Warning for those that cannot be.
+    async fn roll_out(
+        &self,
+        resource: &ActivationCode,
+        secret_name: &str,
+        secret: &KubeSecret,
+        targets: &[RestartTarget],
+    ) {
+        let namespace = resource.namespace().unwrap_or_default();
+        // The API server gives every object it stores a uid.
+        let Some(uid) = secret.uid() else {
+            warn!(secret = %secret_name, "the export Secret came back without a uid: no workload rolled out");
+            return;
+        };
+        let empty = BTreeMap::new();
+        let hash = restarts::export_hash(&uid, secret.data.as_ref().unwrap_or(&empty));
+        let results = restarts::follow(&self.ctx.client, &namespace, &hash, targets).await;
+        for event in restarts::events(secret_name, &results) {
+            self.event(resource, &event).await;
         }
     }
 }

@@ -16,6 +16,7 @@ use crate::crd::connection::{
 use crate::crd::{API_VERSION, ActivationCode};
 use crate::credentials;
 use crate::engine::conditions::{self, READY, reason};
+use crate::panics;
 use crate::tenancy;
 use futures::{FutureExt, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Secret as KubeSecret};
@@ -32,7 +33,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
-use tracing::{Instrument, info_span, warn};
+use tracing::{Instrument, error, info_span, warn};
 
 /// How often a connection's status is looked at again without a change to
 /// it: the count of its users, a rejection seen meanwhile, its Secret.
@@ -228,13 +229,43 @@ where
 {
     controller
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, |_, _, _| Action::requeue(STATUS_REFRESH), ctx)
+        .run(
+            move |object, ctx| isolated_status(object, ctx, reconcile),
+            |_, _, _| Action::requeue(STATUS_REFRESH),
+            ctx,
+        )
         .for_each(|result| async move {
             if let Err(err) = result {
                 warn!(error = %err, "connection controller event");
             }
         })
         .boxed()
+}
+
+/// Runs a connection's status `reconcile` (the real one, or a test's) so
+/// that a panic in it, on whatever a tenant wrote in the connection, ends
+/// this reconcile only: it is counted (`metastudio_reconcile_panics_total`),
+/// logged with its place (see [`crate::panics`]), and the connection is
+/// looked at again after [`STATUS_REFRESH`]; the process and every other
+/// resource go on.
+pub async fn isolated_status<K, F>(
+    object: Arc<K>,
+    ctx: Arc<Context>,
+    reconcile: fn(Arc<K>, Arc<Context>) -> F,
+) -> Result<Action, std::convert::Infallible>
+where
+    K: Resource<DynamicType = ()>,
+    F: Future<Output = Result<Action, std::convert::Infallible>>,
+{
+    let name = object.meta().name.clone().unwrap_or_default();
+    match panics::catch(async { reconcile(object, ctx.clone()).await }).await {
+        Ok(result) => result,
+        Err(panicked) => {
+            ctx.metrics.reconcile_panics.inc();
+            error!(kind = %K::kind(&()), %name, %panicked, "the status reconcile of a connection panicked; it is looked at again later");
+            Ok(Action::requeue(STATUS_REFRESH))
+        }
+    }
 }
 
 /// A connection, either kind, as its status needs it.

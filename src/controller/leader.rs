@@ -1,5 +1,6 @@
 //! Leader election on a `coordination.k8s.io` Lease (kube-lease-manager):
-//! only the holder reconciles; a standby takes over once the lease expires;
+//! only the holder reconciles; a standby takes over once the lease expires,
+//! or within a sixth of its duration once the leader released it;
 //! losing the lease stops the work at once; shutdown releases it.
 //!
 //! kube-lease-manager renews the lease and reports when another replica
@@ -26,10 +27,11 @@
 
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::{Api, Client};
-use kube_lease_manager::{LeaseManagerBuilder, LeaseManagerError};
+use kube_lease_manager::{LeaseManager, LeaseManagerBuilder, LeaseManagerError};
 use std::future::Future;
 use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep, sleep_until};
 use tracing::{debug, info, warn};
 
@@ -132,29 +134,22 @@ where
     F: Future<Output = ()>,
 {
     let timing = LeaseTiming::for_duration(settings.duration);
-    let seconds = timing.duration.as_secs();
-    let manager = LeaseManagerBuilder::new(client.clone(), &settings.name)
-        .with_namespace(&settings.namespace)
-        .with_identity(&settings.identity)
-        .with_duration(seconds)
-        .with_grace(timing.renew_before.as_secs())
-        .with_field_manager(format!("metastudio-operator-{}", settings.identity))
-        .build()
+    let manager = lease_manager(&client, &settings, timing)
         .await
         .map_err(|source| LeaderError::Lease {
             namespace: settings.namespace.clone(),
             name: settings.name.clone(),
             source,
         })?;
-    let (signal, task) = manager.watch().await;
-    let api: Api<Lease> = Api::namespaced(client, &settings.namespace);
+    let api: Api<Lease> = Api::namespaced(client.clone(), &settings.namespace);
+    let (signal, task) = watch_lease(manager, client, settings.clone(), timing);
     info!(lease = %settings.name, identity = %settings.identity, "waiting for the leader lease");
     let probe = || read_lease(&api, &settings, timing);
     // `supervise` drops the receiver when it returns, which makes the lease
     // task release the lease and end.
     let result = supervise(signal, probe, timing, shutdown, on_change, work).await;
     match tokio::time::timeout(Duration::from_secs(5), task).await {
-        Ok(Ok(Ok(_))) => info!("released the leader lease"),
+        Ok(Ok(Ok(()))) => info!("released the leader lease"),
         Ok(Ok(Err(err))) => {
             warn!(error = %err, "could not release the leader lease; it expires by itself")
         }
@@ -165,6 +160,92 @@ where
         namespace: settings.namespace.clone(),
         name: settings.name.clone(),
     })
+}
+
+/// The lease manager of this replica, with the Lease's state as read now.
+async fn lease_manager(
+    client: &Client,
+    settings: &LeaseSettings,
+    timing: LeaseTiming,
+) -> Result<LeaseManager, LeaseManagerError> {
+    LeaseManagerBuilder::new(client.clone(), &settings.name)
+        .with_namespace(&settings.namespace)
+        .with_identity(&settings.identity)
+        .with_duration(timing.duration.as_secs())
+        .with_grace(timing.renew_before.as_secs())
+        .with_field_manager(format!("metastudio-operator-{}", settings.identity))
+        .build()
+        .await
+}
+
+/// kube-lease-manager's `watch()`, but a standby notices a released lease:
+/// while another replica holds the lease, the manager sleeps until the
+/// expiry it last read (and reads nothing before), so a leader that
+/// released it on shutdown (a pod deleted, a rolling update) would still
+/// leave every standby waiting for the whole duration. Here, while standing
+/// by, a read of the Lease every poll that finds no holder replaces the
+/// manager with a fresh one, which reads the Lease anew and takes it.
+/// Dropping the receiver ends the task, which releases the lease (as
+/// `watch()` does).
+fn watch_lease(
+    mut manager: LeaseManager,
+    client: Client,
+    settings: LeaseSettings,
+    timing: LeaseTiming,
+) -> (
+    watch::Receiver<bool>,
+    JoinHandle<Result<(), LeaseManagerError>>,
+) {
+    let (sender, receiver) = watch::channel(false);
+    let api: Api<Lease> = Api::namespaced(client.clone(), &settings.namespace);
+    let task = tokio::spawn(async move {
+        let (mut leading, mut failures) = (false, 0u32);
+        loop {
+            let freed = async {
+                if leading {
+                    std::future::pending::<()>().await;
+                }
+                until_free(&api, &settings.name, timing.poll).await;
+            };
+            tokio::select! {
+                biased;
+                () = sender.closed() => return manager.release().await,
+                changed = manager.changed() => match changed {
+                    Ok(now) => {
+                        (leading, failures) = (now, 0);
+                        if sender.send(now).is_err() {
+                            return manager.release().await;
+                        }
+                    }
+                    Err(err) => {
+                        failures += 1;
+                        warn!(error = %err, "leader election: the lease could not be read or written; retrying");
+                        sleep(Duration::from_secs(1 << failures.min(4))).await;
+                    }
+                },
+                () = freed => match lease_manager(&client, &settings, timing).await {
+                    Ok(fresh) => {
+                        debug!("the leader lease was released: looking again at once");
+                        manager = fresh;
+                    }
+                    Err(err) => warn!(error = %err, "leader election: cannot read the released lease; retrying"),
+                },
+            }
+        }
+    });
+    (receiver, task)
+}
+
+/// Returns once a read of the Lease (one every `poll`) finds no holder.
+async fn until_free(api: &Api<Lease>, name: &str, poll: Duration) {
+    loop {
+        sleep(poll).await;
+        if let Ok(Some(lease)) = api.get_opt(name).await
+            && lease.spec.and_then(|s| s.holder_identity).is_none()
+        {
+            return;
+        }
+    }
 }
 
 /// Reads the Lease; `None` when the read failed or took too long.

@@ -76,7 +76,20 @@ pub fn paths(spec: &ActivationCodeSpec) -> Vec<UnknownField> {
             spec.connection_ref.as_ref().map(|r| &r.unknown_fields),
         ),
     ];
-    listed(levels.map(|(parent, fields)| (parent.to_owned(), fields)))
+    let targets = spec
+        .export_secret_ref
+        .iter()
+        .flat_map(|r| r.restart_targets.iter().enumerate())
+        .map(|(i, t)| {
+            let parent = format!("spec.exportSecretRef.restartTargets[{i}]");
+            (parent, Some(&t.unknown_fields))
+        });
+    listed(
+        levels
+            .map(|(parent, fields)| (parent.to_owned(), fields))
+            .into_iter()
+            .chain(targets),
+    )
 }
 
 fn listed<'a>(
@@ -153,7 +166,8 @@ mod tests {
                 "region": "cn-north-4", "proxy": "http://p",
                 "credentialsSecretRef": {"name": "creds", "namespace": "other"},
             },
-            "exportSecretRef": {"name": "out", "format": "json"},
+            "exportSecretRef": {"name": "out", "format": "json",
+                "restartTargets": [{"kind": "Deployment", "name": "web", "strategy": "now"}]},
         })
     }
 
@@ -181,6 +195,7 @@ mod tests {
                 "spec.connection.proxy",
                 "spec.connection.credentialsSecretRef.namespace",
                 "spec.exportSecretRef.format",
+                "spec.exportSecretRef.restartTargets[0].strategy",
             ]
         );
     }
@@ -219,6 +234,6 @@ mod tests {
             .collect();
         assert_eq!(names, ["good", "newer"]);
         assert!(paths(&decoded.items[0].spec).is_empty());
-        assert_eq!(paths(&decoded.items[1].spec).len(), 5);
+        assert_eq!(paths(&decoded.items[1].spec).len(), 6);
     }
 }

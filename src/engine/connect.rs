@@ -16,23 +16,44 @@ use kube::ResourceExt;
 /// message (naming the field and the fix), when to look again.
 pub(crate) type Stop = (&'static str, String, Next);
 
+/// Why a resource has no connection now, and whether that lasts until
+/// something is changed (a refused connection, credentials missing or
+/// malformed) or may pass by itself (a namespace not seen yet, a Secret
+/// that could not be read now).
+pub(super) struct Unconnected {
+    pub stop: Stop,
+    pub lasting: bool,
+}
+
 /// The connection `resource` may use, and what granted it.
 pub(super) async fn connect<H: Host>(
     resource: &ActivationCode,
     host: &H,
     defaults: &OperatorDefaults,
-) -> Result<(Connection, Grant), Stop> {
+) -> Result<(Connection, Grant), Unconnected> {
     let namespace = resource.namespace().unwrap_or_default();
     let grant = tenancy::decide(&namespace, &resource.spec, host, defaults).map_err(|refusal| {
         // Most refusals wait for an edit; a namespace not seen yet, for the
         // cache (which nudges the resource too).
-        let next = match conditions::progress(refusal.reason) {
-            Progress::Retrying => Next::Retry { at_least: None },
-            Progress::NeedsHuman | Progress::Settled => Next::AwaitChange,
+        let (next, lasting) = match conditions::progress(refusal.reason) {
+            Progress::Retrying => (Next::Retry { at_least: None }, false),
+            Progress::NeedsHuman | Progress::Settled => (Next::AwaitChange, true),
         };
-        (refusal.reason, refusal.message, next)
+        Unconnected {
+            stop: (refusal.reason, refusal.message, next),
+            lasting,
+        }
     })?;
-    let connection = connect_grant(&grant, host, defaults).await?;
+    let credentials = credentials_of(&grant, host, defaults)
+        .await
+        .map_err(|missing| Unconnected {
+            lasting: matches!(missing, NoCredentials::Unusable(_)),
+            stop: missing.stop(),
+        })?;
+    let connection = resolved(&grant, credentials).map_err(|stop| Unconnected {
+        stop,
+        lasting: true,
+    })?;
     Ok((connection, grant))
 }
 
@@ -46,6 +67,11 @@ pub(crate) async fn connect_grant(
     let credentials = credentials_of(grant, secrets, defaults)
         .await
         .map_err(NoCredentials::stop)?;
+    resolved(grant, credentials)
+}
+
+/// The connection the granted settings make with `credentials`.
+fn resolved(grant: &Grant, credentials: Credentials) -> Result<Connection, Stop> {
     grant.settings.resolve(credentials).map_err(|err| {
         let (why, message) = unresolved(grant, &err);
         (why, message, Next::AwaitChange)
@@ -139,8 +165,9 @@ pub(super) fn insecure_note(connection: &Connection, grant: &Grant) -> Option<St
     })
 }
 
-/// Whether `other` would call as the same caller as this reconcile (its
-/// `connection`, granted by `grant`): the same endpoint, project and
+/// Whether `other`, which has no record of its own yet (see
+/// [`super::callers`]), would call as the same caller as this reconcile
+/// (its `connection`, granted by `grant`): the same endpoint, project and
 /// credentials. Only then is its robot the same robot and its claim on the
 /// codes a rival claim. A resource whose connection is refused, or whose
 /// credentials are missing or malformed, touches nothing and is no rival;

@@ -40,6 +40,8 @@ pub fn of_error(err: &ApiError) -> WriteOutcome {
         ApiErrorKind::Connect { .. }
         | ApiErrorKind::Protocol { .. }
         | ApiErrorKind::TooManyCodes { .. }
+        | ApiErrorKind::ListingTooSlow { .. }
+        | ApiErrorKind::BudgetExhausted { .. }
         | ApiErrorKind::InvalidRequest(_)
         | ApiErrorKind::NotSent
         | ApiErrorKind::CredentialsSuspended { .. } => WriteOutcome::NotApplied,

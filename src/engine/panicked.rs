@@ -33,15 +33,7 @@ impl Engine {
         now: Timestamp,
     ) -> ReconcileReport {
         let resource = &host.current(resource);
-        let mut run = Run {
-            resource,
-            host,
-            mode,
-            generation: resource.metadata.generation,
-            status: resource.status.clone().unwrap_or_default(),
-            now,
-        };
-        run.status.observed_generation = run.generation;
+        let mut run = Run::new(resource, host, mode, now);
         run.stop(
             reason::INTERNAL_ERROR,
             message(panicked),

@@ -22,7 +22,23 @@ pub(super) struct Run<'a, H> {
     pub now: Timestamp,
 }
 
-impl<H: Host> Run<'_, H> {
+impl<'a, H: Host> Run<'a, H> {
+    /// A reconcile of `resource` (as the host last stored it), starting
+    /// from its status with `observedGeneration` set to its generation.
+    pub fn new(resource: &'a ActivationCode, host: &'a H, mode: Mode, now: Timestamp) -> Self {
+        let generation = resource.metadata.generation;
+        let mut status = resource.status.clone().unwrap_or_default();
+        status.observed_generation = generation;
+        Self {
+            resource,
+            host,
+            mode,
+            generation,
+            status,
+            now,
+        }
+    }
+
     pub fn set(&mut self, type_: &str, value: Option<bool>, why: &str, message: String) {
         conditions::set(
             &mut self.status.conditions,

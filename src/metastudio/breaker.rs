@@ -12,8 +12,8 @@
 //! tried at once.
 
 use super::connection::{Connection, Credentials};
+use super::recent::Recent;
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -96,21 +96,23 @@ struct State {
     last: (u16, String, Option<String>),
 }
 
+/// The breakers of every set of credentials rejected lately; one nobody
+/// called with for an hour is forgotten (its longest pause is over).
 #[derive(Debug, Default)]
 pub struct Breakers {
     policy: BreakerPolicy,
-    states: Mutex<HashMap<CredentialsId, State>>,
+    states: Mutex<Recent<CredentialsId, State>>,
 }
 
 impl Breakers {
     pub fn new(policy: BreakerPolicy) -> Self {
         Self {
             policy,
-            states: Mutex::new(HashMap::new()),
+            states: Mutex::default(),
         }
     }
 
-    fn states(&self) -> std::sync::MutexGuard<'_, HashMap<CredentialsId, State>> {
+    fn states(&self) -> std::sync::MutexGuard<'_, Recent<CredentialsId, State>> {
         self.states.lock().expect("breaker lock")
     }
 
@@ -156,10 +158,11 @@ impl Breakers {
             states.remove(&id);
             return;
         };
-        let state = states.entry(id).or_default();
+        let now = Instant::now();
+        let over = |state: &State| state.open_until.is_none_or(|until| until <= now);
+        let state = states.touch(id, State::default, over);
         state.probing = false;
         state.last = (status, code.to_owned(), request_id.map(str::to_owned));
-        let now = Instant::now();
         if state.open_until.is_some_and(|until| now < until) {
             // A call sent before the breaker opened: no new verdict.
             return;
@@ -297,6 +300,19 @@ mod tests {
                 .admit(CredentialsId::of(&connection("right")))
                 .is_ok()
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rejected_credentials_nobody_called_with_for_an_hour_are_forgotten() {
+        let breakers = Breakers::new(policy());
+        let old = CredentialsId::of(&connection("old"));
+        for _ in 0..2 {
+            breakers.record(old, Some((401, "", None)));
+        }
+        tokio::time::advance(super::super::recent::FORGET_AFTER).await;
+        breakers.record(CredentialsId::of(&connection("new")), Some((401, "", None)));
+        assert_eq!(breakers.states().len(), 1, "only the new one is kept");
+        assert!(breakers.rejection(old).is_none());
     }
 
     #[tokio::test(start_paused = true)]

@@ -8,17 +8,18 @@
 use super::breaker::{BreakerPolicy, Breakers, CredentialsId};
 use super::connection::{Connection, Credentials};
 use super::error::{ApiError, ApiErrorKind, Operation};
+use super::listing_budget::{DEFAULT_LISTING_BUDGET, ListingBudget};
 use super::metrics::ApiMetrics;
 use super::models::{
     ActiveCode, ActiveCodePage, CreateActiveCodeBody, ErrorBody, OnceCode, ResetActiveCodeBody,
     UpdateActiveCodeBody,
 };
 use super::pacing::{Budgets, CallClass, Pacer, Pacing};
+use super::recent::Recent;
 use super::retry::RetryPolicy;
 use super::signer::{self, SignableRequest};
 use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -27,8 +28,9 @@ use tracing::{Instrument, debug, debug_span, warn};
 /// The API caps `limit` at 100.
 pub const MAX_PAGE_SIZE: u32 = 100;
 
-/// A listing that has not ended after this many pages (a million codes at
-/// full pages) is refused: the server's answers do not add up.
+/// A listing that has not ended after this many pages is refused: the
+/// server's answers do not add up (a listing reads at most
+/// `listing::MAX_LISTED_CODES` codes, a thousand full pages).
 pub const MAX_LIST_PAGES: u32 = 10_000;
 
 /// Settings shared by every call of one [`Transport`].
@@ -45,6 +47,12 @@ pub struct ClientOptions {
     pub user_agent: String,
     /// When to stop calling with credentials the API keeps rejecting.
     pub breaker: BreakerPolicy,
+    /// The codes all listings of the process may hold at once (see
+    /// [`super::listing_budget`]).
+    pub listing_budget: u32,
+    /// The longest one listing may take, its waits for the budget included
+    /// (see [`MetaStudioClient::listing`]).
+    pub listing_deadline: Duration,
 }
 
 impl Default for ClientOptions {
@@ -57,9 +65,16 @@ impl Default for ClientOptions {
             max_response_bytes: 8 * 1024 * 1024,
             user_agent: concat!("metastudio-operator/", env!("CARGO_PKG_VERSION")).to_owned(),
             breaker: BreakerPolicy::default(),
+            listing_budget: DEFAULT_LISTING_BUDGET,
+            listing_deadline: DEFAULT_LISTING_DEADLINE,
         }
     }
 }
+
+/// How long one listing may take by default: a robot of 100,000 codes
+/// (the most one listing reads) is 1,000 pages, 100 s at the lowest
+/// documented read quota.
+pub const DEFAULT_LISTING_DEADLINE: Duration = Duration::from_secs(300);
 
 /// The HTTP client could not be built (TLS set-up).
 #[derive(Debug, thiserror::Error)]
@@ -70,9 +85,11 @@ pub struct TransportError(#[from] reqwest::Error);
 pub struct Transport {
     http: reqwest::Client,
     options: ClientOptions,
-    /// One per set of credentials (see [`Transport::client`]).
-    pacers: Mutex<HashMap<CredentialsId, Arc<Pacer>>>,
+    /// One per set of credentials (see [`Transport::client`]); forgotten
+    /// an hour after its last client is gone.
+    pacers: Mutex<Recent<CredentialsId, Arc<Pacer>>>,
     breakers: Breakers,
+    listings: ListingBudget,
     metrics: ApiMetrics,
 }
 
@@ -98,8 +115,9 @@ impl Transport {
         Ok(Arc::new(Self {
             http,
             breakers: Breakers::new(options.breaker),
+            listings: ListingBudget::new(options.listing_budget),
             options,
-            pacers: Mutex::new(HashMap::new()),
+            pacers: Mutex::default(),
             metrics,
         }))
     }
@@ -110,6 +128,11 @@ impl Transport {
 
     pub fn metrics(&self) -> &ApiMetrics {
         &self.metrics
+    }
+
+    /// The codes every listing of this transport may hold at once.
+    pub fn listing_budget(&self) -> &ListingBudget {
+        &self.listings
     }
 
     /// Whether MetaStudio rejected these credentials (401/403) in its last
@@ -141,15 +164,19 @@ impl Transport {
             credentials_id,
             connection: Arc::new(connection),
             pacer: self.pacer(credentials_id, budgets),
+            waits: true,
         }
     }
 
     /// The pacer of these credentials, pacing at `budgets` from now on.
     fn pacer(&self, credentials: CredentialsId, budgets: Budgets) -> Arc<Pacer> {
         let mut pacers = self.pacers.lock().unwrap_or_else(PoisonError::into_inner);
-        let pacer = pacers
-            .entry(credentials)
-            .or_insert_with(|| Arc::new(Pacer::new(budgets)));
+        let pacer = pacers.touch(
+            credentials,
+            || Arc::new(Pacer::new(budgets)),
+            // No client holds it: nothing waits on it.
+            |pacer| Arc::strong_count(pacer) == 1,
+        );
         pacer.set_budgets(budgets);
         pacer.clone()
     }
@@ -168,6 +195,9 @@ pub struct MetaStudioClient {
     connection: Arc<Connection>,
     credentials_id: CredentialsId,
     pacer: Arc<Pacer>,
+    /// Whether calls wait for the budget and back off before retries
+    /// (see [`MetaStudioClient::without_waiting`]).
+    waits: bool,
 }
 
 /// One call before it is sent: what the signer and the wire need.
@@ -190,6 +220,13 @@ enum Attempt {
     Failed(ApiErrorKind, &'static str),
 }
 
+/// An attempt that brought no reply: why, and whether another attempt may
+/// help.
+struct Failure {
+    kind: ApiErrorKind,
+    retryable: bool,
+}
+
 /// An HTTP answer, success or not.
 struct Answer {
     status: StatusCode,
@@ -203,6 +240,20 @@ struct Answer {
 impl MetaStudioClient {
     pub fn connection(&self) -> &Connection {
         &self.connection
+    }
+
+    pub(super) fn transport(&self) -> &Transport {
+        &self.transport
+    }
+
+    /// This client, with calls that never wait: a call whose budget has no
+    /// slot free now fails at once ([`ApiErrorKind::BudgetExhausted`],
+    /// nothing taken), and a failed attempt is not tried again (its
+    /// `Retry-After`, if any, is in the error). For callers that answer
+    /// "come back later" themselves (the broker's 429).
+    pub fn without_waiting(mut self) -> Self {
+        self.waits = false;
+        self
     }
 
     /// The read and write rates its tenant's budgets allow now (per
@@ -252,7 +303,9 @@ impl MetaStudioClient {
                 attempts: 1,
                 kind: ApiErrorKind::Protocol {
                     request_id: shown_request_id(reply.request_id),
-                    detail: format!("the endpoint answered {received} codes for limit {limit}"),
+                    detail: format!(
+                        "the endpoint answered {received} codes for limit {limit}; MetaStudio's own endpoint never does: point the connection at it (not a proxy or another service)"
+                    ),
                 },
             });
         }
@@ -267,7 +320,8 @@ impl MetaStudioClient {
         robot_id: &str,
         room_id: Option<&str>,
     ) -> Result<Vec<ActiveCode>, ApiError> {
-        let mut codes = self.listing(robot_id).await?.codes;
+        let (listing, _hold) = self.listing(robot_id).await?;
+        let mut codes = listing.codes;
         if let Some(room) = room_id {
             codes.retain(|c| c.room_id.as_deref() == Some(room));
         }
@@ -420,90 +474,143 @@ impl MetaStudioClient {
         result
     }
 
+    /// The call, paced and retried as the transport's policy says; without
+    /// waiting when the client was made so ([`MetaStudioClient::without_waiting`]).
     async fn send_with_retries<T: ResponseBody>(&self, call: Call) -> Result<Reply<T>, ApiError> {
-        let policy = &self.transport.options.retry;
-        let metrics = &self.transport.metrics;
         let started = Instant::now();
         let mut attempts = 0;
         loop {
-            let Some(waited) = self.pacer.acquire_by(call.operation, call.deadline).await else {
-                return Err(ApiError {
-                    operation: call.operation,
-                    attempts,
-                    kind: ApiErrorKind::NotSent,
-                });
+            let error = |attempts, kind| ApiError {
+                operation: call.operation,
+                attempts,
+                kind,
             };
+            self.pace(call.operation, call.deadline)
+                .await
+                .map_err(|kind| error(attempts, kind))?;
             attempts += 1;
-            metrics.record_rate_limit_wait(waited);
-
-            let attempt_started = Instant::now();
-            let attempt = self.attempt(&call).await;
-            let (kind, retryable) = match attempt {
-                Attempt::Done(answer) => {
-                    let status = answer.status;
-                    metrics.record_call(
-                        call.operation,
-                        status.as_u16().to_string(),
-                        attempt_started.elapsed(),
-                    );
-                    debug!(
-                        attempt = attempts,
-                        status = status.as_u16(),
-                        request_id = answer.request_id.as_deref().unwrap_or("none"),
-                        "response"
-                    );
-                    if status.is_success() {
-                        let request_id = answer.request_id.clone();
-                        return T::decode(status, answer.request_id, &answer.body)
-                            .map(|value| Reply { value, request_id })
-                            .map_err(|kind| ApiError {
-                                operation: call.operation,
-                                attempts,
-                                kind,
-                            });
-                    }
-                    let kind = service_error(answer);
-                    if status == StatusCode::TOO_MANY_REQUESTS
-                        && let Some(class) = self.pacer.throttled(call.operation)
-                    {
-                        metrics.record_rate_cut(class);
-                    }
-                    let retryable = status == StatusCode::TOO_MANY_REQUESTS
-                        || (status.is_server_error() && call.operation.is_idempotent());
-                    (kind, retryable)
-                }
-                Attempt::Failed(kind, label) => {
-                    metrics.record_call(
-                        call.operation,
-                        label.to_owned(),
-                        attempt_started.elapsed(),
-                    );
-                    // A failed connection never delivered the request; any
-                    // other failure may have, so only idempotent calls repeat.
-                    let retryable = matches!(kind, ApiErrorKind::Connect { .. })
-                        || call.operation.is_idempotent();
-                    (kind, retryable)
-                }
+            let failure = match self.try_once::<T>(&call, attempts).await {
+                Ok(reply) => return Ok(reply),
+                Err(failure) => failure,
             };
-            let retry_after = match &kind {
-                ApiErrorKind::Service { retry_after, .. } => *retry_after,
-                _ => None,
-            };
-            let delay = policy.delay(attempts, retry_after);
-            if !retryable || !policy.allows(attempts, started.elapsed(), delay) {
-                let error = ApiError {
-                    operation: call.operation,
-                    attempts,
-                    kind,
-                };
+            let Some(delay) = self.retry_delay(attempts, started, &failure) else {
+                let error = error(attempts, failure.kind);
                 debug!(error = %error, "giving up");
                 return Err(error);
-            }
-            warn!(attempt = attempts, delay_ms = delay.as_millis() as u64, error = %kind, "retrying");
-            metrics.record_retry(call.operation);
+            };
+            warn!(attempt = attempts, delay_ms = delay.as_millis() as u64, error = %failure.kind, "retrying");
+            self.transport.metrics.record_retry(call.operation);
             // Backing off from the tenant's quota holds no reconcile slot.
             crate::slots::released_while(tokio::time::sleep(delay)).await;
         }
+    }
+
+    /// A slot of the call's budget: waited for, or, for a client that
+    /// does not wait, taken only if one is free now.
+    async fn pace(
+        &self,
+        operation: Operation,
+        deadline: Option<Instant>,
+    ) -> Result<(), ApiErrorKind> {
+        if !self.waits {
+            return self
+                .pacer
+                .try_acquire(operation)
+                .map_err(|retry_in| ApiErrorKind::BudgetExhausted { retry_in });
+        }
+        let waited = self
+            .pacer
+            .acquire(operation, deadline)
+            .await
+            .ok_or(ApiErrorKind::NotSent)?;
+        self.transport.metrics.record_rate_limit_wait(waited);
+        Ok(())
+    }
+
+    /// One attempt, holding the reconcile's slot ([`crate::slots::holding`]),
+    /// and what its answer means: the reply, or why not and whether another
+    /// attempt may help.
+    async fn try_once<T: ResponseBody>(
+        &self,
+        call: &Call,
+        attempts: u32,
+    ) -> Result<Reply<T>, Failure> {
+        let started = Instant::now();
+        match crate::slots::holding(self.attempt(call)).await {
+            Attempt::Done(answer) => self.answered(call, attempts, started, answer),
+            Attempt::Failed(kind, label) => {
+                self.transport.metrics.record_call(
+                    call.operation,
+                    label.to_owned(),
+                    started.elapsed(),
+                );
+                // A failed connection never delivered the request; any
+                // other failure may have, so only idempotent calls repeat.
+                let retryable =
+                    matches!(kind, ApiErrorKind::Connect { .. }) || call.operation.is_idempotent();
+                Err(Failure { kind, retryable })
+            }
+        }
+    }
+
+    /// What an answer means: the decoded reply of a success, or the error
+    /// (a 429 also slows the budget down; it and 5xx of idempotent calls
+    /// may be tried again).
+    fn answered<T: ResponseBody>(
+        &self,
+        call: &Call,
+        attempts: u32,
+        started: Instant,
+        answer: Answer,
+    ) -> Result<Reply<T>, Failure> {
+        let metrics = &self.transport.metrics;
+        let status = answer.status;
+        metrics.record_call(
+            call.operation,
+            status.as_u16().to_string(),
+            started.elapsed(),
+        );
+        debug!(
+            attempt = attempts,
+            status = status.as_u16(),
+            request_id = answer.request_id.as_deref().unwrap_or("none"),
+            "response"
+        );
+        if status.is_success() {
+            let request_id = answer.request_id.clone();
+            return T::decode(status, answer.request_id, &answer.body)
+                .map(|value| Reply { value, request_id })
+                .map_err(|kind| Failure {
+                    kind,
+                    retryable: false,
+                });
+        }
+        let throttled = status == StatusCode::TOO_MANY_REQUESTS;
+        if throttled && let Some(class) = self.pacer.throttled(call.operation) {
+            metrics.record_rate_cut(class);
+        }
+        Err(Failure {
+            kind: service_error(answer),
+            retryable: throttled || (status.is_server_error() && call.operation.is_idempotent()),
+        })
+    }
+
+    /// How long to wait before the next attempt, or `None` to give up: the
+    /// failure is final, the policy's attempts or time are spent, or the
+    /// client does not wait.
+    fn retry_delay(&self, attempts: u32, started: Instant, failure: &Failure) -> Option<Duration> {
+        if !failure.retryable || !self.waits {
+            return None;
+        }
+        let retry_after = match &failure.kind {
+            ApiErrorKind::Service { retry_after, .. } => *retry_after,
+            _ => None,
+        };
+        let policy = &self.transport.options.retry;
+        let delay = policy.delay(attempts, retry_after);
+        policy
+            .allows(attempts, started.elapsed(), delay)
+            .then_some(delay)
     }
 
     /// One try of a call: its URL, its headers (signed), the request, the
@@ -924,14 +1031,38 @@ mod tests {
         );
     }
 
+    /// Each edit of a Secret or projectId is a new set of credentials: the
+    /// pacers of those no client used for an hour are forgotten.
+    #[tokio::test(start_paused = true)]
+    async fn pacers_nobody_used_for_an_hour_are_forgotten() {
+        crate::tls::install_crypto_provider();
+        let transport = Transport::new(ClientOptions::default()).unwrap();
+        let held = transport.client(connection("https://a.example", "p", "sk-held"));
+        for edit in 0..100 {
+            drop(transport.client(connection("https://a.example", "p", &format!("sk-{edit}"))));
+        }
+        let count = || transport.pacers.lock().unwrap().len();
+        assert_eq!(count(), 101);
+        tokio::time::advance(super::super::recent::FORGET_AFTER).await;
+        drop(transport.client(connection("https://a.example", "p", "sk-new")));
+        assert_eq!(count(), 2, "the one in use and the new one");
+        assert!(Arc::ptr_eq(
+            &held.pacer,
+            &transport
+                .client(connection("https://a.example", "p", "sk-held"))
+                .pacer
+        ));
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_squatter_spends_its_own_budget_and_cannot_reset_the_victims() {
         crate::tls::install_crypto_provider();
         let transport = Transport::new(ClientOptions::default()).unwrap();
         let victim = || transport.client(connection("https://a.example", "p", "sk-1"));
-        let write = |client: &MetaStudioClient| client.pacer.limiter(CallClass::Write).reserve();
+        let write =
+            |client: &MetaStudioClient| client.pacer.try_acquire(Operation::ResetActiveCode);
         let before = victim();
-        assert_eq!(write(&before), Duration::ZERO);
+        assert_eq!(write(&before), Ok(()));
         assert!(before.pacer.throttled(Operation::ResetActiveCode).is_some());
         let mut generous = connection("https://a.example", "p", "sk-2");
         generous.options.pacing = Pacing {
@@ -940,12 +1071,9 @@ mod tests {
             ..Pacing::default()
         };
         let squatter = transport.client(generous);
-        assert_eq!(write(&squatter), Duration::ZERO, "its own fresh budget");
+        assert_eq!(write(&squatter), Ok(()), "its own fresh budget");
         let after = victim();
-        assert!(
-            write(&after) > Duration::ZERO,
-            "the victim's burst stays spent"
-        );
+        assert!(write(&after).is_err(), "the victim's burst stays spent");
         assert_eq!(after.current_rates().1, 1.5, "its 429 cut stands");
     }
 
@@ -954,10 +1082,7 @@ mod tests {
         crate::tls::install_crypto_provider();
         let transport = Transport::new(ClientOptions::default()).unwrap();
         let first = transport.client(connection("https://a.example", "p", "sk"));
-        assert_eq!(
-            first.pacer.limiter(CallClass::Write).reserve(),
-            Duration::ZERO
-        );
+        assert_eq!(first.pacer.try_acquire(Operation::ResetActiveCode), Ok(()));
         first.pacer.throttled(Operation::ResetActiveCode);
         let mut faster = connection("https://a.example", "p", "sk");
         faster.options.pacing = Pacing {
@@ -968,7 +1093,10 @@ mod tests {
         assert!(Arc::ptr_eq(&first.pacer, &second.pacer), "not replaced");
         assert_eq!(second.pacer.budgets().writes.per_second, 6.0);
         assert!(
-            second.pacer.limiter(CallClass::Write).reserve() > Duration::ZERO,
+            second
+                .pacer
+                .try_acquire(Operation::ResetActiveCode)
+                .is_err(),
             "no fresh burst"
         );
         assert_eq!(second.current_rates().1, 1.5, "the 429 cut is kept");

@@ -136,6 +136,26 @@ pub enum ApiErrorKind {
         cap: u32,
         request_id: Option<String>,
     },
+    /// A listing that took longer than the listing deadline (a hostile or
+    /// broken endpoint answering slowly, page after page): stopped, with
+    /// what it had read.
+    #[error(
+        "listing robot {robot} took longer than {}: check the endpoint ({received} of {count} codes read); if it is only slow or its read budget is low, raise --listing-deadline",
+        crate::duration::HumanDuration(*deadline)
+    )]
+    ListingTooSlow {
+        robot: String,
+        deadline: Duration,
+        received: usize,
+        count: u32,
+    },
+    /// Not sent: a client that does not wait found no slot of the
+    /// credentials' budget free now (nothing was taken).
+    #[error(
+        "not sent: the budget of these credentials (spec.budget of the connection) has no call free now; the next is free in {}s",
+        retry_in.as_secs() + u64::from(retry_in.subsec_nanos() > 0)
+    )]
+    BudgetExhausted { retry_in: Duration },
     /// The call was refused before sending: a parameter is out of range.
     #[error("invalid request: {0}")]
     InvalidRequest(String),
@@ -210,7 +230,8 @@ impl ApiError {
     pub fn retry_after(&self) -> Option<Duration> {
         match &self.kind {
             ApiErrorKind::Service { retry_after, .. } => *retry_after,
-            ApiErrorKind::CredentialsSuspended { retry_in, .. } => Some(*retry_in),
+            ApiErrorKind::CredentialsSuspended { retry_in, .. }
+            | ApiErrorKind::BudgetExhausted { retry_in } => Some(*retry_in),
             _ => None,
         }
     }
@@ -238,7 +259,9 @@ impl ApiError {
             ApiErrorKind::Service { status, .. } => *status == 429 || *status >= 500,
             ApiErrorKind::Connect { .. }
             | ApiErrorKind::Timeout { .. }
-            | ApiErrorKind::ResponseLost { .. } => true,
+            | ApiErrorKind::ResponseLost { .. }
+            | ApiErrorKind::ListingTooSlow { .. }
+            | ApiErrorKind::BudgetExhausted { .. } => true,
             ApiErrorKind::Decode { .. }
             | ApiErrorKind::Redirected { .. }
             | ApiErrorKind::Protocol { .. }

@@ -181,30 +181,22 @@ impl Pacing {
     /// Every figure out of its bounds, named as `spec.budget` names it
     /// (`cap` is `requestsPerSecond`); empty when all are within them.
     pub fn problems(&self) -> Vec<PacingProblem> {
-        let rates = [
-            ("readsPerSecond", self.reads_per_second),
-            ("writesPerSecond", self.writes_per_second),
-            ("requestsPerSecond", self.cap),
-        ];
-        let rates = rates.into_iter().filter_map(|(field, rate)| {
-            rate.and_then(rate_problem)
-                .map(|problem| PacingProblem { field, problem })
-        });
-        let share = self
-            .share
-            .and_then(share_problem)
-            .map(|problem| PacingProblem {
-                field: "share",
-                problem,
-            });
-        let burst = self
-            .burst
-            .and_then(burst_problem)
-            .map(|problem| PacingProblem {
-                field: "burst",
-                problem,
-            });
-        rates.chain(share).chain(burst).collect()
+        [
+            (
+                "readsPerSecond",
+                self.reads_per_second.and_then(rate_problem),
+            ),
+            (
+                "writesPerSecond",
+                self.writes_per_second.and_then(rate_problem),
+            ),
+            ("requestsPerSecond", self.cap.and_then(rate_problem)),
+            ("share", self.share.and_then(share_problem)),
+            ("burst", self.burst.and_then(burst_problem)),
+        ]
+        .into_iter()
+        .filter_map(|(field, problem)| problem.map(|problem| PacingProblem { field, problem }))
+        .collect()
     }
 
     /// The budgets for a tenant in `region`. Figures out of bounds (which
@@ -281,34 +273,59 @@ impl Pacer {
         }
     }
 
-    /// Waits for a slot of `operation`'s class; returns the time waited.
-    /// While it waits, the caller's reconcile slot is given back
-    /// ([`crate::slots::released_while`]): waiting for one tenant's budget
-    /// holds nothing another tenant needs.
-    pub async fn acquire(&self, operation: Operation) -> Duration {
-        self.acquire_by(operation, None)
-            .await
-            .expect("a slot without a deadline is always taken")
-    }
-
-    /// As [`Pacer::acquire`], for a slot free no later than `deadline`:
-    /// `None`, having waited for and taken nothing, when there is none.
-    pub async fn acquire_by(
+    /// Waits for a slot of `operation`'s class free no later than
+    /// `deadline` (any slot without one); returns the time waited, or
+    /// `None`, having taken nothing, as soon as the next free slot is later
+    /// than the deadline. While it waits, the caller's reconcile slot is
+    /// given back ([`crate::slots::released_while`]): waiting for one
+    /// tenant's budget holds nothing another tenant needs. It holds no
+    /// budget either: it tries again when the slot it was told of is due, or
+    /// at once when the budget changes (see [`super::rate_limit`]).
+    pub async fn acquire(
         &self,
         operation: Operation,
         deadline: Option<Instant>,
     ) -> Option<Duration> {
         let class = CallClass::of(operation);
-        let wait = self.limiter(class).reserve_by(deadline)?;
-        if !wait.is_zero() {
-            tracing::debug!(
-                ?class,
-                wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
-                "waiting for the budget of these credentials"
-            );
-            crate::slots::released_while(tokio::time::sleep(wait)).await;
+        let limiter = self.limiter(class);
+        let changed = limiter.changed();
+        let Err(wait) = limiter.try_reserve() else {
+            return Some(Duration::ZERO);
+        };
+        let too_late = |wait: Duration| deadline.is_some_and(|d| Instant::now() + wait > d);
+        if too_late(wait) {
+            return None;
         }
-        Some(wait)
+        tracing::debug!(
+            ?class,
+            wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+            "waiting for the budget of these credentials"
+        );
+        let started = Instant::now();
+        let taken = crate::slots::released_while(async move {
+            let (mut wait, mut changed) = (wait, changed);
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    () = changed => {}
+                }
+                changed = limiter.changed();
+                match limiter.try_reserve() {
+                    Ok(()) => return true,
+                    Err(again) if too_late(again) => return false,
+                    Err(again) => wait = again,
+                }
+            }
+        })
+        .await;
+        taken.then(|| started.elapsed())
+    }
+
+    /// Takes a slot of `operation`'s class only if one is free now;
+    /// otherwise takes nothing and says how long until one is. For callers
+    /// that must not wait (the broker answers 429 instead).
+    pub fn try_acquire(&self, operation: Operation) -> Result<(), Duration> {
+        self.limiter(CallClass::of(operation)).try_reserve()
     }
 
     /// The server throttled `operation`: its class slows down. Returns
@@ -473,12 +490,15 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn reads_and_writes_are_paced_apart_and_a_429_slows_only_its_class() {
         let pacer = Pacer::new(Pacing::default().budgets(Some("cn-north-4")));
-        let write = pacer.limiter(CallClass::Write);
-        assert_eq!(write.reserve(), Duration::ZERO);
-        assert_eq!(write.reserve(), Duration::from_millis(200), "5/s");
+        assert_eq!(pacer.try_acquire(Operation::ResetActiveCode), Ok(()));
         assert_eq!(
-            pacer.limiter(CallClass::Read).reserve(),
-            Duration::ZERO,
+            pacer.try_acquire(Operation::UpdateActiveCode),
+            Err(Duration::from_millis(200)),
+            "5/s"
+        );
+        assert_eq!(
+            pacer.try_acquire(Operation::ListActiveCode),
+            Ok(()),
             "writes do not spend reads"
         );
         assert_eq!(
@@ -487,5 +507,25 @@ mod tests {
         );
         assert_eq!(pacer.limiter(CallClass::Write).current_rate(), 2.5);
         assert_eq!(pacer.limiter(CallClass::Read).current_rate(), 20.0);
+    }
+
+    /// A create or delete must not be sent after its batch's call window:
+    /// a slot later than the deadline is not waited for nor taken, so the
+    /// next call still gets it.
+    #[tokio::test(start_paused = true)]
+    async fn a_slot_later_than_the_deadline_is_neither_waited_for_nor_taken() {
+        let pacer = Pacer::new(Pacing::default().budgets(Some("cn-north-4")));
+        let write = Operation::CreateActiveCode;
+        let now = Instant::now();
+        assert_eq!(pacer.acquire(write, Some(now)).await, Some(Duration::ZERO));
+        // The next write slot is 200 ms away (5/s).
+        let soon = now + Duration::from_millis(50);
+        assert_eq!(pacer.acquire(write, Some(soon)).await, None);
+        assert_eq!(Instant::now(), now, "gave up without waiting");
+        assert_eq!(
+            pacer.acquire(write, None).await,
+            Some(Duration::from_millis(200)),
+            "the slot was not taken"
+        );
     }
 }

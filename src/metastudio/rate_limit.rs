@@ -1,8 +1,11 @@
 //! A client-side rate limit: a token bucket (as GCRA: one timestamp, no
 //! refill task) shared by every call it paces.
 //!
-//! Each caller reserves the next free slot under a short lock and then
-//! sleeps outside it, so waiters are served in arrival order.
+//! A caller takes a slot only when one is free ([`RateLimiter::try_reserve`]);
+//! otherwise it is told how long until one is, and tries again then, or
+//! sooner when the limit changes ([`RateLimiter::changed`]). A waiter thus
+//! holds no reservation: a new limit applies at once to every waiter, and
+//! a caller that gives up (its call cut short) leaves nothing behind.
 //!
 //! It adapts when the server says it is too fast: [`RateLimiter::throttled`]
 //! halves the current rate (at most once per [`CUT_COOLDOWN`], never below
@@ -20,6 +23,8 @@
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
+use tokio::sync::Notify;
+use tokio::sync::futures::Notified;
 use tokio::time::Instant;
 
 /// Requests per second and burst; `per_second <= 0` disables the limit.
@@ -93,9 +98,22 @@ fn interval(rate: f64) -> Duration {
     Duration::from_nanos((nanos as u64).min(MAX_INTERVAL.as_nanos() as u64))
 }
 
+/// `ahead` (slots taken, spaced `old` apart) spaced `new` apart instead,
+/// and never more than `burst` slots of `new`.
+fn rescaled(ahead: Duration, old: Duration, new: Duration, burst: u32) -> Duration {
+    let most = new.saturating_mul(burst);
+    if old.is_zero() {
+        return Duration::ZERO;
+    }
+    let scaled = ahead.as_secs_f64() * (new.as_secs_f64() / old.as_secs_f64());
+    Duration::try_from_secs_f64(scaled).map_or(most, |scaled| scaled.min(most))
+}
+
 #[derive(Debug)]
 pub struct RateLimiter {
     state: Mutex<State>,
+    /// Wakes the waiters when the limit changes.
+    changes: Notify,
 }
 
 #[derive(Debug)]
@@ -146,6 +164,7 @@ impl RateLimiter {
                 next: None,
                 cut: None,
             }),
+            changes: Notify::new(),
         }
     }
 
@@ -160,15 +179,40 @@ impl RateLimiter {
         self.state().limit
     }
 
-    /// Enforces `limit` from now on, keeping the slots already taken and a
-    /// 429 cut (which then recovers towards the new rate): a client with
-    /// other figures for the same tenant changes the pace, not the history.
+    /// Enforces `limit` from now on. The slots already taken are kept, as
+    /// many of them, but spaced at the new rate (a burst spent stays spent,
+    /// and a slow rate's long gap shrinks with a faster one); a 429 cut is
+    /// kept too, and recovers towards the new rate: a client with other
+    /// figures for the same tenant changes the pace, not the history.
+    /// Waiters try again at once ([`RateLimiter::changed`]).
     pub fn set_limit(&self, limit: RateLimit) {
+        let limit = limit.bounded();
+        let now = Instant::now();
         let mut state = self.state();
-        state.limit = limit.bounded();
-        if let Some((at, rate)) = state.cut {
-            state.cut = Some((at, rate.min(state.limit.per_second)));
+        if state.limit == limit {
+            return;
         }
+        let old = interval(state.rate_at(now));
+        state.limit = limit;
+        if let Some((at, rate)) = state.cut {
+            state.cut = Some((at, rate.min(limit.per_second)));
+        }
+        state.next = match state.next {
+            Some(next) if limit.limits() && next > now => {
+                let new = interval(state.rate_at(now));
+                Some(now + rescaled(next - now, old, new, limit.burst))
+            }
+            _ => None,
+        };
+        drop(state);
+        self.changes.notify_waiters();
+    }
+
+    /// Completes when the limit changes after this call (even if not yet
+    /// polled): a waiter selects on it beside its sleep, and tries again
+    /// when either ends.
+    pub fn changed(&self) -> Notified<'_> {
+        self.changes.notified()
     }
 
     /// The rate in force now (requests per second; 0 = no limit).
@@ -194,26 +238,15 @@ impl RateLimiter {
         true
     }
 
-    /// Reserves a slot; returns how long the caller must wait for it.
-    pub fn reserve(&self) -> Duration {
-        self.reserve_by(None)
-            .expect("a slot without a deadline is always taken")
-    }
-
-    /// Reserves a slot free no later than `deadline` (any slot without
-    /// one); returns how long the caller must wait for it, or `None`,
-    /// taking nothing, when the next slot is later than the deadline.
-    pub fn reserve_by(&self, deadline: Option<Instant>) -> Option<Duration> {
+    /// Whether it is as a new limiter would be: every slot of its burst
+    /// free again and no 429 cut left. Forgetting such a limiter (and
+    /// making a new one later) changes nothing.
+    pub fn is_fresh(&self) -> bool {
         let now = Instant::now();
         let mut state = self.state();
-        let Some((allowed_at, next)) = state.slot(now) else {
-            return Some(Duration::ZERO);
-        };
-        if deadline.is_some_and(|d| allowed_at > d) {
-            return None;
-        }
-        state.next = Some(next);
-        Some(allowed_at.saturating_duration_since(now))
+        let rate = state.rate_at(now);
+        let full = state.limit.per_second;
+        state.next.is_none_or(|next| next <= now) && (rate == full)
     }
 
     /// Takes a slot only if one is free now; otherwise takes nothing and
@@ -230,15 +263,6 @@ impl RateLimiter {
         state.next = Some(next);
         Ok(())
     }
-
-    /// Waits for a slot; returns the time spent waiting.
-    pub async fn acquire(&self) -> Duration {
-        let wait = self.reserve();
-        if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
-        }
-        wait
-    }
 }
 
 #[cfg(test)]
@@ -246,36 +270,19 @@ mod tests {
     use super::*;
 
     #[tokio::test(start_paused = true)]
-    async fn a_slot_later_than_the_deadline_is_not_taken() {
-        let limiter = RateLimiter::new(RateLimit {
-            per_second: 10.0,
-            burst: 1,
-        });
-        let now = Instant::now();
-        assert_eq!(limiter.reserve_by(Some(now)), Some(Duration::ZERO));
-        // The next slot is 100 ms away: not by a deadline 50 ms away, and
-        // asking took nothing, so it is still the next one.
-        let soon = now + Duration::from_millis(50);
-        assert_eq!(limiter.reserve_by(Some(soon)), None);
-        assert_eq!(limiter.reserve(), Duration::from_millis(100));
-        let unlimited = RateLimiter::new(RateLimit {
-            per_second: 0.0,
-            burst: 1,
-        });
-        assert_eq!(unlimited.reserve_by(Some(now)), Some(Duration::ZERO));
-    }
-
-    #[tokio::test(start_paused = true)]
     async fn burst_passes_then_calls_are_spaced() {
         let limiter = RateLimiter::new(RateLimit {
             per_second: 10.0,
             burst: 3,
         });
-        let waits: Vec<Duration> = (0..6).map(|_| limiter.reserve()).collect();
-        assert_eq!(&waits[..3], &[Duration::ZERO; 3]);
-        assert_eq!(waits[3], Duration::from_millis(100));
-        assert_eq!(waits[4], Duration::from_millis(200));
-        assert_eq!(waits[5], Duration::from_millis(300));
+        let tries: Vec<_> = (0..4).map(|_| limiter.try_reserve()).collect();
+        assert_eq!(
+            tries,
+            [Ok(()), Ok(()), Ok(()), Err(Duration::from_millis(100))]
+        );
+        tokio::time::advance(Duration::from_millis(100)).await;
+        assert_eq!(limiter.try_reserve(), Ok(()));
+        assert_eq!(limiter.try_reserve(), Err(Duration::from_millis(100)));
     }
 
     #[tokio::test(start_paused = true)]
@@ -284,12 +291,11 @@ mod tests {
             per_second: 10.0,
             burst: 2,
         });
-        limiter.reserve();
-        limiter.reserve();
+        let _ = (limiter.try_reserve(), limiter.try_reserve());
         tokio::time::advance(Duration::from_secs(5)).await;
-        assert_eq!(limiter.reserve(), Duration::ZERO);
-        assert_eq!(limiter.reserve(), Duration::ZERO);
-        assert_eq!(limiter.reserve(), Duration::from_millis(100));
+        assert_eq!(limiter.try_reserve(), Ok(()));
+        assert_eq!(limiter.try_reserve(), Ok(()));
+        assert_eq!(limiter.try_reserve(), Err(Duration::from_millis(100)));
     }
 
     #[tokio::test(start_paused = true)]
@@ -332,10 +338,10 @@ mod tests {
             "never below 10% of 20/s: {}",
             limiter.current_rate()
         );
-        assert_eq!(limiter.reserve(), Duration::ZERO);
+        assert_eq!(limiter.try_reserve(), Ok(()));
         assert_eq!(
-            limiter.reserve(),
-            Duration::from_millis(500),
+            limiter.try_reserve(),
+            Err(Duration::from_millis(500)),
             "spaced at 2/s"
         );
     }
@@ -377,12 +383,20 @@ mod tests {
                     limiter.throttled();
                     tokio::time::advance(CUT_COOLDOWN).await;
                 }
-                let waits: Vec<Duration> = (0..5).map(|_| limiter.reserve()).collect();
-                for (queued, wait) in waits.iter().enumerate() {
-                    assert!(
-                        *wait <= MAX_INTERVAL * (queued as u32 + 1),
-                        "{per_second}/s burst {burst}: call {queued} waits {wait:?}"
-                    );
+                for _ in 0..5 {
+                    if let Err(wait) = limiter.try_reserve() {
+                        assert!(
+                            wait <= MAX_INTERVAL,
+                            "{per_second}/s burst {burst}: told to wait {wait:?}"
+                        );
+                    }
+                }
+                limiter.set_limit(RateLimit {
+                    per_second: 1.0 / per_second,
+                    burst: burst.wrapping_add(1),
+                });
+                if let Err(wait) = limiter.try_reserve() {
+                    assert!(wait <= MAX_INTERVAL, "after a new limit: {wait:?}");
                 }
                 assert!(limiter.current_rate() == 0.0 || limiter.current_rate() >= MIN_RATE);
             }
@@ -395,8 +409,8 @@ mod tests {
             per_second: 1e-30,
             burst: 1,
         });
-        assert_eq!(limiter.reserve(), Duration::ZERO);
-        assert_eq!(limiter.reserve(), MAX_INTERVAL);
+        assert_eq!(limiter.try_reserve(), Ok(()));
+        assert_eq!(limiter.try_reserve(), Err(MAX_INTERVAL));
         assert_eq!(limiter.limit().per_second, MIN_RATE);
         let nan = RateLimiter::new(RateLimit {
             per_second: f64::NAN,
@@ -406,19 +420,30 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_new_limit_keeps_the_slots_taken_and_the_cut() {
-        let limiter = RateLimiter::new(RateLimit {
-            per_second: 10.0,
+    async fn a_new_limit_respaces_the_slots_taken_keeps_the_cut_and_wakes_the_waiters() {
+        let limit = |per_second| RateLimit {
+            per_second,
             burst: 1,
-        });
-        limiter.reserve();
+        };
+        let limiter = RateLimiter::new(limit(0.1));
+        assert_eq!(limiter.try_reserve(), Ok(()));
+        assert_eq!(limiter.try_reserve(), Err(Duration::from_secs(10)));
+        let changed = limiter.changed();
+        limiter.set_limit(limit(10.0));
+        tokio::time::timeout(Duration::ZERO, changed)
+            .await
+            .expect("a waiter is woken by the new limit");
+        assert_eq!(
+            limiter.try_reserve(),
+            Err(Duration::from_millis(100)),
+            "the slot taken is spaced at the new rate: no 10 s gap left"
+        );
+        tokio::time::advance(Duration::from_millis(100)).await;
+        assert_eq!(limiter.try_reserve(), Ok(()));
         assert!(limiter.throttled(), "10/s cut to 5/s");
-        limiter.set_limit(RateLimit {
-            per_second: 20.0,
-            burst: 1,
-        });
+        limiter.set_limit(limit(20.0));
         assert!(
-            limiter.reserve() > Duration::ZERO,
+            limiter.try_reserve().is_err(),
             "the burst already spent stays spent"
         );
         assert_eq!(
@@ -427,18 +452,33 @@ mod tests {
             "the cut is kept and recovers towards the new rate"
         );
         assert!(!limiter.throttled(), "still within the cut's cooldown");
-        limiter.set_limit(RateLimit {
-            per_second: 4.0,
-            burst: 1,
-        });
+        limiter.set_limit(limit(4.0));
         assert_eq!(limiter.current_rate(), 4.0, "never above the new rate");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_limiter_is_fresh_once_its_burst_and_rate_are_whole_again() {
+        let limiter = RateLimiter::new(RateLimit {
+            per_second: 10.0,
+            burst: 2,
+        });
+        assert!(limiter.is_fresh());
+        assert_eq!(limiter.try_reserve(), Ok(()));
+        assert!(!limiter.is_fresh(), "a slot is spent");
+        tokio::time::advance(Duration::from_millis(100)).await;
+        assert!(limiter.is_fresh());
+        limiter.throttled();
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(!limiter.is_fresh(), "a 429 cut is not recovered yet");
+        tokio::time::advance(Duration::from_secs(20)).await;
+        assert!(limiter.is_fresh());
     }
 
     #[test]
     fn unlimited_never_waits() {
         let limiter = RateLimiter::new(RateLimit::UNLIMITED);
         assert!(!limiter.throttled());
-        assert!((0..1000).all(|_| limiter.reserve().is_zero()));
+        assert!((0..1000).all(|_| limiter.try_reserve().is_ok()));
         assert_eq!(limiter.current_rate(), 0.0);
     }
 }

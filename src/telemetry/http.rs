@@ -23,11 +23,29 @@ pub struct Health {
     ready: AtomicBool,
     /// Why the operator stopped working, once it has.
     dead: Mutex<Option<String>>,
+    /// What the operator waits for before it can start (e.g. a missing
+    /// CRD), for `/readyz`; none: the caches are being synced.
+    waiting: Mutex<Option<String>>,
 }
 
 impl Health {
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::SeqCst);
+    }
+
+    /// Says what the operator waits for while not ready (`None`: nothing
+    /// but its caches).
+    pub fn set_waiting(&self, what: Option<String>) {
+        *self.waiting.lock().expect("health lock") = what;
+    }
+
+    /// Why `/readyz` fails while not ready.
+    pub fn not_ready_reason(&self) -> String {
+        self.waiting
+            .lock()
+            .expect("health lock")
+            .clone()
+            .unwrap_or_else(|| "caches not synced".to_owned())
     }
 
     pub fn is_ready(&self) -> bool {
@@ -85,7 +103,7 @@ fn answer(path: &str, registry: &Registry, health: &Health) -> Response<Full<Byt
         "/readyz" if health.is_ready() => text(StatusCode::OK, "ready\n".into(), "text/plain"),
         "/readyz" => text(
             StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: caches not synced\n".into(),
+            format!("not ready: {}\n", health.not_ready_reason()),
             "text/plain",
         ),
         _ => text(StatusCode::NOT_FOUND, "not found\n".into(), "text/plain"),
@@ -142,5 +160,21 @@ mod tests {
         health.set_dead("the controllers stopped");
         assert_eq!(answer("/healthz", &registry, &health).status(), 503);
         assert_eq!(answer("/readyz", &registry, &health).status(), 503);
+    }
+
+    #[tokio::test]
+    async fn readyz_names_what_the_operator_waits_for() {
+        use http_body_util::BodyExt;
+        let (registry, health) = (Registry::default(), Health::default());
+        let body = |health: &Health| {
+            let response = answer("/readyz", &registry, health);
+            async move { response.into_body().collect().await.unwrap().to_bytes() }
+        };
+        assert_eq!(body(&health).await, "not ready: caches not synced\n");
+        health.set_waiting(Some("CRD x is not installed".into()));
+        assert_eq!(body(&health).await, "not ready: CRD x is not installed\n");
+        health.set_waiting(None);
+        health.set_ready(true);
+        assert_eq!(body(&health).await, "ready\n");
     }
 }

@@ -317,7 +317,7 @@ impl OperatorMetrics {
         );
         registry.register(
             "metastudio_reconcile_panics",
-            "Reconciles that panicked: each was stopped, its resource marked InternalError, and the operator went on",
+            "Reconciles that panicked: each was stopped, its resource marked InternalError (a connection's status reconcile: looked at again later), and the operator went on",
             self.reconcile_panics.clone(),
         );
         registry.register(

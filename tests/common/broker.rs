@@ -116,11 +116,14 @@ fn api_answer(call: &Call, sim_ak_sk: (&str, &str)) -> Option<(u16, Value)> {
     }
 }
 
-/// retail has connections `retail` (credentials present) and `no-secret`
-/// (its Secret missing); `shared` admits museum and finance, `robots-only`
-/// admits museum for one robot, `closed` admits nobody. squat's `squat`
-/// names the same endpoint and project with credentials of its own, which
-/// MetaStudio refuses.
+/// retail has connections `retail` (credentials present), `no-secret`
+/// (its Secret missing) and `slow` (retail's credentials at the simulator
+/// named `localhost`, so a pacer of their own, with the slowest budget
+/// allowed: one call per 1000 s); `shared` admits museum and finance,
+/// `robots-only` admits museum for one robot, `closed` admits nobody,
+/// `by-label` admits namespaces labelled `tier: gold` (no namespace's
+/// labels are known). squat's `squat` names the same endpoint and project
+/// with credentials of its own, which MetaStudio refuses.
 fn directory(sim: &Simulator) -> ClusterDirectory {
     let target = json!({"endpoint": sim.endpoint(), "projectId": sim.project_id()});
     let in_namespace = |namespace: &str, name: &str, secret: &str| {
@@ -131,6 +134,12 @@ fn directory(sim: &Simulator) -> ClusterDirectory {
         .unwrap()
     };
     let namespaced = |name: &str, secret: &str| in_namespace("retail", name, secret);
+    let slow = serde_json::from_value(json!({"apiVersion": "metastudio.huaweicloud.com/v1alpha1", "kind": "MetaStudioConnection",
+        "metadata": {"name": "slow", "namespace": "retail"}, "spec": {
+            "endpoint": sim.endpoint().replace("127.0.0.1", "localhost"), "projectId": sim.project_id(),
+            "credentialsSecretRef": {"name": "retail-credentials"},
+            "budget": {"readsPerSecond": 0.1, "share": 0.01}}}))
+    .unwrap();
     let cluster = |name: &str, conditions: Value| {
         let mut spec = target.clone();
         spec["credentialsSecretRef"] =
@@ -144,6 +153,7 @@ fn directory(sim: &Simulator) -> ClusterDirectory {
         &[
             namespaced("retail", "retail-credentials"),
             namespaced("no-secret", "missing"),
+            slow,
             in_namespace("squat", "squat", "squat-credentials"),
         ],
         &[
@@ -153,6 +163,10 @@ fn directory(sim: &Simulator) -> ClusterDirectory {
                 json!([{"namespaces": ["museum"], "robotIds": ["r-1"]}]),
             ),
             cluster("closed", json!([])),
+            cluster(
+                "by-label",
+                json!([{"namespaceSelector": {"matchLabels": {"tier": "gold"}}}]),
+            ),
         ],
         &[],
     )

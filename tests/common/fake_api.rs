@@ -2,9 +2,9 @@
 //! requests (leases for leader election; the controller's lists and
 //! watches), served to kube clients through `tower::service_fn`.
 //!
-//! [`FakeCluster`] holds ActivationCodes, Secrets, Events and Leases for any
-//! number of clients (replicas), records every request with the client's
-//! name, and behaves as an API server does where the operator can notice:
+//! [`FakeCluster`] holds ActivationCodes, Secrets, workloads (apps), Events
+//! and Leases for any number of clients (replicas), records every request
+//! with the client's name, and behaves as an API server does where the operator can notice:
 //! a status write bumps the resourceVersion and is sent to watchers, and
 //! one that names an older resourceVersion is refused with 409 Conflict; a
 //! server-side apply creates a missing object; metadata-only requests get
@@ -320,6 +320,9 @@ struct Cluster {
     /// Namespaces (their metadata).
     namespaces: Vec<Value>,
     secrets: BTreeMap<(String, String), Value>,
+    /// Deployments, StatefulSets and DaemonSets, by (plural, namespace,
+    /// name).
+    workloads: BTreeMap<(String, String, String), Value>,
     /// Every request, with the name of the client that made it.
     calls: Vec<(String, Call)>,
     /// Watch events not yet sent: (resource plural, namespace, event).
@@ -330,6 +333,8 @@ struct Cluster {
     hold_status: bool,
     /// Clients whose every request fails with 500.
     broken: BTreeSet<String>,
+    /// The operator's CRDs (plurals) that discovery does not list.
+    missing_crds: BTreeSet<String>,
     version: u64,
 }
 
@@ -386,6 +391,67 @@ impl FakeCluster {
             state.namespaces = namespaces;
         }
         self
+    }
+
+    /// Leaves these CRDs (plurals, e.g. "metastudioconnections") out of
+    /// API discovery, as a cluster without them.
+    pub fn without_crds(self, plurals: &[&str]) -> Self {
+        self.state
+            .lock()
+            .unwrap()
+            .missing_crds
+            .extend(plurals.iter().map(|p| (*p).to_owned()));
+        self
+    }
+
+    /// Installs every CRD: discovery lists them all from now on.
+    pub fn install_crds(&self) {
+        self.state.lock().unwrap().missing_crds.clear();
+    }
+
+    /// API discovery of the operator's group: `/apis` and
+    /// `/apis/GROUP/VERSION`, listing the CRDs not left out.
+    fn discovery(&self, path: &str) -> Option<Answer> {
+        const GROUP: &str = "metastudio.huaweicloud.com";
+        let served: Vec<&str> = [
+            "activationcodes",
+            "metastudioconnections",
+            "clustermetastudioconnections",
+        ]
+        .into_iter()
+        .filter(|p| !self.state.lock().unwrap().missing_crds.contains(*p))
+        .collect();
+        let group_version = format!("{GROUP}/v1alpha1");
+        if path == "/apis" {
+            let version = json!({"groupVersion": group_version, "version": "v1alpha1"});
+            let groups = if served.is_empty() {
+                json!([])
+            } else {
+                json!([{"name": GROUP, "versions": [version], "preferredVersion": version}])
+            };
+            return Some((
+                200,
+                json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}),
+            ));
+        }
+        if path != format!("/apis/{group_version}") {
+            return None;
+        }
+        let resources: Vec<Value> = served
+            .iter()
+            .flat_map(|plural| {
+                let resource = |name: String| {
+                    json!({"name": name, "singularName": "", "namespaced": !plural.starts_with("cluster"),
+                           "kind": "", "verbs": ["get", "list", "watch"]})
+                };
+                [resource((*plural).to_owned()), resource(format!("{plural}/status"))]
+            })
+            .collect();
+        Some((
+            200,
+            json!({"kind": "APIResourceList", "apiVersion": "v1",
+                          "groupVersion": group_version, "resources": resources}),
+        ))
     }
 
     /// A connection resource as the fake holds it now.
@@ -454,6 +520,25 @@ impl FakeCluster {
             .secrets
             .get(&(namespace.to_owned(), name.to_owned()))
             .cloned()
+    }
+
+    /// Adds a workload (group apps) with an empty pod template, generation 1.
+    pub fn put_workload(&self, kind: &str, namespace: &str, name: &str) {
+        let plural = format!("{}s", kind.to_lowercase());
+        let object = json!({"apiVersion": "apps/v1", "kind": kind,
+            "metadata": {"name": name, "namespace": namespace, "generation": 1},
+            "spec": {"template": {"metadata": {}, "spec": {"containers": []}}}});
+        self.state
+            .lock()
+            .unwrap()
+            .workloads
+            .insert((plural, namespace.to_owned(), name.to_owned()), object);
+    }
+
+    /// A workload as the fake holds it now, by its plural (`deployments`).
+    pub fn workload(&self, plural: &str, namespace: &str, name: &str) -> Option<Value> {
+        let key = (plural.to_owned(), namespace.to_owned(), name.to_owned());
+        self.state.lock().unwrap().workloads.get(&key).cloned()
     }
 
     /// Deletes an ActivationCode, telling its watchers.
@@ -540,6 +625,9 @@ impl FakeCluster {
             ));
         }
         if let Some(answer) = self.leases.handle(call) {
+            return Reply::Now(answer);
+        }
+        if let Some(answer) = self.discovery(&call.path) {
             return Reply::Now(answer);
         }
         let Some(target) = call.target() else {
@@ -688,6 +776,8 @@ impl FakeCluster {
                 state.version += 1;
                 let mut secret = call.body.clone();
                 secret["metadata"]["resourceVersion"] = json!(format!("{}", 100 + state.version));
+                // As the API server does: a uid from the creation on.
+                secret["metadata"]["uid"] = json!(format!("uid-secret-{name}"));
                 state.secrets.insert(key.clone(), secret.clone());
                 state.queued.push((
                     "secrets",
@@ -732,6 +822,40 @@ impl FakeCluster {
                     json!({"type": "MODIFIED", "object": object.clone()}),
                 ));
                 Reply::Now((200, object))
+            }
+            (
+                "GET" | "PATCH",
+                plural @ ("deployments" | "statefulsets" | "daemonsets"),
+                Some(name),
+                None,
+            ) => {
+                let key = (
+                    plural.to_owned(),
+                    target.namespace.clone().unwrap_or_default(),
+                    name.to_owned(),
+                );
+                let Some(object) = state.workloads.get_mut(&key) else {
+                    return Reply::Now(status(
+                        404,
+                        "NotFound",
+                        &format!("{plural}.apps \"{name}\" not found"),
+                    ));
+                };
+                if call.method == "PATCH" {
+                    // A merge patch of the pod template's annotations, which
+                    // is all the operator sends: a changed template is a
+                    // new generation, as the API server counts them.
+                    let before = object["spec"].clone();
+                    let annotations = &call.body["spec"]["template"]["metadata"]["annotations"];
+                    for (key, value) in annotations.as_object().into_iter().flatten() {
+                        object["spec"]["template"]["metadata"]["annotations"][key] = value.clone();
+                    }
+                    if object["spec"] != before {
+                        let generation = object["metadata"]["generation"].as_i64().unwrap_or(1);
+                        object["metadata"]["generation"] = json!(generation + 1);
+                    }
+                }
+                Reply::Now((200, object.clone()))
             }
             ("POST", "events", None, None) => Reply::Now((201, call.body.clone())),
             ("PATCH", "events", Some(_), None) => Reply::Now((200, call.body.clone())),

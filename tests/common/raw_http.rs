@@ -215,3 +215,58 @@ async fn send_body(
         },
     }
 }
+
+/// A ListActiveCode endpoint that answers each page its `offset` asks for:
+/// `per_page` codes with ids from the offset on (distinct across pages),
+/// up to offset `until` (empty pages after), each page after `delay`, all
+/// of them claiming `count`.
+#[derive(Debug, Clone, Copy)]
+pub struct Paging {
+    pub count: u64,
+    pub per_page: u64,
+    pub until: u64,
+    pub delay: Duration,
+}
+
+impl Paging {
+    fn page(&self, offset: u64) -> String {
+        let end = self.until.min(self.count).min(offset + self.per_page);
+        let codes: Vec<String> = (offset..end.max(offset))
+            .map(|i| {
+                format!(
+                    r#"{{"active_code_id":"c{i}","active_code":"V","robot_id":"r","valid_period":1,"create_time":"2026-01-01T00:00:00Z","update_time":"2026-01-01T00:00:00Z"}}"#
+                )
+            })
+            .collect();
+        format!(
+            r#"{{"offset":{offset},"limit":100,"count":{},"data":[{}]}}"#,
+            self.count,
+            codes.join(",")
+        )
+    }
+
+    /// Serves on port 0; returns the endpoint.
+    pub async fn serve(self) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let n = stream.read(&mut buf).await.unwrap_or(0);
+                    let head = String::from_utf8_lossy(&buf[..n]);
+                    let offset: u64 = head
+                        .split(['?', '&', ' '])
+                        .find_map(|p| p.strip_prefix("offset=")?.parse().ok())
+                        .unwrap_or(0);
+                    tokio::time::sleep(self.delay).await;
+                    let page = self.page(offset);
+                    let _ = stream
+                        .write_all(&json_response("200 OK", "rid-page", page.as_bytes()))
+                        .await;
+                });
+            }
+        });
+        endpoint
+    }
+}

@@ -25,12 +25,28 @@ pub struct Cluster {
     pub client: Client,
     /// The server's (major, minor) version.
     pub version: (u32, u32),
+    /// This test's turn on the cluster: shared with the others, or alone.
+    _turn: super::turn::Turn,
 }
 
 impl Cluster {
     /// Connects to the cluster `KUBECONFIG` names and installs the CRD. A
     /// missing cluster fails the test: the suite never skips.
     pub async fn connect() -> Self {
+        let cluster = Self::connect_with(super::turn::Turn::shared()).await;
+        cluster.install_crd().await;
+        cluster
+    }
+
+    /// Connects with the cluster to this test alone (see [`super::turn`]),
+    /// for a scenario that changes what every scenario shares: the CRDs
+    /// (deleted, installed and upgraded by a Helm release). It installs
+    /// nothing.
+    pub async fn connect_alone() -> Self {
+        Self::connect_with(super::turn::Turn::alone()).await
+    }
+
+    async fn connect_with(turn: super::turn::Turn) -> Self {
         assert!(
             std::env::var_os("KUBECONFIG").is_some(),
             "KUBECONFIG is not set: the end-to-end suite needs a cluster. Run it with `scripts/e2e` (which starts a throwaway control plane), or point KUBECONFIG at a disposable cluster (kind, k3d, ...)"
@@ -44,9 +60,11 @@ impl Cluster {
             .await
             .unwrap_or_else(|e| panic!("the API server does not answer /version: {e}"));
         let version = parse_version(&info.major, &info.minor, &info.git_version);
-        let cluster = Self { client, version };
-        cluster.install_crd().await;
-        cluster
+        Self {
+            client,
+            version,
+            _turn: turn,
+        }
     }
 
     /// CEL validation rules (`x-kubernetes-validations`) arrived in 1.25.
@@ -187,6 +205,20 @@ pub fn suite_crds(with_cel: bool) -> Vec<Value> {
             crd
         })
         .collect()
+}
+
+/// The product's CRD of `kind` as `crds/` holds it, without its CEL rules
+/// when the server predates them (`with_cel` false).
+pub fn product_crd(kind: &str, with_cel: bool) -> Value {
+    let (_, crd) = metastudio_operator::crd::definitions()
+        .into_iter()
+        .find(|(_, crd)| crd.spec.names.kind == kind)
+        .unwrap_or_else(|| panic!("no CRD of kind {kind}"));
+    let mut crd = serde_json::to_value(crd).unwrap();
+    if !with_cel {
+        strip_key(&mut crd, "x-kubernetes-validations");
+    }
+    crd
 }
 
 /// The product's CRD plus [`NEWER_FIELD`] (as a newer release would have

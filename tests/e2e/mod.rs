@@ -9,10 +9,14 @@
 pub mod broker;
 pub mod chart;
 pub mod cluster;
+pub mod image;
+pub mod in_cluster;
 pub mod operator;
 pub mod prometheus;
+pub mod release;
 pub mod scenario;
 pub mod tools;
+pub mod turn;
 
 pub use cluster::{Cluster, TestNamespace};
 pub use operator::OperatorProcess;

@@ -139,7 +139,7 @@ async fn node_runs_a_pod_that_answers_through_its_service() {
         }
     }))
     .unwrap();
-    pods.create(&PostParams::default(), &pod).await.unwrap();
+    crate::e2e::in_cluster::create_pod(&pods, &pod).await;
     let services: Api<Service> = Api::namespaced(cluster.client.clone(), ns);
     let service = serde_json::from_value(json!({
         "metadata": {"name": POD},

@@ -95,10 +95,16 @@ Renders "true" or "".
 {{/*
 RBAC rules for watching and reconciling ActivationCodes, from
 rbac/operator-rules.yaml (the one list of the API calls the operator makes,
-checked against the code by tests/rbac.rs); no wildcards anywhere.
+checked against the code by tests/rbac.rs), with its restartTargets rules
+when restartTargets.enabled; no wildcards anywhere.
 */}}
 {{- define "metastudio-operator.rules" -}}
-{{- (.Files.Get "rbac/operator-rules.yaml" | fromYaml).rules | toYaml }}
+{{- $file := .Files.Get "rbac/operator-rules.yaml" | fromYaml }}
+{{- $rules := $file.rules }}
+{{- if .Values.restartTargets.enabled }}
+{{- $rules = concat $rules $file.restartTargets }}
+{{- end }}
+{{- $rules | toYaml }}
 {{- end }}
 
 {{/*
@@ -224,4 +230,28 @@ subjects:
   - kind: ServiceAccount
     name: {{ include "metastudio-operator.serviceAccountName" .root }}
     namespace: {{ .root.Release.Namespace }}
+{{- end }}
+
+{{/*
+Whether the server enforces CEL validation rules (x-kubernetes-validations,
+beta and on by default since Kubernetes 1.25): "true" or "". Older servers
+refuse the field on server-side apply (and would not enforce it), so the
+CRD templates leave the rules out there.
+*/}}
+{{- define "metastudio-operator.celRules" -}}
+{{- if semverCompare ">=1.25.0-0" .Capabilities.KubeVersion.Version }}true{{ end }}
+{{- end }}
+
+{{/*
+The PodDisruptionBudget's apiVersion: policy/v1 where the server serves it
+(1.21 and later), else policy/v1beta1 (removed in 1.25). The server's
+version decides too, so that `helm template --kube-version` renders what
+that version serves.
+*/}}
+{{- define "metastudio-operator.pdbApiVersion" -}}
+{{- if and (.Capabilities.APIVersions.Has "policy/v1") (semverCompare ">=1.21.0-0" .Capabilities.KubeVersion.Version) -}}
+policy/v1
+{{- else -}}
+policy/v1beta1
+{{- end }}
 {{- end }}

@@ -322,7 +322,7 @@ mod tests {
         assert_eq!(
             message,
             "spec.reset.tokn: unknown field `tokn`, expected one of `beforeExpiry`, `cleanAuthCredential`, `rollout`, `token`; remove it or correct its spelling; \
-             spec.exportSecretRef.format: unknown field `format`, expected `name`; remove it or correct its spelling"
+             spec.exportSecretRef.format: unknown field `format`, expected `name` or `restartTargets`; remove it or correct its spelling"
         );
         assert_eq!(known_fields("spec.nowhere", &crd), None);
         let cluster = crate::crd::connection::cluster_definition();
