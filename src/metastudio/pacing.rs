@@ -20,7 +20,7 @@
 //! ([`crate::slots`]).
 
 use super::error::Operation;
-use super::rate_limit::{self, RateLimit, RateLimiter};
+use super::rate_limit::{self, RateLimit, RateLimiter, Turn};
 use std::ops::RangeInclusive;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -279,8 +279,9 @@ impl Pacer {
     /// than the deadline. While it waits, the caller's reconcile slot is
     /// given back ([`crate::slots::released_while`]): waiting for one
     /// tenant's budget holds nothing another tenant needs. It holds no
-    /// budget either: it tries again when the slot it was told of is due, or
-    /// at once when the budget changes (see [`super::rate_limit`]).
+    /// budget either, only a place in line (first come, first served): it
+    /// tries again when its turn is due, or at once when the budget or the
+    /// line changes (see [`super::rate_limit`]).
     pub async fn acquire(
         &self,
         operation: Operation,
@@ -288,7 +289,6 @@ impl Pacer {
     ) -> Option<Duration> {
         let class = CallClass::of(operation);
         let limiter = self.limiter(class);
-        let changed = limiter.changed();
         let Err(wait) = limiter.try_reserve() else {
             return Some(Duration::ZERO);
         };
@@ -302,18 +302,18 @@ impl Pacer {
             "waiting for the budget of these credentials"
         );
         let started = Instant::now();
+        let place = limiter.line_up();
         let taken = crate::slots::released_while(async move {
-            let (mut wait, mut changed) = (wait, changed);
             loop {
-                tokio::select! {
-                    () = tokio::time::sleep(wait) => {}
-                    () = changed => {}
-                }
-                changed = limiter.changed();
-                match limiter.try_reserve() {
+                let changed = limiter.changed();
+                match place.try_take() {
                     Ok(()) => return true,
-                    Err(again) if too_late(again) => return false,
-                    Err(again) => wait = again,
+                    Err(turn) if too_late(turn.wait()) => return false,
+                    Err(Turn::Due(wait)) => tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        () = changed => {}
+                    },
+                    Err(Turn::Behind(_)) => changed.await,
                 }
             }
         })
@@ -526,6 +526,51 @@ mod tests {
             pacer.acquire(write, None).await,
             Some(Duration::from_millis(200)),
             "the slot was not taken"
+        );
+    }
+
+    /// Callers sharing one budget take turns: each waiter is served in the
+    /// order it came, whichever task wakes first, so no caller of a fleet
+    /// sharing credentials is starved until its call window ends.
+    #[tokio::test(start_paused = true)]
+    async fn waiters_are_served_in_the_order_they_came() {
+        let pacer = std::sync::Arc::new(Pacer::new(Pacing::default().budgets(Some("cn-north-4"))));
+        let order = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        // The burst spent: every caller waits from its first call on.
+        pacer.acquire(Operation::CreateActiveCode, None).await;
+        let mut tasks = Vec::new();
+        for caller in 0..3 {
+            let (pacer, order) = (pacer.clone(), order.clone());
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..4 {
+                    pacer.acquire(Operation::CreateActiveCode, None).await;
+                    order.lock().unwrap().push(caller);
+                }
+            }));
+            // Each caller asks once before the next one starts.
+            tokio::task::yield_now().await;
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        assert_eq!(*order.lock().unwrap(), [0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2]);
+    }
+
+    /// A waiter that gives up (its call cut short) leaves its place: the
+    /// one behind it gets the next slot at its time, not a slot later.
+    #[tokio::test(start_paused = true)]
+    async fn a_waiter_that_gives_up_lets_the_next_move_up() {
+        let pacer = Pacer::new(Pacing::default().budgets(Some("cn-north-4")));
+        let write = Operation::CreateActiveCode;
+        assert_eq!(pacer.acquire(write, None).await, Some(Duration::ZERO));
+        let started = Instant::now();
+        let gave_up = tokio::time::timeout(Duration::from_millis(10), pacer.acquire(write, None));
+        assert!(gave_up.await.is_err());
+        assert!(pacer.acquire(write, None).await.is_some());
+        assert_eq!(
+            Instant::now() - started,
+            Duration::from_millis(200),
+            "the next slot of 5/s, not one more"
         );
     }
 }

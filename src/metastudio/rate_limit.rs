@@ -2,10 +2,13 @@
 //! refill task) shared by every call it paces.
 //!
 //! A caller takes a slot only when one is free ([`RateLimiter::try_reserve`]);
-//! otherwise it is told how long until one is, and tries again then, or
-//! sooner when the limit changes ([`RateLimiter::changed`]). A waiter thus
-//! holds no reservation: a new limit applies at once to every waiter, and
-//! a caller that gives up (its call cut short) leaves nothing behind.
+//! otherwise it lines up ([`RateLimiter::line_up`]) and tries again when its
+//! turn is due, or sooner when the limit or the line changes
+//! ([`RateLimiter::changed`]). Waiters are served first come, first served,
+//! so callers sharing one budget each get their turn (none is starved by
+//! faster wakers), yet a waiter holds no reservation: a new limit applies
+//! at once to every waiter, and a caller that gives up (its call cut short)
+//! leaves its place and nothing else behind.
 //!
 //! It adapts when the server says it is too fast: [`RateLimiter::throttled`]
 //! halves the current rate (at most once per [`CUT_COOLDOWN`], never below
@@ -21,6 +24,7 @@
 //! every sum saturates. No wait for one slot is longer than
 //! [`MAX_INTERVAL`] per call queued ahead of it.
 
+use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -124,6 +128,10 @@ struct State {
     next: Option<Instant>,
     /// The last cut after a 429: when, and the rate it set.
     cut: Option<(Instant, f64)>,
+    /// The waiters' tickets, first come first.
+    line: VecDeque<u64>,
+    /// The ticket the next waiter gets.
+    tickets: u64,
 }
 
 impl State {
@@ -154,6 +162,78 @@ impl State {
         let allowed_at = tat.checked_sub(tolerance).unwrap_or(now).max(now);
         Some((allowed_at, tat.checked_add(interval).unwrap_or(tat)))
     }
+
+    /// Takes the next slot if it is free at `now`; otherwise how long until
+    /// it is.
+    fn take(&mut self, now: Instant) -> Result<(), Duration> {
+        let Some((allowed_at, next)) = self.slot(now) else {
+            return Ok(());
+        };
+        if allowed_at > now {
+            return Err(allowed_at - now);
+        }
+        self.next = Some(next);
+        Ok(())
+    }
+
+    /// How long a caller with `ahead` waiters before it may expect to
+    /// wait: until the next slot, then one interval per waiter ahead.
+    fn wait_behind(&mut self, now: Instant, ahead: usize) -> Duration {
+        let Some((allowed_at, _)) = self.slot(now) else {
+            return Duration::ZERO;
+        };
+        let ahead = u32::try_from(ahead).unwrap_or(u32::MAX);
+        (allowed_at - now).saturating_add(interval(self.rate_at(now)).saturating_mul(ahead))
+    }
+}
+
+/// Why a waiter has no slot yet, and how long it may expect to wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Turn {
+    /// It is first in line: its slot is free after this long.
+    Due(Duration),
+    /// Others are ahead of it: about this long, but it learns its turn
+    /// from [`RateLimiter::changed`] when the line moves.
+    Behind(Duration),
+}
+
+impl Turn {
+    /// The expected wait, either way.
+    pub fn wait(self) -> Duration {
+        match self {
+            Turn::Due(wait) | Turn::Behind(wait) => wait,
+        }
+    }
+}
+
+/// A waiter's place in a limiter's line; leaving it (dropping it, e.g. when
+/// the call is cut short) lets the next waiter move up.
+#[derive(Debug)]
+pub struct Place<'a> {
+    limiter: &'a RateLimiter,
+    ticket: u64,
+}
+
+impl Place<'_> {
+    /// Takes a slot if this place is first in line and a slot is free now.
+    pub fn try_take(&self) -> Result<(), Turn> {
+        let now = Instant::now();
+        let mut state = self.limiter.state();
+        match state.line.iter().position(|t| *t == self.ticket) {
+            Some(0) | None => {}
+            Some(ahead) => return Err(Turn::Behind(state.wait_behind(now, ahead))),
+        }
+        state.take(now).map_err(Turn::Due)
+    }
+}
+
+impl Drop for Place<'_> {
+    fn drop(&mut self) {
+        let mut state = self.limiter.state();
+        state.line.retain(|t| *t != self.ticket);
+        drop(state);
+        self.limiter.changes.notify_waiters();
+    }
 }
 
 impl RateLimiter {
@@ -163,6 +243,8 @@ impl RateLimiter {
                 limit: limit.bounded(),
                 next: None,
                 cut: None,
+                line: VecDeque::new(),
+                tickets: 0,
             }),
             changes: Notify::new(),
         }
@@ -208,9 +290,9 @@ impl RateLimiter {
         self.changes.notify_waiters();
     }
 
-    /// Completes when the limit changes after this call (even if not yet
-    /// polled): a waiter selects on it beside its sleep, and tries again
-    /// when either ends.
+    /// Completes when the limit or the line of waiters changes after this
+    /// call (even if not yet polled): a waiter selects on it beside its
+    /// sleep, and tries again when either ends.
     pub fn changed(&self) -> Notified<'_> {
         self.changes.notified()
     }
@@ -249,19 +331,28 @@ impl RateLimiter {
         state.next.is_none_or(|next| next <= now) && (rate == full)
     }
 
-    /// Takes a slot only if one is free now; otherwise takes nothing and
-    /// returns how long until one is.
+    /// Takes a slot only if one is free now and nobody waits in line;
+    /// otherwise takes nothing and returns how long until one might be.
     pub fn try_reserve(&self) -> Result<(), Duration> {
         let now = Instant::now();
         let mut state = self.state();
-        let Some((allowed_at, next)) = state.slot(now) else {
-            return Ok(());
-        };
-        if allowed_at > now {
-            return Err(allowed_at - now);
+        if !state.line.is_empty() {
+            let ahead = state.line.len();
+            return Err(state.wait_behind(now, ahead));
         }
-        state.next = Some(next);
-        Ok(())
+        state.take(now)
+    }
+
+    /// A place at the end of the line of waiters (see [`Place::try_take`]).
+    pub fn line_up(&self) -> Place<'_> {
+        let mut state = self.state();
+        let ticket = state.tickets;
+        state.tickets = state.tickets.wrapping_add(1);
+        state.line.push_back(ticket);
+        Place {
+            limiter: self,
+            ticket,
+        }
     }
 }
 
