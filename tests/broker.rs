@@ -7,6 +7,7 @@ mod common;
 
 use common::broker::{AUDIENCE, Fixture, Setup};
 use metastudio_operator::broker::review::{KubeReviewer, REVIEWS_IN_FLIGHT, Reviewer};
+use metastudio_operator::metastudio::pacing::Pacing;
 use metastudio_operator::metastudio::rate_limit::RateLimit;
 use metastudio_operator::simulator::FaultConfig;
 use serde_json::json;
@@ -322,6 +323,24 @@ async fn a_connection_whose_budget_has_no_call_free_is_a_429_at_once() {
         200,
         "other credentials are served"
     );
+}
+
+/// A budget that frees a call within a moment is waited for: once-codes
+/// asked back to back of a connection with the default budget (the lowest
+/// documented quota, one call at a time, evenly spaced) are all issued,
+/// none refused for the spacing.
+#[tokio::test]
+async fn calls_asked_back_to_back_wait_their_turn_in_the_budget() {
+    let f = Fixture::with(Setup {
+        pacing: Pacing::default(),
+        ..Setup::default()
+    })
+    .await;
+    let asks = (0..3).map(|_| f.ask("retail", Some("token-kiosk")));
+    for (status, _, body) in futures::future::join_all(asks).await {
+        assert_eq!(status, 200, "{body}");
+    }
+    assert_eq!(f.sim.counters().total_calls(), 3);
 }
 
 /// MetaStudio's own 429 is the caller's 429 with MetaStudio's Retry-After,

@@ -1,8 +1,9 @@
 //! From an authorised request to a code: the connection the caller's
 //! namespace may use (the same tenancy rules as ActivationCodes), its
 //! credentials, read now, those credentials' share of the quota, and the
-//! CreateOnceCode call, which waits for nothing: a budget with no call free
-//! now, or MetaStudio's own 429, is the caller's 429 with `Retry-After`
+//! CreateOnceCode call, which waits for a call of the budget at most
+//! [`BUDGET_PATIENCE`] and retries nothing: a budget with no call free by
+//! then, or MetaStudio's own 429, is the caller's 429 with `Retry-After`
 //! (see [`super::limits`]).
 
 use super::contract::{Denial, ONCE_CODE_VALIDITY, OnceCodeGrant, reason};
@@ -18,6 +19,12 @@ use std::time::Duration;
 /// When a namespace whose labels the broker has not seen yet may ask
 /// again: its watch usually sees a new namespace within a second or two.
 pub const LABELS_RETRY: Duration = Duration::from_secs(5);
+
+/// The longest a once-code request waits for a call of its connection's
+/// budget (shared with the operator's listings of the same credentials):
+/// a slot expected later is a 429 with `Retry-After` at once, so a slow
+/// budget holds none of the broker's connections.
+pub const BUDGET_PATIENCE: Duration = Duration::from_secs(2);
 
 /// Where the broker finds connections, their Secrets, and MetaStudio.
 pub struct Issuer<D, S> {
@@ -54,7 +61,7 @@ impl<D: Directory + Sync, S: SecretSource> Issuer<D, S> {
         let reply = self
             .transport
             .client(connection)
-            .without_waiting()
+            .waiting_at_most(BUDGET_PATIENCE)
             .once_code()
             .await
             .map_err(|err| failed(&err, &grant.via))?;

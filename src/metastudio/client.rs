@@ -164,7 +164,7 @@ impl Transport {
             credentials_id,
             connection: Arc::new(connection),
             pacer: self.pacer(credentials_id, budgets),
-            waits: true,
+            patience: None,
         }
     }
 
@@ -195,9 +195,10 @@ pub struct MetaStudioClient {
     connection: Arc<Connection>,
     credentials_id: CredentialsId,
     pacer: Arc<Pacer>,
-    /// Whether calls wait for the budget and back off before retries
-    /// (see [`MetaStudioClient::without_waiting`]).
-    waits: bool,
+    /// How long a call may wait for its budget: `None`, as long as its
+    /// deadline allows, backing off before retries; `Some`, at most that
+    /// long, and no retry (see [`MetaStudioClient::waiting_at_most`]).
+    patience: Option<Duration>,
 }
 
 /// One call before it is sent: what the signer and the wire need.
@@ -246,13 +247,15 @@ impl MetaStudioClient {
         &self.transport
     }
 
-    /// This client, with calls that never wait: a call whose budget has no
-    /// slot free now fails at once ([`ApiErrorKind::BudgetExhausted`],
-    /// nothing taken), and a failed attempt is not tried again (its
-    /// `Retry-After`, if any, is in the error). For callers that answer
-    /// "come back later" themselves (the broker's 429).
-    pub fn without_waiting(mut self) -> Self {
-        self.waits = false;
+    /// This client, with calls that wait for their budget at most
+    /// `patience`: a call whose budget has no slot free by then fails at
+    /// once, without waiting at all ([`ApiErrorKind::BudgetExhausted`],
+    /// nothing taken, with when a slot is expected), and a failed attempt
+    /// is not tried again (its `Retry-After`, if any, is in the error). For
+    /// callers that answer "come back later" themselves (the broker's 429)
+    /// and must not hold a request longer than a moment.
+    pub fn waiting_at_most(mut self, patience: Duration) -> Self {
+        self.patience = Some(patience);
         self
     }
 
@@ -475,7 +478,7 @@ impl MetaStudioClient {
     }
 
     /// The call, paced and retried as the transport's policy says; without
-    /// waiting when the client was made so ([`MetaStudioClient::without_waiting`]).
+    /// waiting when the client was made so ([`MetaStudioClient::waiting_at_most`]).
     async fn send_with_retries<T: ResponseBody>(&self, call: Call) -> Result<Reply<T>, ApiError> {
         let started = Instant::now();
         let mut attempts = 0;
@@ -505,24 +508,27 @@ impl MetaStudioClient {
         }
     }
 
-    /// A slot of the call's budget: waited for, or, for a client that
-    /// does not wait, taken only if one is free now.
+    /// A slot of the call's budget, waited for until the call's deadline,
+    /// or, for a client with a patience, no longer than that.
     async fn pace(
         &self,
         operation: Operation,
         deadline: Option<Instant>,
     ) -> Result<(), ApiErrorKind> {
-        if !self.waits {
-            return self
+        let waited = match self.patience {
+            None => self
                 .pacer
-                .try_acquire(operation)
-                .map_err(|retry_in| ApiErrorKind::BudgetExhausted { retry_in });
-        }
-        let waited = self
-            .pacer
-            .acquire(operation, deadline)
-            .await
-            .ok_or(ApiErrorKind::NotSent)?;
+                .acquire(operation, deadline)
+                .await
+                .map_err(|_| ApiErrorKind::NotSent)?,
+            Some(patience) => {
+                let by = Instant::now() + patience;
+                self.pacer
+                    .acquire(operation, Some(deadline.map_or(by, |d| d.min(by))))
+                    .await
+                    .map_err(|retry_in| ApiErrorKind::BudgetExhausted { retry_in })?
+            }
+        };
         self.transport.metrics.record_rate_limit_wait(waited);
         Ok(())
     }
@@ -599,7 +605,7 @@ impl MetaStudioClient {
     /// failure is final, the policy's attempts or time are spent, or the
     /// client does not wait.
     fn retry_delay(&self, attempts: u32, started: Instant, failure: &Failure) -> Option<Duration> {
-        if !failure.retryable || !self.waits {
+        if !failure.retryable || self.patience.is_some() {
             return None;
         }
         let retry_after = match &failure.kind {

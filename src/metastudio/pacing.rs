@@ -274,9 +274,9 @@ impl Pacer {
     }
 
     /// Waits for a slot of `operation`'s class free no later than
-    /// `deadline` (any slot without one); returns the time waited, or
-    /// `None`, having taken nothing, as soon as the next free slot is later
-    /// than the deadline. While it waits, the caller's reconcile slot is
+    /// `deadline` (any slot without one); returns the time waited, or, as
+    /// soon as the next free slot is expected later than the deadline,
+    /// how long until it is expected, having taken nothing. While it waits, the caller's reconcile slot is
     /// given back ([`crate::slots::released_while`]): waiting for one
     /// tenant's budget holds nothing another tenant needs. It holds no
     /// budget either, only a place in line (first come, first served): it
@@ -286,15 +286,15 @@ impl Pacer {
         &self,
         operation: Operation,
         deadline: Option<Instant>,
-    ) -> Option<Duration> {
+    ) -> Result<Duration, Duration> {
         let class = CallClass::of(operation);
         let limiter = self.limiter(class);
         let Err(wait) = limiter.try_reserve() else {
-            return Some(Duration::ZERO);
+            return Ok(Duration::ZERO);
         };
         let too_late = |wait: Duration| deadline.is_some_and(|d| Instant::now() + wait > d);
         if too_late(wait) {
-            return None;
+            return Err(wait);
         }
         tracing::debug!(
             ?class,
@@ -307,8 +307,8 @@ impl Pacer {
             loop {
                 let changed = limiter.changed();
                 match place.try_take() {
-                    Ok(()) => return true,
-                    Err(turn) if too_late(turn.wait()) => return false,
+                    Ok(()) => return Ok(()),
+                    Err(turn) if too_late(turn.wait()) => return Err(turn.wait()),
                     Err(Turn::Due(wait)) => tokio::select! {
                         () = tokio::time::sleep(wait) => {}
                         () = changed => {}
@@ -318,7 +318,7 @@ impl Pacer {
             }
         })
         .await;
-        taken.then(|| started.elapsed())
+        taken.map(|()| started.elapsed())
     }
 
     /// Takes a slot of `operation`'s class only if one is free now;
@@ -517,14 +517,18 @@ mod tests {
         let pacer = Pacer::new(Pacing::default().budgets(Some("cn-north-4")));
         let write = Operation::CreateActiveCode;
         let now = Instant::now();
-        assert_eq!(pacer.acquire(write, Some(now)).await, Some(Duration::ZERO));
+        assert_eq!(pacer.acquire(write, Some(now)).await, Ok(Duration::ZERO));
         // The next write slot is 200 ms away (5/s).
         let soon = now + Duration::from_millis(50);
-        assert_eq!(pacer.acquire(write, Some(soon)).await, None);
+        assert_eq!(
+            pacer.acquire(write, Some(soon)).await,
+            Err(Duration::from_millis(200)),
+            "when it is expected"
+        );
         assert_eq!(Instant::now(), now, "gave up without waiting");
         assert_eq!(
             pacer.acquire(write, None).await,
-            Some(Duration::from_millis(200)),
+            Ok(Duration::from_millis(200)),
             "the slot was not taken"
         );
     }
@@ -537,13 +541,19 @@ mod tests {
         let pacer = std::sync::Arc::new(Pacer::new(Pacing::default().budgets(Some("cn-north-4"))));
         let order = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         // The burst spent: every caller waits from its first call on.
-        pacer.acquire(Operation::CreateActiveCode, None).await;
+        pacer
+            .acquire(Operation::CreateActiveCode, None)
+            .await
+            .unwrap();
         let mut tasks = Vec::new();
         for caller in 0..3 {
             let (pacer, order) = (pacer.clone(), order.clone());
             tasks.push(tokio::spawn(async move {
                 for _ in 0..4 {
-                    pacer.acquire(Operation::CreateActiveCode, None).await;
+                    pacer
+                        .acquire(Operation::CreateActiveCode, None)
+                        .await
+                        .unwrap();
                     order.lock().unwrap().push(caller);
                 }
             }));
@@ -562,11 +572,11 @@ mod tests {
     async fn a_waiter_that_gives_up_lets_the_next_move_up() {
         let pacer = Pacer::new(Pacing::default().budgets(Some("cn-north-4")));
         let write = Operation::CreateActiveCode;
-        assert_eq!(pacer.acquire(write, None).await, Some(Duration::ZERO));
+        assert_eq!(pacer.acquire(write, None).await, Ok(Duration::ZERO));
         let started = Instant::now();
         let gave_up = tokio::time::timeout(Duration::from_millis(10), pacer.acquire(write, None));
         assert!(gave_up.await.is_err());
-        assert!(pacer.acquire(write, None).await.is_some());
+        assert!(pacer.acquire(write, None).await.is_ok());
         assert_eq!(
             Instant::now() - started,
             Duration::from_millis(200),

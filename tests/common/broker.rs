@@ -12,8 +12,9 @@ use metastudio_operator::broker::review_cache::{CachedReviewer, ReviewTtl};
 use metastudio_operator::broker::server::{LIMITS, Service};
 use metastudio_operator::controller::cluster_host::ApiSecrets;
 use metastudio_operator::controller::directory::ClusterDirectory;
-use metastudio_operator::metastudio::Transport;
+use metastudio_operator::metastudio::pacing::Pacing;
 use metastudio_operator::metastudio::rate_limit::RateLimit;
+use metastudio_operator::metastudio::{ClientOptions, Transport};
 use metastudio_operator::simulator::{
     DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY, FaultConfig, Simulator,
 };
@@ -194,6 +195,9 @@ pub struct Setup {
     pub namespaces: Vec<String>,
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     pub connections: ConnectionLimits,
+    /// The transport's pacing (connections without a budget of their own
+    /// get it): none by default.
+    pub pacing: Pacing,
 }
 
 impl Default for Setup {
@@ -205,6 +209,7 @@ impl Default for Setup {
             namespaces: vec![],
             tls: None,
             connections: LIMITS,
+            pacing: Pacing::UNLIMITED,
         }
     }
 }
@@ -254,7 +259,11 @@ impl Fixture {
                 issuer: Issuer {
                     directory: directory(&sim),
                     secrets: ApiSecrets(client),
-                    transport: Transport::new(fast_options()).unwrap(),
+                    transport: Transport::new(ClientOptions {
+                        pacing: setup.pacing,
+                        ..fast_options()
+                    })
+                    .unwrap(),
                 },
                 limits: Limits::new(setup.caller, setup.quota),
                 ready: ready.clone(),
