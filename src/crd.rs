@@ -48,10 +48,17 @@ pub const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_secs(600);
     category = "metastudio",
     status = "ActivationCodeStatus",
     derive = "PartialEq",
+    // `kubectl scale` drives spec.count; the current replicas are the codes
+    // the resource manages (with count, those of its room).
+    scale(
+        spec_replicas_path = ".spec.count",
+        status_replicas_path = ".status.managedCodes"
+    ),
     // Raw JSON columns: the attribute form trips clippy's duplicated_attributes.
     printcolumn = r#"{"name":"Robot","type":"string","jsonPath":".spec.robotId","description":"MetaStudio application (robot) id"}"#,
     printcolumn = r#"{"name":"Valid (days)","type":"integer","jsonPath":".spec.validPeriod","description":"Desired validity in days (0 = permanent)"}"#,
-    printcolumn = r#"{"name":"Codes","type":"integer","jsonPath":".status.managedCodes","description":"Activation codes managed"}"#,
+    printcolumn = r#"{"name":"Desired","type":"integer","jsonPath":".spec.count","description":"Codes the room should hold (spec.count, what kubectl scale sets); empty when the codes are managed as they are"}"#,
+    printcolumn = r#"{"name":"Codes","type":"integer","jsonPath":".status.managedCodes","description":"Activation codes managed: with spec.count, the codes of the room"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Synced","type":"string","jsonPath":".status.conditions[?(@.type==\"Synced\")].status"}"#,
     printcolumn = r#"{"name":"Rotation","type":"string","jsonPath":".status.resetToken.progress","description":"Codes reset for spec.reset.token so far, of all it resets"}"#,
@@ -95,8 +102,11 @@ pub struct ActivationCodeSpec {
     /// complete listing when its answer is lost, so the room never gets
     /// more codes than asked through a retry, a crash or a second
     /// reconciler. Not together with activeCodeIds (a new code's id is not
-    /// known in advance). Default: unset, the codes are managed as they
-    /// are and none is created or deleted.
+    /// known in advance). `kubectl scale activationcode NAME --replicas=N`
+    /// sets it (the scale subresource's replicas; its status replicas are
+    /// status.managedCodes) once it is set: some API servers (1.20 among
+    /// them) serve no scale for a resource without it. Default: unset, the
+    /// codes are managed as they are and none is created or deleted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "code_count_schema")]
     pub count: Option<u32>,
