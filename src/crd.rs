@@ -14,6 +14,7 @@ use std::time::Duration;
 pub mod bounds;
 pub mod cel;
 pub mod connection;
+pub mod deletion;
 pub mod export;
 pub mod rollout;
 pub mod status;
@@ -118,6 +119,20 @@ pub struct ActivationCodeSpec {
     /// deletes.
     #[serde(default, skip_serializing_if = "SurplusPolicy::is_default")]
     pub surplus: SurplusPolicy,
+
+    /// What deleting this resource does to the codes it created
+    /// (spec.count; status.createdCodes and the reset ledger's created
+    /// entries): Orphan (default) keeps them; Delete deletes them, and only
+    /// them, before the resource goes (the finalizer
+    /// metastudio.huaweicloud.com/delete-codes, held while the policy is
+    /// Delete). managementPolicy Observe never deletes. When they cannot be
+    /// deleted (credentials or connection gone, suspended, refused) the
+    /// resource says so (reason DeletionBlocked) and deletes nothing; the
+    /// annotation metastudio.huaweicloud.com/orphan-codes: "true" lets it
+    /// go with its codes kept. `reconcile -f` has no deletion: there it
+    /// changes nothing.
+    #[serde(default, skip_serializing_if = "DeletionPolicy::is_default")]
+    pub deletion_policy: DeletionPolicy,
 
     /// Rotation policy: when to reset (mint new values for) the managed codes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -298,6 +313,22 @@ pub enum SurplusPolicy {
 }
 
 impl SurplusPolicy {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// What deleting the resource does to the codes it created.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default)]
+pub enum DeletionPolicy {
+    /// Keep them: the resource goes, its codes stay in MetaStudio.
+    #[default]
+    Orphan,
+    /// Delete the codes this resource created, then let the resource go.
+    Delete,
+}
+
+impl DeletionPolicy {
     fn is_default(&self) -> bool {
         *self == Self::default()
     }

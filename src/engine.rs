@@ -16,8 +16,10 @@ pub mod outcome;
 pub mod panicked;
 mod run;
 mod sync;
+pub mod teardown;
 pub mod verdict;
 
+use crate::crd::deletion::tearing_down;
 use crate::crd::{ActivationCode, ActivationCodeSpec, ActivationCodeStatus};
 use crate::fingerprint::FingerprintKey;
 use crate::metastudio::breaker::CredentialsId;
@@ -198,15 +200,17 @@ impl Engine {
         let resource = run.resource;
         if let Err(stop) = admissible(run) {
             self.callers.record(resource, Caller::Nobody);
-            return Err(stopped(run, stop).await);
+            return Err(stopped(run, teardown::blocked_if(resource, stop)).await);
         }
         let (connection, grant) = match connect::connect(resource, run.host, &self.defaults).await {
             Ok(connected) => connected,
             Err(unconnected) => {
+                let mut stop = unconnected.stop;
                 if unconnected.lasting {
                     self.callers.record(resource, Caller::Nobody);
+                    stop = teardown::blocked_if(resource, stop);
                 }
-                return Err(stopped(run, unconnected.stop).await);
+                return Err(stopped(run, stop).await);
             }
         };
         // Before the listing: a rival reconciled meanwhile sees it.
@@ -220,13 +224,22 @@ impl Engine {
         let client = self.transport.client(connection);
         let (listing, hold) = match client.listing(&resource.spec.robot_id).await {
             Ok(listed) => listed,
+            Err(err) if err.is_auth_failure() && tearing_down(resource) => {
+                let at_least = err.retry_after();
+                let stop = (
+                    reason::CREDENTIALS_REJECTED,
+                    err.to_string(),
+                    Next::Retry { at_least },
+                );
+                return Err(stopped(run, teardown::blocked(resource, stop)).await);
+            }
             Err(err) => return Err(Box::new(run.remote_failure(&err).await)),
         };
         let claim = self
             .claim(run, others, client.connection(), &grant, &listing.codes)
             .await;
         if let Err(stop) = claim {
-            return Err(stopped(run, stop).await);
+            return Err(stopped(run, teardown::blocked_if(resource, stop)).await);
         }
         Ok(Prepared {
             client,
@@ -333,11 +346,16 @@ fn admissible<H: Host>(run: &mut Run<'_, H>) -> Result<(), connect::Stop> {
 }
 
 /// Why a resource that is being deleted is left alone, or `None` when it is
-/// not being deleted. Its codes are not touched and its export Secret is
-/// not rewritten: whoever holds the finalizer decides what happens next,
-/// and the garbage collector deletes the export Secret with the resource.
+/// not being deleted, or is torn down (its own finalizer holds it: the
+/// sync deletes the codes it created, see [`teardown`]). Its codes are not
+/// touched and its export Secret is not rewritten: whoever holds the
+/// finalizer decides what happens next, and the garbage collector deletes
+/// the export Secret with the resource.
 fn deleting(resource: &ActivationCode) -> Option<String> {
     resource.metadata.deletion_timestamp.as_ref()?;
+    if tearing_down(resource) {
+        return None;
+    }
     let finalizers = resource.finalizers().join(", ");
     Some(format!(
         "the resource is being deleted (waiting for finalizers: {finalizers}): no remote calls are made and the export Secret is left as it is"
