@@ -19,7 +19,6 @@ mod sync;
 pub mod teardown;
 pub mod verdict;
 
-use crate::crd::deletion::tearing_down;
 use crate::crd::{ActivationCode, ActivationCodeSpec, ActivationCodeStatus};
 use crate::fingerprint::FingerprintKey;
 use crate::metastudio::breaker::CredentialsId;
@@ -200,7 +199,7 @@ impl Engine {
         let resource = run.resource;
         if let Err(stop) = admissible(run) {
             self.callers.record(resource, Caller::Nobody);
-            return Err(stopped(run, teardown::blocked_if(resource, stop)).await);
+            return Err(stopped(run, teardown::blocked_if(run, stop)).await);
         }
         let (connection, grant) = match connect::connect(resource, run.host, &self.defaults).await {
             Ok(connected) => connected,
@@ -208,7 +207,7 @@ impl Engine {
                 let mut stop = unconnected.stop;
                 if unconnected.lasting {
                     self.callers.record(resource, Caller::Nobody);
-                    stop = teardown::blocked_if(resource, stop);
+                    stop = teardown::blocked_if(run, stop);
                 }
                 return Err(stopped(run, stop).await);
             }
@@ -224,7 +223,7 @@ impl Engine {
         let client = self.transport.client(connection);
         let (listing, hold) = match client.listing(&resource.spec.robot_id).await {
             Ok(listed) => listed,
-            Err(err) if err.is_auth_failure() && tearing_down(resource) => {
+            Err(err) if err.is_auth_failure() && run.tearing_down() => {
                 let at_least = err.retry_after();
                 let stop = (
                     reason::CREDENTIALS_REJECTED,
@@ -239,7 +238,7 @@ impl Engine {
             .claim(run, others, client.connection(), &grant, &listing.codes)
             .await;
         if let Err(stop) = claim {
-            return Err(stopped(run, teardown::blocked_if(resource, stop)).await);
+            return Err(stopped(run, teardown::blocked_if(run, stop)).await);
         }
         Ok(Prepared {
             client,
@@ -335,7 +334,7 @@ fn admissible<H: Host>(run: &mut Run<'_, H>) -> Result<(), connect::Stop> {
         return Err((reason::INVALID_SPEC, message, Next::AwaitChange));
     }
     run.status.robot_id = Some(spec.robot_id.clone());
-    if let Some(message) = deleting(run.resource) {
+    if let Some(message) = deleting(run) {
         return Err((reason::DELETING, message, Next::AwaitChange));
     }
     if spec.suspend {
@@ -351,9 +350,10 @@ fn admissible<H: Host>(run: &mut Run<'_, H>) -> Result<(), connect::Stop> {
 /// touched and its export Secret is not rewritten: whoever holds the
 /// finalizer decides what happens next, and the garbage collector deletes
 /// the export Secret with the resource.
-fn deleting(resource: &ActivationCode) -> Option<String> {
+fn deleting<H: Host>(run: &Run<'_, H>) -> Option<String> {
+    let resource = run.resource;
     resource.metadata.deletion_timestamp.as_ref()?;
-    if tearing_down(resource) {
+    if run.tearing_down() {
         return None;
     }
     let finalizers = resource.finalizers().join(", ");

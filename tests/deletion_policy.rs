@@ -4,13 +4,19 @@
 //! in the room stays), then lets go; a resource whose codes cannot be
 //! deleted says so (DeletionBlocked, no call) and lets go, codes kept, once
 //! its owner annotates it; Orphan (the default) never holds the finalizer.
+//! `reconcile -f` has no deletion: a manifest that says otherwise deletes
+//! nothing.
 
 mod common;
 
 use common::fake_api::{FakeCluster, Operator, RUN_TOKEN, activation_code, eventually, secret};
 use common::{ROBOT, seed_yaml};
+use metastudio_operator::crd::ActivationCode;
 use metastudio_operator::crd::deletion::{FINALIZER, ORPHAN_ANNOTATION};
+use metastudio_operator::engine::Mode;
+use metastudio_operator::engine::conditions::reason;
 use metastudio_operator::metastudio::Operation;
+use metastudio_operator::offline::host::OfflineHost;
 use metastudio_operator::simulator::{
     DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY, FaultConfig, Simulator,
 };
@@ -178,4 +184,31 @@ async fn blocked_deletion_says_why_and_lets_go_with_the_codes_kept_once_annotate
     assert_eq!(kept.len(), 1, "{kept:?}");
     assert!(kept[0].contains(ORPHAN_ANNOTATION), "{kept:?}");
     operator.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconcile_f_deletes_nothing_whatever_a_manifest_says() {
+    let sim = simulator().await;
+    let engine = common::fenced::engine(&sim);
+    let host = OfflineHost::new(Default::default(), None, None).unwrap();
+    // A cluster's object as `kubectl get -o yaml` shows it mid-deletion.
+    let manifest: ActivationCode = serde_json::from_value(json!({
+        "apiVersion": "metastudio.huaweicloud.com/v1alpha1", "kind": "ActivationCode",
+        "metadata": {"name": "kiosks", "namespace": NS, "generation": 2,
+                     "deletionTimestamp": "2026-12-01T00:00:00Z", "finalizers": [FINALIZER]},
+        "spec": {"robotId": ROBOT, "validPeriod": 7, "roomId": ROOM, "count": 1,
+                 "deletionPolicy": "Delete"},
+        "status": {"createdCodes": ["theirs"]},
+    }))
+    .unwrap();
+    let report = engine
+        .reconcile(&manifest, &host, Mode::Normal, jiff::Timestamp::now())
+        .await;
+    assert_eq!(
+        report.reason,
+        reason::DELETING,
+        "left alone, as any deletion"
+    );
+    assert_eq!(sim.counters().total_calls(), 0, "no call");
+    assert_eq!(room(&sim), ["theirs"]);
 }

@@ -316,7 +316,7 @@ impl<'s> Sync<'s> {
             spec.management_policy == ManagementPolicy::Enforce && run.mode == Mode::Normal;
         Sync {
             spec,
-            teardown: crate::crd::deletion::tearing_down(resource),
+            teardown: run.tearing_down(),
             key,
             enforce,
             complete: listing.complete,

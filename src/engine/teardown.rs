@@ -7,17 +7,19 @@
 
 use super::conditions::reason;
 use super::connect::Stop;
+use super::host::Host;
+use super::run::Run;
 use super::verdict::Verdict;
 use super::{Next, ReconcileReport};
 use crate::crd::ActivationCode;
-use crate::crd::deletion::{ORPHAN_ANNOTATION, tearing_down};
+use crate::crd::deletion::ORPHAN_ANNOTATION;
 use kube::ResourceExt;
 
-/// `stop` as DeletionBlocked when `resource` is being torn down; as it is
-/// otherwise.
-pub(super) fn blocked_if(resource: &ActivationCode, stop: Stop) -> Stop {
-    if tearing_down(resource) {
-        blocked(resource, stop)
+/// `stop` as DeletionBlocked when the run tears its resource down; as it
+/// is otherwise.
+pub(super) fn blocked_if<H: Host>(run: &Run<'_, H>, stop: Stop) -> Stop {
+    if run.tearing_down() {
+        blocked(run.resource, stop)
     } else {
         stop
     }
