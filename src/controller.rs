@@ -271,15 +271,21 @@ pub async fn reconcile(
 }
 
 /// One sync, with the finalizer of spec.deletionPolicy kept around it:
-/// added or removed before (so no code is created without it), removed
-/// after a teardown or for a resource deleted with its codes kept.
+/// added or removed before, removed after a teardown or for a resource
+/// deleted with its codes kept. No code is created without the finalizer:
+/// a sync whose finalizer could not be added only plans (a dry run: no
+/// remote write, no status) and is tried again.
 async fn reconcile_once(ctx: &Context, current: &ActivationCode) -> ReconcileReport {
     let step = crate::crd::deletion::step(current);
     let (current, before) = finalizer::before(ctx, current, step).await;
+    let mode = match (step, &before) {
+        (crate::crd::deletion::Step::Add, Err(_)) => Mode::DryRun,
+        _ => Mode::Normal,
+    };
     let host = ClusterHost::new(ctx, &current);
     let mut report = ctx
         .engine
-        .reconcile(&current, &host, Mode::Normal, jiff::Timestamp::now())
+        .reconcile(&current, &host, mode, jiff::Timestamp::now())
         .await;
     let after = match before {
         Ok(()) => finalizer::after(ctx, &host, &current, step, &report).await,

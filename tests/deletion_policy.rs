@@ -212,3 +212,49 @@ async fn reconcile_f_deletes_nothing_whatever_a_manifest_says() {
     assert_eq!(sim.counters().total_calls(), 0, "no call");
     assert_eq!(room(&sim), ["theirs"]);
 }
+
+/// The finalizer patches of `name` the operator sent.
+fn finalizer_patches(cluster: &FakeCluster, name: &str) -> usize {
+    cluster
+        .calls_of("operator")
+        .iter()
+        .filter(|c| c.method == "PATCH")
+        .filter(|c| {
+            c.target()
+                .is_some_and(|t| t.name.as_deref() == Some(name) && t.subresource.is_none())
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_code_is_created_before_the_finalizer_is_held() {
+    let sim = simulator().await;
+    let cluster = FakeCluster::new(
+        vec![activation_code(
+            NS,
+            "kiosks",
+            json!({"robotId": ROBOT, "validPeriod": 7, "roomId": ROOM, "count": 3,
+                   "deletionPolicy": "Delete"}),
+        )],
+        vec![],
+    );
+    cluster.refuse_finalizers(true);
+    let operator = Operator::start(&sim, cluster.client("operator"), &[]).await;
+    // The second try comes after the first reconcile's backoff: that
+    // reconcile has long ended.
+    eventually("the finalizer tried twice", async || {
+        finalizer_patches(&cluster, "kiosks") >= 2
+    })
+    .await;
+    assert_eq!(
+        sim.counters().calls_of(Operation::CreateActiveCode),
+        0,
+        "nothing created while the finalizer cannot be held"
+    );
+    cluster.refuse_finalizers(false);
+    eventually("3 codes in the room, the finalizer held", async || {
+        room(&sim).len() == 3 && holds_finalizer(&cluster, "kiosks")
+    })
+    .await;
+    operator.stop().await.unwrap();
+}

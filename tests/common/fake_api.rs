@@ -378,6 +378,9 @@ struct Cluster {
     hold_lists: bool,
     /// While true, status writes wait (a reconcile stuck in flight).
     hold_status: bool,
+    /// While true, patches of an ActivationCode's finalizers are refused
+    /// (403), as without RBAC for them.
+    refuse_finalizers: bool,
     /// Clients whose every request fails with 500.
     broken: BTreeSet<String>,
     /// The operator's CRDs (plurals) that discovery does not list.
@@ -520,6 +523,11 @@ impl FakeCluster {
     /// Makes status writes wait (true) or answer (false).
     pub fn hold_status(&self, hold: bool) {
         self.state.lock().unwrap().hold_status = hold;
+    }
+
+    /// Refuses (403) patches of ActivationCodes' finalizers while true.
+    pub fn refuse_finalizers(&self, refuse: bool) {
+        self.state.lock().unwrap().refuse_finalizers = refuse;
     }
 
     /// Makes every request of client `who` fail with 500 (true), or not.
@@ -864,6 +872,9 @@ impl FakeCluster {
                     json!({"type": if created { "ADDED" } else { "MODIFIED" }, "object": partial(&secret)}),
                 ));
                 Reply::Now((if created { 201 } else { 200 }, secret))
+            }
+            ("PATCH", "activationcodes", Some(_), None) if state.refuse_finalizers => {
+                Reply::Now(status(403, "Forbidden", "cannot patch activationcodes"))
             }
             ("PATCH", "activationcodes", Some(name), None) => {
                 let namespace = target.namespace.clone().unwrap_or_default();
