@@ -21,6 +21,7 @@ pub mod connections;
 pub mod crd_check;
 pub mod directory;
 pub mod events;
+pub mod finalizer;
 pub mod leader;
 pub mod nudges;
 pub mod restarts;
@@ -42,7 +43,7 @@ use kube::api::{Api, PartialObjectMeta};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{self, Store};
-use kube::runtime::{WatchStreamExt, predicates, watcher};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use nudges::Nudges;
 use std::collections::{HashMap, HashSet};
@@ -269,11 +270,31 @@ pub async fn reconcile(
     .await
 }
 
+/// One sync, with the finalizer of spec.deletionPolicy kept around it:
+/// added or removed before, removed after a teardown or for a resource
+/// deleted with its codes kept. No code is created without the finalizer:
+/// a sync whose finalizer could not be added only plans (a dry run: no
+/// remote write, no status) and is tried again.
 async fn reconcile_once(ctx: &Context, current: &ActivationCode) -> ReconcileReport {
-    let host = ClusterHost::new(ctx, current);
-    ctx.engine
-        .reconcile(current, &host, Mode::Normal, jiff::Timestamp::now())
-        .await
+    let step = crate::crd::deletion::step(current);
+    let (current, before) = finalizer::before(ctx, current, step).await;
+    let mode = match (step, &before) {
+        (crate::crd::deletion::Step::Add, Err(_)) => Mode::DryRun,
+        _ => Mode::Normal,
+    };
+    let host = ClusterHost::new(ctx, &current);
+    let mut report = ctx
+        .engine
+        .reconcile(&current, &host, mode, jiff::Timestamp::now())
+        .await;
+    let after = match before {
+        Ok(()) => finalizer::after(ctx, &host, &current, step, &report).await,
+        failed => failed,
+    };
+    if let Err(err) = after {
+        finalizer::failed(&mut report, &err);
+    }
+    report
 }
 
 /// What kube-runtime runs for each ActivationCode: [`reconcile`] in one of
@@ -442,8 +463,9 @@ pub fn controllers(client: &Client, scope: &WatchScope) -> Vec<Watched> {
                 ),
             };
             let (reader, writer) = reflector::store();
-            // The cache keeps every change, but only new resources and spec
-            // changes (a new generation) trigger a reconcile: the status each
+            // The cache keeps every change, but only new resources, spec
+            // changes and the deletion marking (a new generation), and the
+            // owner's orphan annotation, trigger a reconcile: the status each
             // reconcile writes (lastSyncTime at least) would otherwise
             // trigger the next one at once, and the operator would list the
             // remote codes in a loop. Drift checks come from the requeue
@@ -452,7 +474,7 @@ pub fn controllers(client: &Client, scope: &WatchScope) -> Vec<Watched> {
                 .default_backoff()
                 .reflect(writer)
                 .applied_objects()
-                .predicate_filter(predicates::generation, Default::default());
+                .predicate_filter(triggers::reconcile_worthy, Default::default());
             Watched {
                 controller: Controller::for_stream(changes, reader),
                 secrets,

@@ -14,6 +14,7 @@ use std::time::Duration;
 pub mod bounds;
 pub mod cel;
 pub mod connection;
+pub mod deletion;
 pub mod export;
 pub mod rollout;
 pub mod status;
@@ -48,10 +49,17 @@ pub const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_secs(600);
     category = "metastudio",
     status = "ActivationCodeStatus",
     derive = "PartialEq",
+    // `kubectl scale` drives spec.count; the current replicas are the codes
+    // the resource manages (with count, those of its room).
+    scale(
+        spec_replicas_path = ".spec.count",
+        status_replicas_path = ".status.managedCodes"
+    ),
     // Raw JSON columns: the attribute form trips clippy's duplicated_attributes.
     printcolumn = r#"{"name":"Robot","type":"string","jsonPath":".spec.robotId","description":"MetaStudio application (robot) id"}"#,
     printcolumn = r#"{"name":"Valid (days)","type":"integer","jsonPath":".spec.validPeriod","description":"Desired validity in days (0 = permanent)"}"#,
-    printcolumn = r#"{"name":"Codes","type":"integer","jsonPath":".status.managedCodes","description":"Activation codes managed"}"#,
+    printcolumn = r#"{"name":"Desired","type":"integer","jsonPath":".spec.count","description":"Codes the room should hold (spec.count, what kubectl scale sets); empty when the codes are managed as they are"}"#,
+    printcolumn = r#"{"name":"Codes","type":"integer","jsonPath":".status.managedCodes","description":"Activation codes managed: with spec.count, the codes of the room"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Synced","type":"string","jsonPath":".status.conditions[?(@.type==\"Synced\")].status"}"#,
     printcolumn = r#"{"name":"Rotation","type":"string","jsonPath":".status.resetToken.progress","description":"Codes reset for spec.reset.token so far, of all it resets"}"#,
@@ -95,8 +103,11 @@ pub struct ActivationCodeSpec {
     /// complete listing when its answer is lost, so the room never gets
     /// more codes than asked through a retry, a crash or a second
     /// reconciler. Not together with activeCodeIds (a new code's id is not
-    /// known in advance). Default: unset, the codes are managed as they
-    /// are and none is created or deleted.
+    /// known in advance). `kubectl scale activationcode NAME --replicas=N`
+    /// sets it (the scale subresource's replicas; its status replicas are
+    /// status.managedCodes) once it is set: some API servers (1.20 among
+    /// them) serve no scale for a resource without it. Default: unset, the
+    /// codes are managed as they are and none is created or deleted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "code_count_schema")]
     pub count: Option<u32>,
@@ -108,6 +119,20 @@ pub struct ActivationCodeSpec {
     /// deletes.
     #[serde(default, skip_serializing_if = "SurplusPolicy::is_default")]
     pub surplus: SurplusPolicy,
+
+    /// What deleting this resource does to the codes it created
+    /// (spec.count; status.createdCodes and the reset ledger's created
+    /// entries): Orphan (default) keeps them; Delete deletes them, and only
+    /// them, before the resource goes (the finalizer
+    /// metastudio.huaweicloud.com/delete-codes, held while the policy is
+    /// Delete). managementPolicy Observe never deletes. When they cannot be
+    /// deleted (credentials or connection gone, suspended, refused) the
+    /// resource says so (reason DeletionBlocked) and deletes nothing; the
+    /// annotation metastudio.huaweicloud.com/orphan-codes: "true" lets it
+    /// go with its codes kept. `reconcile -f` has no deletion: there it
+    /// changes nothing.
+    #[serde(default, skip_serializing_if = "DeletionPolicy::is_default")]
+    pub deletion_policy: DeletionPolicy,
 
     /// Rotation policy: when to reset (mint new values for) the managed codes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -288,6 +313,22 @@ pub enum SurplusPolicy {
 }
 
 impl SurplusPolicy {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// What deleting the resource does to the codes it created.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default)]
+pub enum DeletionPolicy {
+    /// Keep them: the resource goes, its codes stay in MetaStudio.
+    #[default]
+    Orphan,
+    /// Delete the codes this resource created, then let the resource go.
+    Delete,
+}
+
+impl DeletionPolicy {
     fn is_default(&self) -> bool {
         *self == Self::default()
     }

@@ -16,6 +16,7 @@ pub mod outcome;
 pub mod panicked;
 mod run;
 mod sync;
+pub mod teardown;
 pub mod verdict;
 
 use crate::crd::{ActivationCode, ActivationCodeSpec, ActivationCodeStatus};
@@ -198,15 +199,17 @@ impl Engine {
         let resource = run.resource;
         if let Err(stop) = admissible(run) {
             self.callers.record(resource, Caller::Nobody);
-            return Err(stopped(run, stop).await);
+            return Err(stopped(run, teardown::blocked_if(run, stop)).await);
         }
         let (connection, grant) = match connect::connect(resource, run.host, &self.defaults).await {
             Ok(connected) => connected,
             Err(unconnected) => {
+                let mut stop = unconnected.stop;
                 if unconnected.lasting {
                     self.callers.record(resource, Caller::Nobody);
+                    stop = teardown::blocked_if(run, stop);
                 }
-                return Err(stopped(run, unconnected.stop).await);
+                return Err(stopped(run, stop).await);
             }
         };
         // Before the listing: a rival reconciled meanwhile sees it.
@@ -220,13 +223,22 @@ impl Engine {
         let client = self.transport.client(connection);
         let (listing, hold) = match client.listing(&resource.spec.robot_id).await {
             Ok(listed) => listed,
+            Err(err) if err.is_auth_failure() && run.tearing_down() => {
+                let at_least = err.retry_after();
+                let stop = (
+                    reason::CREDENTIALS_REJECTED,
+                    err.to_string(),
+                    Next::Retry { at_least },
+                );
+                return Err(stopped(run, teardown::blocked(resource, stop)).await);
+            }
             Err(err) => return Err(Box::new(run.remote_failure(&err).await)),
         };
         let claim = self
             .claim(run, others, client.connection(), &grant, &listing.codes)
             .await;
         if let Err(stop) = claim {
-            return Err(stopped(run, stop).await);
+            return Err(stopped(run, teardown::blocked_if(run, stop)).await);
         }
         Ok(Prepared {
             client,
@@ -322,7 +334,7 @@ fn admissible<H: Host>(run: &mut Run<'_, H>) -> Result<(), connect::Stop> {
         return Err((reason::INVALID_SPEC, message, Next::AwaitChange));
     }
     run.status.robot_id = Some(spec.robot_id.clone());
-    if let Some(message) = deleting(run.resource) {
+    if let Some(message) = deleting(run) {
         return Err((reason::DELETING, message, Next::AwaitChange));
     }
     if spec.suspend {
@@ -333,11 +345,17 @@ fn admissible<H: Host>(run: &mut Run<'_, H>) -> Result<(), connect::Stop> {
 }
 
 /// Why a resource that is being deleted is left alone, or `None` when it is
-/// not being deleted. Its codes are not touched and its export Secret is
-/// not rewritten: whoever holds the finalizer decides what happens next,
-/// and the garbage collector deletes the export Secret with the resource.
-fn deleting(resource: &ActivationCode) -> Option<String> {
+/// not being deleted, or is torn down (its own finalizer holds it: the
+/// sync deletes the codes it created, see [`teardown`]). Its codes are not
+/// touched and its export Secret is not rewritten: whoever holds the
+/// finalizer decides what happens next, and the garbage collector deletes
+/// the export Secret with the resource.
+fn deleting<H: Host>(run: &Run<'_, H>) -> Option<String> {
+    let resource = run.resource;
     resource.metadata.deletion_timestamp.as_ref()?;
+    if run.tearing_down() {
+        return None;
+    }
     let finalizers = resource.finalizers().join(", ");
     Some(format!(
         "the resource is being deleted (waiting for finalizers: {finalizers}): no remote calls are made and the export Secret is left as it is"

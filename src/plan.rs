@@ -194,6 +194,32 @@ pub fn kept_drift(code_id: &str) -> Drift {
     }
 }
 
+/// Whether creates and deletes wait: the listing did not add up, or a
+/// create or delete recorded earlier is unsettled.
+fn count_held(status: &ActivationCodeStatus, complete: bool) -> bool {
+    !complete || !status.pending_creates.is_empty() || !status.pending_deletes.is_empty()
+}
+
+/// The plan of a resource being deleted with spec.deletionPolicy Delete:
+/// delete the codes it created ([`count::teardown`]), and nothing else.
+pub fn teardown(
+    spec: &ActivationCodeSpec,
+    ledger: &Ledger,
+    status: &ActivationCodeStatus,
+    remote: &[ActiveCode],
+    complete: bool,
+) -> Plan {
+    let selected = select(spec, remote);
+    let deletes = count::teardown(ledger, count_held(status, complete), &selected);
+    Plan {
+        actions: deletes
+            .into_iter()
+            .map(|code_id| Action::Delete { code_id })
+            .collect(),
+        ..Plan::default()
+    }
+}
+
 /// What is due for one code.
 struct Due {
     token: bool,
@@ -284,9 +310,7 @@ pub fn plan(
         .map(|i| i.code_id.as_str())
         .collect();
     let selected = select(spec, remote);
-    let held =
-        !complete || !status.pending_creates.is_empty() || !status.pending_deletes.is_empty();
-    let counted = count::plan(spec, ledger, held, &selected);
+    let counted = count::plan(spec, ledger, count_held(status, complete), &selected);
     let leaving: HashSet<&str> = counted
         .deletes
         .iter()

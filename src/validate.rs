@@ -176,7 +176,7 @@ fn count_problems(spec: &ActivationCodeSpec) -> Vec<SpecProblem> {
     if spec.room_id.is_none() {
         problems.push(problem(
             field,
-            "needs spec.roomId: a create names the room its code belongs to; set roomId, or remove count to manage the codes as they are",
+            "needs spec.roomId: a create names the room its code belongs to, so a resource without a room is neither counted nor scaled (`kubectl scale` sets count); set roomId, or remove count from the spec (kubectl edit) to manage the codes as they are",
         ));
     }
     if spec.active_code_ids.is_some() {
@@ -609,6 +609,10 @@ mod tests {
         assert!(problems.iter().all(|p| p.starts_with("spec.count: ")));
         assert!(problems[0].contains("use at most 30000"), "{problems:?}");
         assert!(problems[1].contains("needs spec.roomId"), "{problems:?}");
+        assert!(
+            problems[1].contains("`kubectl scale` sets count"),
+            "a scaled resource without a room says why: {problems:?}"
+        );
         assert!(
             problems[2].contains("remove activeCodeIds to count every code of the room"),
             "{problems:?}"

@@ -152,6 +152,7 @@ fn schema_states_ranges_enums_and_immutability() {
         [
             "Robot",
             "Valid (days)",
+            "Desired",
             "Codes",
             "Ready",
             "Synced",
@@ -160,4 +161,42 @@ fn schema_states_ranges_enums_and_immutability() {
             "Age"
         ]
     );
+}
+
+/// `kubectl scale activationcode NAME --replicas=N` sets spec.count and
+/// reads the codes the resource manages; `kubectl get ac` shows both.
+#[test]
+fn the_scale_subresource_maps_replicas_to_the_count_and_the_managed_codes() {
+    let crd = serde_json::to_value(definition()).unwrap();
+    let version = &crd["spec"]["versions"][0];
+    assert_eq!(
+        version["subresources"]["scale"],
+        serde_json::json!({
+            "specReplicasPath": ".spec.count",
+            "statusReplicasPath": ".status.managedCodes"
+        }),
+        "no labelSelectorPath: codes have no labels"
+    );
+    assert!(
+        version["subresources"]["status"].is_object(),
+        "statusReplicasPath needs the status subresource"
+    );
+    let schema = &version["schema"]["openAPIV3Schema"]["properties"];
+    assert_eq!(schema["spec"]["properties"]["count"]["type"], "integer");
+    assert_eq!(
+        schema["status"]["properties"]["managedCodes"]["type"],
+        "integer"
+    );
+    let column = |name: &str| {
+        version["additionalPrinterColumns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {name} column"))
+    };
+    assert_eq!(column("Desired")["jsonPath"], ".spec.count");
+    assert_eq!(column("Desired")["type"], "integer");
+    assert_eq!(column("Codes")["jsonPath"], ".status.managedCodes");
 }

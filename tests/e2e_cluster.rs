@@ -41,6 +41,8 @@
 //! | y. two live reconcilers, 200 codes at 3 writes/s: each reset once | [`slow_batch::y_two_live_reconcilers_reset_200_codes_once_at_3_writes_a_second`] |
 //! | x. spec.robotId changed: refused by CEL (>= 1.25) or by the operator (InvalidSpec, no call, ledger kept) until put back | [`robot_id::x_a_changed_robot_id_stops_the_resource_until_it_is_put_back`] |
 //! | z. two live reconcilers scale a room (spec.count) 0 -> 60 -> 25 at 3 writes/s: exactly the count, each code created once | [`count::z_two_live_reconcilers_scale_a_room_up_and_down_to_exactly_the_count`] |
+//! | sc. `kubectl scale` up and down (surplus Delete): exactly the replicas, the scale subresource and `kubectl get ac` show desired and current; a resource without a room is refused (InvalidSpec), nothing created | [`kubectl_scale::sc_kubectl_scale_up_and_down_gives_exactly_the_replicas`] |
+//! | dp. deletionPolicy Delete: deleting the resource deletes exactly the codes it created (another's code in the room stays), once each; credentials gone: DeletionBlocked, no call, and it goes with its codes kept once annotated orphan-codes | [`deletion_policy::dp_deletion_policy_delete_removes_exactly_the_created_codes_and_a_blocked_one_lets_go_when_annotated`] |
 //! | rt. restartTargets: a Deployment rolls out once when named and once per rotation, not on a resync nor an operator restart | [`restart_targets::rt_a_deployment_rolls_out_once_per_rotation_and_not_on_a_resync`] |
 //! | p. `helm install` as shipped (image overridden): CRDs with the release, two Ready pods, one Lease holder, non-root and read-only as the chart says, a tenant's code converges against the simulator in the cluster | [`lifecycle_install::p_s_helm_install_converges_and_uninstall_keeps_the_resources`] |
 //! | q. SIGTERM releases the Lease; kill -9 of the leader's container mid-rotation (lost answers): each code reset once | [`chart_handover::q_the_leader_hands_over_on_sigterm_and_kill_9_mid_rotation_resets_each_code_once`] |
@@ -82,6 +84,12 @@ mod robot_id;
 // Scenario z.
 #[path = "e2e_cluster/count.rs"]
 mod count;
+// Scenario sc.
+#[path = "e2e_cluster/kubectl_scale.rs"]
+mod kubectl_scale;
+// Scenario dp.
+#[path = "e2e_cluster/deletion_policy.rs"]
+mod deletion_policy;
 // Scenario rt.
 #[path = "e2e_cluster/restart_targets.rs"]
 mod restart_targets;
@@ -209,6 +217,7 @@ async fn a_install_explain_get_and_cel() {
             "NAME",
             "ROBOT",
             "VALID (DAYS)",
+            "DESIRED",
             "CODES",
             "READY",
             "SYNCED",
@@ -218,6 +227,7 @@ async fn a_install_explain_get_and_cel() {
         ],
         "{table}"
     );
+    // Desired (spec.count) is unset: an empty cell.
     let row: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
     assert_eq!(
         &row[..6],

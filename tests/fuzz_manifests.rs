@@ -137,12 +137,13 @@ enum Shape {
 }
 
 /// The spec's fields: path below `spec` and shape.
-const FIELDS: [(&str, Shape); 22] = [
+const FIELDS: [(&str, Shape); 23] = [
     ("robotId", Shape::Text),
     ("validPeriod", Shape::Days),
     ("roomId", Shape::Text),
     ("count", Shape::Count),
     ("surplus", Shape::Policy),
+    ("deletionPolicy", Shape::Policy),
     ("activeCodeIds", Shape::List),
     ("syncInterval", Shape::Duration),
     ("managementPolicy", Shape::Policy),
@@ -406,6 +407,7 @@ fn the_unknown_field_table_covers_every_spec_field() {
         active_code_ids: Some(vec!["a".into()]),
         count: Some(1),
         surplus: metastudio_operator::crd::SurplusPolicy::Delete,
+        deletion_policy: metastudio_operator::crd::DeletionPolicy::Delete,
         reset: Some(Default::default()),
         renew_before_expiry: Some("1h".parse().unwrap()),
         connection: Some(Default::default()),

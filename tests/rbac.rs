@@ -3,7 +3,8 @@
 //! every kind of request it makes — list and watch ActivationCodes, a
 //! metadata-only watch of Secrets, credentials read, an export Secret
 //! created by server-side apply, the workloads of its restartTargets (one
-//! of each kind) read and patched, status applied, a status write refused
+//! of each kind) read and patched, the finalizer of deletionPolicy Delete
+//! patched onto a resource, status applied, a status write refused
 //! because the resource changed (409) and the fresh read that follows,
 //! Events created and folded into a series, the Lease created, acquired,
 //! renewed, read and released —
@@ -113,6 +114,12 @@ async fn the_rules_file_grants_exactly_the_verbs_the_operator_uses() {
             ),
             activation_code(
                 "retail",
+                "held",
+                json!({"robotId": "another-robot", "validPeriod": 1, "deletionPolicy": "Delete",
+                       "connection": {"credentialsSecretRef": {"name": "gone"}}}),
+            ),
+            activation_code(
+                "retail",
                 "orphan",
                 json!({"robotId": "another-robot", "validPeriod": 1,
                        "connection": {"credentialsSecretRef": {"name": "missing"}}}),
@@ -208,6 +215,9 @@ async fn the_rules_file_grants_exactly_the_verbs_the_operator_uses() {
                 && rolled_out("statefulsets", "db")
                 && rolled_out("daemonsets", "agent")
                 && reason("orphan").as_deref() == Some("CredentialsNotFound")
+                && cluster.resource("retail", "held").is_some_and(|r| {
+                    r["metadata"]["finalizers"][0] == "metastudio.huaweicloud.com/delete-codes"
+                })
                 && cluster.secret("retail", "lobby-codes").is_some()
                 && connection_ready("MetaStudioConnection", "team")
                 && connection_ready("ClusterMetaStudioConnection", "shared")

@@ -144,6 +144,10 @@ impl SecretSource for ApiSecrets {
 }
 
 impl Host for ClusterHost<'_> {
+    fn tears_down(&self) -> bool {
+        true
+    }
+
     /// The cached resource, or, while the cache has not yet seen this
     /// process's last status write, that status at the resourceVersion the
     /// write produced (see [`Context::freshest`]).

@@ -21,6 +21,18 @@ use kube::api::PartialObjectMeta;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 
+/// What a change of an ActivationCode must alter to trigger a reconcile:
+/// its generation (a spec change, or the deletion marking) or whether its
+/// owner asked to keep its codes ([`crate::crd::deletion::ORPHAN_ANNOTATION`],
+/// which a blocked deletion waits for). A status write alters neither.
+pub fn reconcile_worthy(resource: &ActivationCode) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    let orphan = crate::crd::deletion::orphan_annotated(resource);
+    (resource.metadata.generation, orphan).hash(&mut hasher);
+    Some(hasher.finish())
+}
+
 /// Drops what the trigger does not need from a Secret's metadata.
 pub fn strip(secret: &mut PartialObjectMeta<Secret>) {
     secret.metadata.annotations = None;

@@ -27,7 +27,10 @@ pub struct ActivationCodeStatus {
     #[serde(default)]
     pub conditions: Vec<Condition>,
 
-    /// How many codes this resource manages.
+    /// How many codes this resource manages, as of the last sync: with
+    /// spec.count, the codes its room holds (those it created included).
+    /// The scale subresource's status replicas, what `kubectl get` shows
+    /// as Codes beside Desired (spec.count).
     #[serde(default)]
     #[schemars(schema_with = "count_schema")]
     pub managed_codes: u32,

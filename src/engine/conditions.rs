@@ -66,6 +66,15 @@ pub mod reason {
     /// The resource is being deleted (a finalizer holds it): no remote call
     /// is made and the export Secret is left as it is.
     pub const DELETING: &str = "Deleting";
+    /// The resource is being deleted with spec.deletionPolicy Delete, and
+    /// the codes it created cannot be deleted (credentials or connection
+    /// gone, suspended, an invalid spec, refused): it is kept, nothing is
+    /// deleted, until the cause is fixed or the owner orphans the codes
+    /// (annotation metastudio.huaweicloud.com/orphan-codes: "true").
+    pub const DELETION_BLOCKED: &str = "DeletionBlocked";
+    /// The resource is being deleted with spec.deletionPolicy Delete, and
+    /// the codes it created are deleted: its finalizer is removed.
+    pub const CODES_DELETED: &str = "CodesDeleted";
     /// Not a condition: the stored resource changed while it was
     /// reconciled, so nothing was written and the reconcile was redone from
     /// the fresh state (the report's reason, counted in the metrics).
@@ -126,6 +135,7 @@ pub fn progress(ready_reason: &str) -> Progress {
         | reason::CONNECTION_NOT_ALLOWED
         | reason::TOO_MANY_CODES
         | reason::EXPORT_FAILED
+        | reason::DELETION_BLOCKED
         | reason::INTERNAL_ERROR => Progress::NeedsHuman,
         _ => Progress::Settled,
     }

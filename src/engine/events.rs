@@ -146,12 +146,23 @@ fn request_id(id: Option<&str>) -> String {
 /// deleted codes, the failures, the resets in doubt and the creates and
 /// deletes in doubt, when there are any.
 pub fn of_results(results: &[ActionResult]) -> Vec<EngineEvent> {
+    round_events(results, count::SURPLUS)
+}
+
+/// The events of a teardown's results (a resource being deleted with
+/// spec.deletionPolicy Delete): as [`of_results`], the deleted codes named
+/// as the ones the resource created.
+pub fn of_teardown(results: &[ActionResult]) -> Vec<EngineEvent> {
+    round_events(results, count::TEARDOWN)
+}
+
+fn round_events(results: &[ActionResult], deleted_because: &str) -> Vec<EngineEvent> {
     [
         updated_event(results),
         renewed_event(results),
         reset_event(results),
         count::created_event(results),
-        count::deleted_event(results),
+        count::deleted_event(results, deleted_because),
         failed_event(results),
         unconfirmed_event(results),
         count::unconfirmed_event(results),

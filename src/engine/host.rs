@@ -112,6 +112,14 @@ pub trait Host: SecretSource + crate::tenancy::Directory {
         codes: &[ActiveCode],
     ) -> impl Future<Output = Result<(), HostError>> + Send;
 
+    /// Whether a resource being deleted here with spec.deletionPolicy
+    /// Delete, held by its finalizer, has the codes it created deleted (see
+    /// [`crate::engine::teardown`]): in a cluster. Files have no deletion,
+    /// so `reconcile -f` never does, whatever a manifest's metadata says.
+    fn tears_down(&self) -> bool {
+        false
+    }
+
     /// Publishes an event, best effort.
     fn event(
         &self,

@@ -23,6 +23,12 @@ pub(super) struct Run<'a, H> {
 }
 
 impl<'a, H: Host> Run<'a, H> {
+    /// Whether this run deletes the codes its resource created, before the
+    /// resource goes (see [`super::teardown`]).
+    pub fn tearing_down(&self) -> bool {
+        self.host.tears_down() && crate::crd::deletion::tearing_down(self.resource)
+    }
+
     /// A reconcile of `resource` (as the host last stored it), starting
     /// from its status with `observedGeneration` set to its generation.
     pub fn new(resource: &'a ActivationCode, host: &'a H, mode: Mode, now: Timestamp) -> Self {

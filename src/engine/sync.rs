@@ -35,6 +35,10 @@ pub const MAX_INTENTS: usize = 200;
 /// What a sync knows and has done so far.
 pub(super) struct Sync<'s> {
     spec: &'s ActivationCodeSpec,
+    /// The resource is being deleted with spec.deletionPolicy Delete: the
+    /// sync deletes the codes it created, nothing else, and writes no
+    /// export (see [`super::teardown`]).
+    teardown: bool,
     key: &'s FingerprintKey,
     enforce: bool,
     complete: bool,
@@ -164,7 +168,11 @@ impl Engine {
     async fn report<H: Host>(&self, run: &mut Run<'_, H>, sync: Sync<'_>) -> ReconcileReport {
         let current: Vec<ActiveCode> = sync.codes.values().cloned().collect();
         sync.store(run, &current);
-        let export_error = sync.export(run, &current).await;
+        let export_error = if sync.teardown {
+            None
+        } else {
+            sync.export(run, &current).await
+        };
         let rotating = run
             .status
             .reset_token
@@ -188,6 +196,11 @@ impl Engine {
             sync_interval: sync.spec.sync_interval(),
             now: run.now,
         });
+        let decided = if sync.teardown {
+            super::teardown::verdict(decided, sync.applied.len())
+        } else {
+            decided
+        };
         let in_sync = run.status.drift.is_empty() && rotating.is_none();
         // Codes over the count that spec.surplus Keep keeps are drift the
         // policy asked only to report, as Observe does.
@@ -195,7 +208,7 @@ impl Engine {
         let only_kept = kept > 0 && run.status.drift_count == kept && rotating.is_none();
         let ready = matches!(
             decided.reason,
-            reason::SYNCED | reason::OBSERVING | "DryRun"
+            reason::SYNCED | reason::OBSERVING | reason::CODES_DELETED | "DryRun"
         );
         set_conditions(run, ready, in_sync, &decided);
         if !in_sync && !sync.enforce && run.mode == Mode::Normal {
@@ -303,6 +316,7 @@ impl<'s> Sync<'s> {
             spec.management_policy == ManagementPolicy::Enforce && run.mode == Mode::Normal;
         Sync {
             spec,
+            teardown: run.tearing_down(),
             key,
             enforce,
             complete: listing.complete,
@@ -325,6 +339,10 @@ impl<'s> Sync<'s> {
 
     fn make_plan<H: Host>(&mut self, run: &mut Run<'_, H>) {
         let codes: Vec<ActiveCode> = self.codes.values().cloned().collect();
+        if self.teardown {
+            self.plan = plan::teardown(self.spec, &self.ledger, &run.status, &codes, self.complete);
+            return;
+        }
         self.plan = plan::plan(
             self.spec,
             &self.ledger,

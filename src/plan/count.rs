@@ -77,5 +77,22 @@ pub fn surplus_order<'a>(ledger: &Ledger, selected: &[&'a ActiveCode]) -> Vec<&'
     order
 }
 
+/// The deletes of a resource being deleted with spec.deletionPolicy
+/// Delete: every code of the room (`selected`) on record as created by it
+/// (`ledger`), newest first, and no other code; nothing while `held` (an
+/// incomplete listing, or a create or delete unsettled: a create in doubt
+/// may have made a code that is its own, so it is settled and adopted
+/// first).
+pub fn teardown(ledger: &Ledger, held: bool, selected: &[&ActiveCode]) -> Vec<String> {
+    if held {
+        return Vec::new();
+    }
+    surplus_order(ledger, selected)
+        .into_iter()
+        .filter(|c| ledger.created(&c.active_code_id))
+        .map(|c| c.active_code_id.clone())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests;

@@ -311,6 +311,53 @@ pub fn secret(namespace: &str, name: &str, data: &[(&str, &str)]) -> Value {
     secret
 }
 
+/// A merge patch of an ActivationCode's `metadata.finalizers` (what the
+/// operator patches), fenced by the resourceVersion it names; a resource
+/// being deleted goes with its last finalizer.
+fn patch_finalizers(state: &mut Cluster, namespace: &str, name: &str, body: &Value) -> Answer {
+    let Some(object) = state
+        .resources
+        .iter_mut()
+        .find(|r| r["metadata"]["namespace"] == namespace && r["metadata"]["name"] == name)
+    else {
+        return status(404, "NotFound", "no such ActivationCode");
+    };
+    let precondition = &body["metadata"]["resourceVersion"];
+    if !precondition.is_null() && *precondition != object["metadata"]["resourceVersion"] {
+        return status(409, "Conflict", "the object has been modified");
+    }
+    object["metadata"]["finalizers"] = body["metadata"]["finalizers"].clone();
+    let deleting = !object["metadata"]["deletionTimestamp"].is_null();
+    let held = object["metadata"]["finalizers"]
+        .as_array()
+        .is_some_and(|f| !f.is_empty());
+    (200, changed(state, namespace, name, held || !deleting))
+}
+
+/// Bumps an ActivationCode's resourceVersion and tells its watchers: a
+/// change (`kept`), or its removal. Returns the object.
+fn changed(state: &mut Cluster, namespace: &str, name: &str, kept: bool) -> Value {
+    state.version += 1;
+    let version = format!("{}", 100 + state.version);
+    let index = state
+        .resources
+        .iter()
+        .position(|r| r["metadata"]["namespace"] == namespace && r["metadata"]["name"] == name)
+        .expect("the resource exists");
+    state.resources[index]["metadata"]["resourceVersion"] = json!(version);
+    let (kind, object) = if kept {
+        ("MODIFIED", state.resources[index].clone())
+    } else {
+        ("DELETED", state.resources.remove(index))
+    };
+    state.queued.push((
+        "activationcodes",
+        namespace.to_owned(),
+        json!({"type": kind, "object": object.clone()}),
+    ));
+    object
+}
+
 /// The state behind a [`FakeCluster`].
 #[derive(Default)]
 struct Cluster {
@@ -331,6 +378,9 @@ struct Cluster {
     hold_lists: bool,
     /// While true, status writes wait (a reconcile stuck in flight).
     hold_status: bool,
+    /// While true, patches of an ActivationCode's finalizers are refused
+    /// (403), as without RBAC for them.
+    refuse_finalizers: bool,
     /// Clients whose every request fails with 500.
     broken: BTreeSet<String>,
     /// The operator's CRDs (plurals) that discovery does not list.
@@ -475,6 +525,11 @@ impl FakeCluster {
         self.state.lock().unwrap().hold_status = hold;
     }
 
+    /// Refuses (403) patches of ActivationCodes' finalizers while true.
+    pub fn refuse_finalizers(&self, refuse: bool) {
+        self.state.lock().unwrap().refuse_finalizers = refuse;
+    }
+
     /// Makes every request of client `who` fail with 500 (true), or not.
     pub fn break_client(&self, who: &str, broken: bool) {
         let mut state = self.state.lock().unwrap();
@@ -557,6 +612,38 @@ impl FakeCluster {
             namespace.to_owned(),
             json!({"type": "DELETED", "object": gone}),
         ));
+    }
+
+    /// Deletes an ActivationCode as the API server does: one without
+    /// finalizers goes at once; one with finalizers gets its
+    /// deletionTimestamp and a new generation, and goes when the last
+    /// finalizer is removed. Watchers are told.
+    pub fn mark_deleted(&self, namespace: &str, name: &str) {
+        let mut state = self.state.lock().unwrap();
+        let object = state
+            .resources
+            .iter_mut()
+            .find(|r| r["metadata"]["namespace"] == namespace && r["metadata"]["name"] == name)
+            .expect("the resource exists");
+        object["metadata"]["deletionTimestamp"] = json!("2026-12-01T00:00:00Z");
+        let generation = object["metadata"]["generation"].as_i64().unwrap_or(1);
+        object["metadata"]["generation"] = json!(generation + 1);
+        let held = object["metadata"]["finalizers"]
+            .as_array()
+            .is_some_and(|f| !f.is_empty());
+        changed(&mut state, namespace, name, held);
+    }
+
+    /// Sets an annotation of an ActivationCode, telling its watchers.
+    pub fn annotate(&self, namespace: &str, name: &str, key: &str, value: &str) {
+        let mut state = self.state.lock().unwrap();
+        let object = state
+            .resources
+            .iter_mut()
+            .find(|r| r["metadata"]["namespace"] == namespace && r["metadata"]["name"] == name)
+            .expect("the resource exists");
+        object["metadata"]["annotations"][key] = json!(value);
+        changed(&mut state, namespace, name, true);
     }
 
     /// Changes an ActivationCode's label behind the watchers' backs (its
@@ -785,6 +872,13 @@ impl FakeCluster {
                     json!({"type": if created { "ADDED" } else { "MODIFIED" }, "object": partial(&secret)}),
                 ));
                 Reply::Now((if created { 201 } else { 200 }, secret))
+            }
+            ("PATCH", "activationcodes", Some(_), None) if state.refuse_finalizers => {
+                Reply::Now(status(403, "Forbidden", "cannot patch activationcodes"))
+            }
+            ("PATCH", "activationcodes", Some(name), None) => {
+                let namespace = target.namespace.clone().unwrap_or_default();
+                Reply::Now(patch_finalizers(&mut state, &namespace, name, &call.body))
             }
             ("PATCH", "activationcodes", Some(name), Some("status")) => {
                 if state.hold_status {

@@ -53,8 +53,14 @@ pub(super) fn created_event(results: &[ActionResult]) -> Option<EngineEvent> {
     })
 }
 
-/// The `CodeDeleted` event, naming each deleted code and its request.
-pub(super) fn deleted_event(results: &[ActionResult]) -> Option<EngineEvent> {
+/// Why surplus deletes were made, in their `CodeDeleted` event.
+pub(super) const SURPLUS: &str = "over spec.count (spec.surplus: Delete)";
+/// Why a teardown's deletes were made (the resource being deleted).
+pub(super) const TEARDOWN: &str = "this resource created (spec.deletionPolicy: Delete)";
+
+/// The `CodeDeleted` event, naming each deleted code and its request, and
+/// `why` they were deleted ([`SURPLUS`] or [`TEARDOWN`]).
+pub(super) fn deleted_event(results: &[ActionResult], why: &str) -> Option<EngineEvent> {
     let entries: Vec<Entry> = results
         .iter()
         .filter_map(|r| match (&r.action, &r.outcome) {
@@ -70,7 +76,7 @@ pub(super) fn deleted_event(results: &[ActionResult]) -> Option<EngineEvent> {
         .collect();
     let n = entries.len();
     (n > 0).then(|| {
-        let head = format!("deleted {n} code(s) over spec.count (spec.surplus: Delete): ");
+        let head = format!("deleted {n} code(s) {why}: ");
         let note = alike(entries, |_| head.clone(), head.clone());
         event(false, CODE_DELETED, "Delete", note)
     })

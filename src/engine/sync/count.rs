@@ -129,9 +129,15 @@ impl Engine {
                 _ => count_calls::delete(client, &batch, self.concurrency, window).await,
             };
             let left = round.not_started;
+            let teardown = sync.teardown;
             let done = sync.absorb_count(round.applied);
             record_changes(self.transport.metrics(), done);
-            for event in events::of_results(done) {
+            let events = if teardown {
+                events::of_teardown(done)
+            } else {
+                events::of_results(done)
+            };
+            for event in events {
                 run.publish(event).await;
             }
             let stop = done.is_empty()

@@ -638,3 +638,28 @@ fn a_delete_in_doubt_is_settled_by_whether_the_listing_shows_its_codes() {
     assert_eq!(settled.not_deleted, ["b"]);
     assert!(settled.waiting.is_empty());
 }
+
+#[test]
+fn a_teardown_deletes_exactly_the_created_codes_newest_first_and_waits_for_doubt() {
+    let now = t0();
+    let room: Vec<ActiveCode> = vec![
+        code("mine-old", now),
+        code("theirs", now + SignedDuration::from_secs(1)),
+        code("mine-new", now + SignedDuration::from_secs(2)),
+    ];
+    let refs: Vec<&ActiveCode> = room.iter().collect();
+    let mut ledger = Ledger::default();
+    ledger.adopt("mine-old", None);
+    ledger.adopt("mine-new", None);
+    ledger.adopt("gone-already", None);
+    assert_eq!(
+        teardown(&ledger, false, &refs),
+        ["mine-new", "mine-old"],
+        "only codes on record as created, and only those the room still holds"
+    );
+    assert!(
+        teardown(&ledger, true, &refs).is_empty(),
+        "nothing while a listing or an intent is in doubt"
+    );
+    assert!(teardown(&Ledger::default(), false, &refs).is_empty());
+}
