@@ -75,6 +75,11 @@ pub async fn after(
     let Some(fresh) = api.get_opt(&resource.name_any()).await? else {
         return Ok(());
     };
+    // Another object of the same name (deleted and made again) is not ours
+    // to let go.
+    if fresh.uid() != resource.uid() {
+        return Ok(());
+    }
     if !deletion::holds_finalizer(&fresh) {
         return Ok(());
     }
@@ -83,8 +88,19 @@ pub async fn after(
     Ok(())
 }
 
-/// The Event of a resource deleted with its codes kept.
+/// The Event of a resource deleted with its codes kept (or none to delete).
 fn kept(why: Release) -> EngineEvent {
+    if why == Release::NothingCreated {
+        return EngineEvent {
+            warning: false,
+            reason: reason::CODES_DELETED,
+            action: "Delete",
+            note: format!(
+                "the resource is deleted: {}; the finalizer is removed",
+                why.describe()
+            ),
+        };
+    }
     EngineEvent {
         warning: false,
         reason: CODES_ORPHANED,

@@ -40,6 +40,10 @@ pub enum Release {
     Observe,
     /// The owner annotated the resource with [`ORPHAN_ANNOTATION`].
     Annotated,
+    /// Being deleted, it has no code on record as created and no create or
+    /// delete in doubt: there is nothing to delete, so nothing (missing
+    /// credentials, a namespace being deleted) can block it.
+    NothingCreated,
 }
 
 impl Release {
@@ -50,6 +54,9 @@ impl Release {
             Release::Observe => "managementPolicy is Observe, which never deletes",
             Release::Annotated => {
                 "the resource is annotated metastudio.huaweicloud.com/orphan-codes: \"true\""
+            }
+            Release::NothingCreated => {
+                "it created no code and has no create or delete in doubt: there is nothing to delete"
             }
         }
     }
@@ -89,12 +96,23 @@ fn kept_because(resource: &ActivationCode) -> Option<Release> {
     }
 }
 
+/// Whether the status has codes on record as created, or a create or
+/// delete in doubt.
+fn created_any(resource: &ActivationCode) -> bool {
+    resource.status.as_ref().is_some_and(|status| {
+        !status.created_code_ids().is_empty()
+            || !status.pending_creates.is_empty()
+            || !status.pending_deletes.is_empty()
+    })
+}
+
 /// The step for `resource` as it is now.
 pub fn step(resource: &ActivationCode) -> Step {
     let holds = holds_finalizer(resource);
     let deleting = resource.metadata.deletion_timestamp.is_some();
     match (kept_because(resource), holds, deleting) {
         (Some(why), true, _) => Step::Release(why),
+        (None, true, true) if !created_any(resource) => Step::Release(Release::NothingCreated),
         (None, true, true) => Step::Teardown,
         (None, false, false) => Step::Add,
         _ => Step::Nothing,
@@ -123,7 +141,7 @@ mod tests {
             .extend(metadata.as_object().unwrap().clone());
         serde_json::from_value(json!({
             "apiVersion": crate::crd::API_VERSION, "kind": crate::crd::KIND,
-            "metadata": meta, "spec": full,
+            "metadata": meta, "spec": full, "status": {"createdCodes": ["c-1"]},
         }))
         .unwrap()
     }
@@ -185,6 +203,32 @@ mod tests {
             )),
             Step::Release(Release::Observe),
             "Observe never deletes"
+        );
+    }
+
+    /// A resource being deleted that created nothing, with nothing in
+    /// doubt, goes at once: no credentials are needed to delete nothing, so
+    /// a namespace being deleted (its Secrets going too) is not held.
+    #[test]
+    fn a_resource_that_created_nothing_lets_go_without_a_teardown() {
+        let delete = json!({"deletionPolicy": "Delete"});
+        let deleting = json!({"finalizers": [FINALIZER], "deletionTimestamp": DELETING});
+        let mut nothing = resource(delete.clone(), deleting.clone());
+        nothing.status = None;
+        assert_eq!(step(&nothing), Step::Release(Release::NothingCreated));
+        nothing.status = Some(Default::default());
+        assert_eq!(step(&nothing), Step::Release(Release::NothingCreated));
+        let mut in_doubt = resource(delete, deleting);
+        let status = in_doubt.status.as_mut().unwrap();
+        status.created_codes.clear();
+        status.pending_creates = serde_json::from_value(
+            json!([{"roomId": "lobby", "count": 1, "recordedAt": DELETING}]),
+        )
+        .unwrap();
+        assert_eq!(
+            step(&in_doubt),
+            Step::Teardown,
+            "a create in doubt may have made one"
         );
     }
 }

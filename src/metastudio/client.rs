@@ -508,8 +508,9 @@ impl MetaStudioClient {
         }
     }
 
-    /// A slot of the call's budget, waited for until the call's deadline,
-    /// or, for a client with a patience, no longer than that.
+    /// A slot of the call's budget, waited for in line until the call's
+    /// deadline, or, for a client with a patience, no longer than that and
+    /// behind the line (see [`Pacer::acquire_behind_the_line`]).
     async fn pace(
         &self,
         operation: Operation,
@@ -524,7 +525,7 @@ impl MetaStudioClient {
             Some(patience) => {
                 let by = Instant::now() + patience;
                 self.pacer
-                    .acquire(operation, Some(deadline.map_or(by, |d| d.min(by))))
+                    .acquire_behind_the_line(operation, deadline.map_or(by, |d| d.min(by)))
                     .await
                     .map_err(|retry_in| ApiErrorKind::BudgetExhausted { retry_in })?
             }

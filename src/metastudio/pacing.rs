@@ -307,18 +307,47 @@ impl Pacer {
             loop {
                 let changed = limiter.changed();
                 match place.try_take() {
+                    // A slot is no use past the deadline, even one free now.
+                    Ok(()) if too_late(Duration::ZERO) => return Err(Duration::ZERO),
                     Ok(()) => return Ok(()),
                     Err(turn) if too_late(turn.wait()) => return Err(turn.wait()),
                     Err(Turn::Due(wait)) => tokio::select! {
                         () = tokio::time::sleep(wait) => {}
                         () = changed => {}
                     },
-                    Err(Turn::Behind(_)) => changed.await,
+                    // Behind others: the line moving wakes it, and so does
+                    // its deadline (a 429 may slow the line past it).
+                    Err(Turn::Behind(_)) => tokio::select! {
+                        () = until(deadline) => {}
+                        () = changed => {}
+                    },
                 }
             }
         })
         .await;
         taken.map(|()| started.elapsed())
+    }
+
+    /// As [`Pacer::acquire`] with the deadline `by`, but behind the line
+    /// rather than in it: it takes a slot only when nobody waits and one is
+    /// free, so a caller that gives up soon (the broker) never delays the
+    /// calls that wait their turn (the operator's own). Returns the time
+    /// waited, or when a slot is expected, having taken nothing.
+    pub async fn acquire_behind_the_line(
+        &self,
+        operation: Operation,
+        by: Instant,
+    ) -> Result<Duration, Duration> {
+        let limiter = self.limiter(CallClass::of(operation));
+        let started = Instant::now();
+        loop {
+            match limiter.try_reserve() {
+                Ok(()) => return Ok(started.elapsed()),
+                Err(wait) if Instant::now() + wait > by => return Err(wait),
+                // At least a millisecond: a line with no limit is gone at once.
+                Err(wait) => tokio::time::sleep(wait.max(Duration::from_millis(1))).await,
+            }
+        }
     }
 
     /// Takes a slot of `operation`'s class only if one is free now;
@@ -333,6 +362,14 @@ impl Pacer {
     pub fn throttled(&self, operation: Operation) -> Option<CallClass> {
         let class = CallClass::of(operation);
         self.limiter(class).throttled().then_some(class)
+    }
+}
+
+/// Completes at `deadline`; never without one.
+async fn until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
     }
 }
 

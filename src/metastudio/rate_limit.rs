@@ -93,6 +93,11 @@ pub const RECOVERY_PER_SECOND: f64 = 0.05;
 /// flight when the first came back were sent at the old rate.
 pub const CUT_COOLDOWN: Duration = Duration::from_secs(1);
 
+/// The lowest rate a 429 cut leaves of `limit`.
+fn floor(limit: RateLimit) -> f64 {
+    (limit.per_second * FLOOR_SHARE).max(MIN_RATE)
+}
+
 /// The time between two calls at `rate` (requests per second, at least
 /// [`MIN_RATE`]): computed in whole nanoseconds, so no rate can overflow
 /// it.
@@ -276,9 +281,14 @@ impl RateLimiter {
         }
         let old = interval(state.rate_at(now));
         state.limit = limit;
-        if let Some((at, rate)) = state.cut {
-            state.cut = Some((at, rate.min(limit.per_second)));
-        }
+        // A cut kept within the new limit's range (none without a limit):
+        // never below its floor, however the limits came and went.
+        state.cut = match state.cut {
+            Some((at, rate)) if limit.limits() => {
+                Some((at, rate.min(limit.per_second).max(floor(limit))))
+            }
+            _ => None,
+        };
         state.next = match state.next {
             Some(next) if limit.limits() && next > now => {
                 let new = interval(state.rate_at(now));
@@ -314,8 +324,7 @@ impl RateLimiter {
         if !state.limit.limits() || state.cut.is_some_and(|(at, _)| now - at < CUT_COOLDOWN) {
             return false;
         }
-        let floor = (state.limit.per_second * FLOOR_SHARE).max(MIN_RATE);
-        let rate = (state.rate_at(now) / 2.0).max(floor);
+        let rate = (state.rate_at(now) / 2.0).max(floor(state.limit));
         state.cut = Some((now, rate));
         true
     }
@@ -405,6 +414,31 @@ mod tests {
         );
         tokio::time::advance(Duration::from_millis(250)).await;
         assert_eq!(limiter.try_reserve(), Ok(()));
+    }
+
+    /// Two clients of the same credentials with other budgets (one of them
+    /// none) change the limit back and forth: a 429 cut kept across them
+    /// stays at or above the floor of the limit in force.
+    #[tokio::test(start_paused = true)]
+    async fn a_cut_kept_across_limit_changes_stays_above_the_floor() {
+        let ten = RateLimit {
+            per_second: 10.0,
+            burst: 1,
+        };
+        let limiter = RateLimiter::new(ten);
+        assert!(limiter.throttled());
+        limiter.set_limit(RateLimit::UNLIMITED);
+        assert_eq!(limiter.current_rate(), 0.0, "no limit");
+        limiter.set_limit(ten);
+        assert_eq!(limiter.current_rate(), 10.0, "the cut went with the limit");
+        assert!(limiter.throttled());
+        limiter.set_limit(RateLimit {
+            per_second: 0.5,
+            burst: 1,
+        });
+        assert_eq!(limiter.current_rate(), 0.5, "within the new limit");
+        limiter.set_limit(ten);
+        assert!(limiter.current_rate() >= 1.0, "{}", limiter.current_rate());
     }
 
     #[tokio::test(start_paused = true)]

@@ -686,6 +686,23 @@ impl FakeCluster {
         ));
     }
 
+    /// Deletes a Secret, telling its (metadata) watchers.
+    pub fn delete_secret(&self, namespace: &str, name: &str) {
+        let mut state = self.state.lock().unwrap();
+        let Some(secret) = state
+            .secrets
+            .remove(&(namespace.to_owned(), name.to_owned()))
+        else {
+            return;
+        };
+        state.version += 1;
+        state.queued.push((
+            "secrets",
+            namespace.to_owned(),
+            json!({"type": "DELETED", "object": partial(&secret)}),
+        ));
+    }
+
     /// A client that acts as `who`.
     pub fn client(&self, who: &str) -> kube::Client {
         let (recorder, handler) = (self.clone(), self.clone());

@@ -17,7 +17,8 @@
 
 use crate::e2e::image;
 use crate::e2e::in_cluster::{
-    ClusterSimulator, can_kill_containers, fleet_seed_yaml, holder_among, kill_9, pods, restarts,
+    ClusterSimulator, can_kill_containers, container_id, fleet_seed_yaml, holder_among, kill_9,
+    pods, restarts,
 };
 use crate::e2e::release::{Release, shipped_chart};
 use crate::e2e::{Cluster, eventually};
@@ -142,7 +143,14 @@ async fn q_the_leader_hands_over_on_sigterm_and_kill_9_mid_rotation_resets_each_
             })
             .await;
             let pods_api: Api<Pod> = Api::namespaced(client.clone(), ns);
-            let leader_pod = pods_api.get(&new_leader).await.unwrap();
+            // A replacement pod may lead before the kubelet has reported its
+            // container in the pod's status.
+            let leader_pod =
+                eventually("the leader's container in its pod status", WAIT, || async {
+                    let pod = pods_api.get(&new_leader).await.ok()?;
+                    container_id(&pod).map(|_| pod)
+                })
+                .await;
             kill_9(&leader_pod);
             let resets = sim.counters().await.total_resets();
             println!(
