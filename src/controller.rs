@@ -292,7 +292,7 @@ async fn reconcile_once(ctx: &Context, current: &ActivationCode) -> ReconcileRep
         failed => failed,
     };
     if let Err(err) = after {
-        finalizer::failed(&mut report, &err);
+        finalizer::failed(&host, &current, &mut report, &err).await;
     }
     report
 }

@@ -256,6 +256,12 @@ async fn no_code_is_created_before_the_finalizer_is_held() {
         0,
         "nothing created while the finalizer cannot be held"
     );
+    eventually("a Warning Event naming the missing verb", async || {
+        events(&cluster, "FinalizerForbidden")
+            .iter()
+            .any(|note| note.contains("patch on activationcodes"))
+    })
+    .await;
     cluster.refuse_finalizers(false);
     eventually("3 codes in the room, the finalizer held", async || {
         room(&sim).len() == 3 && holds_finalizer(&cluster, "kiosks")

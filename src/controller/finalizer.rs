@@ -115,10 +115,30 @@ fn kept(why: Release) -> EngineEvent {
 /// The Event reason of a resource deleted with its codes kept.
 pub const CODES_ORPHANED: &str = "CodesOrphaned";
 
-/// A failed finalizer change: logged, and the reconcile tried again (with
-/// backoff) unless it is redone at once anyway.
-pub fn failed(report: &mut ReconcileReport, err: &kube::Error) {
+/// The Event reason of a finalizer change the operator may not make.
+pub const FINALIZER_FORBIDDEN: &str = "FinalizerForbidden";
+
+/// A failed finalizer change: logged, a Warning Event when the operator
+/// may not make it (RBAC: that lasts until someone grants it), and the
+/// reconcile tried again (with backoff) unless it is redone at once anyway.
+pub async fn failed(
+    host: &ClusterHost<'_>,
+    resource: &ActivationCode,
+    report: &mut ReconcileReport,
+    err: &kube::Error,
+) {
     warn!(error = %err, "cannot change the finalizer {FINALIZER}: trying again");
+    if matches!(err, kube::Error::Api(status) if status.code == 403) {
+        let event = EngineEvent {
+            warning: true,
+            reason: FINALIZER_FORBIDDEN,
+            action: "Patch",
+            note: format!(
+                "the operator may not patch activationcodes to change the finalizer {FINALIZER} (spec.deletionPolicy): grant it patch on activationcodes, as the chart's ClusterRole does; no code is created until then"
+            ),
+        };
+        host.event(resource, &event).await;
+    }
     if report.next != Next::Replan {
         report.next = Next::Retry { at_least: None };
     }
