@@ -293,6 +293,7 @@ impl Pacer {
             return Ok(Duration::ZERO);
         };
         let too_late = |wait: Duration| deadline.is_some_and(|d| Instant::now() + wait > d);
+        let reached = || deadline.is_some_and(|d| Instant::now() >= d);
         if too_late(wait) {
             return Err(wait);
         }
@@ -310,7 +311,11 @@ impl Pacer {
                     // A slot is no use past the deadline, even one free now.
                     Ok(()) if too_late(Duration::ZERO) => return Err(Duration::ZERO),
                     Ok(()) => return Ok(()),
-                    Err(turn) if too_late(turn.wait()) => return Err(turn.wait()),
+                    // At the deadline itself too: a wait of zero behind
+                    // others (no limit) must not spin on a deadline passed.
+                    Err(turn) if too_late(turn.wait()) || reached() => {
+                        return Err(turn.wait());
+                    }
                     Err(Turn::Due(wait)) => tokio::select! {
                         () = tokio::time::sleep(wait) => {}
                         () = changed => {}
